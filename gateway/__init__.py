@@ -1,0 +1,1 @@
+"""Mall Pay gateway: the HTTP edge, orchestration and the payment channel."""

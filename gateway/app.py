@@ -1,0 +1,112 @@
+"""The composition root: `create_app(settings, ...)` wires the whole gateway.
+
+Tests call the same function, handing in their own pool, clock or channel; everything
+not handed in is built from settings and torn down with the app (aiohttp cleanup_ctx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timezone
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from gateway import auth
+from gateway.api import SERVICES, channel_notify, mall, middleware, openapi, orders
+from gateway.channel.client import WeChatPayChannel
+from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
+from gateway.db import create_pool
+from gateway.identity import load_or_create_identity
+from gateway.outbox import OutboxDelivery
+from gateway.repo import clients as clients_repo
+from gateway.services import onboarding, payments
+from gateway.services.context import Services
+from gateway.settings import Settings
+
+log = structlog.get_logger(__name__)
+OUTBOX = web.AppKey("outbox", OutboxDelivery)
+HTTP_CONNECTIONS_MAX = 200
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def channel_credentials(settings: Settings):
+    if settings.channel_is_emulator:
+        credentials, _ = ensure_local_credentials(settings.data_dir, settings.sp_mchid)
+        return credentials
+    return load_channel_credentials_from_env()
+
+
+def create_app(settings: Settings, *, database_url: str | None = None, pool=None, clock=utc_now,
+               identity=None, channel=None, run_workers: bool = True) -> web.Application:
+    """The gateway app. `database_url` (or `pool`) must be given: the CLI resolves the
+    embedded database before calling this, tests hand in their own database."""
+    assert database_url is not None or pool is not None
+    app = web.Application(
+        client_max_size=settings.body_bytes_max,
+        middlewares=[middleware.request_context, middleware.sign_responses, middleware.errors,
+                     middleware.authenticate],
+    )
+    identity = identity or load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
+    app[middleware.CLIENT_KEYS] = auth.ClientKeyCache(settings.client_key_cache_s)
+
+    async def services_ctx(app: web.Application):
+        own_pool = pool is None
+        the_pool = pool or await create_pool(
+            database_url, min_size=settings.db_pool_size_min, max_size=settings.db_pool_size_max,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+        )
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS_MAX))
+        the_channel = channel or WeChatPayChannel(
+            channel_credentials(settings), settings.channel_url, session,
+            settings.channel_timeout_s, clock,
+        )
+        svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=clock, identity=identity)
+        await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
+        app[SERVICES] = svc
+        app[OUTBOX] = OutboxDelivery(svc, session)
+        yield
+        await session.close()
+        if own_pool:
+            await the_pool.close()
+
+    async def workers_ctx(app: web.Application):
+        svc = app[SERVICES]
+        tasks = [asyncio.create_task(app[OUTBOX].run_worker()) for _ in range(settings.outbox_workers)]
+        tasks.append(asyncio.create_task(_every(settings.reconcile_interval_s, payments.check_due_unpaid_orders, svc)))
+        tasks.append(asyncio.create_task(_every(settings.signature_window_s, _forget_old_nonces, svc)))
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.append(services_ctx)
+    if run_workers:
+        app.cleanup_ctx.append(workers_ctx)
+    for module in (orders, channel_notify, mall, openapi):
+        app.router.add_routes(module.routes)
+    return app
+
+
+async def _every(interval_s: float, job, svc: Services) -> None:
+    """Run `job(svc)` forever, `interval_s` apart; a failing pass is logged, not fatal."""
+    while True:
+        try:
+            await job(svc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background_job_failed", job=job.__name__)
+        await asyncio.sleep(interval_s)
+
+
+async def _forget_old_nonces(svc: Services) -> None:
+    async with svc.pool.acquire() as conn:
+        await clients_repo.forget_nonces_before(conn, auth.nonce_cutoff(svc.clock(), svc.settings.signature_window_s))

@@ -1,0 +1,46 @@
+"""structlog JSON lines with the request id bound per request.
+
+`redact_secrets` is the last line of defence: whatever a caller binds under a sensitive
+name (keys, signatures, openids, Authorization headers) leaves as "****".
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+import structlog
+
+SENSITIVE_KEY_RE = re.compile(
+    r"(secret|private|apiv3|signature|sign$|paysign|authorization|openid|password|token|ciphertext)",
+    re.IGNORECASE,
+)
+
+
+def redact_secrets(_logger, _method, event_dict: dict) -> dict:
+    for key in list(event_dict):
+        if SENSITIVE_KEY_RE.search(key):
+            event_dict[key] = "****"
+    return event_dict
+
+
+def configure_logging(level: str = "info", stream=None) -> None:
+    level_no = logging.getLevelName(level.upper())
+    if not isinstance(level_no, int):
+        level_no = logging.INFO
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+    # aiohttp's own access log would duplicate ours and knows nothing of redaction.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

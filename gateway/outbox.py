@@ -1,0 +1,127 @@
+"""Delivery of client notifications (SPEC 2.2), at least once, from the outbox.
+
+Each worker claims a batch of due rows, encrypts each resource with the client's APIv3
+key (AES-256-GCM), signs the body with the gateway key, POSTs it to the notify_url and
+records the outcome. Failures retry on WeChat's schedule; after the last retry the row
+is `dead` and shows in the operators' view. Several workers and processes run safely
+side by side: rows are claimed with FOR UPDATE SKIP LOCKED and a lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import timedelta
+
+import aiohttp
+import structlog
+
+from gateway import signing
+from gateway.auth import signed_response_headers
+from gateway.repo import clients as clients_repo
+from gateway.repo import outbox as outbox_repo
+from gateway.services.context import Services
+from gateway.wire import json_bytes, to_wechat_time
+
+log = structlog.get_logger(__name__)
+LEASE_MARGIN_S = 5
+ERROR_CHARS_MAX = 200
+RESOURCE_NONCE_CHARS = 12
+
+
+def notification_body(row, apiv3_key: bytes) -> bytes:
+    nonce = secrets.token_hex(RESOURCE_NONCE_CHARS // 2)
+    plaintext = json_bytes(row["resource"])
+    resource = {
+        "algorithm": "AEAD_AES_256_GCM",
+        "ciphertext": signing.aes_gcm_encrypt(apiv3_key, plaintext, nonce, row["original_type"]),
+        "nonce": nonce,
+        "associated_data": row["original_type"],
+        "original_type": row["original_type"],
+    }
+    return json_bytes({
+        "id": str(row["notification_id"]),
+        "create_time": to_wechat_time(row["created_at"]),
+        "event_type": row["event_type"],
+        "resource_type": "encrypt-resource",
+        "summary": row["summary"],
+        "resource": resource,
+    })
+
+
+def next_attempt_delay_s(schedule_s: tuple[int, ...], attempts_done: int) -> int | None:
+    """Delay before the next attempt after `attempts_done` failed ones; None: give up."""
+    if attempts_done > len(schedule_s):
+        return None
+    return schedule_s[attempts_done - 1]
+
+
+class OutboxDelivery:
+    def __init__(self, svc: Services, session: aiohttp.ClientSession):
+        self._svc = svc
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=svc.settings.outbox_delivery_timeout_s)
+        self.wakeup = asyncio.Event()
+
+    async def run_worker(self) -> None:
+        poll_s = self._svc.settings.outbox_poll_interval_ms / 1000
+        while True:
+            try:
+                delivered = await self.deliver_due()
+            except (OSError, asyncio.TimeoutError) as exc:
+                log.warning("outbox_pass_failed", error=type(exc).__name__)
+                delivered = 0
+            if delivered == 0:
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), poll_s)
+                except asyncio.TimeoutError:
+                    pass
+                self.wakeup.clear()
+
+    async def deliver_due(self) -> int:
+        """One pass: claim up to `outbox_batch_max` due rows and try each once."""
+        settings = self._svc.settings
+        now = self._svc.clock()
+        lease = timedelta(seconds=settings.outbox_delivery_timeout_s + LEASE_MARGIN_S)
+        async with self._svc.pool.acquire() as conn:
+            rows = await outbox_repo.claim_due(conn, now, now + lease, settings.outbox_batch_max)
+        if rows:
+            await asyncio.gather(*(self._deliver(row) for row in rows))
+        return len(rows)
+
+    async def _deliver(self, row) -> None:
+        error = await self._attempt(row)
+        now = self._svc.clock()
+        async with self._svc.pool.acquire() as conn:
+            if error is None:
+                await outbox_repo.mark_delivered(conn, row["mall_id"], row["event_id"], now)
+                return
+            attempts_done = row["attempts"] + 1
+            delay_s = next_attempt_delay_s(self._svc.settings.notify_retry_schedule_s, attempts_done)
+            dead = delay_s is None
+            next_at = now + timedelta(seconds=delay_s or 0)
+            await outbox_repo.mark_failed(conn, row["mall_id"], row["event_id"], error[:ERROR_CHARS_MAX],
+                                          next_at, dead)
+        log.info("notification_failed", event_id=row["event_id"], attempts=attempts_done,
+                 dead=dead, error=error[:ERROR_CHARS_MAX])
+
+    async def _attempt(self, row) -> str | None:
+        """None when the client acknowledged; else a short reason for operators."""
+        async with self._svc.pool.acquire() as conn:
+            key = await clients_repo.apiv3_key(conn, row["client_id"])
+        if key is None:
+            return "client_removed"
+        body = notification_body(row, key.reveal())
+        headers = signed_response_headers(self._svc.identity, body, self._svc.clock)
+        headers["Content-Type"] = "application/json; charset=utf-8"
+        try:
+            async with self._session.post(row["notify_url"], data=body, headers=headers,
+                                          timeout=self._timeout, allow_redirects=False) as response:
+                await response.read()
+                if response.status in (200, 204):
+                    return None
+                return f"http_{response.status}"
+        except asyncio.TimeoutError:
+            return "timeout"
+        except aiohttp.ClientError as exc:
+            return f"connection_error:{type(exc).__name__}"

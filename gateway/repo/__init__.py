@@ -1,0 +1,1 @@
+"""The gateway's SQL: one module per table family, named constants, no formatted SQL."""

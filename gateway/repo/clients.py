@@ -1,0 +1,103 @@
+"""API clients (mall apps, tenant POS, finance, admin), their keys and request nonces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.signing import Secret
+
+CLIENT_KEY = """
+SELECT c.client_id, c.mall_id, c.role, c.sub_mchid, c.apiv3_key, k.public_key_pem, m.sp_appid
+  FROM client_keys k
+  JOIN clients c USING (client_id)
+  JOIN malls m ON m.mall_id = c.mall_id
+ WHERE k.client_id = $1 AND k.serial_no = $2 AND k.revoked_at IS NULL
+"""
+
+CLIENT_APIV3_KEY = "SELECT apiv3_key FROM clients WHERE client_id = $1"
+
+INSERT_CLIENT = """
+INSERT INTO clients (client_id, mall_id, role, sub_mchid, name, apiv3_key)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
+
+INSERT_CLIENT_KEY = """
+INSERT INTO client_keys (client_id, serial_no, public_key_pem) VALUES ($1, $2, $3)
+"""
+
+REVOKE_CLIENT_KEY = """
+UPDATE client_keys SET revoked_at = $3
+ WHERE client_id = $1 AND serial_no = $2 AND revoked_at IS NULL
+"""
+
+CLIENT_EXISTS = "SELECT 1 FROM clients WHERE client_id = $1"
+
+REMEMBER_NONCE = """
+INSERT INTO request_nonces (client_id, nonce, seen_at) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING
+"""
+
+FORGET_NONCES_BEFORE = "DELETE FROM request_nonces WHERE seen_at < $1"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated client behind a request."""
+
+    client_id: str
+    mall_id: str
+    sp_appid: str
+    role: str
+    sub_mchid: str | None
+    apiv3_key: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKey:
+    caller: Caller
+    public_key_pem: str
+
+
+async def client_key(conn, client_id: str, serial_no: str) -> ClientKey | None:
+    row = await conn.fetchrow(CLIENT_KEY, client_id, serial_no)
+    if row is None:
+        return None
+    caller = Caller(
+        client_id=row["client_id"], mall_id=row["mall_id"], sp_appid=row["sp_appid"],
+        role=row["role"], sub_mchid=row["sub_mchid"], apiv3_key=Secret(bytes(row["apiv3_key"])),
+    )
+    return ClientKey(caller=caller, public_key_pem=row["public_key_pem"])
+
+
+async def apiv3_key(conn, client_id: str) -> Secret | None:
+    raw = await conn.fetchval(CLIENT_APIV3_KEY, client_id)
+    return None if raw is None else Secret(bytes(raw))
+
+
+async def remember_nonce(conn, client_id: str, nonce: str, seen_at: datetime) -> bool:
+    """True when the nonce is new for this client; False for a replay."""
+    status = await conn.execute(REMEMBER_NONCE, client_id, nonce, seen_at)
+    return status.endswith(" 1")
+
+
+async def forget_nonces_before(conn, cutoff: datetime) -> int:
+    status = await conn.execute(FORGET_NONCES_BEFORE, cutoff)
+    return int(status.split()[-1])
+
+
+async def client_exists(conn, client_id: str) -> bool:
+    return await conn.fetchval(CLIENT_EXISTS, client_id) is not None
+
+
+async def insert_client(conn, *, client_id, mall_id, role, sub_mchid, name, apiv3_key: bytes) -> None:
+    await conn.execute(INSERT_CLIENT, client_id, mall_id, role, sub_mchid, name, apiv3_key)
+
+
+async def insert_client_key(conn, client_id: str, serial_no: str, public_key_pem: str) -> None:
+    await conn.execute(INSERT_CLIENT_KEY, client_id, serial_no, public_key_pem)
+
+
+async def revoke_client_key(conn, client_id: str, serial_no: str, revoked_at: datetime) -> bool:
+    status = await conn.execute(REVOKE_CLIENT_KEY, client_id, serial_no, revoked_at)
+    return status.endswith(" 1")

@@ -1,0 +1,112 @@
+"""Orders: created by mall apps, paid through the channel, closed when abandoned."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+INSERT_ORDER = """
+INSERT INTO orders (mall_id, sub_mchid, out_trade_no, client_id, request_hash, sp_appid,
+                    sub_appid, description, total_fen, currency, payer_sp_openid,
+                    payer_sub_openid, notify_url, attach, profit_sharing, fee_rate_bps,
+                    time_expire, mall_info, created_at, next_check_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+ON CONFLICT (mall_id, sub_mchid, out_trade_no) DO NOTHING
+RETURNING *
+"""
+
+ORDER = "SELECT * FROM orders WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3"
+
+ORDER_BY_TRANSACTION_ID = """
+SELECT * FROM orders WHERE mall_id = $1 AND transaction_id = $2 AND sub_mchid = $3
+"""
+
+# Only the first caller's response is kept; later duplicates read it back, so every
+# duplicate of one request gets the same bytes.
+STORE_CREATE_RESPONSE = """
+UPDATE orders SET prepay_id = $4, create_response = $5
+ WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3 AND create_response IS NULL
+RETURNING create_response
+"""
+
+CREATE_RESPONSE = """
+SELECT create_response FROM orders WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3
+"""
+
+# A request the channel refused for good leaves nothing behind.
+FORGET_UNOPENED_ORDER = """
+DELETE FROM orders
+ WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3 AND request_hash = $4
+   AND create_response IS NULL AND state = 'NOTPAY'
+"""
+
+CLOSE_ORDER = """
+UPDATE orders SET state = 'CLOSED', closed_at = $4
+ WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3 AND state = 'NOTPAY'
+RETURNING state
+"""
+
+APPLY_PAYMENT = "SELECT mallpay_apply_payment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+
+# Unpaid orders due for a look at the channel, claimed so several gateway processes
+# never check the same order at once: claiming pushes next_check_at forward.
+CLAIM_DUE_UNPAID = """
+UPDATE orders o SET next_check_at = $2
+  FROM (SELECT mall_id, sub_mchid, out_trade_no FROM orders
+         WHERE state = 'NOTPAY' AND next_check_at <= $1
+         ORDER BY next_check_at
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED) due
+ WHERE o.mall_id = due.mall_id AND o.sub_mchid = due.sub_mchid AND o.out_trade_no = due.out_trade_no
+RETURNING o.*
+"""
+
+
+async def insert_order(conn, values: dict):
+    return await conn.fetchrow(
+        INSERT_ORDER, values["mall_id"], values["sub_mchid"], values["out_trade_no"],
+        values["client_id"], values["request_hash"], values["sp_appid"], values["sub_appid"],
+        values["description"], values["total_fen"], values["currency"],
+        values["payer_sp_openid"], values["payer_sub_openid"], values["notify_url"],
+        values["attach"], values["profit_sharing"], values["fee_rate_bps"],
+        values["time_expire"], values["mall_info"], values["created_at"], values["next_check_at"],
+    )
+
+
+async def order(conn, mall_id: str, sub_mchid: str, out_trade_no: str):
+    return await conn.fetchrow(ORDER, mall_id, sub_mchid, out_trade_no)
+
+
+async def order_by_transaction_id(conn, mall_id: str, sub_mchid: str, transaction_id: str):
+    return await conn.fetchrow(ORDER_BY_TRANSACTION_ID, mall_id, transaction_id, sub_mchid)
+
+
+async def store_create_response(conn, key: tuple[str, str, str], prepay_id: str, response: dict) -> dict:
+    stored = await conn.fetchval(STORE_CREATE_RESPONSE, *key, prepay_id, response)
+    if stored is None:
+        stored = await conn.fetchval(CREATE_RESPONSE, *key)
+    return stored
+
+
+async def forget_unopened_order(conn, key: tuple[str, str, str], request_hash: str) -> None:
+    await conn.execute(FORGET_UNOPENED_ORDER, *key, request_hash)
+
+
+async def close_order(conn, key: tuple[str, str, str], closed_at: datetime) -> bool:
+    return await conn.fetchval(CLOSE_ORDER, *key, closed_at) is not None
+
+
+async def apply_payment(conn, *, key, total_fen, transaction_id, payer_total_fen, bank_type,
+                        success_at, now, accounts, amounts, notification_id, resource) -> str:
+    return await conn.fetchval(
+        APPLY_PAYMENT, *key, total_fen, transaction_id, payer_total_fen, bank_type,
+        success_at, now, accounts, amounts, notification_id, resource,
+    )
+
+
+async def claim_due_unpaid(conn, now: datetime, recheck_at: datetime, limit: int):
+    return await conn.fetch(CLAIM_DUE_UNPAID, now, recheck_at, limit)
+
+
+def encode_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)

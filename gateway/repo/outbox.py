@@ -1,0 +1,59 @@
+"""The notification outbox: rows written with the state change, delivered by workers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+# Claim due rows for one worker: the lease (next_attempt_at pushed forward) keeps other
+# workers and processes off them while this one delivers; a crashed worker's rows come
+# due again when the lease runs out.
+CLAIM_DUE = """
+UPDATE outbox o SET next_attempt_at = $2
+  FROM (SELECT mall_id, event_id FROM outbox
+         WHERE state = 'pending' AND next_attempt_at <= $1
+         ORDER BY next_attempt_at
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED) due
+ WHERE o.mall_id = due.mall_id AND o.event_id = due.event_id
+RETURNING o.mall_id, o.event_id, o.notification_id, o.client_id, o.notify_url, o.event_type,
+          o.summary, o.original_type, o.resource, o.attempts, o.created_at
+"""
+
+MARK_DELIVERED = """
+UPDATE outbox SET state = 'delivered', delivered_at = $3, attempts = attempts + 1, last_error = NULL
+ WHERE mall_id = $1 AND event_id = $2 AND state = 'pending'
+"""
+
+MARK_FAILED = """
+UPDATE outbox SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4,
+                  state = CASE WHEN $5 THEN 'dead' ELSE 'pending' END
+ WHERE mall_id = $1 AND event_id = $2 AND state = 'pending'
+"""
+
+COUNTS = "SELECT state, count(*) AS n FROM outbox WHERE mall_id = $1 GROUP BY state"
+
+DEAD = """
+SELECT event_id, notification_id, client_id, notify_url, event_type, ref, attempts, last_error, created_at
+  FROM outbox WHERE mall_id = $1 AND state = 'dead' ORDER BY event_id LIMIT $2
+"""
+
+
+async def claim_due(conn, now: datetime, lease_until: datetime, limit: int):
+    return await conn.fetch(CLAIM_DUE, now, lease_until, limit)
+
+
+async def mark_delivered(conn, mall_id: str, event_id: int, delivered_at: datetime) -> None:
+    await conn.execute(MARK_DELIVERED, mall_id, event_id, delivered_at)
+
+
+async def mark_failed(conn, mall_id: str, event_id: int, error: str, next_attempt_at: datetime,
+                      dead: bool) -> None:
+    await conn.execute(MARK_FAILED, mall_id, event_id, error, next_attempt_at, dead)
+
+
+async def counts(conn, mall_id: str) -> dict[str, int]:
+    return {r["state"]: r["n"] for r in await conn.fetch(COUNTS, mall_id)}
+
+
+async def dead_letters(conn, mall_id: str, limit: int):
+    return await conn.fetch(DEAD, mall_id, limit)

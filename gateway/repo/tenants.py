@@ -1,0 +1,86 @@
+"""Malls and their stores (tenants) with each store's contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENSURE_MALL = """
+INSERT INTO malls (mall_id, sp_appid, name) VALUES ($1, $2, $3)
+ON CONFLICT (mall_id) DO NOTHING
+"""
+
+MALL = "SELECT mall_id, sp_appid, name FROM malls WHERE mall_id = $1"
+
+INSERT_TENANT = """
+INSERT INTO tenants (mall_id, sub_mchid, name, floor, category, sub_appid, commission_bps,
+                     max_ratio_bps, fee_rate_bps, freeze_days, guide_reward_bps, auto_split)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (mall_id, sub_mchid) DO NOTHING
+RETURNING *
+"""
+
+TENANT = "SELECT * FROM tenants WHERE mall_id = $1 AND sub_mchid = $2"
+
+TENANTS = "SELECT * FROM tenants WHERE mall_id = $1 ORDER BY sub_mchid LIMIT $2 OFFSET $3"
+
+TENANT_COUNT = "SELECT count(*) FROM tenants WHERE mall_id = $1"
+
+CONTRACT_FIELDS = (
+    "commission_bps", "max_ratio_bps", "fee_rate_bps", "freeze_days", "guide_reward_bps", "auto_split",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    mall_id: str
+    sub_mchid: str
+    name: str
+    floor: str
+    category: str
+    sub_appid: str | None
+    commission_bps: int
+    max_ratio_bps: int
+    fee_rate_bps: int
+    freeze_days: int
+    guide_reward_bps: int
+    auto_split: bool
+
+    def as_json(self) -> dict:
+        return {
+            "sub_mchid": self.sub_mchid, "name": self.name, "floor": self.floor,
+            "category": self.category, "sub_appid": self.sub_appid,
+            "contract": {name: getattr(self, name) for name in CONTRACT_FIELDS},
+        }
+
+
+def _tenant(row) -> Tenant:
+    return Tenant(**{name: row[name] for name in Tenant.__slots__})
+
+
+async def ensure_mall(conn, mall_id: str, sp_appid: str, name: str) -> None:
+    await conn.execute(ENSURE_MALL, mall_id, sp_appid, name)
+
+
+async def mall(conn, mall_id: str):
+    return await conn.fetchrow(MALL, mall_id)
+
+
+async def insert_tenant(conn, tenant: Tenant) -> Tenant | None:
+    """None when the store is already onboarded."""
+    row = await conn.fetchrow(
+        INSERT_TENANT, tenant.mall_id, tenant.sub_mchid, tenant.name, tenant.floor,
+        tenant.category, tenant.sub_appid, tenant.commission_bps, tenant.max_ratio_bps,
+        tenant.fee_rate_bps, tenant.freeze_days, tenant.guide_reward_bps, tenant.auto_split,
+    )
+    return None if row is None else _tenant(row)
+
+
+async def tenant(conn, mall_id: str, sub_mchid: str) -> Tenant | None:
+    row = await conn.fetchrow(TENANT, mall_id, sub_mchid)
+    return None if row is None else _tenant(row)
+
+
+async def tenants(conn, mall_id: str, limit: int, offset: int) -> tuple[list[Tenant], int]:
+    rows = await conn.fetch(TENANTS, mall_id, limit, offset)
+    total = await conn.fetchval(TENANT_COUNT, mall_id)
+    return [_tenant(r) for r in rows], total

@@ -1,0 +1,25 @@
+"""What every use case needs, built once by the composition root (`gateway.app`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from gateway.identity import GatewayIdentity
+from gateway.settings import Settings
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    pool: object  # asyncpg.Pool
+    channel: object  # gateway.channel.client.WeChatPayChannel
+    clock: Clock
+    identity: GatewayIdentity
+
+    @property
+    def channel_notify_url(self) -> str:
+        return self.settings.public_url.rstrip("/") + "/channel/wechatpay/notify"

@@ -1,0 +1,157 @@
+"""Setting a mall up: the mall itself, its stores with their contracts, API clients."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from gateway import signing
+from gateway.errors import InvalidRequest, ParamError, ResourceNotExists
+from gateway.repo import clients as clients_repo
+from gateway.repo import tenants as tenants_repo
+from gateway.repo.tenants import Tenant
+from gateway.services.order_requests import APPID_RE, MCHID_RE
+from ledger import accounts
+from ledger import repo as ledger_repo
+
+ROLES = ("mall_app", "tenant", "finance", "admin")
+# WeChat Pay's default cap on what may be split away from a store; more needs an
+# approval record, which arrives with high-ratio splitting.
+DEFAULT_MAX_RATIO_BPS = 3000
+NAME_CHARS_MAX = 64
+CONTRACT_LIMITS = {
+    "commission_bps": (0, 10_000), "max_ratio_bps": (0, DEFAULT_MAX_RATIO_BPS),
+    "fee_rate_bps": (0, 1_000), "freeze_days": (1, 180), "guide_reward_bps": (0, 10_000),
+}
+CONTRACT_DEFAULTS = {
+    "commission_bps": 0, "max_ratio_bps": DEFAULT_MAX_RATIO_BPS, "fee_rate_bps": 60,
+    "freeze_days": 30, "guide_reward_bps": 0, "auto_split": True,
+}
+
+
+async def ensure_mall(pool, mall_id: str, sp_appid: str, name: str) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await tenants_repo.ensure_mall(conn, mall_id, sp_appid, name)
+        await ledger_repo.ensure_accounts(conn, mall_id, accounts.mall_accounts())
+
+
+def tenant_from_fields(mall_id: str, fields: dict) -> Tenant:
+    """Validate a store's onboarding fields (API body or CLI flags) into a Tenant."""
+    if not isinstance(fields, dict):
+        raise ParamError("body", "not_an_object")
+    known = {"sub_mchid", "name", "floor", "category", "sub_appid", "contract"}
+    for name in fields:
+        if name not in known:
+            raise ParamError(name, "unknown_field")
+    sub_mchid = fields.get("sub_mchid")
+    if not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid):
+        raise ParamError("sub_mchid", "bad_format")
+    texts = {}
+    for name, required in (("name", True), ("floor", False), ("category", False)):
+        value = fields.get(name, "" if not required else None)
+        if not isinstance(value, str) or len(value) > NAME_CHARS_MAX or (required and not value.strip()):
+            raise ParamError(name, "bad_length_or_characters")
+        texts[name] = value
+    sub_appid = fields.get("sub_appid")
+    if sub_appid is not None and (not isinstance(sub_appid, str) or not APPID_RE.fullmatch(sub_appid)):
+        raise ParamError("sub_appid", "bad_format")
+    contract = _contract(fields.get("contract") or {})
+    return Tenant(mall_id=mall_id, sub_mchid=sub_mchid, sub_appid=sub_appid, **texts, **contract)
+
+
+def _contract(given) -> dict:
+    if not isinstance(given, dict):
+        raise ParamError("contract", "not_an_object")
+    contract = dict(CONTRACT_DEFAULTS)
+    for name, value in given.items():
+        if name not in CONTRACT_DEFAULTS:
+            raise ParamError(f"contract.{name}", "unknown_field")
+        if name == "auto_split":
+            if not isinstance(value, bool):
+                raise ParamError("contract.auto_split", "not_a_boolean")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise ParamError(f"contract.{name}", "not_an_integer")
+        elif name == "max_ratio_bps" and value > DEFAULT_MAX_RATIO_BPS:
+            raise InvalidRequest("ratio_exceeded", "a cap above 30% needs a high-ratio approval record",
+                                 max_ratio_bps=DEFAULT_MAX_RATIO_BPS)
+        else:
+            low, high = CONTRACT_LIMITS[name]
+            if not low <= value <= high:
+                raise ParamError(f"contract.{name}", "out_of_range", f"contract.{name}: {low} to {high}")
+        contract[name] = value
+    return contract
+
+
+async def create_tenant(pool, tenant: Tenant) -> Tenant:
+    """Onboard a store and open its ledger accounts, in one transaction."""
+    async with pool.acquire() as conn, conn.transaction():
+        created = await tenants_repo.insert_tenant(conn, tenant)
+        if created is None:
+            raise InvalidRequest("tenant_exists", "this sub_mchid is already onboarded")
+        await ledger_repo.ensure_accounts(conn, tenant.mall_id, accounts.tenant_accounts(tenant.sub_mchid))
+    return created
+
+
+@dataclass(frozen=True)
+class NewClient:
+    client_id: str
+    serial_no: str
+    apiv3_key: signing.Secret
+
+
+def serial_of(public_key) -> str:
+    """A key's serial number: 40 hex digits, like a WeChat Pay merchant certificate's."""
+    return signing.key_fingerprint(public_key)[:40]
+
+
+async def create_client(pool, *, mall_id: str, role: str, sub_mchid: str | None, name: str,
+                        public_key_pem: str) -> NewClient:
+    """Register a client with its first key. A mall's first `mall_app` client signs as
+    the mall's own sp_mchid, so a WeChat Pay SDK configured for the mall works as is."""
+    if role not in ROLES:
+        raise ParamError("role", "unknown_role", f"role is one of {', '.join(ROLES)}")
+    if (role == "tenant") != (sub_mchid is not None):
+        raise ParamError("sub_mchid", "required_for_tenant_only")
+    public_key = _public_key(public_key_pem)
+    apiv3_key = secrets.token_hex(16).encode()  # 32 ASCII characters, like WeChat's APIv3 keys
+    async with pool.acquire() as conn, conn.transaction():
+        if sub_mchid is not None and await tenants_repo.tenant(conn, mall_id, sub_mchid) is None:
+            raise ResourceNotExists("tenant_not_found", "no such store in this mall")
+        client_id = mall_id
+        if role != "mall_app" or await clients_repo.client_exists(conn, client_id):
+            client_id = await _fresh_client_id(conn)
+        await clients_repo.insert_client(conn, client_id=client_id, mall_id=mall_id, role=role,
+                                         sub_mchid=sub_mchid, name=name, apiv3_key=apiv3_key)
+        serial_no = serial_of(public_key)
+        await clients_repo.insert_client_key(conn, client_id, serial_no, public_key_pem)
+    return NewClient(client_id=client_id, serial_no=serial_no, apiv3_key=signing.Secret(apiv3_key))
+
+
+async def add_client_key(pool, client_id: str, public_key_pem: str) -> str:
+    public_key = _public_key(public_key_pem)
+    serial_no = serial_of(public_key)
+    async with pool.acquire() as conn:
+        if not await clients_repo.client_exists(conn, client_id):
+            raise ResourceNotExists("client_not_found")
+        await clients_repo.insert_client_key(conn, client_id, serial_no, public_key_pem)
+    return serial_no
+
+
+def _public_key(pem) -> object:
+    if not isinstance(pem, str):
+        raise ParamError("public_key", "required")
+    try:
+        key = signing.load_public_key(pem)
+    except (ValueError, AssertionError, TypeError):
+        raise ParamError("public_key", "not_an_rsa_public_key") from None
+    if key.key_size < 2048:
+        raise ParamError("public_key", "key_too_small")
+    return key
+
+
+async def _fresh_client_id(conn) -> str:
+    for _ in range(16):
+        candidate = "16" + "".join(str(secrets.randbelow(10)) for _ in range(8))
+        if not await clients_repo.client_exists(conn, candidate):
+            return candidate
+    raise AssertionError("no free client id after 16 draws")

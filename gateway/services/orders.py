@@ -1,0 +1,182 @@
+"""Orders: create (idempotent per out_trade_no), query, close."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import structlog
+
+from gateway.channel import ChannelError, ChannelOrderRequest
+from gateway.errors import ChannelUnavailable, InvalidRequest, NoAuth, OrderNotExist
+from gateway.repo import orders as orders_repo
+from gateway.repo import tenants as tenants_repo
+from gateway.repo.clients import Caller
+from gateway.services import payments
+from gateway.services.context import Services
+from gateway.services.order_requests import OrderRequest
+from gateway.wire import to_wechat_time
+
+log = structlog.get_logger(__name__)
+
+
+async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict:
+    """Open the order at the channel once; every duplicate gets the first response."""
+    key = (caller.mall_id, req.sub_mchid, req.out_trade_no)
+    now = svc.clock()
+    async with svc.pool.acquire() as conn:
+        tenant = await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid)
+        if tenant is None:
+            raise NoAuth("store_not_in_mall", "sub_mchid is not a store of this mall")
+        row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, tenant, now))
+        if row is None:
+            row = await orders_repo.order(conn, *key)
+    if row is None:
+        raise InvalidRequest("request_in_progress", "retry shortly")  # raced with a channel refusal
+    if row["request_hash"] != req.request_hash:
+        raise InvalidRequest("out_trade_no_reused", "out_trade_no was used with other fields")
+    if row["create_response"] is not None:
+        return row["create_response"]
+    if row["state"] != "NOTPAY":
+        raise InvalidRequest("order_closed", "the order is closed")
+    try:
+        prepay_id = await svc.channel.create_jsapi_order(_channel_request(svc, row))
+    except ChannelError as exc:
+        if exc.retryable:
+            raise ChannelUnavailable("channel_unavailable") from None
+        async with svc.pool.acquire() as conn:
+            await orders_repo.forget_unopened_order(conn, key, req.request_hash)
+        raise InvalidRequest("channel_rejected", "the payment channel refused the order",
+                             channel_code=exc.code) from None
+    response = {"prepay_id": prepay_id, "mall_info": {"pay_params": pay_params(svc, row, prepay_id)}}
+    async with svc.pool.acquire() as conn:
+        return await orders_repo.store_create_response(conn, key, prepay_id, response)
+
+
+def pay_params(svc: Services, row, prepay_id: str) -> dict:
+    """What the mini-program passes to wx.requestPayment, signed with the mall's key."""
+    app_id = row["sub_appid"] if row["payer_sub_openid"] else row["sp_appid"]
+    return svc.channel.jsapi_pay_params(app_id, prepay_id)
+
+
+def _order_values(svc: Services, caller: Caller, req: OrderRequest, tenant, now: datetime) -> dict:
+    expire = req.time_expire or now + timedelta(seconds=svc.settings.order_expire_after_s)
+    return {
+        "mall_id": caller.mall_id, "sub_mchid": req.sub_mchid, "out_trade_no": req.out_trade_no,
+        "client_id": caller.client_id, "request_hash": req.request_hash, "sp_appid": req.sp_appid,
+        "sub_appid": req.sub_appid, "description": req.description, "total_fen": req.total_fen,
+        "currency": req.currency, "payer_sp_openid": req.payer_sp_openid,
+        "payer_sub_openid": req.payer_sub_openid, "notify_url": req.notify_url,
+        "attach": req.attach, "profit_sharing": req.profit_sharing,
+        "fee_rate_bps": tenant.fee_rate_bps, "time_expire": expire, "mall_info": req.mall_info,
+        "created_at": now,
+        "next_check_at": now + timedelta(seconds=svc.settings.unpaid_order_query_after_s),
+    }
+
+
+def _channel_request(svc: Services, row) -> ChannelOrderRequest:
+    # Built only from the stored order, so concurrent duplicates ask the channel for
+    # exactly the same order and get the same prepay_id back.
+    return ChannelOrderRequest(
+        sp_appid=row["sp_appid"], sp_mchid=row["mall_id"], sub_mchid=row["sub_mchid"],
+        sub_appid=row["sub_appid"], description=row["description"],
+        out_trade_no=row["out_trade_no"], total_fen=row["total_fen"], currency=row["currency"],
+        payer_sp_openid=row["payer_sp_openid"], payer_sub_openid=row["payer_sub_openid"],
+        notify_url=svc.channel_notify_url, profit_sharing=row["profit_sharing"],
+        time_expire=to_wechat_time(row["time_expire"]), attach=row["attach"],
+    )
+
+
+def check_scope(caller: Caller, sp_mchid: str | None, sub_mchid: str | None) -> None:
+    if sp_mchid != caller.mall_id:
+        raise NoAuth("sp_mchid_not_yours", "sp_mchid is not the caller's mall")
+    if caller.role not in ("mall_app", "tenant", "admin", "finance"):
+        raise NoAuth("role_cannot_read_orders")
+    if caller.role == "tenant" and sub_mchid != caller.sub_mchid:
+        raise NoAuth("other_store", "a store sees only its own orders")
+
+
+async def query_order(svc: Services, caller: Caller, sub_mchid: str, *, out_trade_no=None,
+                      transaction_id=None) -> dict:
+    async with svc.pool.acquire() as conn:
+        if out_trade_no is not None:
+            row = await orders_repo.order(conn, caller.mall_id, sub_mchid, out_trade_no)
+        else:
+            row = await orders_repo.order_by_transaction_id(conn, caller.mall_id, sub_mchid, transaction_id)
+    if row is None:
+        raise OrderNotExist("order_not_exist")
+    if _worth_asking_channel(svc, row):
+        row = await payments.sync_with_channel(svc, row) or row
+    return order_json(row)
+
+
+def _worth_asking_channel(svc: Services, row) -> bool:
+    """An unpaid opened order old enough that a lost notification is plausible."""
+    if row["state"] != "NOTPAY" or row["prepay_id"] is None:
+        return False
+    age_s = (svc.clock() - row["created_at"]).total_seconds()
+    return age_s >= svc.settings.query_sync_after_s
+
+
+async def close_order(svc: Services, caller: Caller, sub_mchid: str, out_trade_no: str) -> None:
+    if caller.role != "mall_app":
+        raise NoAuth("role_cannot_close_orders")
+    key = (caller.mall_id, sub_mchid, out_trade_no)
+    async with svc.pool.acquire() as conn:
+        row = await orders_repo.order(conn, *key)
+    if row is None:
+        raise OrderNotExist("order_not_exist")
+    if row["state"] == "SUCCESS":
+        raise InvalidRequest("order_paid", "the order is paid and cannot be closed")
+    if row["state"] == "CLOSED":
+        return
+    try:
+        await svc.channel.close_order(sub_mchid, out_trade_no)
+    except ChannelError as exc:
+        if exc.code != "ORDER_NOT_EXIST":
+            row = await payments.sync_with_channel(svc, row)
+            if row is not None and row["state"] == "SUCCESS":
+                raise InvalidRequest("order_paid", "the order is paid and cannot be closed") from None
+            raise ChannelUnavailable("channel_unavailable") from None
+    async with svc.pool.acquire() as conn:
+        closed = await orders_repo.close_order(conn, key, svc.clock())
+    if not closed:
+        row = await _reload(svc, key)
+        if row["state"] == "SUCCESS":
+            raise InvalidRequest("order_paid", "the order is paid and cannot be closed")
+
+
+async def _reload(svc: Services, key):
+    async with svc.pool.acquire() as conn:
+        return await orders_repo.order(conn, *key)
+
+
+TRADE_STATE_DESC = {"NOTPAY": "未支付", "SUCCESS": "支付成功", "CLOSED": "已关闭"}
+
+
+def order_json(row) -> dict:
+    """An order in WeChat's partner query shape, plus the mall's own `mall_info`."""
+    body = {
+        "sp_appid": row["sp_appid"], "sp_mchid": row["mall_id"], "sub_mchid": row["sub_mchid"],
+        "out_trade_no": row["out_trade_no"], "trade_type": "JSAPI",
+        "trade_state": row["state"], "trade_state_desc": TRADE_STATE_DESC[row["state"]],
+        "payer": _payer(row),
+        "amount": {"total": row["total_fen"], "currency": row["currency"]},
+    }
+    if row["sub_appid"]:
+        body["sub_appid"] = row["sub_appid"]
+    if row["attach"] is not None:
+        body["attach"] = row["attach"]
+    if row["state"] == "SUCCESS":
+        body["transaction_id"] = row["transaction_id"]
+        body["bank_type"] = row["bank_type"]
+        body["success_time"] = to_wechat_time(row["success_at"])
+        body["amount"].update(payer_total=row["payer_total_fen"], payer_currency=row["currency"])
+    if row["mall_info"]:
+        body["mall_info"] = row["mall_info"]
+    return body
+
+
+def _payer(row) -> dict:
+    if row["payer_sub_openid"]:
+        return {"sub_openid": row["payer_sub_openid"]}
+    return {"sp_openid": row["payer_sp_openid"]}

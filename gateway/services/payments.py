@@ -1,0 +1,145 @@
+"""A shopper's payment reaching the ledger, exactly once however it is learned of:
+the channel's notification (any number of times, in any order) or a query of the
+channel for an order whose notification never came."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import timedelta
+
+import structlog
+
+from gateway.channel import ChannelError, ChannelTrade, ChannelTradeState
+from gateway.repo import orders as orders_repo
+from gateway.services.context import Services
+from gateway.wire import to_wechat_time
+from ledger.payments import payment_transfer
+
+log = structlog.get_logger(__name__)
+
+
+class PaymentOutcome(enum.Enum):
+    APPLIED = "applied"
+    ALREADY_APPLIED = "already_applied"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    ORDER_CLOSED = "order_closed"
+    NOT_FOUND = "not_found"
+    OTHER_MALL = "other_mall"
+
+    @property
+    def settled(self) -> bool:
+        """True when the channel may stop telling us: the payment is in the books."""
+        return self in (PaymentOutcome.APPLIED, PaymentOutcome.ALREADY_APPLIED)
+
+
+async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
+    assert trade.state is ChannelTradeState.SUCCESS, trade.state
+    if trade.sp_mchid != svc.settings.sp_mchid:
+        log.error("payment_for_other_mall", sub_mchid=trade.sub_mchid, out_trade_no=trade.out_trade_no)
+        return PaymentOutcome.OTHER_MALL
+    key = (trade.sp_mchid, trade.sub_mchid, trade.out_trade_no)
+    async with svc.pool.acquire() as conn:
+        row = await orders_repo.order(conn, *key)
+        if row is None:
+            outcome = PaymentOutcome.NOT_FOUND
+        elif row["state"] == "SUCCESS":
+            outcome = PaymentOutcome.ALREADY_APPLIED
+        else:
+            outcome = PaymentOutcome(await _apply(svc, conn, row, trade))
+    if not outcome.settled:
+        # The channel took money we cannot place: an operator must look. Not acking
+        # keeps the channel retrying, so the case stays visible until resolved.
+        log.error("payment_not_applicable", outcome=outcome.value, sub_mchid=trade.sub_mchid,
+                  out_trade_no=trade.out_trade_no, total_fen=trade.total_fen)
+    elif outcome is PaymentOutcome.APPLIED:
+        log.info("payment_applied", sub_mchid=trade.sub_mchid, out_trade_no=trade.out_trade_no,
+                 total_fen=trade.total_fen)
+    return outcome
+
+
+async def _apply(svc: Services, conn, row, trade: ChannelTrade) -> str:
+    transfer = payment_transfer(
+        sub_mchid=row["sub_mchid"], out_trade_no=row["out_trade_no"], total_fen=trade.total_fen,
+        fee_rate_bps=row["fee_rate_bps"], profit_sharing=row["profit_sharing"],
+    ) if trade.total_fen > 0 else None
+    if transfer is None:
+        return PaymentOutcome.AMOUNT_MISMATCH.value
+    return await orders_repo.apply_payment(
+        conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]),
+        total_fen=trade.total_fen, transaction_id=trade.transaction_id,
+        payer_total_fen=trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen,
+        bank_type=trade.bank_type or "OTHERS", success_at=trade.success_at or svc.clock(),
+        now=svc.clock(), accounts=transfer.accounts, amounts=transfer.amounts_fen,
+        notification_id=uuid.uuid4(), resource=transaction_resource(row, trade),
+    )
+
+
+def transaction_resource(row, trade: ChannelTrade) -> dict:
+    """The decrypted resource of TRANSACTION.SUCCESS: WeChat's fields plus mall_info."""
+    resource = {
+        "sp_appid": row["sp_appid"], "sp_mchid": row["mall_id"], "sub_mchid": row["sub_mchid"],
+        "out_trade_no": row["out_trade_no"], "transaction_id": trade.transaction_id,
+        "trade_type": "JSAPI", "trade_state": "SUCCESS", "trade_state_desc": "支付成功",
+        "bank_type": trade.bank_type or "OTHERS",
+        "success_time": to_wechat_time(trade.success_at) if trade.success_at else None,
+        "payer": {"sub_openid": row["payer_sub_openid"]} if row["payer_sub_openid"]
+        else {"sp_openid": row["payer_sp_openid"]},
+        "amount": {
+            "total": trade.total_fen, "currency": row["currency"],
+            "payer_total": trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen,
+            "payer_currency": row["currency"],
+        },
+        "mall_info": dict(row["mall_info"]),
+    }
+    if row["sub_appid"]:
+        resource["sub_appid"] = row["sub_appid"]
+    if row["attach"] is not None:
+        resource["attach"] = row["attach"]
+    return resource
+
+
+async def sync_with_channel(svc: Services, row):
+    """Ask the channel about an unpaid order and apply what it says; the fresh row.
+
+    Returns None when the channel cannot be asked right now (the caller keeps what it has).
+    """
+    key = (row["mall_id"], row["sub_mchid"], row["out_trade_no"])
+    try:
+        trade = await svc.channel.query_by_out_trade_no(row["sub_mchid"], row["out_trade_no"])
+    except ChannelError as exc:
+        log.warning("channel_query_failed", code=exc.code, retryable=exc.retryable)
+        return None
+    if trade is not None and trade.state is ChannelTradeState.SUCCESS:
+        await apply_trade(svc, trade)
+    elif trade is not None and trade.state is ChannelTradeState.CLOSED:
+        async with svc.pool.acquire() as conn:
+            await orders_repo.close_order(conn, key, svc.clock())
+    async with svc.pool.acquire() as conn:
+        return await orders_repo.order(conn, *key)
+
+
+async def check_due_unpaid_orders(svc: Services) -> int:
+    """One pass of the unpaid-order check: find payments whose notification was lost,
+    close orders past their expiry. Bounded by `reconcile_batch_max` per pass."""
+    now = svc.clock()
+    recheck_at = now + timedelta(seconds=svc.settings.unpaid_order_query_after_s)
+    async with svc.pool.acquire() as conn:
+        due = await orders_repo.claim_due_unpaid(conn, now, recheck_at, svc.settings.reconcile_batch_max)
+    for row in due:
+        fresh = await sync_with_channel(svc, row)
+        if fresh is not None and fresh["state"] == "NOTPAY" and fresh["time_expire"] <= now:
+            await _close_expired(svc, fresh)
+    return len(due)
+
+
+async def _close_expired(svc: Services, row) -> None:
+    key = (row["mall_id"], row["sub_mchid"], row["out_trade_no"])
+    try:
+        await svc.channel.close_order(row["sub_mchid"], row["out_trade_no"])
+    except ChannelError as exc:
+        if exc.code != "ORDER_NOT_EXIST":
+            log.warning("channel_close_failed", code=exc.code)
+            return
+    async with svc.pool.acquire() as conn:
+        await orders_repo.close_order(conn, key, svc.clock())

@@ -1,0 +1,127 @@
+"""Every limit and default of the gateway, with units, read from the environment once.
+
+Names follow the habit `thing_unit_max`. `Settings.from_env()` validates at start-up so a
+misconfigured process refuses to start instead of failing on its first payment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# WeChat Pay's documented notification retry schedule after the first attempt (SPEC 2.2).
+NOTIFY_RETRY_SCHEDULE_S = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
+
+CHANNEL_EMULATOR = "emulator"
+CHANNEL_WECHATPAY = "wechatpay"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or out of range; the process must not start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=lambda: Path.cwd() / ".mallpay")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    migrate_on_start: bool = True
+    public_url: str = "http://127.0.0.1:8080"
+    gateway_private_key_file: Path | None = None
+    sp_mchid: str = "1900000100"
+    sp_appid: str = "wxmallpay00000001"
+    mall_name: str = "Mall Pay demo mall"
+
+    channel: str = CHANNEL_EMULATOR
+    channel_url: str = "http://127.0.0.1:8090"
+    channel_timeout_s: float = 10.0
+    emulator_port: int = 8090
+
+    signature_window_s: int = 300
+    body_bytes_max: int = 64 * 1024
+    nonce_cache_entries_max: int = 200_000
+
+    db_pool_size_min: int = 2
+    db_pool_size_max: int = 16
+    db_statement_timeout_ms: int = 5_000
+
+    outbox_workers: int = 2
+    outbox_batch_max: int = 32
+    outbox_poll_interval_ms: int = 200
+    outbox_delivery_timeout_s: float = 5.0
+    notify_retry_schedule_s: tuple[int, ...] = NOTIFY_RETRY_SCHEDULE_S
+
+    unpaid_order_query_after_s: int = 60
+    query_sync_after_s: int = 5
+    reconcile_interval_s: float = 10.0
+    reconcile_batch_max: int = 100
+    order_expire_after_s: int = 2 * 3600
+
+    log_level: str = "info"
+    client_key_cache_s: float = 5.0
+
+    @property
+    def channel_is_emulator(self) -> bool:
+        return self.channel == CHANNEL_EMULATOR
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        values: dict = {}
+        if env.get("DATABASE_URL"):
+            values["database_url"] = env["DATABASE_URL"]
+        for name, f in cls.__dataclass_fields__.items():
+            key = "MALLPAY_" + name.upper()
+            if key not in env or name == "database_url":
+                continue
+            raw = env[key]
+            values[name] = _convert(key, raw, f.type)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.channel not in (CHANNEL_EMULATOR, CHANNEL_WECHATPAY):
+            raise SettingsError(f"MALLPAY_CHANNEL must be {CHANNEL_EMULATOR} or {CHANNEL_WECHATPAY}")
+        if urlsplit(self.channel_url).scheme not in ("http", "https"):
+            raise SettingsError("MALLPAY_CHANNEL_URL must be an http(s) URL")
+        if self.channel == CHANNEL_WECHATPAY and urlsplit(self.channel_url).scheme != "https":
+            raise SettingsError("the real WeChat Pay channel is reached over https only")
+        positive = (
+            "port", "signature_window_s", "body_bytes_max", "nonce_cache_entries_max",
+            "db_pool_size_min", "db_pool_size_max", "outbox_workers", "outbox_batch_max",
+            "outbox_poll_interval_ms", "reconcile_batch_max", "order_expire_after_s",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
+        if self.db_pool_size_min > self.db_pool_size_max:
+            raise SettingsError("MALLPAY_DB_POOL_SIZE_MIN exceeds MALLPAY_DB_POOL_SIZE_MAX")
+        if not self.notify_retry_schedule_s:
+            raise SettingsError("MALLPAY_NOTIFY_RETRY_SCHEDULE_S needs at least one delay")
+
+
+def _convert(key: str, raw: str, type_name) -> object:
+    type_name = str(type_name)
+    try:
+        if type_name.startswith("tuple"):
+            return tuple(int(part) for part in raw.split(",") if part.strip())
+        if type_name == "bool":
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name in ("Path", "Path | None"):
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{key}: cannot read {raw!r} as {type_name}") from exc

@@ -1,0 +1,35 @@
+"""WeChat Pay v3 wire conventions shared by the API edge: time format and JSON bytes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+CHINA_TZ = timezone(timedelta(hours=8))
+
+
+def to_wechat_time(moment: datetime) -> str:
+    """RFC 3339 in China time, seconds precision: 2018-06-08T10:34:56+08:00."""
+    assert moment.tzinfo is not None
+    return moment.astimezone(CHINA_TZ).replace(microsecond=0).isoformat()
+
+
+def parse_wechat_time(text: str) -> datetime | None:
+    """An aware datetime, or None when `text` is not RFC 3339 with an offset."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None or "T" not in text:
+        return None
+    return moment.astimezone(timezone.utc)
+
+
+def json_bytes(value) -> bytes:
+    """Compact UTF-8 JSON: the exact bytes the gateway signs and sends."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def canonical_json(value) -> str:
+    """Key-sorted compact JSON, so equal requests hash equal whatever their key order."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)

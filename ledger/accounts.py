@@ -1,0 +1,82 @@
+"""Account names, currencies and the bound each account must respect (SPEC 4)."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+CNY = "CNY"
+PTS = "PTS"
+CURRENCIES = frozenset({CNY, PTS})
+
+PAYER = "payer"
+CHANNEL_FEES = "channel:fees"
+MALL_COMMISSION = "mall:commission"
+MALL_COUPON_SUBSIDY = "mall:coupon_subsidy"
+
+# Every payment posts to these; they keep no balance row (their balance is the sum of
+# their entries), so concurrent payments never queue behind one row lock.
+HOT_ACCOUNTS = frozenset({PAYER, CHANNEL_FEES, MALL_COMMISSION})
+
+SUB_MCHID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
+
+
+class Bound(enum.Enum):
+    """Which side of zero an account's balance may stand on."""
+
+    NON_NEGATIVE = "non_negative"
+    NON_POSITIVE = "non_positive"
+    ANY = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSpec:
+    name: str
+    currency: str
+    bound: Bound
+
+    @property
+    def hot(self) -> bool:
+        return self.name in HOT_ACCOUNTS
+
+
+def tenant_frozen(sub_mchid: str) -> str:
+    return f"tenant:{sub_mchid}:frozen"
+
+
+def tenant_available(sub_mchid: str) -> str:
+    return f"tenant:{sub_mchid}:available"
+
+
+def tenant_settled(sub_mchid: str) -> str:
+    return f"tenant:{sub_mchid}:settled"
+
+
+def mall_accounts() -> list[AccountSpec]:
+    """The accounts every mall has from its first day."""
+    return [
+        # The outside world: shoppers' money comes in (balance goes negative) and refunds
+        # go back out; it can never hold more than it received.
+        AccountSpec(PAYER, CNY, Bound.NON_POSITIVE),
+        AccountSpec(CHANNEL_FEES, CNY, Bound.NON_NEGATIVE),
+        AccountSpec(MALL_COMMISSION, CNY, Bound.NON_NEGATIVE),
+        AccountSpec(MALL_COUPON_SUBSIDY, CNY, Bound.ANY),
+    ]
+
+
+def tenant_accounts(sub_mchid: str) -> list[AccountSpec]:
+    assert SUB_MCHID_RE.fullmatch(sub_mchid), sub_mchid
+    return [
+        AccountSpec(tenant_frozen(sub_mchid), CNY, Bound.NON_NEGATIVE),
+        AccountSpec(tenant_available(sub_mchid), CNY, Bound.NON_NEGATIVE),
+        AccountSpec(tenant_settled(sub_mchid), CNY, Bound.NON_NEGATIVE),
+    ]
+
+
+def balance_respects(bound: Bound, balance: int) -> bool:
+    if bound is Bound.NON_NEGATIVE:
+        return balance >= 0
+    if bound is Bound.NON_POSITIVE:
+        return balance <= 0
+    return True

@@ -1,0 +1,145 @@
+"""Test helpers: a signing API client, a notification receiver, a seeded mall."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from gateway import signing
+from gateway.repo.tenants import Tenant
+from gateway.services import onboarding
+from gateway.services.onboarding import CONTRACT_DEFAULTS
+
+
+@dataclass
+class ClientCredentials:
+    mchid: str
+    serial_no: str
+    private_key: object
+    apiv3_key: bytes
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict
+
+    @property
+    def json(self):
+        return json.loads(self.body) if self.body else None
+
+
+class SignedClient:
+    """Signs each request as SPEC 2.1 asks and checks each response's signature."""
+
+    def __init__(self, base_url: str, creds: ClientCredentials, gateway_public_key, session: aiohttp.ClientSession):
+        self.base_url = base_url.rstrip("/")
+        self.creds = creds
+        self.gateway_public_key = gateway_public_key
+        self.session = session
+
+    def authorization(self, method: str, target: str, body: bytes, *, timestamp=None, nonce=None) -> str:
+        return signing.build_authorization(
+            mchid=self.creds.mchid, serial_no=self.creds.serial_no, private_key=self.creds.private_key,
+            method=method, target=target, body=body,
+            timestamp=str(int(time.time())) if timestamp is None else str(timestamp),
+            nonce=nonce or signing.new_nonce(),
+        )
+
+    async def request(self, method: str, target: str, payload=None, *, raw: bytes | None = None,
+                      headers: dict | None = None, authorization: str | None = None) -> Reply:
+        body = raw if raw is not None else (b"" if payload is None else json.dumps(payload).encode())
+        sent = {"Content-Type": "application/json", "Accept": "application/json"}
+        sent["Authorization"] = authorization or self.authorization(method, target, body)
+        sent.update(headers or {})
+        async with self.session.request(method, self.base_url + target, data=body, headers=sent) as resp:
+            data = await resp.read()
+            reply = Reply(resp.status, data, dict(resp.headers))
+        self.assert_signed(reply)
+        return reply
+
+    def assert_signed(self, reply: Reply) -> None:
+        h = reply.headers
+        assert h["Wechatpay-Signature-Type"] == "WECHATPAY2-SHA256-RSA2048"
+        message = signing.response_message(h["Wechatpay-Timestamp"], h["Wechatpay-Nonce"], reply.body)
+        assert signing.verify(self.gateway_public_key, message, h["Wechatpay-Signature"]), "unsigned response"
+
+    async def post(self, target: str, payload=None, **kw) -> Reply:
+        return await self.request("POST", target, payload, **kw)
+
+    async def get(self, target: str, **kw) -> Reply:
+        return await self.request("GET", target, **kw)
+
+
+async def register_client(pool, *, mall_id: str, role: str, sub_mchid: str | None = None,
+                          name: str = "test client", private_key=None) -> ClientCredentials:
+    key = private_key or test_key()
+    created = await onboarding.create_client(
+        pool, mall_id=mall_id, role=role, sub_mchid=sub_mchid, name=name,
+        public_key_pem=signing.public_key_pem(key.public_key()).decode(),
+    )
+    return ClientCredentials(created.client_id, created.serial_no, key, created.apiv3_key.reveal())
+
+
+_KEYS: list = []
+
+
+def test_key(index: int = 0):
+    """RSA keys are slow to make; tests share a few, made once per run."""
+    while len(_KEYS) <= index:
+        _KEYS.append(signing.generate_private_key())
+    return _KEYS[index]
+
+
+async def add_tenant(pool, mall_id: str, sub_mchid: str, **contract) -> Tenant:
+    terms = {**CONTRACT_DEFAULTS, **contract}
+    tenant = Tenant(mall_id=mall_id, sub_mchid=sub_mchid, name=f"Store {sub_mchid}", floor="1F",
+                    category="fashion", sub_appid=None, **terms)
+    return await onboarding.create_tenant(pool, tenant)
+
+
+@dataclass
+class NotificationSink:
+    """A mall backend's notify endpoint: records what arrives, answers `status`."""
+
+    status: int = 204
+    received: list = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+
+        async def receive(request: web.Request) -> web.Response:
+            self.received.append((dict(request.headers), await request.read()))
+            return web.Response(status=self.status)
+
+        app.router.add_post("/notify", receive)
+        return app
+
+
+def open_notification(headers: dict, body: bytes, gateway_public_key, apiv3_key: bytes) -> dict:
+    """Verify and decrypt a notification exactly as a mall backend must."""
+    message = signing.response_message(headers["Wechatpay-Timestamp"], headers["Wechatpay-Nonce"], body)
+    assert signing.verify(gateway_public_key, message, headers["Wechatpay-Signature"])
+    envelope = json.loads(body)
+    resource = envelope["resource"]
+    plain = signing.aes_gcm_decrypt(apiv3_key, resource["ciphertext"], resource["nonce"],
+                                    resource["associated_data"])
+    assert plain is not None
+    envelope["resource"] = json.loads(plain)
+    return envelope
+
+
+def order_body(mall, sub_mchid: str, out_trade_no: str, total_fen: int = 1000, **extra) -> dict:
+    body = {
+        "sp_appid": mall.settings.sp_appid, "sp_mchid": mall.settings.sp_mchid,
+        "sub_mchid": sub_mchid, "description": "Coffee beans 250g", "out_trade_no": out_trade_no,
+        "notify_url": mall.notify_url, "amount": {"total": total_fen, "currency": "CNY"},
+        "payer": {"sp_openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+    }
+    body.update(extra)
+    return body
