@@ -1,0 +1,247 @@
+"""`mallpay` — the command line of the gateway (SPEC 8).
+
+serve | emulator | demo | migrate | client create | tenant create/list | export
+Configuration comes from the environment (see the README); flags override a few.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from gateway import signing
+from gateway.settings import Settings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"mallpay: {exc}", file=sys.stderr)
+        return 2
+    return args.run(settings, args) or 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mallpay", description="Mall Pay payment gateway")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway (migrates first)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    serve.set_defaults(run=_serve)
+
+    emulator = sub.add_parser("emulator", help="run the WeChat Pay emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int)
+    emulator.set_defaults(run=_emulator)
+
+    demo = sub.add_parser("demo", help="a demo mall: database, gateway, emulator, shoppers, summary")
+    demo.add_argument("--shoppers", type=int, default=16, help="concurrent simulated shoppers")
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long the shoppers shop")
+    demo.add_argument("--stores", type=int, default=24)
+    demo.set_defaults(run=_demo)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(run=_migrate)
+
+    client = sub.add_parser("client", help="API clients").add_subparsers(metavar="ACTION")
+    create = client.add_parser("create", help="make API credentials and write DIR/config.json")
+    create.add_argument("--role", required=True, choices=["mall_app", "tenant", "finance", "admin"])
+    create.add_argument("--sub-mchid")
+    create.add_argument("--name")
+    create.add_argument("--out", required=True, type=Path)
+    create.set_defaults(run=_client_create)
+
+    tenant = sub.add_parser("tenant", help="stores").add_subparsers(metavar="ACTION")
+    t_create = tenant.add_parser("create", help="onboard a store with its contract")
+    t_create.add_argument("--sub-mchid", required=True)
+    t_create.add_argument("--name", required=True)
+    t_create.add_argument("--floor", default="")
+    t_create.add_argument("--category", default="")
+    t_create.add_argument("--sub-appid")
+    for name in ("commission-bps", "max-ratio-bps", "fee-rate-bps", "freeze-days", "guide-reward-bps"):
+        t_create.add_argument(f"--{name}", type=int)
+    t_create.add_argument("--no-auto-split", action="store_true")
+    t_create.set_defaults(run=_tenant_create)
+    t_list = tenant.add_parser("list", help="list the mall's stores")
+    t_list.set_defaults(run=_tenant_list)
+    return parser
+
+
+def _with_database(settings: Settings):
+    """The database URL (starting the embedded server when DATABASE_URL is unset)."""
+    from gateway.db import resolve_database_url
+    url, server = resolve_database_url(settings)
+    return url, server
+
+
+def _serve(settings: Settings, args) -> int:
+    from aiohttp import web
+
+    from gateway.app import create_app
+    from gateway.db.migrate import migrate
+    from gateway.logging import configure_logging
+
+    settings = settings.with_(host=args.host or settings.host, port=args.port or settings.port)
+    configure_logging(settings.log_level)
+    url, _server = _with_database(settings)
+    if settings.migrate_on_start and not args.no_migrate:
+        asyncio.run(migrate(url))
+    _use_uvloop()
+    web.run_app(create_app(settings, database_url=url), host=settings.host, port=settings.port,
+                access_log=None, print=lambda text: print(text, file=sys.stderr))
+    return 0
+
+
+def _emulator(settings: Settings, args) -> int:
+    from gateway.channel.credentials import ensure_local_credentials
+    from gateway.channel.emulator import emulator_config_from_env, run_emulator
+    from gateway.logging import configure_logging
+
+    configure_logging(settings.log_level)
+    _, credentials = ensure_local_credentials(settings.data_dir, settings.sp_mchid)
+    _use_uvloop()
+    run_emulator(args.host, args.port or settings.emulator_port, emulator_config_from_env(credentials))
+    return 0
+
+
+def _demo(settings: Settings, args) -> int:
+    from gateway.demo import run_demo
+    return asyncio.run(run_demo(settings, shoppers=args.shoppers, seconds=args.seconds, stores=args.stores))
+
+
+def _migrate(settings: Settings, args) -> int:
+    from gateway.db.migrate import migrate
+    url, _ = _with_database(settings)
+    applied = asyncio.run(migrate(url))
+    print("applied: " + (", ".join(applied) if applied else "nothing, the schema is current"))
+    return 0
+
+
+def _client_create(settings: Settings, args) -> int:
+    from gateway.identity import load_or_create_identity
+    from gateway.services import onboarding
+
+    key = signing.generate_private_key()
+    identity = load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
+
+    async def register():
+        pool = await _pool(settings)
+        try:
+            await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
+            return await onboarding.create_client(
+                pool, mall_id=settings.sp_mchid, role=args.role, sub_mchid=args.sub_mchid,
+                name=args.name or args.role, public_key_pem=signing.public_key_pem(key.public_key()).decode())
+        finally:
+            await pool.close()
+
+    created = _run_refusable(register())
+    if created is None:
+        return 1
+    write_client_config(args.out, settings, created, key, identity)
+    print(f"client {created.client_id} ({args.role}) written to {args.out / 'config.json'}")
+    return 0
+
+
+def write_client_config(out: Path, settings: Settings, created, key, identity) -> None:
+    """DIR/config.json as SPEC 8 names it, next to the client's key and the gateway's."""
+    out.mkdir(parents=True, exist_ok=True)
+    key_path = out / "apiclient_key.pem"
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(signing.private_key_pem(key))
+    (out / "gateway_public_key.pem").write_bytes(identity.public_key_pem)
+    config = {
+        "base_url": settings.public_url, "mchid": created.client_id, "appid": settings.sp_appid,
+        "sp_mchid": settings.sp_mchid, "merchant_serial_no": created.serial_no,
+        "merchant_private_key": key_path.name, "apiv3_key": created.apiv3_key.reveal().decode(),
+        "public_key_id": identity.public_key_id, "public_key": "gateway_public_key.pem",
+    }
+    config_path = out / "config.json"
+    config_path.touch(mode=0o600)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _tenant_create(settings: Settings, args) -> int:
+    from gateway.services import onboarding
+
+    contract = {name: getattr(args, name) for name in
+                ("commission_bps", "max_ratio_bps", "fee_rate_bps", "freeze_days", "guide_reward_bps")
+                if getattr(args, name) is not None}
+    if args.no_auto_split:
+        contract["auto_split"] = False
+    fields = {"sub_mchid": args.sub_mchid, "name": args.name, "floor": args.floor,
+              "category": args.category, "contract": contract}
+    if args.sub_appid:
+        fields["sub_appid"] = args.sub_appid
+
+    async def create():
+        pool = await _pool(settings)
+        try:
+            await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
+            return await onboarding.create_tenant(pool, onboarding.tenant_from_fields(settings.sp_mchid, fields))
+        finally:
+            await pool.close()
+
+    tenant = _run_refusable(create())
+    if tenant is None:
+        return 1
+    print(json.dumps(tenant.as_json(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def _tenant_list(settings: Settings, args) -> int:
+    from gateway.repo import tenants as tenants_repo
+
+    async def listing():
+        pool = await _pool(settings)
+        try:
+            async with pool.acquire() as conn:
+                return await tenants_repo.tenants(conn, settings.sp_mchid, 1000, 0)
+        finally:
+            await pool.close()
+
+    found, total = asyncio.run(listing())
+    for tenant in found:
+        print(f"{tenant.sub_mchid}\t{tenant.floor}\t{tenant.category}\t{tenant.name}")
+    print(f"{total} stores", file=sys.stderr)
+    return 0
+
+
+async def _pool(settings: Settings):
+    from gateway.db import create_pool
+    from gateway.db.migrate import migrate
+    url, _ = _with_database(settings)
+    await migrate(url)
+    return await create_pool(url, min_size=1, max_size=2, statement_timeout_ms=settings.db_statement_timeout_ms)
+
+
+def _run_refusable(coro):
+    """Run a command; an expected refusal prints its code and reason instead of a trace."""
+    from gateway.errors import ApiError
+    try:
+        return asyncio.run(coro)
+    except ApiError as exc:
+        print(f"mallpay: {exc.code} {exc.reason}: {exc.message}", file=sys.stderr)
+        return None
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # optional speed-up; the asyncio loop serves correctly
+        return
+    uvloop.install()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The demo mall: stores over four floors and several categories, and its API clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway import signing
+from gateway.demo.backend import BackendCredentials
+from gateway.repo import tenants as tenants_repo
+from gateway.repo.tenants import Tenant
+from gateway.services import onboarding
+
+FLOORS = ("B1", "1F", "2F", "3F")
+# (category, typical ticket range in fen, store names)
+CATALOG = (
+    ("food", (1_500, 12_000), ("Noodle Bar", "Dim Sum House", "Hotpot Garden", "Bakery Lane", "Tea Terrace")),
+    ("coffee", (1_800, 6_000), ("Bean There", "Morning Roast", "Latte Lab")),
+    ("fashion", (19_900, 159_900), ("Linen & Co", "Urban Threads", "Denim Works", "Silk Road Boutique")),
+    ("sports", (29_900, 99_900), ("Run Club", "Peak Outdoor", "Court Side")),
+    ("beauty", (9_900, 69_900), ("Glow Studio", "Petal Cosmetics", "Pure Skin")),
+    ("kids", (4_900, 39_900), ("Toy Harbor", "Little Steps", "Story Books")),
+    ("electronics", (29_900, 899_900), ("Pixel Point", "Sound Cube", "Gadget Garage")),
+)
+
+
+@dataclass(frozen=True)
+class DemoStore:
+    sub_mchid: str
+    name: str
+    floor: str
+    category: str
+    ticket_fen: tuple[int, int]
+
+
+def demo_stores(count: int) -> list[DemoStore]:
+    stores: list[DemoStore] = []
+    names = [(category, ticket, name) for category, ticket, names in CATALOG for name in names]
+    for index in range(count):
+        category, ticket, name = names[index % len(names)]
+        suffix = f" {index // len(names) + 1}" if index >= len(names) else ""
+        stores.append(DemoStore(
+            sub_mchid=f"19{index + 1:08d}", name=name + suffix, floor=FLOORS[index % len(FLOORS)],
+            category=category, ticket_fen=ticket,
+        ))
+    return stores
+
+
+async def seed_mall(pool, settings, stores: list[DemoStore]) -> None:
+    await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
+    for store in stores:
+        async with pool.acquire() as conn:
+            if await tenants_repo.tenant(conn, settings.sp_mchid, store.sub_mchid) is not None:
+                continue  # an earlier run on the same database onboarded it
+        await onboarding.create_tenant(pool, Tenant(
+            mall_id=settings.sp_mchid, sub_mchid=store.sub_mchid, name=store.name, floor=store.floor,
+            category=store.category, sub_appid=None, **onboarding.CONTRACT_DEFAULTS,
+        ))
+
+
+async def backend_credentials(pool, settings, identity, role: str, name: str) -> BackendCredentials:
+    key = signing.generate_private_key()
+    created = await onboarding.create_client(
+        pool, mall_id=settings.sp_mchid, role=role, sub_mchid=None, name=name,
+        public_key_pem=signing.public_key_pem(key.public_key()).decode(),
+    )
+    return BackendCredentials(created.client_id, created.serial_no, key, created.apiv3_key.reveal(),
+                              identity.private_key.public_key())
