@@ -42,7 +42,6 @@ class Settings:
 
     signature_window_s: int = 300
     body_bytes_max: int = 64 * 1024
-    nonce_cache_entries_max: int = 200_000
 
     db_pool_size_min: int = 2
     db_pool_size_max: int = 16
@@ -94,7 +93,7 @@ class Settings:
         if self.channel == CHANNEL_WECHATPAY and urlsplit(self.channel_url).scheme != "https":
             raise SettingsError("the real WeChat Pay channel is reached over https only")
         positive = (
-            "port", "signature_window_s", "body_bytes_max", "nonce_cache_entries_max",
+            "port", "signature_window_s", "body_bytes_max",
             "db_pool_size_min", "db_pool_size_max", "outbox_workers", "outbox_batch_max",
             "outbox_poll_interval_ms", "reconcile_batch_max", "order_expire_after_s",
         )
