@@ -1,0 +1,1 @@
+"""Revenue splitting: contract rules, caps and allocation of ratios to fen (pure)."""
