@@ -70,6 +70,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
         app[OUTBOX] = OutboxDelivery(svc, session)
+        app[channel_notify.OUTBOX_WAKEUP] = app[OUTBOX].wakeup
         yield
         await session.close()
         if own_pool:

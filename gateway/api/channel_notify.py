@@ -7,6 +7,8 @@ payment is in the books, 500 otherwise so the channel retries.
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from aiohttp import web
 
@@ -16,6 +18,7 @@ from gateway.services import payments
 from gateway.wire import json_bytes
 
 routes = web.RouteTableDef()
+OUTBOX_WAKEUP = web.AppKey("outbox_wakeup", asyncio.Event)
 log = structlog.get_logger(__name__)
 
 
@@ -36,4 +39,6 @@ async def payment_notification(request: web.Request) -> web.Response:
     outcome = await payments.apply_trade(svc, trade)
     if not outcome.settled:
         return _fail(500, outcome.value)
+    if outcome is payments.PaymentOutcome.APPLIED:
+        request.app[OUTBOX_WAKEUP].set()  # deliver now rather than at the next poll
     return web.Response(status=204)

@@ -1,0 +1,91 @@
+"""The database holds the ledger's invariants on its own, whatever code talks to it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import asyncpg
+import pytest
+
+from ledger import accounts, repo
+from ledger.payments import payment_transfer
+from ledger.transfers import Move, transfer_of
+from gateway.services import onboarding
+from tests.support import add_tenant
+
+MALL = "1900000100"
+STORE = "1900000201"
+NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+async def ledger_pool(db_pool):
+    await onboarding.ensure_mall(db_pool, MALL, "wxmall", "Test mall")
+    await add_tenant(db_pool, MALL, STORE)
+    yield db_pool
+    async with db_pool.acquire() as conn:
+        assert await repo.check_invariants(conn) == []
+
+
+async def test_posted_payment_moves_balances(ledger_pool):
+    transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=10_000,
+                                fee_rate_bps=60, profit_sharing=True)
+    async with ledger_pool.acquire() as conn:
+        assert await repo.post_transfer(conn, MALL, transfer, NOW) is not None
+        assert await repo.post_transfer(conn, MALL, transfer, NOW) is None  # (kind, ref) once
+        assert await repo.balance_fen(conn, MALL, accounts.tenant_frozen(STORE)) == 9_940
+        assert await repo.balance_fen(conn, MALL, accounts.CHANNEL_FEES) == 60
+        assert await repo.balance_fen(conn, MALL, accounts.PAYER) == -10_000
+
+
+async def test_database_refuses_an_unbalanced_transfer(ledger_pool):
+    async with ledger_pool.acquire() as conn:
+        with pytest.raises(asyncpg.CheckViolationError, match="does not balance"):
+            await conn.fetchval(repo.POST_TRANSFER, MALL, "payment", "bad/1", "CNY", NOW,
+                                [accounts.PAYER, accounts.tenant_available(STORE)], [-100, 99])
+        assert await conn.fetchval("SELECT count(*) FROM transfers") == 0
+
+
+async def test_database_refuses_unknown_accounts_and_mixed_currencies(ledger_pool):
+    async with ledger_pool.acquire() as conn:
+        with pytest.raises(asyncpg.CheckViolationError, match="unknown account"):
+            await conn.fetchval(repo.POST_TRANSFER, MALL, "payment", "bad/2", "CNY", NOW,
+                                [accounts.PAYER, "tenant:nobody:available"], [-100, 100])
+        with pytest.raises(asyncpg.CheckViolationError, match="unknown account or mixes"):
+            await conn.fetchval(repo.POST_TRANSFER, MALL, "points", "bad/3", "PTS", NOW,
+                                [accounts.PAYER, accounts.tenant_available(STORE)], [-100, 100])
+
+
+async def test_a_bounded_account_cannot_go_negative(ledger_pool):
+    overdraw = transfer_of("settlement", "bad/4", accounts.CNY,
+                           [Move(accounts.tenant_available(STORE), accounts.tenant_settled(STORE), 1)])
+    async with ledger_pool.acquire() as conn:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await repo.post_transfer(conn, MALL, overdraw, NOW)
+        assert await repo.balance_fen(conn, MALL, accounts.tenant_available(STORE)) == 0
+
+
+async def test_the_ledger_is_append_only(ledger_pool):
+    transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-2", total_fen=500,
+                                fee_rate_bps=60, profit_sharing=False)
+    async with ledger_pool.acquire() as conn:
+        await repo.post_transfer(conn, MALL, transfer, NOW)
+        for statement in ("UPDATE entries SET amount_fen = amount_fen + 1",
+                          "DELETE FROM entries", "DELETE FROM transfers", "TRUNCATE entries CASCADE"):
+            with pytest.raises(asyncpg.IntegrityConstraintViolationError, match="append-only"):
+                await conn.execute(statement)
+        trial = {name: balance for name, _, balance in await repo.trial_balance(conn, MALL)}
+        assert sum(trial.values()) == 0 and trial[accounts.PAYER] == -500
+
+
+async def test_invariant_check_reports_a_tampered_balance(ledger_pool):
+    transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-3", total_fen=700,
+                                fee_rate_bps=0, profit_sharing=False)
+    async with ledger_pool.acquire() as conn:
+        await repo.post_transfer(conn, MALL, transfer, NOW)
+        await conn.execute("UPDATE accounts SET balance_fen = balance_fen + 1 WHERE account = $1",
+                           accounts.tenant_available(STORE))
+        problems = await repo.check_invariants(conn)
+        assert any(p.startswith("stored_balance_differs") for p in problems), problems
+        await conn.execute("UPDATE accounts SET balance_fen = balance_fen - 1 WHERE account = $1",
+                           accounts.tenant_available(STORE))
