@@ -19,7 +19,7 @@ MALL_COUPON_SUBSIDY = "mall:coupon_subsidy"
 # their entries), so concurrent payments never queue behind one row lock.
 HOT_ACCOUNTS = frozenset({PAYER, CHANNEL_FEES, MALL_COMMISSION})
 
-SUB_MCHID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
+SUB_MCHID_RE = re.compile(r"[0-9]{1,32}")
 
 
 class Bound(enum.Enum):

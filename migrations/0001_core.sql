@@ -43,7 +43,7 @@ CREATE INDEX request_nonces_seen_at ON request_nonces (seen_at);
 
 CREATE TABLE tenants (
     mall_id           text NOT NULL REFERENCES malls,
-    sub_mchid         text NOT NULL CHECK (sub_mchid ~ '^[0-9A-Za-z_-]{1,32}$'),
+    sub_mchid         text NOT NULL CHECK (sub_mchid ~ '^[0-9]{1,32}$'),
     name              text NOT NULL,
     floor             text NOT NULL DEFAULT '',
     category          text NOT NULL DEFAULT '',

@@ -18,7 +18,7 @@ from gateway.repo.clients import Caller
 from gateway.wire import canonical_json, parse_wechat_time
 
 OUT_TRADE_NO_RE = re.compile(r"[0-9A-Za-z_*-]{6,32}")
-MCHID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
+MCHID_RE = re.compile(r"[0-9]{1,32}")  # WeChat merchant ids are digits
 APPID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 OPENID_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
 GUIDE_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")

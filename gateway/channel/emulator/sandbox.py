@@ -1,0 +1,69 @@
+"""Local-only levers that WeChat Pay does not have: "the shopper pays" and the delivery log.
+
+Unsigned on purpose (SPEC 8): they stand in for the shopper's phone and for an operator
+looking at WeChat's merchant console, and the emulator is meant for loopback use.
+
+Paying an already-paid order answers 200 with the existing transaction_id and sends no
+second notification, so a test or load script that retries its trigger is harmless.
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from gateway.channel.emulator import keys
+from gateway.channel.emulator.state import CLOSED, SUCCESS, Order, new_transaction_id, transaction_json
+from gateway.channel.emulator.wire import EmulatorError, format_time, json_response, param_error, read_json_object
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+
+@routes.post("/sandbox/transactions/pay")
+async def pay(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    sub_mchid, out_trade_no = body.get("sub_mchid"), body.get("out_trade_no")
+    if not isinstance(sub_mchid, str) or not isinstance(out_trade_no, str):
+        raise param_error("sub_mchid and out_trade_no are required")
+    orders, notifier = request.app[keys.ORDERS], request.app[keys.NOTIFIER]
+    rng, now = request.app[keys.CONFIG].rng, request.app[keys.CLOCK]()
+    order = orders.get(sub_mchid, out_trade_no)
+    if order is None:
+        raise EmulatorError(404, "ORDER_NOT_EXIST", "订单不存在")
+    if order.state == SUCCESS:
+        return json_response(_paid_json(order, already_paid=True))
+    if order.state == CLOSED:
+        raise EmulatorError(400, "ORDER_CLOSED", "订单已关闭")
+    if order.expire_at is not None and now > order.expire_at:
+        raise EmulatorError(400, "ORDER_CLOSED", "订单已过期 (time_expire passed)")
+    if not notifier.has_capacity():
+        raise EmulatorError(429, "FREQUENCY_LIMITED", "too many notifications pending")
+    transaction_id = new_transaction_id(rng, now)
+    while orders.by_transaction_id(transaction_id) is not None:
+        transaction_id = new_transaction_id(rng, now)
+    orders.pay(order, transaction_id, now)
+    record = notifier.submit_transaction_success(order, transaction_json(order))
+    log.info("emulator.order_paid", sub_mchid=sub_mchid, out_trade_no=out_trade_no, event_id=record.event_id)
+    return json_response(_paid_json(order, already_paid=False))
+
+
+@routes.get("/sandbox/notifications")
+async def notifications(request: web.Request) -> web.Response:
+    records = request.app[keys.NOTIFIER].records()
+    out_trade_no = request.query.get("out_trade_no")
+    if out_trade_no:
+        records = [record for record in records if record.out_trade_no == out_trade_no]
+    return json_response({"data": [record.as_json() for record in records], "total_count": len(records)})
+
+
+def _paid_json(order: Order, *, already_paid: bool) -> dict:
+    assert order.success_at is not None
+    return {
+        "sub_mchid": order.sub_mchid,
+        "out_trade_no": order.out_trade_no,
+        "transaction_id": order.transaction_id,
+        "trade_state": order.state,
+        "success_time": format_time(order.success_at),
+        "already_paid": already_paid,
+    }

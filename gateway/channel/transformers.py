@@ -1,0 +1,144 @@
+"""WeChat Pay's JSON and statuses <-> the channel's domain types.
+
+Pure functions, no I/O: the client builds request bodies and reads answers through them,
+so WeChat's field names stop here. Amounts are `int` fen on both sides; WeChat's times are
+RFC 3339 with a +08:00 offset and become aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from gateway.channel import ChannelError, ChannelOrderRequest, ChannelTrade, ChannelTradeState
+
+CHINA_TZ = timezone(timedelta(hours=8))
+EVENT_TRANSACTION_SUCCESS = "TRANSACTION.SUCCESS"
+RESOURCE_TYPE_ENCRYPTED = "encrypt-resource"
+RESOURCE_ALGORITHM = "AEAD_AES_256_GCM"
+
+# Codes for failures that happen on our side of the wire, not sent by WeChat.
+CODE_TIMEOUT = "CHANNEL_TIMEOUT"
+CODE_UNREACHABLE = "CHANNEL_UNREACHABLE"
+CODE_BAD_SIGNATURE = "CHANNEL_BAD_SIGNATURE"
+CODE_BAD_RESPONSE = "CHANNEL_BAD_RESPONSE"
+CODE_NOT_FOUND = "ORDER_NOT_EXIST"
+
+_RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANKERROR"})
+
+
+class UnexpectedChannelResponse(ValueError):
+    """A 2xx answer whose JSON does not have the shape WeChat documents."""
+
+
+def parse_wechat_time(text: str) -> datetime:
+    """RFC 3339 with offset (WeChat sends +08:00) -> aware UTC datetime."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise UnexpectedChannelResponse("time is not RFC 3339") from None
+    if parsed.tzinfo is None:
+        raise UnexpectedChannelResponse("time has no offset")
+    return parsed.astimezone(timezone.utc)
+
+
+def format_wechat_time(moment: datetime) -> str:
+    """Aware datetime -> WeChat's `2018-06-08T10:34:56+08:00`."""
+    assert moment.tzinfo is not None, "times are aware"
+    return moment.astimezone(CHINA_TZ).replace(microsecond=0).isoformat()
+
+
+def jsapi_order_body(req: ChannelOrderRequest) -> dict[str, Any]:
+    """The body of POST /v3/pay/partner/transactions/jsapi for one order request."""
+    assert isinstance(req.total_fen, int) and not isinstance(req.total_fen, bool)
+    assert (req.payer_sp_openid is None) != (req.payer_sub_openid is None), "exactly one payer id"
+    payer = {"sp_openid": req.payer_sp_openid} if req.payer_sp_openid else {"sub_openid": req.payer_sub_openid}
+    body: dict[str, Any] = {
+        "sp_appid": req.sp_appid,
+        "sp_mchid": req.sp_mchid,
+        "sub_mchid": req.sub_mchid,
+        "description": req.description,
+        "out_trade_no": req.out_trade_no,
+        "notify_url": req.notify_url,
+        "amount": {"total": req.total_fen, "currency": req.currency},
+        "payer": payer,
+        "settle_info": {"profit_sharing": req.profit_sharing},
+    }
+    optional = {"sub_appid": req.sub_appid, "time_expire": req.time_expire, "attach": req.attach}
+    body.update({name: value for name, value in optional.items() if value is not None})
+    return body
+
+
+def prepay_id_from(data: Mapping[str, Any]) -> str:
+    prepay_id = data.get("prepay_id")
+    if not isinstance(prepay_id, str) or not prepay_id:
+        raise UnexpectedChannelResponse("no prepay_id")
+    return prepay_id
+
+
+def trade_from(data: Mapping[str, Any]) -> ChannelTrade:
+    """A partner query answer or decrypted TRANSACTION resource -> ChannelTrade."""
+    amount = _mapping(data.get("amount"), "amount")
+    payer = _mapping(data.get("payer") or {}, "payer")
+    try:
+        state = ChannelTradeState(_text(data, "trade_state"))
+    except ValueError:
+        raise UnexpectedChannelResponse("unknown trade_state") from None
+    success_time = data.get("success_time")
+    return ChannelTrade(
+        sp_mchid=_text(data, "sp_mchid"),
+        sub_mchid=_text(data, "sub_mchid"),
+        out_trade_no=_text(data, "out_trade_no"),
+        transaction_id=_optional_text(data, "transaction_id"),
+        state=state,
+        total_fen=_fen(amount, "total"),
+        payer_total_fen=_fen(amount, "payer_total") if "payer_total" in amount else None,
+        currency=_optional_text(amount, "currency") or "CNY",
+        bank_type=_optional_text(data, "bank_type"),
+        success_at=parse_wechat_time(success_time) if success_time else None,
+        payer_sp_openid=_optional_text(payer, "sp_openid"),
+        payer_sub_openid=_optional_text(payer, "sub_openid"),
+    )
+
+
+def error_from(status: int, data: Any) -> ChannelError:
+    """A non-2xx answer -> ChannelError with WeChat's code.
+
+    The message names the status and code only: WeChat's own `message` text is for logs,
+    never for what the gateway tells its clients.
+    """
+    code = data.get("code") if isinstance(data, Mapping) else None
+    if not isinstance(code, str) or not code:
+        code = f"HTTP_{status}"
+    retryable = status >= 500 or status == 429 or code in _RETRYABLE_CODES
+    return ChannelError(code, f"channel answered {status} {code}", retryable=retryable, http_status=status)
+
+
+def _mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise UnexpectedChannelResponse(f"{name} is not an object")
+    return value
+
+
+def _text(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise UnexpectedChannelResponse(f"{name} missing")
+    return value
+
+
+def _optional_text(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise UnexpectedChannelResponse(f"{name} is not a string")
+    return value
+
+
+def _fen(data: Mapping[str, Any], name: str) -> int:
+    value = data.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise UnexpectedChannelResponse(f"{name} is not a non-negative integer of fen")
+    return value

@@ -1,0 +1,126 @@
+"""Wire compatibility: the community `wechatpayv3` SDK, unchanged except for its gateway
+URL, creates, queries and closes orders against the emulator and verifies every answer's
+signature with its own code; it also opens the emulator's payment notification.
+
+The SDK uses blocking `requests`, so it runs in a thread against a real loopback server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import datetime, timezone
+
+import aiohttp
+import pytest
+from aiohttp import web
+from wechatpayv3 import WeChatPay, WeChatPayType
+
+from gateway import signing
+from gateway.channel.client import WeChatPayChannel
+from gateway.channel.credentials import ensure_local_credentials
+from gateway.channel.emulator import EmulatorConfig, create_emulator_app
+
+SP_MCHID = "1900000100"
+SUB_MCHID = "1900000201"
+
+
+@pytest.fixture(scope="module")
+def credentials(tmp_path_factory):
+    return ensure_local_credentials(tmp_path_factory.mktemp("data"), SP_MCHID)
+
+
+def sdk_client(credentials, base_url: str, notify_url: str) -> WeChatPay:
+    channel = credentials[0]
+    client = WeChatPay(
+        wechatpay_type=WeChatPayType.MINIPROG,
+        mchid=channel.sp_mchid,
+        private_key=signing.private_key_pem(channel.merchant_private_key.reveal()).decode(),
+        cert_serial_no=channel.merchant_serial_no,
+        appid="wx8888888888888888",
+        apiv3_key=channel.apiv3_key.reveal().decode(),
+        notify_url=notify_url,
+        partner_mode=True,
+        public_key=signing.public_key_pem(channel.platform_public_key).decode(),
+        public_key_id=channel.platform_public_key_id,
+        timeout=(5, 5),
+    )
+    client._core._gate_way = base_url.rstrip("/")
+    return client
+
+
+async def test_wechatpayv3_sdk_talks_to_the_emulator(aiohttp_server, credentials):
+    received: asyncio.Queue = asyncio.Queue()
+
+    async def notify(request: web.Request) -> web.Response:
+        await received.put((dict(request.headers), await request.read()))
+        return web.Response(status=204)
+
+    receiver_app = web.Application()
+    receiver_app.router.add_post("/notify", notify)
+    receiver = await aiohttp_server(receiver_app)
+    config = EmulatorConfig(credentials=credentials[1], notify_delay_ms=0, rng=random.Random(3))
+    emulator = await aiohttp_server(create_emulator_app(config))
+    client = sdk_client(credentials, str(emulator.make_url("")), str(receiver.make_url("/notify")))
+
+    def pay(out_trade_no: str):
+        return client.pay(
+            description="商场A店-咖啡", out_trade_no=out_trade_no, amount={"total": 1800, "currency": "CNY"},
+            payer={"sp_openid": "o-sp-openid"}, sub_mchid=SUB_MCHID, settle_info={"profit_sharing": True},
+        )
+
+    # A failed signature check raises inside the SDK ("failed to verify the signature").
+    code, message = await asyncio.to_thread(pay, "SDK000000001")
+    assert code == 200, message
+    prepay_id = json.loads(message)["prepay_id"]
+    assert await asyncio.to_thread(pay, "SDK000000001") == (200, message)  # same order, same prepay_id
+    assert prepay_id.startswith("wx")
+
+    code, message = await asyncio.to_thread(client.query, out_trade_no="SDK000000001", sub_mchid=SUB_MCHID)
+    assert code == 200
+    order = json.loads(message)
+    assert (order["trade_state"], order["amount"]["total"], order["sub_mchid"]) == ("NOTPAY", 1800, SUB_MCHID)
+
+    code, message = await asyncio.to_thread(pay, "SDK000000002")
+    assert code == 200
+    code, _ = await asyncio.to_thread(client.close, out_trade_no="SDK000000002", sub_mchid=SUB_MCHID)
+    assert code == 204
+
+    async with aiohttp.ClientSession() as session:
+        async with session.post(emulator.make_url("/sandbox/transactions/pay"),
+                                json={"sub_mchid": SUB_MCHID, "out_trade_no": "SDK000000001"}) as resp:
+            assert resp.status == 200
+    headers, body = await asyncio.wait_for(received.get(), 5)
+    event = client.callback(headers, body)  # the SDK's own verify + decrypt
+    assert event is not None, "the SDK rejected the emulator's notification"
+    assert event["event_type"] == "TRANSACTION.SUCCESS"
+    assert (event["resource"]["out_trade_no"], event["resource"]["trade_state"]) == ("SDK000000001", "SUCCESS")
+
+    code, message = await asyncio.to_thread(
+        client.query, transaction_id=event["resource"]["transaction_id"], sub_mchid=SUB_MCHID
+    )
+    assert code == 200 and json.loads(message)["trade_state"] == "SUCCESS"
+
+
+async def test_sdk_with_the_wrong_platform_key_refuses_emulator_answers(aiohttp_server, credentials):
+    emulator = await aiohttp_server(create_emulator_app(EmulatorConfig(credentials=credentials[1])))
+    client = sdk_client(credentials, str(emulator.make_url("")), "https://mall.example/notify")
+    client._core._public_key = signing.generate_private_key().public_key()
+    with pytest.raises(Exception, match="failed to verify the signature"):
+        await asyncio.to_thread(
+            client.pay, description="x", out_trade_no="SDK000000009", amount={"total": 1},
+            payer={"sp_openid": "o-sp-openid"}, sub_mchid=SUB_MCHID,
+        )
+
+
+async def test_pay_params_sign_like_the_sdk(credentials):
+    channel = WeChatPayChannel(credentials[0], "http://127.0.0.1:9", session=None, timeout_s=1.0,
+                               clock=lambda: datetime.now(timezone.utc))
+    params = channel.jsapi_pay_params("wx8888888888888888", "wx201410272009395522657a690389285100")
+    assert params["package"] == "prepay_id=wx201410272009395522657a690389285100"
+    assert params["signType"] == "RSA" and params["appId"] == "wx8888888888888888"
+    client = sdk_client(credentials, "http://127.0.0.1:9", "https://mall.example/notify")
+    # RSA-PKCS1v15 is deterministic: the SDK's paySign over the same fields is byte-identical.
+    fields = [params["appId"], params["timeStamp"], params["nonceStr"], params["package"]]
+    assert client.sign(fields) == params["paySign"]
