@@ -1,43 +1,51 @@
 """The gateway's client for WeChat Pay's service-provider API (or the emulator).
 
-One async method per flow. Each request is signed with the mall's merchant key; each 2xx
-answer's signature is checked against WeChat's platform public key before its JSON is
-believed. Failures become `ChannelError` (with `retryable` telling the caller whether the
-same request may succeed later); WeChat's own error text is logged, never returned.
-
-Logs carry paths, statuses and codes only: no keys, signatures, bodies or openids.
+One async method per flow: orders, profit sharing (splits, unfreeze, split returns,
+receivers, ratios) and refunds; plus `parse_notification` for what WeChat posts back.
+Signing, answer verification and notification opening live in `transport`; WeChat's JSON
+in `transformers*`. Failures are `ChannelError` (with `retryable`): a query for something
+WeChat does not know answers None instead.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
-import structlog
-from yarl import URL
 
 from gateway import signing
 from gateway.channel import (
     ChannelError,
-    ChannelNotificationRejected,
     ChannelOrderRequest,
+    ChannelPaymentNotice,
+    ChannelReceiver,
+    ChannelReceiverType,
+    ChannelRefund,
+    ChannelRefundNotice,
+    ChannelRefundRequest,
+    ChannelSplitNotice,
+    ChannelSplitNoticeKind,
+    ChannelSplitOrder,
+    ChannelSplitRequest,
+    ChannelSplitReturn,
+    ChannelSplitReturnRequest,
     ChannelTrade,
     ChannelTradeState,
 )
 from gateway.channel import transformers as tf
+from gateway.channel import transformers_refunds as tf_refunds
+from gateway.channel import transformers_splits as tf_splits
 from gateway.channel.credentials import ChannelCredentials
+from gateway.channel.transport import RESPONSE_BYTES_MAX, SignedTransport, rejected
 
-log = structlog.get_logger(__name__)
-
-SIGNATURE_WINDOW_S = 300  # WeChat's documented tolerance for signed timestamps
-RESPONSE_BYTES_MAX = 1024 * 1024
-UPSTREAM_MESSAGE_LOG_CHARS_MAX = 200
-USER_AGENT = "mallpay-gateway/0.1 (WeChatPay-APIv3)"
+T = TypeVar("T")
+ChannelNotice = ChannelPaymentNotice | ChannelRefundNotice | ChannelSplitNotice
+# WeChat's "no such thing" codes: the order APIs' and the v3 RESOURCE_NOT_EXISTS.
+_NOT_FOUND_CODES = frozenset({tf.CODE_NOT_FOUND, "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS"})
+_SPLIT_EVENTS = {kind.value: kind for kind in ChannelSplitNoticeKind}
 
 
 class WeChatPayChannel:
@@ -51,35 +59,31 @@ class WeChatPayChannel:
         *,
         response_bytes_max: int = RESPONSE_BYTES_MAX,
     ):
-        assert timeout_s > 0 and response_bytes_max > 0
         self._credentials = credentials
-        self._base_url = base_url.rstrip("/")
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._clock = clock
-        self._response_bytes_max = response_bytes_max
+        self._http = SignedTransport(credentials, base_url, session, timeout_s, clock, response_bytes_max)
 
-    # -- flows -------------------------------------------------------------------------
+    # -- orders ------------------------------------------------------------------------
 
     async def create_jsapi_order(self, req: ChannelOrderRequest) -> str:
         """Open a mini-program order; returns WeChat's prepay_id."""
         assert req.sp_mchid == self._credentials.sp_mchid, "orders are opened as the mall"
-        _, data = await self._call("POST", "/v3/pay/partner/transactions/jsapi", tf.jsapi_order_body(req))
-        return self._read(tf.prepay_id_from, data)
+        _, data = await self._http.call("POST", "/v3/pay/partner/transactions/jsapi", tf.jsapi_order_body(req))
+        return self._http.read(tf.prepay_id_from, data)
 
     async def query_by_out_trade_no(self, sub_mchid: str, out_trade_no: str) -> ChannelTrade | None:
         """The order's state at the channel, or None when WeChat does not know it."""
         path = f"/v3/pay/partner/transactions/out-trade-no/{_segment(out_trade_no)}"
-        return await self._query(path, sub_mchid)
+        return await self._query_trade(path, sub_mchid)
 
     async def query_by_transaction_id(self, sub_mchid: str, transaction_id: str) -> ChannelTrade | None:
         path = f"/v3/pay/partner/transactions/id/{_segment(transaction_id)}"
-        return await self._query(path, sub_mchid)
+        return await self._query_trade(path, sub_mchid)
 
     async def close_order(self, sub_mchid: str, out_trade_no: str) -> None:
         """Close an unpaid order. A paid one raises ChannelError(code='ORDERPAID')."""
         path = f"/v3/pay/partner/transactions/out-trade-no/{_segment(out_trade_no)}/close"
-        await self._call("POST", path, {"sp_mchid": self._credentials.sp_mchid, "sub_mchid": sub_mchid})
+        await self._http.call("POST", path, {"sp_mchid": self._credentials.sp_mchid, "sub_mchid": sub_mchid})
 
     def jsapi_pay_params(self, appid: str, prepay_id: str) -> dict[str, str]:
         """The object the mini-program passes to `wx.requestPayment`, signed by the mall.
@@ -97,195 +101,136 @@ class WeChatPayChannel:
             "package": package, "signType": "RSA", "paySign": pay_sign,
         }
 
-    def parse_payment_notification(self, headers: Mapping[str, str], body: bytes) -> ChannelTrade:
-        """Verify, decrypt and read a TRANSACTION.SUCCESS notification from WeChat Pay.
+    # -- profit sharing ------------------------------------------------------------------
+
+    async def add_receiver(self, receiver: ChannelReceiver) -> None:
+        """Allow splits of `receiver.sub_mchid`'s orders to this receiver (idempotent)."""
+        body = tf_splits.receiver_add_body(receiver, self._http.encrypt)
+        await self._http.call("POST", "/v3/profitsharing/receivers/add", body)
+
+    async def delete_receiver(self, sub_mchid: str, appid: str, receiver_type: ChannelReceiverType, account: str,
+                              *, sub_appid: str | None = None) -> None:
+        body = tf_splits.receiver_delete_body(sub_mchid, appid, sub_appid, receiver_type, account)
+        await self._http.call("POST", "/v3/profitsharing/receivers/delete", body)
+
+    async def max_ratio(self, sub_mchid: str) -> int:
+        """The share of each order that may be split away from the store, in basis points."""
+        _, data = await self._http.call("GET", f"/v3/profitsharing/merchant-configs/{_segment(sub_mchid)}", None)
+        return self._http.read(lambda d: tf_splits.max_ratio_bps_from(d, sub_mchid), data)
+
+    async def request_split(self, req: ChannelSplitRequest) -> ChannelSplitOrder:
+        """Ask for a split; WeChat answers PROCESSING and finishes it later (query or notice).
+
+        Too soon after payment raises ChannelError with a code in SPLIT_NOT_READY_CODES.
+        """
+        _, data = await self._http.call("POST", "/v3/profitsharing/orders",
+                                        tf_splits.split_order_body(req, self._http.encrypt))
+        return self._http.read(tf_splits.split_order_from, data)
+
+    async def query_split(self, sub_mchid: str, transaction_id: str, out_order_no: str) -> ChannelSplitOrder | None:
+        """A split order or unfreeze by its out_order_no, or None when WeChat does not know it."""
+        query = urlencode({"sub_mchid": sub_mchid, "transaction_id": transaction_id})
+        target = f"/v3/profitsharing/orders/{_segment(out_order_no)}?{query}"
+        return await self._absent_on_404(self._get(target, tf_splits.split_order_from))
+
+    async def unfreeze(self, sub_mchid: str, transaction_id: str, out_order_no: str,
+                       description: str) -> ChannelSplitOrder:
+        """Release all that is still unsplit to the store. `out_order_no` must be new: one
+        already used by a split is refused. Nothing left to release is 403 NOT_ENOUGH."""
+        body = tf_splits.unfreeze_body(sub_mchid, transaction_id, out_order_no, description)
+        _, data = await self._http.call("POST", "/v3/profitsharing/orders/unfreeze", body)
+        return self._http.read(tf_splits.split_order_from, data)
+
+    async def unsplit_amount(self, transaction_id: str) -> int:
+        """Fen of the order still frozen and splittable."""
+        target = f"/v3/profitsharing/transactions/{_segment(transaction_id)}/amounts"
+        return await self._get(target, lambda d: tf_splits.unsplit_fen_from(d, transaction_id))
+
+    async def request_split_return(self, req: ChannelSplitReturnRequest) -> ChannelSplitReturn:
+        """Take money back from a MERCHANT_ID receiver of a split (before refunding it)."""
+        _, data = await self._http.call("POST", "/v3/profitsharing/return-orders", tf_splits.split_return_body(req))
+        return self._http.read(tf_splits.split_return_from, data)
+
+    async def query_split_return(self, sub_mchid: str, out_order_no: str,
+                                 out_return_no: str) -> ChannelSplitReturn | None:
+        query = urlencode({"sub_mchid": sub_mchid, "out_order_no": out_order_no})
+        target = f"/v3/profitsharing/return-orders/{_segment(out_return_no)}?{query}"
+        return await self._absent_on_404(self._get(target, tf_splits.split_return_from))
+
+    # -- refunds -------------------------------------------------------------------------
+
+    async def request_refund(self, req: ChannelRefundRequest) -> ChannelRefund:
+        """Ask for a refund; WeChat answers PROCESSING and reports the end by REFUND.* notice.
+
+        Money split away and not returned is not there: 403 NOT_ENOUGH (not retryable).
+        """
+        _, data = await self._http.call("POST", "/v3/refund/domestic/refunds", tf_refunds.refund_body(req))
+        return self._http.read(tf_refunds.refund_from, data)
+
+    async def query_refund(self, sub_mchid: str, out_refund_no: str) -> ChannelRefund | None:
+        target = f"/v3/refund/domestic/refunds/{_segment(out_refund_no)}?{urlencode({'sub_mchid': sub_mchid})}"
+        return await self._absent_on_404(self._get(target, tf_refunds.refund_from))
+
+    # -- notifications -------------------------------------------------------------------
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ChannelNotice:
+        """Verify, decrypt and read any notification WeChat Pay sends the mall.
 
         Raises ChannelNotificationRejected when the signature, timestamp, key id, event
-        type or ciphertext does not check out; the caller should then answer non-2xx so
-        WeChat retries (a genuine notification will verify next time).
+        type, ciphertext or resource does not check out, or when it concerns another mall;
+        the caller should then answer non-2xx so WeChat retries (a genuine notification
+        will verify next time).
         """
-        event_type, resource = self._open_notification(headers, body)
-        if event_type != tf.EVENT_TRANSACTION_SUCCESS:
-            raise _rejected("event_type")
+        opened = self._http.open_notification(headers, body)
         try:
-            trade = tf.trade_from(resource)
+            if opened.event_type == tf.EVENT_TRANSACTION_SUCCESS and opened.original_type != "profitsharing":
+                notice: ChannelNotice = ChannelPaymentNotice(opened.event_id, self._paid_trade(opened.resource))
+            elif opened.event_type in tf_refunds.EVENT_REFUND_STATES:
+                notice = tf_refunds.refund_notice_from(opened.event_id, opened.event_type, opened.resource)
+            elif opened.event_type in _SPLIT_EVENTS:
+                notice = tf_splits.split_notice_from(opened.event_id, _SPLIT_EVENTS[opened.event_type],
+                                                     opened.resource)
+            else:
+                raise rejected("event_type")
         except tf.UnexpectedChannelResponse:
-            raise _rejected("resource shape") from None
-        if trade.sp_mchid != self._credentials.sp_mchid:
-            raise _rejected("sp_mchid")
+            raise rejected("resource shape") from None
+        mall = notice.trade.sp_mchid if isinstance(notice, ChannelPaymentNotice) else notice.sp_mchid
+        if mall != self._credentials.sp_mchid:
+            raise rejected("sp_mchid")
+        return notice
+
+    def parse_payment_notification(self, headers: Mapping[str, str], body: bytes) -> ChannelTrade:
+        """Like parse_notification, for callers that accept TRANSACTION.SUCCESS only."""
+        notice = self.parse_notification(headers, body)
+        if not isinstance(notice, ChannelPaymentNotice):
+            raise rejected("event_type")
+        return notice.trade
+
+    def _paid_trade(self, resource: dict[str, Any]) -> ChannelTrade:
+        trade = tf.trade_from(resource)
         if trade.state is not ChannelTradeState.SUCCESS or trade.transaction_id is None:
-            raise _rejected("trade_state")
+            raise rejected("trade_state")
         return trade
 
-    # -- notifications -----------------------------------------------------------------
+    # -- helpers ---------------------------------------------------------------------------
 
-    def _open_notification(self, headers: Mapping[str, str], body: bytes) -> tuple[str, dict[str, Any]]:
-        """Check the signature headers over the exact body, then decrypt the resource."""
-        lower = {name.lower(): value for name, value in headers.items()}
-        timestamp = lower.get("wechatpay-timestamp", "")
-        nonce = lower.get("wechatpay-nonce", "")
-        signature = lower.get("wechatpay-signature", "")
-        if not (timestamp and nonce and signature):
-            raise _rejected("signature headers missing")
-        if lower.get("wechatpay-signature-type", signing.SCHEMA) != signing.SCHEMA:
-            raise _rejected("signature type")
-        if lower.get("wechatpay-serial") != self._credentials.platform_public_key_id:
-            raise _rejected("unknown platform key id")
-        if not self._timestamp_fresh(timestamp):
-            raise _rejected("timestamp outside window")
-        message = signing.response_message(timestamp, nonce, body)
-        if not signing.verify(self._credentials.platform_public_key, message, signature):
-            raise _rejected("signature")
-        try:
-            envelope = json.loads(body)
-            resource = envelope["resource"]
-            event_type = envelope["event_type"]
-            if envelope.get("resource_type") != tf.RESOURCE_TYPE_ENCRYPTED:
-                raise _rejected("resource_type")
-            if resource.get("algorithm") != tf.RESOURCE_ALGORITHM:
-                raise _rejected("algorithm")
-            plaintext = signing.aes_gcm_decrypt(
-                self._credentials.apiv3_key.reveal(),
-                resource["ciphertext"],
-                resource["nonce"],
-                resource.get("associated_data") or "",
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise _rejected("envelope shape") from None
-        if plaintext is None:
-            raise _rejected("decryption")
-        try:
-            decrypted = json.loads(plaintext)
-        except ValueError:
-            raise _rejected("resource json") from None
-        if not isinstance(decrypted, dict) or not isinstance(event_type, str):
-            raise _rejected("resource shape")
-        return event_type, decrypted
-
-    # -- transport ---------------------------------------------------------------------
-
-    async def _query(self, path: str, sub_mchid: str) -> ChannelTrade | None:
+    async def _query_trade(self, path: str, sub_mchid: str) -> ChannelTrade | None:
         query = urlencode({"sp_mchid": self._credentials.sp_mchid, "sub_mchid": sub_mchid})
-        try:
-            _, data = await self._call("GET", f"{path}?{query}", None)
-        except ChannelError as exc:
-            if exc.http_status == 404 and exc.code in (tf.CODE_NOT_FOUND, "ORDERNOTEXIST"):
-                return None
-            raise
-        return self._read(tf.trade_from, data)
+        return await self._absent_on_404(self._get(f"{path}?{query}", tf.trade_from))
 
-    async def _call(self, method: str, target: str, payload: dict[str, Any] | None) -> tuple[int, Any]:
-        """Send one signed request; return (status, JSON or None) of a verified 2xx answer."""
-        body = b"" if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = self._request_headers(method, target, body)
-        path = target.partition("?")[0]
-        try:
-            async with self._session.request(
-                method, URL(self._base_url + target, encoded=True),
-                data=body if payload is not None else None, headers=headers, timeout=self._timeout,
-            ) as resp:
-                raw = await self._read_body(resp)
-                status, resp_headers = resp.status, resp.headers
-        except asyncio.TimeoutError:
-            log.warning("channel.timeout", method=method, path=path)
-            raise ChannelError(tf.CODE_TIMEOUT, "channel did not answer in time", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            log.warning("channel.unreachable", method=method, path=path, error=type(exc).__name__)
-            raise ChannelError(tf.CODE_UNREACHABLE, "channel could not be reached", retryable=True) from None
-        if not 200 <= status < 300:
-            raise self._error(method, path, status, raw)
-        if not self._response_signed(resp_headers, raw):
-            log.error("channel.bad_signature", method=method, path=path, status=status)
-            raise ChannelError(tf.CODE_BAD_SIGNATURE, "channel answer failed signature check", retryable=True,
-                               http_status=status)
-        if not raw:
-            return status, None
-        try:
-            return status, json.loads(raw)
-        except ValueError:
-            log.error("channel.bad_json", method=method, path=path, status=status)
-            raise ChannelError(tf.CODE_BAD_RESPONSE, "channel answer is not JSON", retryable=True,
-                               http_status=status) from None
-
-    def _request_headers(self, method: str, target: str, body: bytes) -> dict[str, str]:
-        creds = self._credentials
-        authorization = signing.build_authorization(
-            mchid=creds.sp_mchid,
-            serial_no=creds.merchant_serial_no,
-            private_key=creds.merchant_private_key.reveal(),
-            method=method,
-            target=target,
-            body=body,
-            timestamp=str(int(self._clock().timestamp())),
-            nonce=signing.new_nonce(),
-        )
-        return {
-            "Authorization": authorization,
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "Wechatpay-Serial": creds.platform_public_key_id,
-        }
-
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > self._response_bytes_max:
-                raise aiohttp.ClientPayloadError("answer larger than response_bytes_max")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _response_signed(self, headers: Mapping[str, str], body: bytes) -> bool:
-        timestamp = headers.get("Wechatpay-Timestamp", "")
-        nonce = headers.get("Wechatpay-Nonce", "")
-        signature = headers.get("Wechatpay-Signature", "")
-        if headers.get("Wechatpay-Serial") != self._credentials.platform_public_key_id:
-            return False
-        if not (timestamp and nonce and signature) or not self._timestamp_fresh(timestamp):
-            return False
-        message = signing.response_message(timestamp, nonce, body)
-        return signing.verify(self._credentials.platform_public_key, message, signature)
-
-    def _timestamp_fresh(self, timestamp: str) -> bool:
-        if not timestamp.isdigit():
-            return False
-        return abs(self._clock().timestamp() - int(timestamp)) <= SIGNATURE_WINDOW_S
-
-    def _error(self, method: str, path: str, status: int, raw: bytes) -> ChannelError:
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            data = None
-        error = tf.error_from(status, data)
-        upstream = data.get("message") if isinstance(data, dict) else None
-        # WeChat's message is for operators only; it never names keys or payer ids. A 4xx
-        # is usually an expected business answer (ORDER_NOT_EXIST, ORDERPAID): info level.
-        log_at = log.warning if error.retryable else log.info
-        log_at(
-            "channel.error", method=method, path=path, status=status, code=error.code,
-            retryable=error.retryable,
-            upstream_message=str(upstream)[:UPSTREAM_MESSAGE_LOG_CHARS_MAX] if upstream else None,
-        )
-        return error
+    async def _get(self, target: str, transform: Callable[[Any], T]) -> T:
+        _, data = await self._http.call("GET", target, None)
+        return self._http.read(transform, data)
 
     @staticmethod
-    def _read(transform: Callable[[Any], Any], data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise ChannelError(tf.CODE_BAD_RESPONSE, "channel answer has no JSON object", retryable=True)
+    async def _absent_on_404(query: Coroutine[Any, Any, T]) -> T | None:
         try:
-            return transform(data)
-        except tf.UnexpectedChannelResponse as exc:
-            log.error("channel.unexpected_answer", reason=str(exc))
-            raise ChannelError(tf.CODE_BAD_RESPONSE, "channel answer has an unexpected shape",
-                               retryable=True) from None
+            return await query
+        except ChannelError as exc:
+            if exc.http_status == 404 and exc.code in _NOT_FOUND_CODES:
+                return None
+            raise
 
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
-
-
-def _rejected(reason: str) -> ChannelNotificationRejected:
-    log.warning("channel.notification_rejected", reason=reason)
-    return ChannelNotificationRejected(reason)

@@ -7,12 +7,14 @@ RFC 3339 with a +08:00 offset and become aware UTC datetimes.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
-from gateway.channel import ChannelError, ChannelOrderRequest, ChannelTrade, ChannelTradeState
+from gateway.channel import SPLIT_NOT_READY, ChannelError, ChannelOrderRequest, ChannelTrade, ChannelTradeState
 
+E = TypeVar("E", bound=enum.Enum)
 CHINA_TZ = timezone(timedelta(hours=8))
 EVENT_TRANSACTION_SUCCESS = "TRANSACTION.SUCCESS"
 RESOURCE_TYPE_ENCRYPTED = "encrypt-resource"
@@ -26,6 +28,9 @@ CODE_BAD_RESPONSE = "CHANNEL_BAD_RESPONSE"
 CODE_NOT_FOUND = "ORDER_NOT_EXIST"
 
 _RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANKERROR"})
+# v3 answers "the order is still being processed, try later" as INVALID_REQUEST with text
+# like 订单处理中，暂时无法分账，请稍后重试 (or 订单处理中，请稍后重试); v2 named it ORDER_NOT_READY.
+_NOT_READY_MARK = "处理中"
 
 
 class UnexpectedChannelResponse(ValueError):
@@ -79,26 +84,26 @@ def prepay_id_from(data: Mapping[str, Any]) -> str:
 
 def trade_from(data: Mapping[str, Any]) -> ChannelTrade:
     """A partner query answer or decrypted TRANSACTION resource -> ChannelTrade."""
-    amount = _mapping(data.get("amount"), "amount")
-    payer = _mapping(data.get("payer") or {}, "payer")
+    amount = read_mapping(data.get("amount"), "amount")
+    payer = read_mapping(data.get("payer") or {}, "payer")
     try:
-        state = ChannelTradeState(_text(data, "trade_state"))
+        state = ChannelTradeState(read_text(data, "trade_state"))
     except ValueError:
         raise UnexpectedChannelResponse("unknown trade_state") from None
     success_time = data.get("success_time")
     return ChannelTrade(
-        sp_mchid=_text(data, "sp_mchid"),
-        sub_mchid=_text(data, "sub_mchid"),
-        out_trade_no=_text(data, "out_trade_no"),
-        transaction_id=_optional_text(data, "transaction_id"),
+        sp_mchid=read_text(data, "sp_mchid"),
+        sub_mchid=read_text(data, "sub_mchid"),
+        out_trade_no=read_text(data, "out_trade_no"),
+        transaction_id=read_optional_text(data, "transaction_id"),
         state=state,
-        total_fen=_fen(amount, "total"),
-        payer_total_fen=_fen(amount, "payer_total") if "payer_total" in amount else None,
-        currency=_optional_text(amount, "currency") or "CNY",
-        bank_type=_optional_text(data, "bank_type"),
+        total_fen=read_fen(amount, "total"),
+        payer_total_fen=read_fen(amount, "payer_total") if "payer_total" in amount else None,
+        currency=read_optional_text(amount, "currency") or "CNY",
+        bank_type=read_optional_text(data, "bank_type"),
         success_at=parse_wechat_time(success_time) if success_time else None,
-        payer_sp_openid=_optional_text(payer, "sp_openid"),
-        payer_sub_openid=_optional_text(payer, "sub_openid"),
+        payer_sp_openid=read_optional_text(payer, "sp_openid"),
+        payer_sub_openid=read_optional_text(payer, "sub_openid"),
     )
 
 
@@ -111,24 +116,27 @@ def error_from(status: int, data: Any) -> ChannelError:
     code = data.get("code") if isinstance(data, Mapping) else None
     if not isinstance(code, str) or not code:
         code = f"HTTP_{status}"
+    upstream_message = data.get("message") if isinstance(data, Mapping) else None
+    if code == "INVALID_REQUEST" and isinstance(upstream_message, str) and _NOT_READY_MARK in upstream_message:
+        code = SPLIT_NOT_READY  # the only place WeChat's text decides anything; see SPLIT_NOT_READY_CODES
     retryable = status >= 500 or status == 429 or code in _RETRYABLE_CODES
     return ChannelError(code, f"channel answered {status} {code}", retryable=retryable, http_status=status)
 
 
-def _mapping(value: Any, name: str) -> Mapping[str, Any]:
+def read_mapping(value: Any, name: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise UnexpectedChannelResponse(f"{name} is not an object")
     return value
 
 
-def _text(data: Mapping[str, Any], name: str) -> str:
+def read_text(data: Mapping[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value:
         raise UnexpectedChannelResponse(f"{name} missing")
     return value
 
 
-def _optional_text(data: Mapping[str, Any], name: str) -> str | None:
+def read_optional_text(data: Mapping[str, Any], name: str) -> str | None:
     value = data.get(name)
     if value is None or value == "":
         return None
@@ -137,8 +145,19 @@ def _optional_text(data: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _fen(data: Mapping[str, Any], name: str) -> int:
+def read_fen(data: Mapping[str, Any], name: str) -> int:
     value = data.get(name)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise UnexpectedChannelResponse(f"{name} is not a non-negative integer of fen")
     return value
+
+
+def read_time(data: Mapping[str, Any], name: str) -> datetime:
+    return parse_wechat_time(read_text(data, name))
+
+
+def read_enum(kind: type[E], data: Mapping[str, Any], name: str) -> E:
+    try:
+        return kind(read_text(data, name))
+    except ValueError:
+        raise UnexpectedChannelResponse(f"{name} is not one of {kind.__name__}") from None

@@ -92,6 +92,24 @@ def test_knobs_from_environment(emulator_credentials_stub):
         emulator_config_from_env(emulator_credentials_stub, {"MALLPAY_EMULATOR_ORDERS_MAX": "lots"})
 
 
+def test_money_knobs_from_environment_and_their_ranges(emulator_credentials_stub):
+    config = emulator_config_from_env(emulator_credentials_stub, {
+        "MALLPAY_EMULATOR_FEE_RATE_BPS": "38", "MALLPAY_EMULATOR_FREEZE_DAYS": "180",
+        "MALLPAY_EMULATOR_PROFITSHARING_NOTIFY_URL": "http://127.0.0.1:8080/channel/wechatpay/notify",
+        "MALLPAY_EMULATOR_SPLIT_FAILURE_RATE": "0.1",
+    })
+    assert (config.fee_rate_bps, config.freeze_days, config.split_failure_rate) == (38, 180, 0.1)
+    assert config.profitsharing_notify_url == "http://127.0.0.1:8080/channel/wechatpay/notify"
+    defaults = EmulatorConfig(credentials=emulator_credentials_stub)
+    assert (defaults.fee_rate_bps, defaults.split_after_payment_s, defaults.freeze_days,
+            defaults.max_ratio_bps_default, defaults.split_return_window_days,
+            defaults.profitsharing_notify_url) == (60, 60, 30, 3000, 180, None)
+    for change in ({"fee_rate_bps": 10_001}, {"split_failure_rate": 2.0}, {"refunds_max": 0},
+                   {"profitsharing_notify_url": "ftp://x"}, {"max_ratio_bps_default": -1}):
+        with pytest.raises(EmulatorConfigError):
+            EmulatorConfig(credentials=emulator_credentials_stub, **change)
+
+
 @pytest.fixture(scope="module")
 def emulator_credentials_stub(tmp_path_factory):
     from gateway.channel.credentials import ensure_local_credentials

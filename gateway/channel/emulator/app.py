@@ -17,10 +17,14 @@ from datetime import datetime, timezone
 import structlog
 from aiohttp import web
 
-from gateway.channel.emulator import keys, orders, sandbox
+from gateway.channel.emulator import keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
 from gateway.channel.emulator.auth import API_PREFIX, NonceCache, request_verifier, sign_headers
 from gateway.channel.emulator.config import EmulatorConfig
+from gateway.channel.emulator.funds import Funds
+from gateway.channel.emulator.jobs import DelayedJobs
 from gateway.channel.emulator.notify import Notifier
+from gateway.channel.emulator.refund_book import RefundBook
+from gateway.channel.emulator.split_book import SplitBook
 from gateway.channel.emulator.state import OrderBook
 from gateway.channel.emulator.wire import EmulatorError, error_response
 
@@ -50,9 +54,16 @@ def create_emulator_app(config: EmulatorConfig, *, clock: Callable[[], datetime]
     app[keys.CLOCK] = clock
     app[keys.ORDERS] = OrderBook(config.orders_max)
     app[keys.NOTIFIER] = Notifier(config, clock)
+    app[keys.FUNDS] = Funds(fee_rate_bps=config.fee_rate_bps, freeze_days=config.freeze_days,
+                            trades_max=config.orders_max, merchants_max=config.merchants_max)
+    app[keys.SPLITS] = SplitBook(orders_max=config.split_orders_max, relations_max=config.receivers_max,
+                                 configs_max=config.merchants_max, max_ratio_bps_default=config.max_ratio_bps_default)
+    app[keys.REFUNDS] = RefundBook(config.refunds_max)
+    app[keys.JOBS] = DelayedJobs(config.jobs_pending_max)
     app.cleanup_ctx.append(_notifier_ctx)
-    app.add_routes(orders.routes)
-    app.add_routes(sandbox.routes)
+    app.cleanup_ctx.append(_jobs_ctx)
+    for module in (orders, profitsharing, receivers, return_orders, refunds, sandbox):
+        app.add_routes(module.routes)
     return app
 
 
@@ -61,6 +72,11 @@ async def _notifier_ctx(app: web.Application) -> AsyncIterator[None]:
     await notifier.start()
     yield
     await notifier.stop()
+
+
+async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[keys.JOBS].stop()  # before the notifier stops: a finishing job may still notify
 
 
 def _signed_answers(config: EmulatorConfig, clock: Callable[[], datetime]):

@@ -14,6 +14,7 @@ from gateway.channel.credentials import EmulatorCredentials
 WECHAT_NOTIFY_RETRY_SCHEDULE_S: tuple[float, ...] = (
     15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
 )
+BPS_WHOLE = 10_000  # basis points in one whole
 LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1", "[::1]")
 ENV_PREFIX = "MALLPAY_EMULATOR_"
 
@@ -47,19 +48,48 @@ class EmulatorConfig:
     nonce_cache_entries_max: int = 100_000  # replay protection memory
     request_body_bytes_max: int = 64 * 1024
 
+    # Money (SPEC 3): each paid order pays WeChat's fee, rounded half up per order; an
+    # order paid with settle_info.profit_sharing=true stays frozen (unsplit) until split
+    # and unfrozen, or until `freeze_days` pass and the channel unfreezes it itself.
+    fee_rate_bps: int = 60
+    freeze_days: int = 30
+    # Profit sharing (分账).
+    split_after_payment_s: int = 60  # splits before this are refused "订单处理中" (retry later)
+    split_finish_delay_ms: int = 500  # PROCESSING -> FINISHED
+    split_failure_rate: float = 0.0  # share of receiver lines that end CLOSED (ACCOUNT_ABNORMAL)
+    max_ratio_bps_default: int = 3000  # WeChat's default cap; POST /sandbox/merchant-configs changes it
+    split_return_window_days: int = 180  # split returns are refused after this
+    # 分账动账通知 go to a URL set in WeChat's merchant platform, not in the request;
+    # None sends none. The gateway points it at its own /channel/wechatpay/notify.
+    profitsharing_notify_url: str | None = None
+    # Refunds.
+    refund_finish_delay_ms: int = 500  # PROCESSING -> SUCCESS (or ABNORMAL)
+    refund_abnormal_rate: float = 0.0  # share of refunds that end ABNORMAL instead of SUCCESS
+    # Memory bounds for the money model.
+    split_orders_max: int = 100_000  # split orders and split returns, each; oldest forgotten
+    refunds_max: int = 100_000  # oldest forgotten
+    receivers_max: int = 10_000  # receiver relations ever added, all stores; beyond: refused
+    merchants_max: int = 10_000  # stores with a balance; payments for more are refused (429)
+    jobs_pending_max: int = 10_000  # splits and refunds still PROCESSING; beyond: 429
+
     rng: random.Random = field(default_factory=random.Random)  # seed it for repeatable runs
 
     def __post_init__(self) -> None:
-        for name in ("notify_failure_rate", "error_rate"):
+        for name in ("notify_failure_rate", "error_rate", "split_failure_rate", "refund_abnormal_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise EmulatorConfigError(f"{name} must be within 0..1")
-        non_negative = ("notify_delay_ms", "notify_duplicate_count", "response_delay_ms", "retry_time_scale")
+        non_negative = (
+            "notify_delay_ms", "notify_duplicate_count", "response_delay_ms", "retry_time_scale",
+            "fee_rate_bps", "freeze_days", "split_after_payment_s", "split_finish_delay_ms",
+            "split_return_window_days", "refund_finish_delay_ms",
+        )
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise EmulatorConfigError(f"{name} must not be negative")
         positive = (
             "notify_timeout_s", "notify_concurrency_max", "notify_pending_max", "notify_log_entries_max",
             "orders_max", "signature_window_s", "nonce_cache_entries_max", "request_body_bytes_max",
+            "split_orders_max", "refunds_max", "receivers_max", "merchants_max", "jobs_pending_max",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -68,6 +98,12 @@ class EmulatorConfig:
             raise EmulatorConfigError("notify_duplicate_count above 100 is a mistake, not a test")
         if any(delay < 0 for delay in self.notify_retry_schedule_s):
             raise EmulatorConfigError("notify_retry_schedule_s delays must not be negative")
+        for name in ("fee_rate_bps", "max_ratio_bps_default"):
+            if not 0 <= getattr(self, name) <= BPS_WHOLE:
+                raise EmulatorConfigError(f"{name} must be within 0..{BPS_WHOLE}")
+        url = self.profitsharing_notify_url
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise EmulatorConfigError("profitsharing_notify_url must be an http(s) URL")
 
     def with_(self, **changes) -> "EmulatorConfig":
         return replace(self, **changes)
@@ -91,6 +127,8 @@ def emulator_config_from_env(credentials: EmulatorCredentials, env: Mapping[str,
                 values[f.name] = int(raw)
             elif f.type == "float":
                 values[f.name] = float(raw)
+            elif f.type in ("str", "str | None"):
+                values[f.name] = raw.strip() or None
         except ValueError:
             raise EmulatorConfigError(f"{key}: cannot read {raw!r} as {f.type}") from None
     seed = env.get(ENV_PREFIX + "SEED")

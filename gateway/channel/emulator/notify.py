@@ -1,4 +1,4 @@
-"""Payment notifications, delivered the way WeChat Pay delivers them.
+"""Notifications (payments, refunds, 分账动账), delivered the way WeChat Pay delivers them.
 
 One background task per event: wait `notify_delay_ms`, POST the signed, encrypted body to
 the order's notify_url, and on anything but 200/204 retry on WeChat's schedule (scaled by
@@ -34,6 +34,18 @@ log = structlog.get_logger(__name__)
 
 EVENT_TRANSACTION_SUCCESS = "TRANSACTION.SUCCESS"
 SUMMARY_TRANSACTION_SUCCESS = "支付成功"
+EVENT_REFUND_SUCCESS = "REFUND.SUCCESS"
+EVENT_REFUND_ABNORMAL = "REFUND.ABNORMAL"
+EVENT_PROFITSHARING_SUCCESS = "PROFITSHARING.SUCCESS"
+EVENT_PROFITSHARING_RETURN = "PROFITSHARING.RETURN"
+# (event_type -> summary, original_type); original_type doubles as associated_data, as WeChat's does.
+EVENTS: dict[str, tuple[str, str]] = {
+    EVENT_TRANSACTION_SUCCESS: (SUMMARY_TRANSACTION_SUCCESS, "transaction"),
+    EVENT_REFUND_SUCCESS: ("退款成功", "refund"),
+    EVENT_REFUND_ABNORMAL: ("退款异常", "refund"),
+    EVENT_PROFITSHARING_SUCCESS: ("分账", "profitsharing"),
+    EVENT_PROFITSHARING_RETURN: ("分账回退", "profitsharing"),
+}
 RESOURCE_NONCE_CHARS = 12  # WeChat's resource nonces are 12 characters (AES-GCM's 96 bits)
 DELIVERED_STATUSES = frozenset({200, 204})
 
@@ -95,13 +107,19 @@ class Notifier:
 
     def submit_transaction_success(self, order: Order, resource: dict[str, Any]) -> DeliveryRecord:
         """Schedule TRANSACTION.SUCCESS for a just-paid order; `resource` is its query JSON."""
+        return self.submit(EVENT_TRANSACTION_SUCCESS, resource, sp_mchid=order.sp_mchid, sub_mchid=order.sub_mchid,
+                           out_trade_no=order.out_trade_no, notify_url=order.notify_url)
+
+    def submit(self, event_type: str, resource: dict[str, Any], *, sp_mchid: str, sub_mchid: str,
+               out_trade_no: str, notify_url: str) -> DeliveryRecord:
+        """Schedule one event; `out_trade_no` names the payment it concerns in the delivery log."""
         assert self._session is not None, "the notifier runs inside the app"
         assert self.has_capacity(), "callers check capacity before changing state"
-        body = self._event_body(order.sp_mchid, EVENT_TRANSACTION_SUCCESS, SUMMARY_TRANSACTION_SUCCESS,
-                                "transaction", resource)
+        summary, original_type = EVENTS[event_type]
+        body = self._event_body(sp_mchid, event_type, summary, original_type, resource)
         record = DeliveryRecord(
-            event_id=body["id"], event_type=EVENT_TRANSACTION_SUCCESS, sub_mchid=order.sub_mchid,
-            out_trade_no=order.out_trade_no, notify_url=order.notify_url,
+            event_id=body["id"], event_type=event_type, sub_mchid=sub_mchid,
+            out_trade_no=out_trade_no, notify_url=notify_url,
         )
         self._remember(record)
         task = asyncio.create_task(self._deliver(record, json_bytes(body)), name=f"notify-{record.event_id}")

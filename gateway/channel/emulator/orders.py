@@ -12,14 +12,14 @@ import json
 import re
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
 
 from gateway.channel.emulator import keys
 from gateway.channel.emulator.auth import caller_mchid
-from gateway.channel.emulator.state import CLOSED, SUCCESS, Order, new_prepay_id, transaction_json
+from gateway.channel.emulator.fields import notify_url as checked_notify_url
+from gateway.channel.emulator.state import CLOSED, PAID_STATES, Order, new_prepay_id, transaction_json
 from gateway.channel.emulator.wire import (
     EmulatorError,
     json_response,
@@ -38,7 +38,6 @@ OUT_TRADE_NO_RE = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
 MCHID_RE = re.compile(r"[0-9]{1,32}")
 DESCRIPTION_CHARS_MAX = 127
 ATTACH_CHARS_MAX = 128
-NOTIFY_URL_CHARS_MAX = 256
 OPENID_CHARS_MAX = 128
 APPID_CHARS_MAX = 32
 
@@ -54,7 +53,7 @@ async def create_jsapi(request: web.Request) -> web.Response:
     if existing is not None:
         if existing.request_fingerprint != fingerprint:
             raise EmulatorError(400, "INVALID_REQUEST", "201 商户订单号重复 (out_trade_no used)")
-        if existing.state == SUCCESS:
+        if existing.state in PAID_STATES:
             raise EmulatorError(400, "ORDERPAID", "该订单已支付")
         if existing.state == CLOSED:
             raise EmulatorError(400, "ORDER_CLOSED", "订单已关闭")
@@ -91,7 +90,7 @@ async def close(request: web.Request) -> web.Response:
         raise param_error("sp_mchid and sub_mchid are required")
     _require_caller(request, sp_mchid)
     order = _visible(request.app[keys.ORDERS].get(sub_mchid, request.match_info["out_trade_no"]), request)
-    if order.state == SUCCESS:
+    if order.state in PAID_STATES:
         raise EmulatorError(400, "ORDERPAID", "订单已支付")
     if order.state != CLOSED:
         order.close()
@@ -196,15 +195,7 @@ def _profit_sharing(settle_info: Any) -> bool:
 
 
 def _notify_url(body: dict[str, Any], http_hosts: tuple[str, ...]) -> str:
-    url = _text(body, "notify_url", NOTIFY_URL_CHARS_MAX)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise param_error("notify_url must be an absolute http(s) URL")
-    if parts.query:
-        raise param_error("notify_url must not carry query parameters")
-    if parts.scheme == "http" and parts.hostname not in http_hosts:
-        raise param_error("notify_url must be https (plain http only to loopback)")
-    return url
+    return checked_notify_url(body, "notify_url", http_hosts)
 
 
 def _time_expire(body: dict[str, Any]) -> datetime | None:

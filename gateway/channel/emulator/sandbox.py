@@ -1,4 +1,6 @@
-"""Local-only levers that WeChat Pay does not have: "the shopper pays" and the delivery log.
+"""Local-only levers that WeChat Pay does not have: "the shopper pays", the delivery log,
+a store's maximum split ratio (set in WeChat's merchant platform for real) and a look at
+the money model's balances.
 
 Unsigned on purpose (SPEC 8): they stand in for the shopper's phone and for an operator
 looking at WeChat's merchant console, and the emulator is meant for loopback use.
@@ -13,7 +15,11 @@ import structlog
 from aiohttp import web
 
 from gateway.channel.emulator import keys
-from gateway.channel.emulator.state import CLOSED, SUCCESS, Order, new_transaction_id, transaction_json
+from gateway.channel.emulator.config import BPS_WHOLE
+from gateway.channel.emulator.fields import MCHID_RE
+from gateway.channel.emulator.funds import FundsFull
+from gateway.channel.emulator.split_book import RECEIVER_TYPES, BookFull
+from gateway.channel.emulator.state import CLOSED, PAID_STATES, Order, new_transaction_id, transaction_json
 from gateway.channel.emulator.wire import EmulatorError, format_time, json_response, param_error, read_json_object
 
 log = structlog.get_logger(__name__)
@@ -31,7 +37,7 @@ async def pay(request: web.Request) -> web.Response:
     order = orders.get(sub_mchid, out_trade_no)
     if order is None:
         raise EmulatorError(404, "ORDER_NOT_EXIST", "订单不存在")
-    if order.state == SUCCESS:
+    if order.state in PAID_STATES:
         return json_response(_paid_json(order, already_paid=True))
     if order.state == CLOSED:
         raise EmulatorError(400, "ORDER_CLOSED", "订单已关闭")
@@ -42,6 +48,14 @@ async def pay(request: web.Request) -> web.Response:
     transaction_id = new_transaction_id(rng, now)
     while orders.by_transaction_id(transaction_id) is not None:
         transaction_id = new_transaction_id(rng, now)
+    try:
+        request.app[keys.FUNDS].settle_payment(
+            transaction_id=transaction_id, sp_mchid=order.sp_mchid, sub_mchid=order.sub_mchid,
+            out_trade_no=order.out_trade_no, total_fen=order.total_fen, profit_sharing=order.profit_sharing,
+            paid_at=now,
+        )
+    except FundsFull:
+        raise EmulatorError(429, "FREQUENCY_LIMITED", "too many stores (merchants_max)") from None
     orders.pay(order, transaction_id, now)
     record = notifier.submit_transaction_success(order, transaction_json(order))
     log.info("emulator.order_paid", sub_mchid=sub_mchid, out_trade_no=out_trade_no, event_id=record.event_id)
@@ -55,6 +69,42 @@ async def notifications(request: web.Request) -> web.Response:
     if out_trade_no:
         records = [record for record in records if record.out_trade_no == out_trade_no]
     return json_response({"data": [record.as_json() for record in records], "total_count": len(records)})
+
+
+@routes.post("/sandbox/merchant-configs")
+async def set_max_ratio(request: web.Request) -> web.Response:
+    """What a franchise store's owner sets in WeChat's merchant platform: the share of each
+    order that may be split away from it, in 1/10000 (WeChat's default is 3000)."""
+    body = await read_json_object(request)
+    sub_mchid, max_ratio = body.get("sub_mchid"), body.get("max_ratio")
+    if not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid):
+        raise param_error("sub_mchid must be digits")
+    if not isinstance(max_ratio, int) or isinstance(max_ratio, bool) or not 0 <= max_ratio <= BPS_WHOLE:
+        raise param_error(f"max_ratio must be an integer within 0..{BPS_WHOLE}")
+    try:
+        request.app[keys.SPLITS].set_max_ratio_bps(sub_mchid, max_ratio)
+    except BookFull:
+        raise EmulatorError(429, "FREQUENCY_LIMITED", "too many stores (merchants_max)") from None
+    return json_response({"sub_mchid": sub_mchid, "max_ratio": max_ratio})
+
+
+@routes.get("/sandbox/merchants/{sub_mchid}/funds")
+async def merchant_funds(request: web.Request) -> web.Response:
+    """A store's money at the channel, after WeChat's own unfreeze of overdue orders."""
+    funds, sub_mchid = request.app[keys.FUNDS], request.match_info["sub_mchid"]
+    funds.sweep(request.app[keys.CLOCK]())
+    return json_response({"sub_mchid": sub_mchid, "available_fen": funds.available_fen(sub_mchid),
+                          "frozen_fen": funds.frozen_fen(sub_mchid)})
+
+
+@routes.get("/sandbox/receivers/{type}/{account}/funds")
+async def receiver_funds(request: web.Request) -> web.Response:
+    """What a split receiver holds: sent to it by splits, less what it returned."""
+    receiver_type, account = request.match_info["type"], request.match_info["account"]
+    if receiver_type not in RECEIVER_TYPES:
+        raise param_error("type must be MERCHANT_ID, PERSONAL_OPENID or PERSONAL_SUB_OPENID")
+    received_fen = request.app[keys.FUNDS].received_fen(receiver_type, account)
+    return json_response({"type": receiver_type, "account": account, "received_fen": received_fen})
 
 
 def _paid_json(order: Order, *, already_paid: bool) -> dict:

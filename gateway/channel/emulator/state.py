@@ -22,7 +22,9 @@ log = structlog.get_logger(__name__)
 NOTPAY = "NOTPAY"
 SUCCESS = "SUCCESS"
 CLOSED = "CLOSED"
-TRADE_STATE_DESC = {NOTPAY: "订单未支付", SUCCESS: "支付成功", CLOSED: "订单已关闭"}
+REFUND = "REFUND"  # paid, then (partly) refunded: WeChat's "转入退款"
+PAID_STATES = frozenset({SUCCESS, REFUND})
+TRADE_STATE_DESC = {NOTPAY: "订单未支付", SUCCESS: "支付成功", CLOSED: "订单已关闭", REFUND: "转入退款"}
 TRADE_TYPE_JSAPI = "JSAPI"
 BANK_TYPE_OTHERS = "OTHERS"
 
@@ -65,8 +67,12 @@ class Order:
         self.payer_total_fen = self.total_fen  # no coupons at the channel in the emulator
 
     def close(self) -> None:
-        assert self.state != SUCCESS, "a paid order cannot be closed"
+        assert self.state not in PAID_STATES, "a paid order cannot be closed"
         self.state = CLOSED
+
+    def mark_refunded(self) -> None:
+        assert self.state in PAID_STATES, "only a paid order is refunded"
+        self.state = REFUND
 
 
 def transaction_json(order: Order) -> dict[str, Any]:
@@ -94,7 +100,7 @@ def transaction_json(order: Order) -> dict[str, Any]:
     }
     if order.sub_appid:
         data["sub_appid"] = order.sub_appid
-    if order.state == SUCCESS:
+    if order.state in PAID_STATES:
         assert order.transaction_id and order.success_at and order.payer_total_fen is not None
         data.update(
             transaction_id=order.transaction_id,
@@ -154,3 +160,19 @@ def new_transaction_id(rng: random.Random, now: datetime) -> str:
 
 def new_event_id(rng: random.Random) -> str:
     return f"EV-{rng.getrandbits(80):020x}".upper()
+
+
+def new_split_order_id(rng: random.Random) -> str:
+    """28 digits like WeChat's 微信分账单号 (3008450740201411110007820472)."""
+    return f"3008{rng.randrange(10**24):024d}"
+
+
+def new_split_detail_id(rng: random.Random) -> str:
+    """WeChat's 分账明细单号 look like 36011111111111111111111 (23 digits)."""
+    return f"3601{rng.randrange(10**19):019d}"
+
+
+def new_refund_id(rng: random.Random, now: datetime) -> str:
+    """29 digits like WeChat's 50000000382019052709732678859: 5000 + 6 + China-time date + 11."""
+    day = format_time(now)[:10].replace("-", "")
+    return f"5000{rng.randrange(10**6):06d}{day}{rng.randrange(10**11):011d}"

@@ -1,0 +1,223 @@
+"""Profit-sharing records as WeChat keeps them: split orders, split returns, receiver
+relations and each store's maximum split ratio; plus their JSON answers.
+
+Split orders and returns are keyed by (sub_mchid, out_*_no) and forgotten oldest first
+beyond `split_orders_max`. Receiver relations and ratio settings are not forgotten (a
+forgotten relation would silently change which splits are allowed); beyond their bounds
+new ones are refused.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway.channel.emulator.wire import format_time
+
+PROCESSING = "PROCESSING"
+FINISHED = "FINISHED"
+PENDING = "PENDING"
+SUCCESS = "SUCCESS"
+CLOSED = "CLOSED"
+FAILED = "FAILED"
+KIND_SPLIT = "split"
+KIND_UNFREEZE = "unfreeze"
+RECEIVER_TYPES = ("MERCHANT_ID", "PERSONAL_OPENID", "PERSONAL_SUB_OPENID")
+MERCHANT_ID = "MERCHANT_ID"
+
+
+@dataclass
+class SplitLine:
+    type: str
+    account: str
+    amount_fen: int
+    description: str
+    detail_id: str
+    created_at: datetime
+    result: str = PENDING
+    fail_reason: str | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass
+class SplitOrder:
+    sp_mchid: str
+    sub_mchid: str
+    transaction_id: str
+    out_order_no: str
+    order_id: str
+    kind: str  # KIND_SPLIT or KIND_UNFREEZE
+    fingerprint: str
+    created_at: datetime
+    lines: list[SplitLine]
+    unfreeze_unsplit: bool
+    state: str = PROCESSING
+    returned_fen: dict[str, int] = field(default_factory=dict)  # merchant account -> fen returned
+    returns: dict[str, int] = field(default_factory=dict)  # merchant account -> return requests
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.sub_mchid, self.out_order_no)
+
+    def merchant_received_fen(self, account: str) -> int:
+        return sum(line.amount_fen for line in self.lines
+                   if line.type == MERCHANT_ID and line.account == account and line.result == SUCCESS)
+
+    def finished_at(self) -> datetime | None:
+        times = [line.finished_at for line in self.lines if line.finished_at is not None]
+        return max(times) if self.state == FINISHED and times else None
+
+
+@dataclass
+class SplitReturn:
+    sub_mchid: str
+    order_id: str
+    out_order_no: str
+    out_return_no: str
+    return_id: str
+    return_mchid: str
+    amount_fen: int
+    description: str
+    fingerprint: str
+    created_at: datetime
+    result: str
+    fail_reason: str | None
+    finished_at: datetime | None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.sub_mchid, self.out_return_no)
+
+
+@dataclass
+class ReceiverRelation:
+    sub_mchid: str
+    type: str
+    account: str
+    relation_type: str
+    custom_relation: str | None
+    active: bool = True
+
+
+class BookFull(Exception):
+    """A bound that refuses rather than forgets was reached; nothing was changed."""
+
+
+class SplitBook:
+    def __init__(self, *, orders_max: int, relations_max: int, configs_max: int, max_ratio_bps_default: int):
+        assert orders_max > 0 and relations_max > 0 and configs_max > 0
+        self._orders_max = orders_max
+        self._relations_max = relations_max
+        self._configs_max = configs_max
+        self._max_ratio_bps_default = max_ratio_bps_default
+        self._orders: OrderedDict[tuple[str, str], SplitOrder] = OrderedDict()
+        self._by_order_id: dict[str, tuple[str, str]] = {}
+        self._returns: OrderedDict[tuple[str, str], SplitReturn] = OrderedDict()
+        self._relations: dict[tuple[str, str, str], ReceiverRelation] = {}
+        self._max_ratios: dict[str, int] = {}
+
+    # -- split orders -----------------------------------------------------------------
+
+    def order(self, sub_mchid: str, out_order_no: str) -> SplitOrder | None:
+        return self._orders.get((sub_mchid, out_order_no))
+
+    def order_by_id(self, order_id: str) -> SplitOrder | None:
+        key = self._by_order_id.get(order_id)
+        return self._orders.get(key) if key else None
+
+    def order_id_taken(self, order_id: str) -> bool:
+        return order_id in self._by_order_id
+
+    def add_order(self, order: SplitOrder) -> None:
+        assert order.key not in self._orders and order.order_id not in self._by_order_id
+        while len(self._orders) >= self._orders_max:
+            _, oldest = self._orders.popitem(last=False)
+            self._by_order_id.pop(oldest.order_id, None)
+        self._orders[order.key] = order
+        self._by_order_id[order.order_id] = order.key
+
+    # -- split returns ----------------------------------------------------------------
+
+    def split_return(self, sub_mchid: str, out_return_no: str) -> SplitReturn | None:
+        return self._returns.get((sub_mchid, out_return_no))
+
+    def add_return(self, split_return: SplitReturn) -> None:
+        assert split_return.key not in self._returns
+        while len(self._returns) >= self._orders_max:
+            self._returns.popitem(last=False)
+        self._returns[split_return.key] = split_return
+
+    # -- receivers and ratios -----------------------------------------------------------
+
+    def relation(self, sub_mchid: str, receiver_type: str, account: str) -> ReceiverRelation | None:
+        found = self._relations.get((sub_mchid, receiver_type, account))
+        return found if found is not None and found.active else None
+
+    def add_relation(self, relation: ReceiverRelation) -> None:
+        key = (relation.sub_mchid, relation.type, relation.account)
+        if key not in self._relations and len(self._relations) >= self._relations_max:
+            raise BookFull("receivers_max")
+        self._relations[key] = relation
+
+    def delete_relation(self, sub_mchid: str, receiver_type: str, account: str) -> None:
+        found = self._relations.get((sub_mchid, receiver_type, account))
+        if found is not None:
+            found.active = False  # kept: its slot still counts, so churn cannot grow memory
+
+    def max_ratio_bps(self, sub_mchid: str) -> int:
+        return self._max_ratios.get(sub_mchid, self._max_ratio_bps_default)
+
+    def set_max_ratio_bps(self, sub_mchid: str, max_ratio_bps: int) -> None:
+        if sub_mchid not in self._max_ratios and len(self._max_ratios) >= self._configs_max:
+            raise BookFull("merchants_max")
+        self._max_ratios[sub_mchid] = max_ratio_bps
+
+
+def split_order_json(order: SplitOrder) -> dict[str, Any]:
+    """The answer of POST/GET /v3/profitsharing/orders (and of the unfreeze)."""
+    return {
+        "sub_mchid": order.sub_mchid,
+        "transaction_id": order.transaction_id,
+        "out_order_no": order.out_order_no,
+        "order_id": order.order_id,
+        "state": order.state,
+        "receivers": [_line_json(line) for line in order.lines],
+    }
+
+
+def _line_json(line: SplitLine) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "amount": line.amount_fen,
+        "description": line.description,
+        "type": line.type,
+        "account": line.account,
+        "result": line.result,
+        "detail_id": line.detail_id,
+        "create_time": format_time(line.created_at),
+        # WeChat documents finish_time as always present; while PENDING it repeats create_time.
+        "finish_time": format_time(line.finished_at or line.created_at),
+    }
+    if line.fail_reason:
+        data["fail_reason"] = line.fail_reason
+    return data
+
+
+def split_return_json(split_return: SplitReturn) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "sub_mchid": split_return.sub_mchid,
+        "order_id": split_return.order_id,
+        "out_order_no": split_return.out_order_no,
+        "out_return_no": split_return.out_return_no,
+        "return_id": split_return.return_id,
+        "return_mchid": split_return.return_mchid,
+        "amount": split_return.amount_fen,
+        "description": split_return.description,
+        "result": split_return.result,
+        "create_time": format_time(split_return.created_at),
+        "finish_time": format_time(split_return.finished_at or split_return.created_at),
+    }
+    if split_return.fail_reason:
+        data["fail_reason"] = split_return.fail_reason
+    return data
