@@ -15,14 +15,14 @@ import structlog
 from aiohttp import web
 
 from gateway import auth
-from gateway.api import SERVICES, channel_notify, mall, middleware, openapi, orders
+from gateway.api import SERVICES, channel_notify, mall, middleware, openapi, orders, profitsharing, refunds
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
 from gateway.db import create_pool
 from gateway.identity import load_or_create_identity
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
-from gateway.services import onboarding, payments
+from gateway.services import onboarding, payments, scheduler
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -80,6 +80,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         svc = app[SERVICES]
         tasks = [asyncio.create_task(app[OUTBOX].run_worker()) for _ in range(settings.outbox_workers)]
         tasks.append(asyncio.create_task(_every(settings.reconcile_interval_s, payments.check_due_unpaid_orders, svc)))
+        tasks.append(asyncio.create_task(_every(settings.jobs_poll_interval_ms / 1000, scheduler.run_due_jobs, svc)))
         tasks.append(asyncio.create_task(_every(settings.signature_window_s, _forget_old_nonces, svc)))
         yield
         for task in tasks:
@@ -91,7 +92,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app.cleanup_ctx.append(services_ctx)
     if run_workers:
         app.cleanup_ctx.append(workers_ctx)
-    for module in (orders, channel_notify, mall, openapi):
+    for module in (orders, channel_notify, mall, openapi, profitsharing, refunds):
         app.router.add_routes(module.routes)
     return app
 

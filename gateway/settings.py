@@ -59,6 +59,16 @@ class Settings:
     reconcile_batch_max: int = 100
     order_expire_after_s: int = 2 * 3600
 
+    # Splitting: the channel refuses splits for about a minute after payment; orders are
+    # finished (commission split, rest unfrozen) this long before its auto-unfreeze.
+    split_first_try_after_s: int = 65
+    finish_before_unfreeze_s: int = 24 * 3600
+    split_retry_s: int = 20
+    jobs_batch_max: int = 32
+    jobs_poll_interval_ms: int = 500
+    job_attempts_max: int = 20
+    job_retry_base_s: int = 30
+
     log_level: str = "info"
     client_key_cache_s: float = 5.0
 

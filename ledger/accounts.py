@@ -53,6 +53,27 @@ def tenant_settled(sub_mchid: str) -> str:
     return f"tenant:{sub_mchid}:settled"
 
 
+def tenant_owed_by_guides(sub_mchid: str) -> str:
+    return f"tenant:{sub_mchid}:owed_by_guides"
+
+
+def guide_rewards(guide_id: str) -> str:
+    return f"guide:{guide_id}:rewards"
+
+
+def guide_clawback(guide_id: str) -> str:
+    return f"guide:{guide_id}:clawback"
+
+
+def is_guide_rewards(account: str) -> bool:
+    parts = account.split(":")
+    return len(parts) == 3 and parts[0] == "guide" and parts[2] == "rewards"
+
+
+def receiver(mchid: str) -> str:
+    return f"receiver:{mchid}"
+
+
 def mall_accounts() -> list[AccountSpec]:
     """The accounts every mall has from its first day."""
     return [
@@ -71,7 +92,23 @@ def tenant_accounts(sub_mchid: str) -> list[AccountSpec]:
         AccountSpec(tenant_frozen(sub_mchid), CNY, Bound.NON_NEGATIVE),
         AccountSpec(tenant_available(sub_mchid), CNY, Bound.NON_NEGATIVE),
         AccountSpec(tenant_settled(sub_mchid), CNY, Bound.NON_NEGATIVE),
+        # What the store's guides owe it after refunds of orders whose guide reward
+        # could not be returned through the channel (SPEC 5).
+        AccountSpec(tenant_owed_by_guides(sub_mchid), CNY, Bound.NON_NEGATIVE),
     ]
+
+
+def guide_accounts(guide_id: str) -> list[AccountSpec]:
+    return [
+        # Rewards paid out to the guide's own WeChat balance: they never come back.
+        AccountSpec(guide_rewards(guide_id), CNY, Bound.NON_NEGATIVE),
+        # Negative while the guide owes rewards of refunded orders.
+        AccountSpec(guide_clawback(guide_id), CNY, Bound.NON_POSITIVE),
+    ]
+
+
+def receiver_accounts(mchid: str) -> list[AccountSpec]:
+    return [AccountSpec(receiver(mchid), CNY, Bound.NON_NEGATIVE)]
 
 
 def balance_respects(bound: Bound, balance: int) -> bool:

@@ -22,7 +22,7 @@ POST_TRANSFER = "SELECT ledger_post_transfer($1, $2, $3, $4, $5, $6, $7)"
 ACCOUNT_BALANCE = """
 SELECT a.currency,
        CASE WHEN a.hot THEN coalesce((SELECT sum(e.amount_fen) FROM entries e
-                                       WHERE e.mall_id = a.mall_id AND e.account = a.account), 0)
+                                       WHERE e.mall_id = a.mall_id AND e.account = a.account), 0)::bigint
             ELSE a.balance_fen END AS balance_fen
   FROM accounts a
  WHERE a.mall_id = $1 AND a.account = $2
@@ -84,6 +84,50 @@ INVARIANT_QUERIES = {
                           AND t.ref = o.sub_mchid || '/' || o.out_trade_no
           JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id AND e.account = 'payer'
          WHERE -e.amount_fen <> o.total_fen
+    """,
+    "splits_exceed_cap": """
+        SELECT f.mall_id || ' order ' || f.sub_mchid || '/' || f.out_trade_no || ' split '
+               || sum(e.amount_fen) || ' away, cap ' || (f.paid_fen * f.max_ratio_bps / 10000) AS problem
+          FROM order_funds f
+          JOIN split_orders s ON s.mall_id = f.mall_id AND s.sub_mchid = f.sub_mchid
+                             AND s.out_trade_no = f.out_trade_no AND s.kind = 'split'
+          JOIN transfers t ON t.mall_id = s.mall_id AND t.kind = 'split'
+                          AND t.ref = s.sub_mchid || '/' || s.out_order_no
+          JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id AND e.amount_fen > 0
+         GROUP BY f.mall_id, f.sub_mchid, f.out_trade_no, f.paid_fen, f.max_ratio_bps
+        HAVING sum(e.amount_fen) > f.paid_fen * f.max_ratio_bps / 10000
+    """,
+    "refunds_exceed_paid": """
+        SELECT f.mall_id || ' order ' || f.sub_mchid || '/' || f.out_trade_no || ' refunded '
+               || sum(e.amount_fen) || ' of ' || f.paid_fen AS problem
+          FROM order_funds f
+          JOIN refunds r ON r.mall_id = f.mall_id AND r.sub_mchid = f.sub_mchid AND r.out_trade_no = f.out_trade_no
+          JOIN transfers t ON t.mall_id = r.mall_id AND t.kind = 'refund'
+                          AND t.ref = r.sub_mchid || '/' || r.out_refund_no
+          JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id AND e.account = 'payer'
+         GROUP BY f.mall_id, f.sub_mchid, f.out_trade_no, f.paid_fen
+        HAVING sum(e.amount_fen) > f.paid_fen
+    """,
+    "refund_without_one_transfer_and_notification": """
+        SELECT r.mall_id || ' refund ' || r.sub_mchid || '/' || r.out_refund_no || ' is ' || r.state
+               || ' with ' || (SELECT count(*) FROM transfers t WHERE t.mall_id = r.mall_id AND t.kind = 'refund'
+                                  AND t.ref = r.sub_mchid || '/' || r.out_refund_no)
+               || ' transfers and '
+               || (SELECT count(*) FROM outbox x WHERE x.mall_id = r.mall_id AND x.event_type = 'REFUND.SUCCESS'
+                      AND x.ref = r.sub_mchid || '/' || r.out_refund_no) || ' notifications' AS problem
+          FROM refunds r
+         WHERE (SELECT count(*) FROM transfers t WHERE t.mall_id = r.mall_id AND t.kind = 'refund'
+                   AND t.ref = r.sub_mchid || '/' || r.out_refund_no) <> (CASE WHEN r.state = 'SUCCESS' THEN 1 ELSE 0 END)
+            OR (SELECT count(*) FROM outbox x WHERE x.mall_id = r.mall_id AND x.event_type = 'REFUND.SUCCESS'
+                   AND x.ref = r.sub_mchid || '/' || r.out_refund_no) <> (CASE WHEN r.state = 'SUCCESS' THEN 1 ELSE 0 END)
+    """,
+    "paid_order_without_funds": """
+        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state
+               || ' with ' || count(f.out_trade_no) || ' funds rows' AS problem
+          FROM orders o
+          LEFT JOIN order_funds f USING (mall_id, sub_mchid, out_trade_no)
+         GROUP BY o.mall_id, o.sub_mchid, o.out_trade_no, o.state
+        HAVING count(f.out_trade_no) <> (CASE WHEN o.state = 'SUCCESS' THEN 1 ELSE 0 END)
     """,
     "paid_order_without_one_notification": """
         SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state

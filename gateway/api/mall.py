@@ -11,7 +11,8 @@ from gateway.errors import NoAuth, ParamError, ResourceNotExists
 from gateway.repo import outbox as outbox_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller, revoke_client_key
-from gateway.services import onboarding
+from gateway.repo import guides as guides_repo
+from gateway.services import onboarding, receivers
 from ledger import repo as ledger_repo
 
 routes = web.RouteTableDef()
@@ -65,6 +66,44 @@ async def get_tenant(request: web.Request) -> web.Response:
     if tenant is None:
         raise ResourceNotExists("tenant_not_found")
     return json_response(tenant.as_json())
+
+
+@routes.post("/v3/mall/guides")
+async def register_guide(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    svc = services_of(request)
+    return json_response(await receivers.register_guide(svc, caller.mall_id, await json_body(request)))
+
+
+@routes.get("/v3/mall/guides")
+async def list_guides(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin", "mall_app")
+    limit, offset = _paging(request)
+    async with services_of(request).pool.acquire() as conn:
+        rows = await guides_repo.guides(conn, caller.mall_id, limit, offset)
+    return json_response({"data": [receivers.guide_json(r) for r in rows], "offset": offset, "limit": limit})
+
+
+@routes.post("/v3/mall/tenants/{sub_mchid}/approvals")
+async def approve_high_ratio(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    svc = services_of(request)
+    return json_response(await receivers.approve_high_ratio(
+        svc, caller.mall_id, request.match_info["sub_mchid"], await json_body(request)))
+
+
+@routes.get("/v3/mall/tenants/{sub_mchid}/approvals")
+async def list_approvals(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin", "finance")
+    async with services_of(request).pool.acquire() as conn:
+        rows = await guides_repo.approvals(conn, caller.mall_id, request.match_info["sub_mchid"])
+    return json_response({"data": [{"approval_id": r["approval_id"], "approved_by": r["approved_by"],
+                                    "approved_at": r["approved_at"].isoformat(), "reason": r["reason"],
+                                    "max_ratio_bps": r["max_ratio_bps"]} for r in rows]})
 
 
 @routes.post("/v3/mall/clients")

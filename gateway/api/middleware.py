@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway import auth
 from gateway.api import CALLER, SERVICES
-from gateway.errors import ApiError, BodyTooLarge
+from gateway.errors import ApiError, BodyTooLarge, ParamError, ResourceNotExists
 from gateway.wire import json_bytes
 
 log = structlog.get_logger(__name__)
@@ -30,11 +30,18 @@ async def request_context(request: web.Request, handler):
     try:
         response = await handler(request)
         response.headers["Request-ID"] = request_id
-        log.info("request", method=request.method, path=request.path, status=response.status,
+        # The route template, not the raw path: paths may carry a shopper's openid.
+        log.info("request", method=request.method, route=_route_of(request), status=response.status,
                  duration_ms=round((time.perf_counter() - started) * 1000, 2))
         return response
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _route_of(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
 
 
 @web.middleware
@@ -76,7 +83,6 @@ async def errors(request: web.Request, handler):
 
 
 def _not_found() -> ApiError:
-    from gateway.errors import ResourceNotExists
     return ResourceNotExists("no_such_path", "no such resource")
 
 
@@ -100,10 +106,9 @@ CLIENT_KEYS = web.AppKey("client_keys", auth.ClientKeyCache)
 
 
 async def json_body(request: web.Request):
-    """The parsed JSON body; PARAM_ERROR when it is not JSON."""
-    from gateway.errors import ParamError
+    """The parsed JSON body; PARAM_ERROR when it is not JSON (or nested too deep to parse)."""
     raw = await request.read()
     try:
         return json.loads(raw) if raw else None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ParamError("body", "not_json", "request body is not valid JSON") from None

@@ -48,6 +48,39 @@ PATHS = {
         params=[_param("transaction_id", "path"), *SCOPE])},
     "/v3/pay/partner/transactions/out-trade-no/{out_trade_no}/close": {"post": _op(
         "Close an unpaid order", body="CloseOrder", ok=204, params=[_param("out_trade_no", "path")])},
+    "/v3/profitsharing/orders": {"post": _op(
+        "Request a split of a paid order to registered receivers (cap-checked)", body="SplitOrderRequest",
+        result="SplitOrder")},
+    "/v3/profitsharing/orders/{out_order_no}": {"get": _op(
+        "Query a split order", result="SplitOrder",
+        params=[_param("out_order_no", "path"), _param("sub_mchid"), _param("transaction_id")])},
+    "/v3/profitsharing/orders/unfreeze": {"post": _op(
+        "Release what is left of an order to the store", body="UnfreezeRequest", result="SplitOrder")},
+    "/v3/profitsharing/return-orders": {"post": _op(
+        "Take a split back from a merchant receiver", body="ReturnRequest", result="SplitReturn")},
+    "/v3/profitsharing/return-orders/{out_return_no}": {"get": _op(
+        "Query a split return", result="SplitReturn",
+        params=[_param("out_return_no", "path"), _param("sub_mchid"), _param("out_order_no")])},
+    "/v3/profitsharing/transactions/{transaction_id}/amounts": {"get": _op(
+        "Amount still splittable", params=[_param("transaction_id", "path")])},
+    "/v3/profitsharing/receivers/add": {"post": _op("Add a merchant receiver for a store", body="Receiver")},
+    "/v3/profitsharing/receivers/delete": {"post": _op("Delete a receiver of a store", body="Receiver")},
+    "/v3/profitsharing/merchant-configs/{sub_mchid}": {"get": _op(
+        "A store's maximum split ratio (1/10000)", params=[_param("sub_mchid", "path")])},
+    "/v3/refund/domestic/refunds": {"post": _op(
+        "Refund (partial, repeated); splits are returned or recorded as owed first", body="RefundRequest",
+        result="Refund")},
+    "/v3/refund/domestic/refunds/{out_refund_no}": {"get": _op(
+        "Query a refund", result="Refund", params=[_param("out_refund_no", "path"), _param("sub_mchid")])},
+    "/v3/mall/guides": {
+        "post": _op("Register a shopping guide of a store (admin)", body="Guide"),
+        "get": _op("List the mall's guides"),
+    },
+    "/v3/mall/tenants/{sub_mchid}/approvals": {
+        "post": _op("Record a high-ratio approval and raise the store's cap (admin)", body="Approval",
+                    params=[_param("sub_mchid", "path")]),
+        "get": _op("The store's approvals (admin, finance)", params=[_param("sub_mchid", "path")]),
+    },
     "/v3/mall/tenants": {
         "post": _op("Onboard a store with its contract (admin)", body="Tenant", result="Tenant"),
         "get": _op("List the mall's stores", result="TenantPage"),
@@ -77,6 +110,48 @@ _AMOUNT = {"type": "object", "required": ["total"], "properties": {
     "currency": {"type": "string", "enum": ["CNY"]}}}
 
 SCHEMAS = {
+    "SplitOrderRequest": {"type": "object", "required": [
+        "sub_mchid", "transaction_id", "out_order_no", "receivers", "unfreeze_unsplit"], "properties": {
+        "sub_mchid": {"type": "string"}, "appid": {"type": "string"}, "transaction_id": {"type": "string"},
+        "out_order_no": {"type": "string"}, "unfreeze_unsplit": {"type": "boolean"},
+        "receivers": {"type": "array", "maxItems": 50, "items": {"type": "object", "properties": {
+            "type": {"type": "string", "enum": ["MERCHANT_ID", "PERSONAL_OPENID", "PERSONAL_SUB_OPENID"]},
+            "account": {"type": "string"}, "amount": {"type": "integer"}, "description": {"type": "string"},
+            "name": {"type": "string"}}}}}},
+    "SplitOrder": {"type": "object", "properties": {
+        "sub_mchid": {"type": "string"}, "transaction_id": {"type": "string"}, "out_order_no": {"type": "string"},
+        "order_id": {"type": "string"}, "state": {"type": "string", "enum": ["PROCESSING", "FINISHED"]},
+        "receivers": {"type": "array", "items": {"type": "object"}}}},
+    "UnfreezeRequest": {"type": "object", "required": ["sub_mchid", "transaction_id", "out_order_no", "description"],
+                        "properties": {"sub_mchid": {"type": "string"}, "transaction_id": {"type": "string"},
+                                       "out_order_no": {"type": "string"}, "description": {"type": "string"}}},
+    "ReturnRequest": {"type": "object", "required": [
+        "sub_mchid", "out_order_no", "out_return_no", "return_mchid", "amount", "description"], "properties": {
+        "sub_mchid": {"type": "string"}, "out_order_no": {"type": "string"}, "out_return_no": {"type": "string"},
+        "return_mchid": {"type": "string"}, "amount": {"type": "integer"}, "description": {"type": "string"}}},
+    "SplitReturn": {"type": "object", "properties": {
+        "out_order_no": {"type": "string"}, "out_return_no": {"type": "string"}, "return_mchid": {"type": "string"},
+        "amount": {"type": "integer"}, "result": {"type": "string", "enum": ["PROCESSING", "SUCCESS", "FAILED"]}}},
+    "Receiver": {"type": "object", "required": ["sub_mchid", "type", "account"], "properties": {
+        "sub_mchid": {"type": "string"}, "type": {"type": "string"}, "account": {"type": "string"},
+        "name": {"type": "string", "description": "RSA-OAEP encrypted with the gateway public key"},
+        "relation_type": {"type": "string"}}},
+    "RefundRequest": {"type": "object", "required": ["sub_mchid", "out_refund_no", "amount"], "properties": {
+        "sub_mchid": {"type": "string"}, "transaction_id": {"type": "string"}, "out_trade_no": {"type": "string"},
+        "out_refund_no": {"type": "string"}, "reason": {"type": "string"}, "notify_url": {"type": "string"},
+        "amount": {"type": "object", "required": ["refund", "total"], "properties": {
+            "refund": {"type": "integer"}, "total": {"type": "integer"}, "currency": {"type": "string"}}}}},
+    "Refund": {"type": "object", "properties": {
+        "refund_id": {"type": "string"}, "out_refund_no": {"type": "string"}, "transaction_id": {"type": "string"},
+        "out_trade_no": {"type": "string"}, "status": {"type": "string",
+                                                       "enum": ["PROCESSING", "SUCCESS", "ABNORMAL"]},
+        "amount": {"type": "object"}}},
+    "Guide": {"type": "object", "required": ["guide_id", "sub_mchid", "openid", "name"], "properties": {
+        "guide_id": {"type": "string"}, "sub_mchid": {"type": "string"}, "openid": {"type": "string"},
+        "name": {"type": "string"}}},
+    "Approval": {"type": "object", "required": ["approved_by", "reason", "max_ratio_bps"], "properties": {
+        "approved_by": {"type": "string"}, "reason": {"type": "string"},
+        "max_ratio_bps": {"type": "integer", "minimum": 3001, "maximum": 10000}}},
     "Error": {"type": "object", "required": ["code", "message"], "properties": {
         "code": {"type": "string"}, "message": {"type": "string"}, "detail": {"type": "object"}}},
     "JsapiOrder": {"type": "object", "required": [

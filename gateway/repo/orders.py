@@ -46,7 +46,7 @@ UPDATE orders SET state = 'CLOSED', closed_at = $4
 RETURNING state
 """
 
-APPLY_PAYMENT = "SELECT mallpay_apply_payment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+APPLY_PAYMENT = "SELECT mallpay_apply_payment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
 
 # Unpaid orders due for a look at the channel, claimed so several gateway processes
 # never check the same order at once: claiming pushes next_check_at forward.
@@ -97,10 +97,12 @@ async def close_order(conn, key: tuple[str, str, str], closed_at: datetime) -> b
 
 
 async def apply_payment(conn, *, key, total_fen, transaction_id, payer_total_fen, bank_type,
-                        success_at, now, accounts, amounts, notification_id, resource) -> str:
+                        success_at, now, accounts, amounts, notification_id, resource, fee_fen,
+                        reward_due_at, finish_margin_s) -> str:
     return await conn.fetchval(
         APPLY_PAYMENT, *key, total_fen, transaction_id, payer_total_fen, bank_type,
-        success_at, now, accounts, amounts, notification_id, resource,
+        success_at, now, accounts, amounts, notification_id, resource, fee_fen, reward_due_at,
+        finish_margin_s,
     )
 
 

@@ -30,6 +30,15 @@ UPDATE outbox SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4
  WHERE mall_id = $1 AND event_id = $2 AND state = 'pending'
 """
 
+# A notification about an order, to the client that created it at its notify_url.
+INSERT_ORDER_EVENT = """
+INSERT INTO outbox (mall_id, notification_id, client_id, notify_url, event_type, ref, summary,
+                    original_type, resource, next_attempt_at, created_at)
+SELECT mall_id, $4, client_id, coalesce($10, notify_url), $5, $6, $7, $8, $9, $11, $11
+  FROM orders WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3
+ON CONFLICT (mall_id, event_type, ref) DO NOTHING
+"""
+
 COUNTS = "SELECT state, count(*) AS n FROM outbox WHERE mall_id = $1 GROUP BY state"
 
 DEAD = """
@@ -40,6 +49,13 @@ SELECT event_id, notification_id, client_id, notify_url, event_type, ref, attemp
 
 async def claim_due(conn, now: datetime, lease_until: datetime, limit: int):
     return await conn.fetch(CLAIM_DUE, now, lease_until, limit)
+
+
+async def insert_order_event(conn, *, order_key, notification_id, event_type: str, ref: str,
+                             summary: str, original_type: str, resource: dict, now: datetime,
+                             notify_url: str | None = None) -> None:
+    await conn.execute(INSERT_ORDER_EVENT, *order_key, notification_id, event_type, ref, summary,
+                       original_type, resource, notify_url, now)
 
 
 async def mark_delivered(conn, mall_id: str, event_id: int, delivered_at: datetime) -> None:

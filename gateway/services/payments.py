@@ -14,7 +14,7 @@ from gateway.channel import ChannelError, ChannelTrade, ChannelTradeState
 from gateway.repo import orders as orders_repo
 from gateway.services.context import Services
 from gateway.wire import to_wechat_time
-from ledger.payments import payment_transfer
+from ledger.payments import channel_fee_fen, payment_transfer
 
 log = structlog.get_logger(__name__)
 
@@ -59,19 +59,24 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
 
 
 async def _apply(svc: Services, conn, row, trade: ChannelTrade) -> str:
+    if trade.total_fen != row["total_fen"]:
+        return PaymentOutcome.AMOUNT_MISMATCH.value
     transfer = payment_transfer(
         sub_mchid=row["sub_mchid"], out_trade_no=row["out_trade_no"], total_fen=trade.total_fen,
         fee_rate_bps=row["fee_rate_bps"], profit_sharing=row["profit_sharing"],
-    ) if trade.total_fen > 0 else None
-    if transfer is None:
-        return PaymentOutcome.AMOUNT_MISMATCH.value
+    )
+    success_at = trade.success_at or svc.clock()
+    settings = svc.settings
     return await orders_repo.apply_payment(
         conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]),
         total_fen=trade.total_fen, transaction_id=trade.transaction_id,
         payer_total_fen=trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen,
-        bank_type=trade.bank_type or "OTHERS", success_at=trade.success_at or svc.clock(),
+        bank_type=trade.bank_type or "OTHERS", success_at=success_at,
         now=svc.clock(), accounts=transfer.accounts, amounts=transfer.amounts_fen,
         notification_id=uuid.uuid4(), resource=transaction_resource(row, trade),
+        fee_fen=channel_fee_fen(trade.total_fen, row["fee_rate_bps"]),
+        reward_due_at=success_at + timedelta(seconds=settings.split_first_try_after_s),
+        finish_margin_s=settings.finish_before_unfreeze_s,
     )
 
 

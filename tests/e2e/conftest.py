@@ -11,7 +11,7 @@ from aiohttp.test_utils import unused_port
 
 from gateway import signing
 from gateway.api import SERVICES
-from gateway.app import create_app
+from gateway.app import create_app, utc_now
 from gateway.channel.credentials import ensure_local_credentials
 from gateway.channel.emulator import create_emulator_app
 from gateway.channel.emulator.config import EmulatorConfig
@@ -45,6 +45,10 @@ class MallEnv:
     stores: tuple = STORES
     extra: dict = field(default_factory=dict)
 
+    @property
+    def gateway_key_id(self) -> str:
+        return self.gateway_app[SERVICES].identity.public_key_id
+
     async def shopper_pays(self, sub_mchid: str, out_trade_no: str) -> dict:
         async with self.session.post(self.emulator_url + "/sandbox/transactions/pay",
                                      json={"sub_mchid": sub_mchid, "out_trade_no": out_trade_no}) as resp:
@@ -61,19 +65,23 @@ async def make_mall(database_url, aiohttp_server, keys_dir):
     """Build a mall; keyword arguments override gateway settings or emulator knobs."""
     envs: list[MallEnv] = []
 
-    async def build(emulator: dict | None = None, **overrides) -> MallEnv:
+    async def build(emulator: dict | None = None, clock=utc_now, **overrides) -> MallEnv:
         settings = Settings(data_dir=keys_dir)
         _, emulator_credentials = ensure_local_credentials(keys_dir, settings.sp_mchid)
-        knobs = {"notify_delay_ms": 0, "retry_time_scale": 0.001, **(emulator or {})}
-        emulator_server = await aiohttp_server(create_emulator_app(EmulatorConfig(emulator_credentials, **knobs)))
-        emulator_url = str(emulator_server.make_url("")).rstrip("/")
         port = unused_port()
-        settings = settings.with_(
-            channel_url=emulator_url, public_url=f"http://127.0.0.1:{port}",
-            outbox_poll_interval_ms=20, notify_retry_schedule_s=(1, 1, 1),
-            reconcile_interval_s=0.2, db_pool_size_max=8, **overrides,
-        )
-        gateway_app = create_app(settings, database_url=database_url)
+        knobs = {"notify_delay_ms": 0, "retry_time_scale": 0.001, "split_finish_delay_ms": 20,
+                 "refund_finish_delay_ms": 20, "split_after_payment_s": 0,
+                 "profitsharing_notify_url": f"http://127.0.0.1:{port}/channel/wechatpay/notify",
+                 **(emulator or {})}
+        emulator_server = await aiohttp_server(create_emulator_app(EmulatorConfig(emulator_credentials, **knobs),
+                                                                   clock=clock))
+        emulator_url = str(emulator_server.make_url("")).rstrip("/")
+        presets = {"outbox_poll_interval_ms": 20, "notify_retry_schedule_s": (1, 1, 1),
+                   "reconcile_interval_s": 0.2, "db_pool_size_max": 8, "jobs_poll_interval_ms": 50,
+                   "split_first_try_after_s": 0, "split_retry_s": 1, "job_retry_base_s": 1}
+        settings = settings.with_(channel_url=emulator_url, public_url=f"http://127.0.0.1:{port}",
+                                  **{**presets, **overrides})
+        gateway_app = create_app(settings, database_url=database_url, clock=clock)
         gateway_server = await aiohttp_server(gateway_app, port=port)
         sink = NotificationSink()
         sink_server = await aiohttp_server(sink.app())

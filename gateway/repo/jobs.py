@@ -1,0 +1,52 @@
+"""The scheduler's jobs: due work that survives restarts and runs once across processes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+ENSURE_JOB = """
+INSERT INTO jobs (mall_id, kind, ref, due_at, created_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (mall_id, kind, ref) DO UPDATE
+   SET due_at = least(jobs.due_at, excluded.due_at), state = 'pending', attempts = 0
+ WHERE jobs.state <> 'pending' OR jobs.due_at > excluded.due_at
+"""
+
+# Claiming pushes due_at to the lease end: a crashed worker's job comes due again then.
+CLAIM_DUE = """
+UPDATE jobs j SET due_at = $2, attempts = j.attempts + 1
+  FROM (SELECT mall_id, job_id FROM jobs
+         WHERE state = 'pending' AND due_at <= $1
+         ORDER BY due_at LIMIT $3
+         FOR UPDATE SKIP LOCKED) due
+ WHERE j.mall_id = due.mall_id AND j.job_id = due.job_id
+RETURNING j.mall_id, j.job_id, j.kind, j.ref, j.attempts
+"""
+
+FINISH = "UPDATE jobs SET state = 'done', done_at = $3, last_error = NULL WHERE mall_id = $1 AND job_id = $2"
+
+RETRY = """
+UPDATE jobs SET due_at = $3, last_error = $4, state = CASE WHEN $5 THEN 'dead' ELSE 'pending' END
+ WHERE mall_id = $1 AND job_id = $2
+"""
+
+COUNTS = "SELECT kind, state, count(*) AS n FROM jobs WHERE mall_id = $1 GROUP BY kind, state"
+
+
+async def ensure_job(conn, mall_id: str, kind: str, ref: str, due_at: datetime, now: datetime) -> None:
+    await conn.execute(ENSURE_JOB, mall_id, kind, ref, due_at, now)
+
+
+async def claim_due(conn, now: datetime, lease_until: datetime, limit: int):
+    return await conn.fetch(CLAIM_DUE, now, lease_until, limit)
+
+
+async def finish(conn, mall_id: str, job_id: int, now: datetime) -> None:
+    await conn.execute(FINISH, mall_id, job_id, now)
+
+
+async def retry(conn, mall_id: str, job_id: int, due_at: datetime, error: str, dead: bool) -> None:
+    await conn.execute(RETRY, mall_id, job_id, due_at, error, dead)
+
+
+async def counts(conn, mall_id: str) -> list:
+    return await conn.fetch(COUNTS, mall_id)

@@ -1,0 +1,140 @@
+"""Who money may be split to: the mall itself, a store's guides, brand headquarters; and
+the approvals that let a franchise store split more than 30% away."""
+
+from __future__ import annotations
+
+import re
+
+from gateway.channel import ChannelError, ChannelReceiver, ChannelReceiverType
+from gateway.errors import ChannelUnavailable, InvalidRequest, NoAuth, ParamError, ResourceNotExists
+from gateway.repo import guides as guides_repo
+from gateway.repo import tenants as tenants_repo
+from gateway.services.context import Services
+from gateway.services.order_requests import MCHID_RE, OPENID_RE
+from ledger import accounts
+from ledger import repo as ledger_repo
+from splitting.rules import Approval, Contract, SplitRefused, check_contract
+
+GUIDE_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
+NAME_CHARS_MAX = 64
+REASON_CHARS_MAX = 500
+RELATION_TYPES = frozenset({"SERVICE_PROVIDER", "STORE", "STAFF", "STORE_OWNER", "PARTNER", "HEADQUARTER",
+                            "BRAND", "DISTRIBUTOR", "USER", "SUPPLIER", "CUSTOM"})
+
+
+def ledger_account_for(svc: Services, type_: str, account: str, guide_id: str | None = None) -> str:
+    if type_ == "MERCHANT_ID":
+        return accounts.MALL_COMMISSION if account == svc.settings.sp_mchid else accounts.receiver(account)
+    assert guide_id is not None, "persons receive splits only as guides"
+    return accounts.guide_rewards(guide_id)
+
+
+async def _add_at_channel(svc: Services, sub_mchid: str, type_: str, account: str, name: str | None,
+                          relation_type: str) -> None:
+    try:
+        await svc.channel.add_receiver(ChannelReceiver(
+            sub_mchid=sub_mchid, appid=svc.settings.sp_appid, sub_appid=None,
+            type=ChannelReceiverType(type_), account=account, name=name, relation_type=relation_type))
+    except ChannelError as exc:
+        if exc.retryable:
+            raise ChannelUnavailable("channel_unavailable") from None
+        raise InvalidRequest("channel_refused", "the payment channel refused the receiver",
+                             channel_code=exc.code) from None
+
+
+async def add_receiver(svc: Services, mall_id: str, sub_mchid: str, type_: str, account: str,
+                       name: str | None, relation_type: str) -> dict:
+    """A merchant receiver (the mall, a brand headquarters) for one store's splits."""
+    if type_ != "MERCHANT_ID":
+        raise ParamError("type", "use_guides_for_persons",
+                         "persons receive splits as guides: POST /v3/mall/guides")
+    if not MCHID_RE.fullmatch(account):
+        raise ParamError("account", "bad_format")
+    if relation_type not in RELATION_TYPES:
+        raise ParamError("relation_type", "unknown_relation_type")
+    await _require_tenant(svc, mall_id, sub_mchid)
+    await _add_at_channel(svc, sub_mchid, type_, account, name, relation_type)
+    ledger_account = ledger_account_for(svc, type_, account)
+    async with svc.pool.acquire() as conn, conn.transaction():
+        if ledger_account != accounts.MALL_COMMISSION:
+            await ledger_repo.ensure_accounts(conn, mall_id, accounts.receiver_accounts(account))
+        await guides_repo.insert_receiver(conn, mall_id, sub_mchid, type_, account, relation_type,
+                                          ledger_account, svc.clock())
+    return {"sub_mchid": sub_mchid, "type": type_, "account": account, "relation_type": relation_type}
+
+
+async def ensure_mall_receiver(svc: Services, mall_id: str, sub_mchid: str) -> None:
+    """The mall's own merchant account receives commissions from every store."""
+    async with svc.pool.acquire() as conn:
+        if await guides_repo.receiver(conn, mall_id, sub_mchid, "MERCHANT_ID", svc.settings.sp_mchid):
+            return
+    await add_receiver(svc, mall_id, sub_mchid, "MERCHANT_ID", svc.settings.sp_mchid,
+                       svc.settings.mall_name, "SERVICE_PROVIDER")
+
+
+async def register_guide(svc: Services, mall_id: str, fields: dict) -> dict:
+    if not isinstance(fields, dict):
+        raise ParamError("body", "not_an_object")
+    guide_id, sub_mchid = fields.get("guide_id"), fields.get("sub_mchid")
+    openid, name = fields.get("openid"), fields.get("name")
+    if not isinstance(guide_id, str) or not GUIDE_ID_RE.fullmatch(guide_id):
+        raise ParamError("guide_id", "bad_format")
+    if not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid):
+        raise ParamError("sub_mchid", "bad_format")
+    if not isinstance(openid, str) or not OPENID_RE.fullmatch(openid):
+        raise ParamError("openid", "bad_format")
+    if not isinstance(name, str) or not 1 <= len(name) <= NAME_CHARS_MAX:
+        raise ParamError("name", "bad_length_or_characters")
+    await _require_tenant(svc, mall_id, sub_mchid)
+    await _add_at_channel(svc, sub_mchid, "PERSONAL_OPENID", openid, None, "STAFF")
+    async with svc.pool.acquire() as conn, conn.transaction():
+        created = await guides_repo.insert_guide(conn, mall_id, guide_id, sub_mchid, openid, name, svc.clock())
+        if created is None:
+            raise InvalidRequest("guide_exists", "this guide_id or openid is already registered")
+        await ledger_repo.ensure_accounts(conn, mall_id, accounts.guide_accounts(guide_id))
+        await guides_repo.insert_receiver(conn, mall_id, sub_mchid, "PERSONAL_OPENID", openid, "STAFF",
+                                          accounts.guide_rewards(guide_id), svc.clock())
+    return guide_json(created)
+
+
+def guide_json(row) -> dict:
+    # The openid is the guide's identity at WeChat: shown to the admin who registered it,
+    # never logged.
+    return {"guide_id": row["guide_id"], "sub_mchid": row["sub_mchid"], "name": row["name"],
+            "openid": row["openid"]}
+
+
+async def approve_high_ratio(svc: Services, mall_id: str, sub_mchid: str, fields: dict) -> dict:
+    """Record who allowed how much and why, then raise the store's cap to it."""
+    if not isinstance(fields, dict):
+        raise ParamError("body", "not_an_object")
+    approved_by, reason, ratio = fields.get("approved_by"), fields.get("reason"), fields.get("max_ratio_bps")
+    if not isinstance(approved_by, str) or not 1 <= len(approved_by) <= NAME_CHARS_MAX:
+        raise ParamError("approved_by", "required")
+    if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= REASON_CHARS_MAX:
+        raise ParamError("reason", "required")
+    if not isinstance(ratio, int) or isinstance(ratio, bool) or not 3001 <= ratio <= 10000:
+        raise ParamError("max_ratio_bps", "out_of_range", "a high ratio is 3001 to 10000 bps")
+    now = svc.clock()
+    async with svc.pool.acquire() as conn, conn.transaction():
+        tenant = await tenants_repo.tenant(conn, mall_id, sub_mchid)
+        if tenant is None:
+            raise ResourceNotExists("tenant_not_found")
+        try:
+            check_contract(Contract(
+                commission_bps=tenant.commission_bps, max_ratio_bps=ratio, fee_rate_bps=tenant.fee_rate_bps,
+                freeze_days=tenant.freeze_days, guide_reward_bps=tenant.guide_reward_bps,
+                auto_split=tenant.auto_split,
+                approval=Approval(approved_by=approved_by, approved_at=now, reason=reason, max_ratio_bps=ratio)))
+        except SplitRefused as exc:
+            raise InvalidRequest(exc.code, exc.message, **exc.detail) from None
+        approval = await guides_repo.insert_approval(conn, mall_id, sub_mchid, approved_by, now, reason, ratio, now)
+        await guides_repo.set_tenant_cap(conn, mall_id, sub_mchid, ratio, approval["approval_id"])
+    return {"approval_id": approval["approval_id"], "sub_mchid": sub_mchid, "approved_by": approved_by,
+            "approved_at": approval["approved_at"].isoformat(), "reason": reason, "max_ratio_bps": ratio}
+
+
+async def _require_tenant(svc: Services, mall_id: str, sub_mchid: str) -> None:
+    async with svc.pool.acquire() as conn:
+        if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None:
+            raise NoAuth("store_not_in_mall", "sub_mchid is not a store of this mall")

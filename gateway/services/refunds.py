@@ -1,0 +1,248 @@
+"""Refunds, partial and repeated (SPEC 5): merchant receivers give their share back
+first (split returns), guides' shares are recorded as owed, then the channel refunds.
+
+A refund is planned under the order's lock (so ten concurrent full refunds make exactly
+one), written with its returns, and then driven step by step — inline for a quick
+answer, and by the scheduler until the channel reports the end, across restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import asdict, replace
+from datetime import timedelta
+
+import structlog
+
+from gateway.channel import ChannelError, ChannelRefundRequest, ChannelRefundState
+from gateway.errors import InvalidRequest, OrderNotExist, ParamError
+from gateway.repo import jobs as jobs_repo
+from gateway.repo import orders as orders_repo
+from gateway.repo import outbox as outbox_repo
+from gateway.repo import splitting as repo
+from gateway.services import returns
+from gateway.services.context import Services
+from gateway.services.splits import refused
+from gateway.wire import to_wechat_time
+from ledger import repo as ledger_repo
+from splitting import funds as order_funds
+from splitting import postings
+from splitting.funds import RefundPlan
+from splitting.rules import SplitRefused
+
+log = structlog.get_logger(__name__)
+REFUND_STEP = "refund_step"
+
+
+async def request_refund(svc: Services, caller, req: dict) -> dict:
+    order = await _order(svc, caller.mall_id, req)
+    if req["total_fen"] != order["total_fen"]:
+        raise ParamError("amount.total", "total_mismatch", "amount.total must be the order's total")
+    key = (caller.mall_id, req["sub_mchid"], req["out_refund_no"])
+    trade_key = (caller.mall_id, order["sub_mchid"], order["out_trade_no"])
+    async with svc.pool.acquire() as conn, conn.transaction():
+        existing = await repo.refund(conn, *key)
+        if existing is not None:
+            if existing["request_hash"] != req["request_hash"]:
+                raise InvalidRequest("out_refund_no_reused", "out_refund_no was used with other fields")
+            return refund_json(existing)
+        _, funds = await repo.funds_for_update(conn, trade_key)
+        try:
+            plan, funds = order_funds.plan_refund(funds, req["amount_fen"])
+        except SplitRefused as exc:
+            raise refused(exc) from None
+        refund = await repo.insert_refund(
+            conn, mall_id=caller.mall_id, sub_mchid=order["sub_mchid"], out_refund_no=req["out_refund_no"],
+            out_trade_no=order["out_trade_no"], transaction_id=order["transaction_id"],
+            amount_fen=req["amount_fen"], total_fen=order["total_fen"], reason=req.get("reason"),
+            notify_url=req.get("notify_url"), request_hash=req["request_hash"], plan=asdict(plan),
+            refund_id="50" + "".join(str(secrets.randbelow(10)) for _ in range(28)),
+            client_id=caller.client_id, created_at=svc.clock(),
+        )
+        await _prepare_returns(svc, conn, trade_key, refund, plan)
+        await repo.save_funds(conn, trade_key, funds)
+        await jobs_repo.ensure_job(conn, caller.mall_id, REFUND_STEP, f"{order['sub_mchid']}/{req['out_refund_no']}",
+                                   svc.clock() + timedelta(seconds=svc.settings.job_retry_base_s), svc.clock())
+    try:
+        await drive(svc, *key)
+    except ChannelError as exc:  # the scheduler carries on; the client sees PROCESSING
+        log.warning("refund_step_deferred", code=exc.code)
+    async with svc.pool.acquire() as conn:
+        return refund_json(await repo.refund(conn, *key))
+
+
+async def _order(svc: Services, mall_id: str, req: dict):
+    async with svc.pool.acquire() as conn:
+        if req.get("out_trade_no"):
+            order = await orders_repo.order(conn, mall_id, req["sub_mchid"], req["out_trade_no"])
+        else:
+            order = await orders_repo.order_by_transaction_id(conn, mall_id, req["sub_mchid"], req["transaction_id"])
+    if order is None:
+        raise OrderNotExist("order_not_exist")
+    if order["state"] != "SUCCESS":
+        raise InvalidRequest("order_not_paid", "only a paid order can be refunded")
+    return order
+
+
+async def _prepare_returns(svc, conn, trade_key, refund, plan: RefundPlan) -> None:
+    """Each merchant receiver's share comes back from the splits that paid it, newest first."""
+    mall_id, sub_mchid, out_trade_no = trade_key
+    splits = [s for s in await repo.split_orders_of_trade(conn, *trade_key) if s["state"] == "FINISHED"]
+    returned = await repo.returned_by_split(conn, *trade_key)
+    number = 0
+    for account, due in plan.returns:
+        for split in reversed(splits):
+            for part in split["parts"]:
+                if due == 0 or part.get("ledger_account") != account or split["kind"] != "split":
+                    continue
+                room = part["amount"] - returned.get((split["out_order_no"], account), 0)
+                take = min(room, due)
+                if take <= 0:
+                    continue
+                number += 1
+                out_return_no = "RT" + hashlib.sha1(f"{refund['out_refund_no']}/{number}".encode()).hexdigest()[:30]
+                await repo.insert_return(
+                    conn, mall_id=mall_id, sub_mchid=sub_mchid, out_return_no=out_return_no,
+                    out_order_no=split["out_order_no"], out_trade_no=out_trade_no, return_mchid=part["account"],
+                    ledger_account=account, amount_fen=take, request_hash="refund", client_id=None,
+                    out_refund_no=refund["out_refund_no"], created_at=svc.clock())
+                returned[(split["out_order_no"], account)] = returned.get((split["out_order_no"], account), 0) + take
+                due -= take
+        assert due == 0, f"split returns cannot cover {account}"
+
+
+async def drive(svc: Services, mall_id: str, sub_mchid: str, out_refund_no: str) -> bool:
+    """One step further; True once the refund has ended (SUCCESS or ABNORMAL)."""
+    key = (mall_id, sub_mchid, out_refund_no)
+    async with svc.pool.acquire() as conn:
+        refund = await repo.refund(conn, *key)
+        planned_returns = await repo.returns_of_refund(conn, *key)
+    if refund["state"] in ("SUCCESS", "ABNORMAL"):
+        return True
+    if refund["state"] == "PREPARED":
+        for item in planned_returns:
+            if item["state"] in ("PREPARED", "PROCESSING"):
+                item = await returns.advance(svc, item)
+            if item["state"] == "FAILED":
+                await _abnormal(svc, refund, "split_return_failed")
+                return True
+            if item["state"] != "SUCCESS":
+                return False
+        await _ask_channel_to_refund(svc, refund)
+        return False
+    answer = await svc.channel.query_refund(sub_mchid, out_refund_no)
+    if answer is None:
+        return False
+    return await apply_channel_refund(svc, refund, answer.status, answer.success_at, answer.refund_id)
+
+
+async def _ask_channel_to_refund(svc: Services, refund) -> None:
+    key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
+    try:
+        answer = await svc.channel.request_refund(ChannelRefundRequest(
+            sub_mchid=refund["sub_mchid"], transaction_id=refund["transaction_id"], out_trade_no=None,
+            out_refund_no=refund["out_refund_no"], refund_fen=refund["amount_fen"],
+            total_fen=refund["total_fen"], currency="CNY", reason=refund["reason"],
+            notify_url=svc.channel_notify_url))
+    except ChannelError as exc:
+        if exc.retryable:
+            raise
+        await _abnormal(svc, refund, exc.code)
+        return
+    async with svc.pool.acquire() as conn:
+        await repo.mark_refund(conn, key, "PROCESSING", result={"channel_refund_id": answer.refund_id})
+    if answer.status is not ChannelRefundState.PROCESSING:
+        await apply_channel_refund(svc, refund, answer.status, answer.success_at, answer.refund_id)
+
+
+async def apply_channel_refund(svc: Services, refund, status, success_at, channel_refund_id) -> bool:
+    """The channel's word on a refund (query answer or REFUND.* notification)."""
+    if status is ChannelRefundState.SUCCESS:
+        await _succeeded(svc, refund, success_at or svc.clock())
+        return True
+    if status in (ChannelRefundState.ABNORMAL, ChannelRefundState.CLOSED):
+        await _abnormal(svc, refund, status.value)
+        return True
+    return False
+
+
+async def _succeeded(svc: Services, refund, success_at) -> None:
+    key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
+    plan = RefundPlan(**{k: tuple(tuple(x) for x in v) if isinstance(v, list) else v
+                         for k, v in refund["plan"].items()})
+    now = svc.clock()
+    async with svc.pool.acquire() as conn, conn.transaction():
+        row = await repo.mark_refund(conn, key, "SUCCESS", success_at=success_at)
+        if row is None:
+            return  # already applied: notifications and queries may say it twice
+        if plan.owed:
+            await ledger_repo.post_transfer(conn, refund["mall_id"], postings.owed_transfer(
+                refund["sub_mchid"], refund["out_refund_no"], list(plan.owed)), now)
+        await ledger_repo.post_transfer(conn, refund["mall_id"], postings.refund_transfer(
+            refund["sub_mchid"], refund["out_refund_no"], plan), now)
+        await outbox_repo.insert_order_event(
+            conn, order_key=(refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"]),
+            notification_id=uuid.uuid4(), event_type="REFUND.SUCCESS",
+            ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary="退款成功",
+            original_type="refund", resource=refund_resource(row), now=now, notify_url=refund["notify_url"])
+    log.info("refund_succeeded", out_refund_no=refund["out_refund_no"], refund_fen=refund["amount_fen"])
+
+
+async def _abnormal(svc: Services, refund, reason: str) -> None:
+    """The refund cannot happen: give the order's refundable amount back and tell the
+    client. Split returns already made stay made (the money is with the store)."""
+    key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
+    trade_key = (refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"])
+    plan = refund["plan"]
+    async with svc.pool.acquire() as conn, conn.transaction():
+        _, funds = await repo.funds_for_update(conn, trade_key)
+        row = await repo.mark_refund(conn, key, "ABNORMAL", result={"fail_reason": reason})
+        if row is None:
+            return
+        owed = dict((account, fen) for account, fen in plan["owed"])
+        lines = tuple(replace(l, back_fen=l.back_fen - owed.get(l.account, 0)) for l in funds.lines)
+        funds = replace(funds, refunded_fen=funds.refunded_fen - plan["refund_fen"],
+                        fee_refunded_fen=funds.fee_refunded_fen - plan["fee_back_fen"],
+                        frozen_fen=funds.frozen_fen + plan["from_frozen_fen"], lines=lines)
+        await repo.save_funds(conn, trade_key, funds)
+        await outbox_repo.insert_order_event(
+            conn, order_key=trade_key, notification_id=uuid.uuid4(), event_type="REFUND.ABNORMAL",
+            ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary="退款异常",
+            original_type="refund", resource=refund_resource(row), now=svc.clock(),
+            notify_url=refund["notify_url"])
+    log.error("refund_abnormal", out_refund_no=refund["out_refund_no"], reason=reason)
+
+
+STATUS = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS", "ABNORMAL": "ABNORMAL"}
+
+
+def refund_json(row) -> dict:
+    """A refund in WeChat's shape (the API's answer and query)."""
+    plan = row["plan"]
+    body = {
+        "refund_id": row["refund_id"], "out_refund_no": row["out_refund_no"],
+        "transaction_id": row["transaction_id"], "out_trade_no": row["out_trade_no"],
+        "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
+        "create_time": to_wechat_time(row["created_at"]), "status": STATUS[row["state"]],
+        "funds_account": "UNSETTLED",
+        "amount": {"total": row["total_fen"], "refund": row["amount_fen"], "payer_total": row["total_fen"],
+                   "payer_refund": row["amount_fen"], "settlement_total": row["total_fen"],
+                   "settlement_refund": row["amount_fen"], "discount_refund": 0, "currency": "CNY",
+                   "refund_fee": plan["fee_back_fen"]},
+    }
+    if row["success_at"]:
+        body["success_time"] = to_wechat_time(row["success_at"])
+    return body
+
+
+def refund_resource(row) -> dict:
+    body = refund_json(row)
+    return {
+        "sp_mchid": row["mall_id"], "sub_mchid": row["sub_mchid"], "out_trade_no": row["out_trade_no"],
+        "transaction_id": row["transaction_id"], "out_refund_no": row["out_refund_no"],
+        "refund_id": row["refund_id"], "refund_status": body["status"],
+        "success_time": body.get("success_time"), "user_received_account": "支付用户零钱",
+        "amount": {k: body["amount"][k] for k in ("total", "refund", "payer_total", "payer_refund")},
+    }

@@ -1,0 +1,99 @@
+"""Split returns: a merchant receiver gives money back to the store, either to fund a
+refund (planned with the refund) or because the mall backend asks for it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gateway.channel import ChannelError, ChannelSplitReturnRequest, ChannelSplitReturnResult
+from gateway.errors import ChannelUnavailable, InvalidRequest, ResourceNotExists
+from gateway.repo import splitting as repo
+from gateway.services.context import Services
+from gateway.wire import to_wechat_time
+from ledger import repo as ledger_repo
+from splitting import postings
+
+RESULT_STATE = {ChannelSplitReturnResult.SUCCESS: "SUCCESS", ChannelSplitReturnResult.FAILED: "FAILED",
+                ChannelSplitReturnResult.PROCESSING: "PROCESSING"}
+
+
+async def request_return(svc: Services, caller, fields: dict) -> dict:
+    """The mall backend's own split return (WeChat's /v3/profitsharing/return-orders)."""
+    mall_id, sub_mchid = caller.mall_id, fields["sub_mchid"]
+    async with svc.pool.acquire() as conn, conn.transaction():
+        existing = await repo.split_return(conn, mall_id, sub_mchid, fields["out_return_no"])
+        if existing is not None:
+            if existing["request_hash"] != fields["request_hash"]:
+                raise InvalidRequest("out_return_no_reused", "out_return_no was used with other fields")
+            return return_json(existing)
+        split = await repo.split_order(conn, mall_id, sub_mchid, fields["out_order_no"])
+        if split is None or split["kind"] != "split" or split["state"] != "FINISHED":
+            raise ResourceNotExists("split_not_found", "no finished split with this out_order_no")
+        part = next((p for p in split["parts"] if p["type"] == "MERCHANT_ID"
+                     and p["account"] == fields["return_mchid"]), None)
+        if part is None:
+            raise InvalidRequest("not_a_receiver_of_this_split", "return_mchid received nothing from this split")
+        await repo.funds_for_update(conn, (mall_id, sub_mchid, split["out_trade_no"]))  # serialise returns
+        returned = (await repo.returned_by_split(conn, mall_id, sub_mchid, split["out_trade_no"])).get(
+            (split["out_order_no"], part["ledger_account"]), 0)
+        if fields["amount_fen"] > part["amount"] - returned:
+            raise InvalidRequest("amount_exceeds_returnable", "more than this receiver still holds from the split",
+                                 returnable=part["amount"] - returned)
+        item = await repo.insert_return(
+            conn, mall_id=mall_id, sub_mchid=sub_mchid, out_return_no=fields["out_return_no"],
+            out_order_no=split["out_order_no"], out_trade_no=split["out_trade_no"],
+            return_mchid=fields["return_mchid"], ledger_account=part["ledger_account"],
+            amount_fen=fields["amount_fen"], request_hash=fields["request_hash"], out_refund_no=None,
+            client_id=caller.client_id, created_at=svc.clock())
+    try:
+        item = await advance(svc, item, fields.get("description") or "分账回退")
+    except ChannelError as exc:
+        if exc.retryable:
+            raise ChannelUnavailable("channel_unavailable") from None
+        raise InvalidRequest("channel_refused", "the payment channel refused the return", channel_code=exc.code) from None
+    return return_json(item)
+
+
+async def advance(svc: Services, item, description: str = "退款前分账回退"):
+    """Ask the channel for (or about) one return; post it when it succeeded."""
+    key = (item["mall_id"], item["sub_mchid"], item["out_return_no"])
+    if item["state"] == "PREPARED":
+        answer = await svc.channel.request_split_return(ChannelSplitReturnRequest(
+            sub_mchid=item["sub_mchid"], out_order_no=item["out_order_no"], order_id=None,
+            out_return_no=item["out_return_no"], return_mchid=item["return_mchid"],
+            amount_fen=item["amount_fen"], description=description))
+    else:
+        answer = await svc.channel.query_split_return(item["sub_mchid"], item["out_order_no"], item["out_return_no"])
+    state = RESULT_STATE[answer.result]
+    result = {"return_id": answer.return_id, "order_id": answer.order_id, "fail_reason": answer.fail_reason}
+    async with svc.pool.acquire() as conn, conn.transaction():
+        if state == "SUCCESS" and item["out_refund_no"] is None:
+            trade_key = (item["mall_id"], item["sub_mchid"], item["out_trade_no"])
+            _, funds = await repo.funds_for_update(conn, trade_key)
+            lines = tuple(replace(l, back_fen=l.back_fen + item["amount_fen"]) if l.account == item["ledger_account"]
+                          else l for l in funds.lines)
+        row = await repo.mark_return(conn, key, state, return_id=answer.return_id, result=result,
+                                     finished_at=svc.clock() if state != "PROCESSING" else None)
+        if row is not None and state == "SUCCESS":
+            if item["out_refund_no"] is None:
+                await repo.save_funds(conn, trade_key, replace(funds, lines=lines))
+            await ledger_repo.post_transfer(conn, item["mall_id"], postings.return_transfer(
+                item["sub_mchid"], item["out_return_no"], item["ledger_account"], item["amount_fen"]), svc.clock())
+        return row or await repo.split_return(conn, *key)
+
+
+RESULT_OF_STATE = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS", "FAILED": "FAILED"}
+
+
+def return_json(row) -> dict:
+    result = row["result"] or {}
+    body = {"sub_mchid": row["sub_mchid"], "order_id": result.get("order_id") or "",
+            "out_order_no": row["out_order_no"], "out_return_no": row["out_return_no"],
+            "return_id": row["return_id"] or "", "return_mchid": row["return_mchid"],
+            "amount": row["amount_fen"], "description": "分账回退", "result": RESULT_OF_STATE[row["state"]],
+            "create_time": to_wechat_time(row["created_at"])}
+    if row["finished_at"]:
+        body["finish_time"] = to_wechat_time(row["finished_at"])
+    if result.get("fail_reason"):
+        body["fail_reason"] = result["fail_reason"]
+    return body

@@ -1,0 +1,266 @@
+"""Split orders and unfreezes: reserved under the order's lock, sent to the channel, and
+posted to the ledger when the channel reports the result (SPEC 5).
+
+Every split of an order, whoever asks for it (the mall backend through the API, the
+guide's instant reward, the commission at the deadline), goes through `prepare` and
+`submit`, so the cap and the frozen amount are checked in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+
+import structlog
+
+from gateway.channel import (
+    SPLIT_NOT_READY_CODES, ChannelError, ChannelReceiverType, ChannelSplitOrder, ChannelSplitReceiver, ChannelSplitRequest,
+    ChannelSplitResult, ChannelSplitState,
+)
+from gateway.errors import InvalidRequest, OrderNotExist
+from gateway.repo import jobs as jobs_repo
+from gateway.repo import outbox as outbox_repo
+from gateway.repo import splitting as repo
+from gateway.services.context import Services
+from gateway.wire import canonical_json, to_wechat_time
+from ledger import repo as ledger_repo
+from splitting import funds as order_funds
+from splitting import postings
+from splitting.rules import SplitRefused
+
+log = structlog.get_logger(__name__)
+SYNC_SPLIT = "sync_split"
+
+
+def refused(exc: SplitRefused) -> InvalidRequest:
+    return InvalidRequest(exc.code, exc.message, **exc.detail)
+
+
+def parts_hash(*values) -> str:
+    return hashlib.sha256(canonical_json(list(values)).encode()).hexdigest()
+
+
+async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no: str, kind: str,
+                  purpose: str, parts: list[dict], request_hash: str, client_id: str | None,
+                  unfreeze_unsplit: bool = False):
+    """Inside the caller's transaction: lock the order's funds, apply the rules, write the
+    split order. Returns the split order row (an existing one for a repeated request)."""
+    mall_id, sub_mchid, out_trade_no = key
+    existing = await repo.split_order(conn, mall_id, sub_mchid, out_order_no)
+    if existing is not None:
+        if existing["request_hash"] != request_hash:
+            raise InvalidRequest("out_order_no_reused", "out_order_no was used with other fields")
+        return existing
+    row, funds = await repo.funds_for_update(conn, key)
+    if row is None:
+        raise OrderNotExist("order_not_paid", "no paid order with this transaction_id")
+    try:
+        if kind == "unfreeze":
+            amount, funds = order_funds.unfreeze(funds)
+            parts = [{"type": "MERCHANT_ID", "account": sub_mchid, "amount": amount,
+                      "description": "解冻给分账方", "ledger_account": None}]
+        else:
+            funds = order_funds.reserve_split(
+                funds, [(p["ledger_account"], p["returnable"], p["amount"]) for p in parts])
+    except SplitRefused as exc:
+        raise refused(exc) from None
+    await repo.save_funds(conn, key, funds)
+    created = await repo.insert_split_order(
+        conn, mall_id=mall_id, sub_mchid=sub_mchid, out_order_no=out_order_no, out_trade_no=out_trade_no,
+        transaction_id=transaction_id, kind=kind, purpose=purpose, request_hash=request_hash, parts=parts,
+        approval_id=row["approval_id"] if funds.split_away_fen * 10_000 > funds.paid_fen * 3_000 else None,
+        client_id=client_id, created_at=svc.clock(), unfreeze_unsplit=unfreeze_unsplit,
+    )
+    assert created is not None, "split order inserted under the funds lock"
+    return created
+
+
+async def submit(svc: Services, split) -> object:
+    """Send a prepared split (or unfreeze) to the channel. Returns the fresh row.
+
+    While the channel says it is too early (WeChat refuses splits for about a minute after
+    payment) or cannot be reached, the split stays PREPARED and the scheduler retries it:
+    nobody has to ask again.
+    """
+    key = (split["mall_id"], split["sub_mchid"], split["out_order_no"])
+    try:
+        if split["kind"] == "unfreeze":
+            answer = await svc.channel.unfreeze(split["sub_mchid"], split["transaction_id"],
+                                                split["out_order_no"], "解冻剩余资金")
+        else:
+            answer = await svc.channel.request_split(_channel_request(svc, split))
+    except ChannelError as exc:
+        if exc.retryable or exc.code in SPLIT_NOT_READY_CODES:
+            log.info("split_deferred", out_order_no=split["out_order_no"], code=exc.code)
+            await _schedule_sync(svc, key, svc.settings.split_retry_s)
+            return await _reload(svc, key)
+        await fail(svc, split, exc.code)
+        raise InvalidRequest("channel_refused", "the payment channel refused the split",
+                             channel_code=exc.code) from None
+    return await record_answer(svc, split, answer)
+
+
+async def record_answer(svc: Services, split, answer: ChannelSplitOrder):
+    key = (split["mall_id"], split["sub_mchid"], split["out_order_no"])
+    if answer.state is ChannelSplitState.FINISHED:
+        return await apply_result(svc, split, answer)
+    async with svc.pool.acquire() as conn:
+        row = await repo.mark_split_order(conn, key, "PROCESSING", order_id=answer.order_id,
+                                          result=split_json(split, answer))
+    await _schedule_sync(svc, key, 1)
+    return row or await _reload(svc, key)
+
+
+async def apply_result(svc: Services, split, answer: ChannelSplitOrder):
+    """The channel finished a split: settle each part, post what moved, tell the client."""
+    key = (split["mall_id"], split["sub_mchid"], split["out_order_no"])
+    trade_key = (split["mall_id"], split["sub_mchid"], split["out_trade_no"])
+    now = svc.clock()
+    async with svc.pool.acquire() as conn, conn.transaction():
+        _, funds = await repo.funds_for_update(conn, trade_key)
+        current = await repo.split_order(conn, *key)
+        if current["state"] in ("FINISHED", "FAILED"):
+            return current
+        moved: list[tuple[str, int]] = []
+        if split["kind"] == "unfreeze":
+            amount = split["parts"][0]["amount"]
+            if amount:
+                await ledger_repo.post_transfer(conn, split["mall_id"], postings.unfreeze_transfer(
+                    split["sub_mchid"], split["out_order_no"], amount), now)
+        else:
+            for part in split["parts"]:
+                ok = _succeeded(answer, part)
+                funds = order_funds.settle_split(funds, part["ledger_account"], part["amount"], succeeded=ok)
+                if ok:
+                    moved.append((part["ledger_account"], part["amount"]))
+            if moved:
+                await ledger_repo.post_transfer(conn, split["mall_id"], postings.split_transfer(
+                    split["sub_mchid"], split["out_order_no"], moved), now)
+            if split["unfreeze_unsplit"] and not funds.unfrozen and not funds.reserved_fen:
+                # The channel released the rest to the store once this split was done.
+                amount, funds = order_funds.unfreeze(funds)
+                if amount:
+                    await ledger_repo.post_transfer(conn, split["mall_id"], postings.unfreeze_transfer(
+                        split["sub_mchid"], split["out_order_no"], amount), now)
+            await repo.save_funds(conn, trade_key, funds)
+        row = await repo.mark_split_order(conn, key, "FINISHED", order_id=answer.order_id,
+                                          result=split_json(split, answer), finished_at=now)
+        if moved and split["client_id"]:
+            await _notify_client(conn, svc, split, answer, moved)
+    return row
+
+
+async def fail(svc: Services, split, reason: str) -> None:
+    """The channel refused the whole split: release the reservation, keep the record."""
+    key = (split["mall_id"], split["sub_mchid"], split["out_order_no"])
+    trade_key = (split["mall_id"], split["sub_mchid"], split["out_trade_no"])
+    async with svc.pool.acquire() as conn, conn.transaction():
+        _, funds = await repo.funds_for_update(conn, trade_key)
+        current = await repo.split_order(conn, *key)
+        if current["state"] not in ("PREPARED", "PROCESSING"):
+            return
+        if split["kind"] == "unfreeze":
+            funds = replace(funds, unfrozen=False, frozen_fen=split["parts"][0]["amount"])
+        else:
+            for part in split["parts"]:
+                funds = order_funds.settle_split(funds, part["ledger_account"], part["amount"], succeeded=False)
+        await repo.save_funds(conn, trade_key, funds)
+        await repo.mark_split_order(conn, key, "FAILED", result={"fail_reason": reason}, finished_at=svc.clock())
+    log.warning("split_failed", out_order_no=split["out_order_no"], reason=reason)
+
+
+async def sync(svc: Services, mall_id: str, sub_mchid: str, out_order_no: str) -> bool:
+    """Ask the channel about a split in flight; True once it is settled either way."""
+    async with svc.pool.acquire() as conn:
+        split = await repo.split_order(conn, mall_id, sub_mchid, out_order_no)
+    if split is None or split["state"] in ("FINISHED", "FAILED"):
+        return True
+    if split["state"] == "PREPARED":
+        try:
+            await submit(svc, split)
+        except InvalidRequest:
+            pass  # refused for good: recorded as FAILED
+        return await _settled(svc, split)
+    answer = await svc.channel.query_split(sub_mchid, split["transaction_id"], out_order_no)
+    if answer is not None and answer.state is ChannelSplitState.FINISHED:
+        await apply_result(svc, split, answer)
+        return True
+    return False
+
+
+async def _settled(svc, split) -> bool:
+    row = await _reload(svc, (split["mall_id"], split["sub_mchid"], split["out_order_no"]))
+    return row["state"] in ("FINISHED", "FAILED")
+
+
+def _succeeded(answer: ChannelSplitOrder, part: dict) -> bool:
+    for detail in answer.receivers:
+        if detail.account == part["account"] and detail.type.value == part["type"]:
+            return detail.result is ChannelSplitResult.SUCCESS
+    return False
+
+
+def _channel_request(svc: Services, split) -> ChannelSplitRequest:
+    receivers = tuple(ChannelSplitReceiver(type=ChannelReceiverType(p["type"]), account=p["account"],
+                                           amount_fen=p["amount"], description=p["description"])
+                      for p in split["parts"])
+    return ChannelSplitRequest(
+        sub_mchid=split["sub_mchid"], appid=svc.settings.sp_appid, sub_appid=None,
+        transaction_id=split["transaction_id"], out_order_no=split["out_order_no"],
+        receivers=receivers, unfreeze_unsplit=split["unfreeze_unsplit"],
+    )
+
+
+def split_json(split, answer: ChannelSplitOrder | None = None) -> dict:
+    """A split order in WeChat's shape, as the API answers it."""
+    details = {(d.type.value, d.account): d for d in (answer.receivers if answer else ())}
+    receivers = []
+    for part in split["parts"]:
+        detail = details.get((part["type"], part["account"]))
+        line = {"amount": part["amount"], "description": part["description"], "type": part["type"],
+                "account": part["account"], "result": detail.result.value if detail else "PENDING"}
+        if detail is not None:
+            line["detail_id"] = detail.detail_id
+            line["create_time"] = to_wechat_time(detail.created_at)
+            if detail.finished_at:
+                line["finish_time"] = to_wechat_time(detail.finished_at)
+            if detail.fail_reason:
+                line["fail_reason"] = detail.fail_reason
+        receivers.append(line)
+    return {
+        "sub_mchid": split["sub_mchid"], "transaction_id": split["transaction_id"],
+        "out_order_no": split["out_order_no"], "order_id": answer.order_id if answer else (split["order_id"] or ""),
+        "state": answer.state.value if answer else "PROCESSING", "receivers": receivers,
+    }
+
+
+async def _notify_client(conn, svc: Services, split, answer, moved) -> None:
+    resource = {
+        "sp_mchid": split["mall_id"], "sub_mchid": split["sub_mchid"],
+        "transaction_id": split["transaction_id"], "order_id": answer.order_id,
+        "out_order_no": split["out_order_no"],
+        "receivers": [{"type": p["type"], "account": p["account"], "amount": p["amount"],
+                       "description": p["description"]} for p in split["parts"]
+                      if (p["ledger_account"], p["amount"]) in moved],
+        "success_time": to_wechat_time(svc.clock()),
+    }
+    await outbox_repo.insert_order_event(
+        conn, order_key=(split["mall_id"], split["sub_mchid"], split["out_trade_no"]),
+        notification_id=uuid.uuid4(), event_type="PROFITSHARING.SUCCESS",
+        ref=f"{split['sub_mchid']}/{split['out_order_no']}", summary="分账成功",
+        original_type="profitsharing", resource=resource, now=svc.clock())
+
+
+async def _schedule_sync(svc: Services, key, after_s: int) -> None:
+    mall_id, sub_mchid, out_order_no = key
+    now = svc.clock()
+    async with svc.pool.acquire() as conn:
+        await jobs_repo.ensure_job(conn, mall_id, SYNC_SPLIT, f"{sub_mchid}/{out_order_no}",
+                                   now + timedelta(seconds=after_s), now)
+
+
+async def _reload(svc: Services, key):
+    async with svc.pool.acquire() as conn:
+        return await repo.split_order(conn, *key)

@@ -1,0 +1,178 @@
+"""One paid order's money at the channel, and every move that may touch it (SPEC 5).
+
+`OrderFunds` is the order's state: what is still frozen, what was split to whom and
+what came back, what was refunded. Each operation checks the rules and returns the new
+state; none does I/O. The service layer keeps the state in the database, one row per
+order locked while an operation runs, so concurrent requests see each other.
+
+Split amounts are reserved when requested and confirmed (or released) when the channel
+reports the result, so two requests in flight can never overspend the cap together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ledger import accounts
+from splitting.rules import (
+    RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX, SplitRefused, cap_fen, share_of_remaining,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """What one receiver got from this order and what has come back since.
+
+    `account` is the receiver's ledger account (`mall:commission`, `guide:G:rewards`,
+    `receiver:M`). `returnable`: a merchant can return money through the channel; a
+    person (a guide) cannot, so their share of a refund is recorded as owed instead.
+    """
+
+    account: str
+    returnable: bool
+    split_fen: int = 0
+    back_fen: int = 0  # returned (merchant) or recorded as owed (person)
+    reserved_fen: int = 0  # requested for this receiver, result not known yet
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFunds:
+    paid_fen: int
+    fee_fen: int
+    max_ratio_bps: int
+    frozen_fen: int  # still frozen at the channel for this order
+    reserved_fen: int = 0  # requested splits whose result is not known yet
+    splits_requested: int = 0
+    lines: tuple[Line, ...] = ()
+    unfrozen: bool = False
+    refunded_fen: int = 0  # refunds planned, confirmed or in flight
+    fee_refunded_fen: int = 0
+
+    @classmethod
+    def paid(cls, paid_fen: int, fee_fen: int, max_ratio_bps: int) -> "OrderFunds":
+        assert 0 <= fee_fen <= paid_fen and paid_fen > 0
+        return cls(paid_fen=paid_fen, fee_fen=fee_fen, max_ratio_bps=max_ratio_bps,
+                   frozen_fen=paid_fen - fee_fen)
+
+    @property
+    def cap_fen(self) -> int:
+        return cap_fen(self.paid_fen, self.max_ratio_bps)
+
+    @property
+    def split_away_fen(self) -> int:
+        """Counted against the cap: confirmed splits plus reservations."""
+        return sum(line.split_fen for line in self.lines) + self.reserved_fen
+
+    @property
+    def splittable_fen(self) -> int:
+        """What a new split may still take: frozen money, within the cap."""
+        if self.unfrozen:
+            return 0
+        return max(0, min(self.frozen_fen - self.reserved_fen, self.cap_fen - self.split_away_fen))
+
+    @property
+    def refundable_fen(self) -> int:
+        return self.paid_fen - self.refunded_fen
+
+    def line(self, account: str) -> Line | None:
+        return next((line for line in self.lines if line.account == account), None)
+
+
+def reserve_split(funds: OrderFunds, amounts: list[tuple[str, bool, int]]) -> OrderFunds:
+    """Reserve a split of (account, returnable, fen) parts; refuse what breaks a rule."""
+    if funds.unfrozen:
+        raise SplitRefused("order_unfrozen", "the rest of this order was already released to the store")
+    if not 1 <= len(amounts) <= RECEIVERS_PER_SPLIT_MAX:
+        raise SplitRefused("receivers_out_of_range", f"1 to {RECEIVERS_PER_SPLIT_MAX} receivers per split")
+    if funds.splits_requested >= SPLITS_PER_ORDER_MAX:
+        raise SplitRefused("too_many_splits", f"at most {SPLITS_PER_ORDER_MAX} splits per order")
+    if any(fen <= 0 for _, _, fen in amounts):
+        raise SplitRefused("amount_not_positive", "every receiver's amount must be positive")
+    if len({account for account, _, _ in amounts}) != len(amounts):
+        raise SplitRefused("receiver_twice", "a receiver appears twice in one split")
+    for account, returnable, _ in amounts:
+        if not returnable and not accounts.is_guide_rewards(account):
+            # A person cannot return money through the channel; only a guide's debt can be
+            # recovered (from the guide's next rewards), so persons are guides only.
+            raise SplitRefused("personal_receiver_not_a_guide", "persons receive splits only as guides")
+    total = sum(fen for _, _, fen in amounts)
+    if total > funds.frozen_fen - funds.reserved_fen:
+        raise SplitRefused("amount_exceeds_splittable", "more than the order still holds frozen",
+                           splittable=funds.frozen_fen - funds.reserved_fen)
+    if funds.split_away_fen + total > funds.cap_fen:
+        raise SplitRefused("ratio_exceeded", "the split would take more than the contract's cap",
+                           cap=funds.cap_fen, already=funds.split_away_fen, requested=total)
+    lines = list(funds.lines)
+    for account, returnable, fen in amounts:
+        index = next((i for i, line in enumerate(lines) if line.account == account), None)
+        if index is None:
+            lines.append(Line(account=account, returnable=returnable, reserved_fen=fen))
+        else:
+            lines[index] = replace(lines[index], reserved_fen=lines[index].reserved_fen + fen)
+    return replace(funds, reserved_fen=funds.reserved_fen + total,
+                   splits_requested=funds.splits_requested + 1, lines=tuple(lines))
+
+
+def settle_split(funds: OrderFunds, account: str, fen: int, *, succeeded: bool) -> OrderFunds:
+    """The channel's result for one receiver of a reserved split."""
+    line = funds.line(account)
+    assert line is not None and 0 < fen <= line.reserved_fen, (account, fen, line)
+    assert fen <= funds.reserved_fen, (fen, funds.reserved_fen)
+    settled = replace(line, reserved_fen=line.reserved_fen - fen,
+                      split_fen=line.split_fen + (fen if succeeded else 0))
+    lines = tuple(settled if l.account == account else l for l in funds.lines)
+    frozen = funds.frozen_fen - fen if succeeded else funds.frozen_fen
+    return replace(funds, reserved_fen=funds.reserved_fen - fen, frozen_fen=frozen, lines=lines)
+
+
+def unfreeze(funds: OrderFunds) -> tuple[int, OrderFunds]:
+    """Release everything still frozen to the store; no split may be in flight."""
+    if funds.unfrozen:
+        raise SplitRefused("order_unfrozen", "already released")
+    if funds.frozen_fen == 0 and not funds.reserved_fen:
+        raise SplitRefused("nothing_frozen", "nothing of this order is frozen any more")
+    if funds.reserved_fen:
+        raise SplitRefused("split_in_flight", "a split of this order is still being processed")
+    return funds.frozen_fen, replace(funds, unfrozen=True, frozen_fen=0)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    """How a refund of `refund_fen` is funded, in the order it must happen."""
+
+    refund_fen: int
+    returns: tuple[tuple[str, int], ...]  # merchant receivers return first (split returns)
+    owed: tuple[tuple[str, int], ...]  # persons' shares, recorded as owed
+    fee_back_fen: int  # the channel gives its fee back in proportion
+    from_frozen_fen: int  # the store's part, frozen money of this order first
+    from_available_fen: int  # then the store's available balance
+
+
+def plan_refund(funds: OrderFunds, refund_fen: int) -> tuple[RefundPlan, OrderFunds]:
+    """Each receiver gives back the share of its outstanding split that this refund is of
+    what is still refundable; the channel gives back its fee the same way. The last refund
+    of an order brings every split and the whole fee back exactly."""
+    if refund_fen <= 0:
+        raise SplitRefused("amount_not_positive", "the refund must be positive")
+    if refund_fen > funds.refundable_fen:
+        raise SplitRefused("amount_exceeds_refundable", "more than what is left to refund",
+                           refundable=funds.refundable_fen)
+    if funds.reserved_fen:
+        raise SplitRefused("split_in_flight", "a split of this order is still being processed")
+    remaining = funds.refundable_fen
+    returns, owed, lines = [], [], []
+    for line in funds.lines:
+        due = share_of_remaining(line.split_fen - line.back_fen, refund_fen, remaining)
+        if due > 0:
+            (returns if line.returnable else owed).append((line.account, due))
+            line = replace(line, back_fen=line.back_fen + due)
+        lines.append(line)
+    fee_back = share_of_remaining(funds.fee_fen - funds.fee_refunded_fen, refund_fen, remaining)
+    refunded, fee_refunded = funds.refunded_fen + refund_fen, funds.fee_refunded_fen + fee_back
+    store_part = refund_fen - fee_back
+    from_frozen = min(store_part, funds.frozen_fen)
+    plan = RefundPlan(refund_fen=refund_fen, returns=tuple(returns), owed=tuple(owed), fee_back_fen=fee_back,
+                      from_frozen_fen=from_frozen, from_available_fen=store_part - from_frozen)
+    new = replace(funds, refunded_fen=refunded, fee_refunded_fen=fee_refunded, lines=tuple(lines),
+                  frozen_fen=funds.frozen_fen - from_frozen)
+    return plan, new
