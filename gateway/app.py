@@ -20,6 +20,7 @@ from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
 from gateway.db import create_pool
 from gateway.identity import load_or_create_identity
+from gateway.netguard import PublicOnlyResolver
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
 from gateway.services import onboarding, payments, scheduler
@@ -62,6 +63,9 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
             statement_timeout_ms=settings.db_statement_timeout_ms,
         )
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS_MAX))
+        # Notifications go to addresses clients chose: public ones only (loopback for local runs).
+        notify_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            limit=HTTP_CONNECTIONS_MAX, resolver=PublicOnlyResolver(allow_loopback=settings.channel_is_emulator)))
         the_channel = channel or WeChatPayChannel(
             channel_credentials(settings), settings.channel_url, session,
             settings.channel_timeout_s, clock,
@@ -69,10 +73,11 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=clock, identity=identity)
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
-        app[OUTBOX] = OutboxDelivery(svc, session)
+        app[OUTBOX] = OutboxDelivery(svc, notify_session)
         app[channel_notify.OUTBOX_WAKEUP] = app[OUTBOX].wakeup
         yield
         await session.close()
+        await notify_session.close()
         if own_pool:
             await the_pool.close()
 

@@ -79,7 +79,8 @@ class BodyTooLarge(ApiError):
 
 
 class ChannelUnavailable(ApiError):
-    """The payment channel failed or timed out; nothing was changed, retry later."""
+    """The payment channel failed or timed out; no money moved. Retrying the same request
+    is safe: it carries on from where this one stopped."""
 
     status = 500
     code = "SYSTEM_ERROR"

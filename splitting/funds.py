@@ -91,10 +91,11 @@ def reserve_split(funds: OrderFunds, amounts: list[tuple[str, bool, int]]) -> Or
     if len({account for account, _, _ in amounts}) != len(amounts):
         raise SplitRefused("receiver_twice", "a receiver appears twice in one split")
     for account, returnable, _ in amounts:
-        if not returnable and not accounts.is_guide_rewards(account):
+        if returnable == accounts.is_guide_rewards(account):
             # A person cannot return money through the channel; only a guide's debt can be
             # recovered (from the guide's next rewards), so persons are guides only.
-            raise SplitRefused("personal_receiver_not_a_guide", "persons receive splits only as guides")
+            raise SplitRefused("personal_receiver_not_a_guide",
+                               "persons receive splits only as guides, and a guide cannot return money")
     total = sum(fen for _, _, fen in amounts)
     if total > funds.frozen_fen - funds.reserved_fen:
         raise SplitRefused("amount_exceeds_splittable", "more than the order still holds frozen",

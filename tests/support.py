@@ -143,3 +143,103 @@ def order_body(mall, sub_mchid: str, out_trade_no: str, total_fen: int = 1000, *
     }
     body.update(extra)
     return body
+
+
+# --- helpers for rejection, notification and idempotency tests -------------------------
+
+COUNT_WRITTEN_ROWS = {
+    "orders": "SELECT count(*) FROM orders",
+    "transfers": "SELECT count(*) FROM transfers",
+    "entries": "SELECT count(*) FROM entries",
+    "outbox": "SELECT count(*) FROM outbox",
+}
+
+
+async def table_counts(pool) -> dict[str, int]:
+    """Rows in every table a request could write money state to."""
+    async with pool.acquire() as conn:
+        return {name: await conn.fetchval(sql) for name, sql in COUNT_WRITTEN_ROWS.items()}
+
+
+async def send_unsigned(client: SignedClient, method: str, target: str, body: bytes = b"",
+                        headers: dict | None = None) -> Reply:
+    """A request with exactly the headers given (no Authorization unless given); the
+    gateway's answer must still be signed, so that is checked as for any reply."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    async with client.session.request(method, client.base_url + target, data=body, headers=sent) as resp:
+        reply = Reply(resp.status, await resp.read(), dict(resp.headers))
+    client.assert_signed(reply)
+    return reply
+
+
+async def wait_until(predicate, timeout_s: float = 10.0, step_s: float = 0.02, what: str = "condition"):
+    """Poll `predicate` (sync or async) until it returns something truthy; that value."""
+    import asyncio
+    import inspect
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not met within {timeout_s} s")
+        await asyncio.sleep(step_s)
+
+
+async def balances(pool, mall_id: str) -> dict[str, int]:
+    from ledger import repo as ledger_repo
+    async with pool.acquire() as conn:
+        return {name: balance for name, _, balance in await ledger_repo.trial_balance(conn, mall_id)}
+
+
+async def build_mall(make_mall, emulator: dict | None = None, **overrides):
+    """`make_mall(...)`, also for the settings its fixture sets outright (`public_url`,
+    `channel_url`), e.g. to put a NotificationRelay between the channel and the gateway.
+
+    tests/e2e/conftest.py passes those two and `**overrides` to one `Settings.with_`
+    call, so overriding them there raises "got multiple values for keyword argument".
+    Here the overrides are applied inside `with_` for the duration of the build
+    (nothing else calls it meanwhile: the build is one task).
+    """
+    from gateway.settings import Settings
+
+    original = Settings.with_
+
+    def with_overrides(self, **changes):
+        return original(self, **{**changes, **overrides})
+
+    Settings.with_ = with_overrides
+    try:
+        return await make_mall(emulator=emulator)
+    finally:
+        Settings.with_ = original
+
+
+@dataclass
+class NotificationRelay:
+    """Stands between the channel and the gateway's notify endpoint (point the gateway's
+    `public_url` at it): records every notification exactly as it reaches the gateway and
+    hands back the gateway's own answer."""
+
+    target_url: str | None = None  # the gateway's base URL, set once it is known
+    received: list = field(default_factory=list)  # (headers with lower-case names, body, gateway status)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+
+        async def relay(request: web.Request) -> web.Response:
+            assert self.target_url, "set the relay's target_url before notifications arrive"
+            body = await request.read()
+            headers = {k: v for k, v in request.headers.items() if k.lower().startswith(("wechatpay-", "content-type"))}
+            async with aiohttp.ClientSession() as session:
+                async with session.post(self.target_url + request.path, data=body, headers=headers) as answer:
+                    answered = await answer.read()
+                    self.received.append(({k.lower(): v for k, v in headers.items()}, body, answer.status))
+                    return web.Response(status=answer.status, body=answered)
+
+        app.router.add_post("/{path:.*}", relay)
+        return app

@@ -136,8 +136,8 @@ async def add_client_key(request: web.Request) -> web.Response:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise ParamError("body", "not_an_object")
-    serial_no = await onboarding.add_client_key(services_of(request).pool, request.match_info["mchid"],
-                                                body.get("public_key"))
+    serial_no = await onboarding.add_client_key(services_of(request).pool, caller.mall_id,
+                                                request.match_info["mchid"], body.get("public_key"))
     return json_response({"mchid": request.match_info["mchid"], "serial_no": serial_no})
 
 
@@ -148,7 +148,7 @@ async def revoke_key(request: web.Request) -> web.Response:
     svc = services_of(request)
     mchid, serial_no = request.match_info["mchid"], request.match_info["serial_no"]
     async with svc.pool.acquire() as conn:
-        revoked = await revoke_client_key(conn, mchid, serial_no, svc.clock())
+        revoked = await revoke_client_key(conn, caller.mall_id, mchid, serial_no, svc.clock())
     if not revoked:
         raise ResourceNotExists("key_not_found")
     request.app[CLIENT_KEYS].forget(mchid)

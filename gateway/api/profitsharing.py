@@ -58,6 +58,9 @@ async def _parts(svc, caller, sub_mchid: str, receivers) -> list[dict]:
     if not isinstance(receivers, list) or not receivers:
         raise ParamError("receivers", "required")
     parts = []
+    if any(isinstance(r, dict) and r.get("type") == "MERCHANT_ID" and r.get("account") == svc.settings.sp_mchid
+           for r in receivers):
+        await receivers_service.ensure_mall_receiver(svc, caller.mall_id, sub_mchid)
     async with svc.pool.acquire() as conn:
         for index, item in enumerate(receivers):
             field = f"receivers[{index}]"
@@ -80,7 +83,6 @@ async def _parts(svc, caller, sub_mchid: str, receivers) -> list[dict]:
 
 async def _ledger_account(svc, conn, mall_id, sub_mchid, type_, account) -> str | None:
     if type_ == "MERCHANT_ID" and account == svc.settings.sp_mchid:
-        await receivers_service.ensure_mall_receiver(svc, mall_id, sub_mchid)
         return receivers_service.ledger_account_for(svc, type_, account)
     found = await guides_repo.receiver(conn, mall_id, sub_mchid, type_, account)
     return None if found is None else found["ledger_account"]
@@ -156,8 +158,7 @@ async def unsplit_amount(request: web.Request) -> web.Response:
     svc, caller = services_of(request), caller_of(request)
     transaction_id = request.match_info["transaction_id"]
     async with svc.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT * FROM order_funds WHERE mall_id = $1 AND transaction_id = $2",
-                                  caller.mall_id, transaction_id)
+        row = await repo.funds_of_transaction(conn, caller.mall_id, transaction_id)
     if row is None or (caller.role == "tenant" and caller.sub_mchid != row["sub_mchid"]):
         raise OrderNotExist("order_not_paid")
     funds = repo.funds_from_row(row)

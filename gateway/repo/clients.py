@@ -27,11 +27,17 @@ INSERT INTO client_keys (client_id, serial_no, public_key_pem) VALUES ($1, $2, $
 """
 
 REVOKE_CLIENT_KEY = """
-UPDATE client_keys SET revoked_at = $3
- WHERE client_id = $1 AND serial_no = $2 AND revoked_at IS NULL
+UPDATE client_keys k SET revoked_at = $4
+  FROM clients c
+ WHERE k.client_id = $1 AND k.serial_no = $2 AND k.revoked_at IS NULL
+   AND c.client_id = k.client_id AND c.mall_id = $3
 """
 
 CLIENT_EXISTS = "SELECT 1 FROM clients WHERE client_id = $1"
+
+CLIENT_OF_MALL = "SELECT 1 FROM clients WHERE client_id = $1 AND mall_id = $2"
+
+CLIENT_KEY_EXISTS = "SELECT 1 FROM client_keys WHERE client_id = $1 AND serial_no = $2"
 
 REMEMBER_NONCE = """
 INSERT INTO request_nonces (client_id, nonce, seen_at) VALUES ($1, $2, $3)
@@ -98,6 +104,14 @@ async def insert_client_key(conn, client_id: str, serial_no: str, public_key_pem
     await conn.execute(INSERT_CLIENT_KEY, client_id, serial_no, public_key_pem)
 
 
-async def revoke_client_key(conn, client_id: str, serial_no: str, revoked_at: datetime) -> bool:
-    status = await conn.execute(REVOKE_CLIENT_KEY, client_id, serial_no, revoked_at)
+async def revoke_client_key(conn, mall_id: str, client_id: str, serial_no: str, revoked_at: datetime) -> bool:
+    status = await conn.execute(REVOKE_CLIENT_KEY, client_id, serial_no, mall_id, revoked_at)
     return status.endswith(" 1")
+
+
+async def client_of_mall(conn, client_id: str, mall_id: str) -> bool:
+    return await conn.fetchval(CLIENT_OF_MALL, client_id, mall_id) is not None
+
+
+async def client_key_exists(conn, client_id: str, serial_no: str) -> bool:
+    return await conn.fetchval(CLIENT_KEY_EXISTS, client_id, serial_no) is not None

@@ -12,6 +12,8 @@ SELECT * FROM order_funds WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no
 
 FUNDS_BY_KEY = "SELECT * FROM order_funds WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3"
 
+FUNDS_OF_TRANSACTION = "SELECT * FROM order_funds WHERE mall_id = $1 AND transaction_id = $2"
+
 FUNDS_BY_TRANSACTION = """
 SELECT * FROM order_funds WHERE mall_id = $1 AND sub_mchid = $2 AND transaction_id = $3
 """
@@ -119,6 +121,10 @@ async def funds_for_update(conn, key):
 
 async def funds_by_transaction(conn, mall_id: str, sub_mchid: str, transaction_id: str):
     return await conn.fetchrow(FUNDS_BY_TRANSACTION, mall_id, sub_mchid, transaction_id)
+
+
+async def funds_of_transaction(conn, mall_id: str, transaction_id: str):
+    return await conn.fetchrow(FUNDS_OF_TRANSACTION, mall_id, transaction_id)
 
 
 async def save_funds(conn, key, funds: OrderFunds) -> None:

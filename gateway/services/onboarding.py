@@ -127,12 +127,15 @@ async def create_client(pool, *, mall_id: str, role: str, sub_mchid: str | None,
     return NewClient(client_id=client_id, serial_no=serial_no, apiv3_key=signing.Secret(apiv3_key))
 
 
-async def add_client_key(pool, client_id: str, public_key_pem: str) -> str:
+async def add_client_key(pool, mall_id: str, client_id: str, public_key_pem: str) -> str:
+    """Another key for a client of this mall (rotation); a mall never touches another's."""
     public_key = _public_key(public_key_pem)
     serial_no = serial_of(public_key)
-    async with pool.acquire() as conn:
-        if not await clients_repo.client_exists(conn, client_id):
+    async with pool.acquire() as conn, conn.transaction():
+        if not await clients_repo.client_of_mall(conn, client_id, mall_id):
             raise ResourceNotExists("client_not_found")
+        if await clients_repo.client_key_exists(conn, client_id, serial_no):
+            raise InvalidRequest("key_exists", "this key was already added to the client (a revoked key stays revoked)")
         await clients_repo.insert_client_key(conn, client_id, serial_no, public_key_pem)
     return serial_no
 

@@ -216,11 +216,16 @@ def _notify_url(body: dict, allow_loopback_http: bool) -> str:
         raise ParamError("notify_url", "bad_format") from None
     if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
         raise ParamError("notify_url", "bad_format", "notify_url is an absolute URL without credentials or query")
-    if parts.scheme == "https":
-        return url
-    if parts.scheme == "http" and allow_loopback_http and _is_loopback(parts.hostname) and port:
-        return url
-    raise ParamError("notify_url", "https_required", "notify_url must be https")
+    loopback = _is_loopback(parts.hostname)
+    if allow_loopback_http and loopback and port:
+        return url  # local runs: the emulator, the demo and tests deliver on this machine
+    if parts.scheme != "https":
+        raise ParamError("notify_url", "https_required", "notify_url must be https")
+    if loopback or _is_private_literal(parts.hostname):
+        # A client must not make the gateway call into a private network (SPEC 8); names
+        # are checked again when they are resolved for delivery.
+        raise ParamError("notify_url", "private_address", "notify_url must be a public address")
+    return url
 
 
 def _is_loopback(host: str) -> bool:
@@ -230,6 +235,13 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_private_literal(host: str) -> bool:
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return host.endswith((".local", ".internal", ".localhost"))
 
 
 def _mall_info(body: dict) -> dict:

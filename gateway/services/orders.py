@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from gateway.channel import ChannelError, ChannelOrderRequest
-from gateway.errors import ChannelUnavailable, InvalidRequest, NoAuth, OrderNotExist
+from gateway.errors import ChannelUnavailable, Conflict, InvalidRequest, NoAuth, OrderNotExist
 from gateway.repo import orders as orders_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
@@ -31,7 +31,7 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
         if row is None:
             row = await orders_repo.order(conn, *key)
     if row is None:
-        raise InvalidRequest("request_in_progress", "retry shortly")  # raced with a channel refusal
+        raise Conflict("request_in_progress", "retry shortly")  # raced with a channel refusal
     if row["request_hash"] != req.request_hash:
         raise InvalidRequest("out_trade_no_reused", "out_trade_no was used with other fields")
     if row["create_response"] is not None:

@@ -203,9 +203,15 @@ async def _abnormal(svc: Services, refund, reason: str) -> None:
             return
         owed = dict((account, fen) for account, fen in plan["owed"])
         lines = tuple(replace(l, back_fen=l.back_fen - owed.get(l.account, 0)) for l in funds.lines)
+        frozen = funds.frozen_fen + plan["from_frozen_fen"]
+        if funds.unfrozen and plan["from_frozen_fen"]:
+            # The order was unfrozen meanwhile: the channel released this money to the store too.
+            await ledger_repo.post_transfer(conn, refund["mall_id"], postings.unfreeze_transfer(
+                refund["sub_mchid"], refund["out_refund_no"], plan["from_frozen_fen"]), svc.clock())
+            frozen = funds.frozen_fen
         funds = replace(funds, refunded_fen=funds.refunded_fen - plan["refund_fen"],
                         fee_refunded_fen=funds.fee_refunded_fen - plan["fee_back_fen"],
-                        frozen_fen=funds.frozen_fen + plan["from_frozen_fen"], lines=lines)
+                        frozen_fen=frozen, lines=lines)
         await repo.save_funds(conn, trade_key, funds)
         await outbox_repo.insert_order_event(
             conn, order_key=trade_key, notification_id=uuid.uuid4(), event_type="REFUND.ABNORMAL",

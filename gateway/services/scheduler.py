@@ -129,7 +129,12 @@ async def finish_order(svc: Services, mall_id: str, sub_mchid: str, out_trade_no
             if split["state"] in ("PREPARED", "PROCESSING"):
                 await splits.sync(svc, mall_id, sub_mchid, split["out_order_no"])
         return False
-    commission_done = any(s["purpose"] == "commission" for s in earlier)
+    guide_id = await _pending_guide_reward(svc, key, earlier)
+    if guide_id is not None:
+        # A short freeze can bring the deadline before the reward's first try: pay it first.
+        await guide_reward(svc, mall_id, sub_mchid, out_trade_no)
+        return False
+    commission_done = any(s["purpose"] == "commission" and s["state"] != "FAILED" for s in earlier)
     commission = min(share_fen(funds.paid_fen, tenant.commission_bps), funds.splittable_fen)
     if tenant.auto_split and commission > 0 and not commission_done:
         await ensure_mall_receiver(svc, mall_id, sub_mchid)
@@ -145,6 +150,20 @@ async def finish_order(svc: Services, mall_id: str, sub_mchid: str, out_trade_no
             unfreeze_unsplit=extra)
     await splits.submit(svc, split)
     return False  # done once a later pass sees the order unfrozen
+
+
+async def _pending_guide_reward(svc: Services, key, earlier) -> str | None:
+    async with svc.pool.acquire() as conn:
+        order = await orders_repo.order(conn, *key)
+    guide_id = order["mall_info"].get("guide_id")
+    if guide_id is None or any(s["purpose"] == "guide_reward" for s in earlier):
+        return None
+    async with svc.pool.acquire() as conn:
+        guide = await guides_repo.guide(conn, key[0], guide_id)
+        done = await conn.fetchval(jobs_repo.JOB_DONE, key[0], "guide_reward", f"{key[1]}/{key[2]}")
+    if guide is None or guide["sub_mchid"] != key[1] or done:
+        return None
+    return guide_id
 
 
 async def sync_split(svc: Services, mall_id: str, sub_mchid: str, out_order_no: str) -> bool:

@@ -1,0 +1,76 @@
+"""loadtests/bench_payment_tx.py keeps measuring the gateway's real payment transaction:
+its pgbench script prepares exactly the gateway's APPLY_PAYMENT, both sides send the same
+arguments, and a short run of each side pays distinct orders with the books intact."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.db.embedded import EmbeddedPostgres
+from gateway.repo import orders as orders_repo
+from gateway.settings import Settings
+from ledger import repo as ledger_repo
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "loadtests"))
+
+import bench_payment_tx as bench  # noqa: E402  (loadtests/ is a folder of scripts, not a package)
+
+STORES = 3
+ORDERS = 5_000  # more than either side pays in its short run here
+PGBENCH_TRANSACTIONS_PER_CLIENT = 50
+
+
+@pytest.fixture
+async def bench_db(database_url):
+    settings = Settings()
+    context = await bench.set_up(database_url, settings, STORES, profit_sharing=False)
+    shape = await bench.derive_shape(settings, context)
+    await bench.top_up_orders(database_url, settings, context, STORES, ORDERS)
+    return database_url, settings, context, shape
+
+
+async def test_pgbench_prepares_the_gateways_own_sql(bench_db):
+    _, _, _, shape = bench_db
+    next_order, apply_call = shape.pgbench_script().splitlines()
+    assert next_order.endswith("\\gset") and "nextval('bench_seq')" in next_order
+    # pgbench -M prepared turns :pN into $N in order of appearance.
+    assert re.sub(r":p(\d+)", r"$\1", apply_call.rstrip(";")) == orders_repo.APPLY_PAYMENT.strip()
+
+
+async def test_both_sides_send_the_same_arguments(bench_db):
+    database_url, settings, context, shape = bench_db
+    await bench.self_check(database_url, settings, context, shape)  # raises on any difference
+
+
+async def test_python_side_pays_distinct_orders_through_apply(bench_db, db_pool):
+    database_url, _, context, _ = bench_db
+    result = await bench.python_side(database_url, context, clients=2, seconds=0.3, profile=False)
+    assert result["failed"] == 0 and 0 < result["transactions"] < ORDERS
+    async with db_pool.acquire() as conn:
+        assert await conn.fetchval(bench.PAID_ORDERS) == result["transactions"]
+        assert await conn.fetchval("SELECT count(DISTINCT transaction_id) FROM orders WHERE state = 'SUCCESS'") \
+            == result["transactions"]
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == result["transactions"]
+        assert await ledger_repo.check_invariants(conn) == []
+
+
+@pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="pgbench comes with the embedded server")
+async def test_pgbench_side_pays_distinct_orders(bench_db, db_pool, tmp_path):
+    database_url, _, _, shape = bench_db
+    from tests.conftest import TEST_DATA_ROOT
+    script = tmp_path / "payment_tx.sql"
+    script.write_text(shape.pgbench_script())
+    argv = bench.pgbench_argv(EmbeddedPostgres(TEST_DATA_ROOT).bin_dir, database_url, script, shape, 2, 1)
+    duration = argv.index("-T")
+    argv[duration:duration + 2] = ["-t", str(PGBENCH_TRANSACTIONS_PER_CLIENT)]  # a count, not a time
+    result = bench.run_pgbench(argv, 30)
+    assert result["failed"] == 0 and result["transactions"] == 2 * PGBENCH_TRANSACTIONS_PER_CLIENT
+    async with db_pool.acquire() as conn:
+        assert await conn.fetchval(bench.PAID_ORDERS) == result["transactions"]
+        assert await ledger_repo.check_invariants(conn) == []
