@@ -102,6 +102,22 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     return app
 
 
+@contextlib.asynccontextmanager
+async def one_shot_services(settings: Settings, database_url: str, *, clock=utc_now):
+    """Services for a command-line action (no HTTP server, no background workers)."""
+    pool = await create_pool(database_url, min_size=1, max_size=2,
+                             statement_timeout_ms=settings.db_statement_timeout_ms)
+    try:
+        async with aiohttp.ClientSession() as session:
+            channel = WeChatPayChannel(channel_credentials(settings), settings.channel_url, session,
+                                       settings.channel_timeout_s, clock)
+            identity = load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
+            await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
+            yield Services(settings=settings, pool=pool, channel=channel, clock=clock, identity=identity)
+    finally:
+        await pool.close()
+
+
 async def _every(interval_s: float, job, svc: Services) -> None:
     """Run `job(svc)` forever, `interval_s` apart; a failing pass is logged, not fatal."""
     while True:

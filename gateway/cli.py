@@ -72,7 +72,23 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("commission-bps", "max-ratio-bps", "fee-rate-bps", "freeze-days", "guide-reward-bps"):
         t_create.add_argument(f"--{name}", type=int)
     t_create.add_argument("--no-auto-split", action="store_true")
+    t_create.add_argument("--approved-by", help="with --max-ratio-bps above 3000: who approved it")
+    t_create.add_argument("--approval-reason", help="with --max-ratio-bps above 3000: why")
     t_create.set_defaults(run=_tenant_create)
+    t_approve = tenant.add_parser("approve", help="record a high-ratio approval and raise the store's cap")
+    t_approve.add_argument("--sub-mchid", required=True)
+    t_approve.add_argument("--max-ratio-bps", type=int, required=True)
+    t_approve.add_argument("--approved-by", required=True)
+    t_approve.add_argument("--reason", required=True)
+    t_approve.set_defaults(run=_tenant_approve)
+
+    guide = sub.add_parser("guide", help="shopping guides").add_subparsers(metavar="ACTION")
+    g_create = guide.add_parser("create", help="register a store's shopping guide (a split receiver)")
+    g_create.add_argument("--guide-id", required=True)
+    g_create.add_argument("--sub-mchid", required=True)
+    g_create.add_argument("--openid", required=True)
+    g_create.add_argument("--name", required=True)
+    g_create.set_defaults(run=_guide_create)
     t_list = tenant.add_parser("list", help="list the mall's stores")
     t_list.set_defaults(run=_tenant_list)
     return parser
@@ -177,6 +193,12 @@ def _tenant_create(settings: Settings, args) -> int:
     contract = {name: getattr(args, name) for name in
                 ("commission_bps", "max_ratio_bps", "fee_rate_bps", "freeze_days", "guide_reward_bps")
                 if getattr(args, name) is not None}
+    high_ratio = contract.get("max_ratio_bps", 0) > onboarding.DEFAULT_MAX_RATIO_BPS
+    if high_ratio:
+        if not (args.approved_by and args.approval_reason):
+            print("mallpay: a cap above 3000 bps needs --approved-by and --approval-reason", file=sys.stderr)
+            return 2
+        approved_ratio = contract.pop("max_ratio_bps")
     if args.no_auto_split:
         contract["auto_split"] = False
     fields = {"sub_mchid": args.sub_mchid, "name": args.name, "floor": args.floor,
@@ -188,14 +210,69 @@ def _tenant_create(settings: Settings, args) -> int:
         pool = await _pool(settings)
         try:
             await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
-            return await onboarding.create_tenant(pool, onboarding.tenant_from_fields(settings.sp_mchid, fields))
+            tenant = await onboarding.create_tenant(pool, onboarding.tenant_from_fields(settings.sp_mchid, fields))
+            if high_ratio:
+                await receivers.approve_high_ratio(_PoolClock(pool), settings.sp_mchid, args.sub_mchid, {
+                    "approved_by": args.approved_by, "reason": args.approval_reason,
+                    "max_ratio_bps": approved_ratio})
+                async with pool.acquire() as conn:
+                    tenant = await tenants_repo.tenant(conn, settings.sp_mchid, args.sub_mchid)
+            return tenant
         finally:
             await pool.close()
 
+    from gateway.repo import tenants as tenants_repo
+    from gateway.services import receivers
     tenant = _run_refusable(create())
     if tenant is None:
         return 1
     print(json.dumps(tenant.as_json(), ensure_ascii=False, indent=2))
+    return 0
+
+
+class _PoolClock:
+    """What approving a ratio needs of the services: the pool and the time."""
+
+    def __init__(self, pool):
+        from gateway.app import utc_now
+        self.pool, self.clock = pool, utc_now
+
+
+def _tenant_approve(settings: Settings, args) -> int:
+    from gateway.services import receivers
+
+    async def approve():
+        pool = await _pool(settings)
+        try:
+            return await receivers.approve_high_ratio(_PoolClock(pool), settings.sp_mchid, args.sub_mchid, {
+                "approved_by": args.approved_by, "reason": args.reason, "max_ratio_bps": args.max_ratio_bps})
+        finally:
+            await pool.close()
+
+    approval = _run_refusable(approve())
+    if approval is None:
+        return 1
+    print(json.dumps(approval, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _guide_create(settings: Settings, args) -> int:
+    from gateway.app import one_shot_services
+    from gateway.services import receivers
+
+    async def create():
+        url, _ = _with_database(settings)
+        from gateway.db.migrate import migrate
+        await migrate(url)
+        async with one_shot_services(settings, url) as svc:
+            return await receivers.register_guide(svc, settings.sp_mchid, {
+                "guide_id": args.guide_id, "sub_mchid": args.sub_mchid, "openid": args.openid,
+                "name": args.name})
+
+    guide = _run_refusable(create())
+    if guide is None:
+        return 1
+    print(f"guide {guide['guide_id']} of store {guide['sub_mchid']} registered")
     return 0
 
 
@@ -227,11 +304,16 @@ async def _pool(settings: Settings):
 
 def _run_refusable(coro):
     """Run a command; an expected refusal prints its code and reason instead of a trace."""
+    from gateway.channel import ChannelError
     from gateway.errors import ApiError
     try:
         return asyncio.run(coro)
     except ApiError as exc:
         print(f"mallpay: {exc.code} {exc.reason}: {exc.message}", file=sys.stderr)
+        return None
+    except (ChannelError, OSError) as exc:
+        print(f"mallpay: the payment channel could not be reached ({type(exc).__name__}); "
+              "is it running (mallpay emulator)?", file=sys.stderr)
         return None
 
 

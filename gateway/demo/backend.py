@@ -27,16 +27,18 @@ class BackendCredentials:
 
 
 class MallBackend:
-    def __init__(self, base_url: str, creds: BackendCredentials, session: aiohttp.ClientSession):
+    def __init__(self, base_url: str, creds: BackendCredentials, session: aiohttp.ClientSession,
+                 clock=time.time):
         self.base_url = base_url.rstrip("/")
         self.creds = creds
         self.session = session
+        self.clock = clock  # seconds since the epoch, as the request's timestamp
 
     async def call(self, method: str, target: str, payload: dict | None = None) -> tuple[int, dict | None]:
         body = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode()
         authorization = signing.build_authorization(
             mchid=self.creds.mchid, serial_no=self.creds.serial_no, private_key=self.creds.private_key,
-            method=method, target=target, body=body, timestamp=str(int(time.time())),
+            method=method, target=target, body=body, timestamp=str(int(self.clock())),
             nonce=signing.new_nonce(),
         )
         headers = {"Authorization": authorization, "Content-Type": "application/json",
@@ -59,6 +61,7 @@ class NotificationInbox:
 
     creds: BackendCredentials
     paid: dict = field(default_factory=dict)  # out_trade_no -> decrypted resource
+    events: dict = field(default_factory=dict)  # event_type -> count
     deliveries: int = 0
     rejected: int = 0
 
@@ -74,13 +77,16 @@ class NotificationInbox:
         if not signing.verify(self.creds.gateway_public_key, message, h.get("Wechatpay-Signature", "")):
             self.rejected += 1
             return web.Response(status=401)
-        resource = json.loads(body)["resource"]
+        envelope = json.loads(body)
+        resource = envelope["resource"]
         plain = signing.aes_gcm_decrypt(self.creds.apiv3_key, resource["ciphertext"], resource["nonce"],
                                         resource["associated_data"])
         if plain is None:
             self.rejected += 1
             return web.Response(status=400)
-        transaction = json.loads(plain)
+        opened = json.loads(plain)
         self.deliveries += 1
-        self.paid[transaction["out_trade_no"]] = transaction
+        self.events[envelope["event_type"]] = self.events.get(envelope["event_type"], 0) + 1
+        if envelope["event_type"] == "TRANSACTION.SUCCESS":
+            self.paid[opened["out_trade_no"]] = opened
         return web.Response(status=204)

@@ -8,20 +8,23 @@ import socket
 import sys
 import time
 from contextlib import AsyncExitStack
+from datetime import datetime, timedelta, timezone
 
 import aiohttp
 from aiohttp import web
 
+from gateway.api import SERVICES
 from gateway.app import create_app
 from gateway.channel.credentials import ensure_local_credentials
 from gateway.channel.emulator import create_emulator_app
 from gateway.channel.emulator.config import EmulatorConfig
-from gateway.db import create_pool, quote_ident, with_database
+from gateway.db import quote_ident, with_database
 from gateway.db.embedded import EmbeddedPostgres
 from gateway.db.migrate import migrate
 from gateway.demo.backend import MallBackend, NotificationInbox
 from gateway.demo.seed import backend_credentials, demo_stores, seed_mall
-from gateway.demo.shoppers import Tally, shop
+from gateway.demo.seed import FRANCHISE_RATIO_BPS
+from gateway.demo.shoppers import Tally, refund_some, shop
 from gateway.identity import load_or_create_identity
 from gateway.logging import configure_logging
 from gateway.repo import outbox as outbox_repo
@@ -30,7 +33,22 @@ from ledger import repo as ledger_repo
 
 DEMO_DATABASE = "mallpay_demo"
 DRAIN_WAIT_S_MAX = 15.0
+SETTLE_WAIT_S_MAX = 60.0
 BAR_WIDTH = 30
+# The channel refuses splits for this long after payment (WeChat: about a minute; shortened
+# so the demo shows the gateway retrying without waiting a minute).
+DEMO_SPLIT_AFTER_PAYMENT_S = 2
+FAST_FORWARD = timedelta(days=29, hours=1)
+
+
+class DemoClock:
+    """Real time plus an offset the demo moves forward to show the freeze deadline."""
+
+    def __init__(self):
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
 
 
 async def run_demo(settings: Settings, *, shoppers: int, seconds: float, stores: int) -> int:
@@ -42,18 +60,22 @@ async def run_demo(settings: Settings, *, shoppers: int, seconds: float, stores:
     database_url = await _demo_database(settings, out)
     await migrate(database_url)
     catalog = demo_stores(stores)
+    clock = DemoClock()
     async with AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
-        emulator_url = await _start(stack, _emulator_app(settings))
         gateway_port = _free_port()
-        settings = settings.with_(channel_url=emulator_url, public_url=f"http://127.0.0.1:{gateway_port}",
-                                  outbox_poll_interval_ms=50, reconcile_interval_s=2.0)
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        emulator_url = await _start(stack, _emulator_app(settings, gateway_url, clock))
+        settings = settings.with_(channel_url=emulator_url, public_url=gateway_url, outbox_poll_interval_ms=50,
+                                  reconcile_interval_s=2.0, split_first_try_after_s=DEMO_SPLIT_AFTER_PAYMENT_S,
+                                  split_retry_s=1, job_retry_base_s=1, jobs_poll_interval_ms=200)
         identity = load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
-        await _start(stack, create_app(settings, database_url=database_url, identity=identity), gateway_port)
-        pool = await create_pool(database_url, min_size=1, max_size=4, statement_timeout_ms=10_000)
-        stack.push_async_callback(pool.close)
-        await seed_mall(pool, settings, catalog)
-        creds = await backend_credentials(pool, settings, identity, "mall_app", "demo mini-program")
+        app = create_app(settings, database_url=database_url, identity=identity, clock=clock)
+        await _start(stack, app, gateway_port)
+        svc = app[SERVICES]
+        await seed_mall(svc, catalog)
+        await _franchise_cap_at_channel(session, emulator_url, catalog)
+        creds = await backend_credentials(svc.pool, settings, identity, "mall_app", "demo mini-program")
         inbox = NotificationInbox(creds)
         notify_url = await _start(stack, inbox.app()) + "/notify"
         out.write(f"Mall '{settings.mall_name}' ({settings.sp_mchid}): {len(catalog)} stores on "
@@ -61,14 +83,55 @@ async def run_demo(settings: Settings, *, shoppers: int, seconds: float, stores:
                   f"WeChat Pay emulator {emulator_url}\n")
         out.write(f"{shoppers} shoppers shop for {seconds:.0f} s ...\n")
         tally = Tally()
-        backend = MallBackend(settings.public_url, creds, session)
+        backend = MallBackend(settings.public_url, creds, session, clock=lambda: clock().timestamp())
         await _trade(backend, emulator_url, catalog, settings, notify_url, shoppers, seconds, tally, out)
         await _drain(inbox, tally)
-        async with pool.acquire() as conn:
+        await _settle(svc, out, "guide rewards and brand splits")
+        out.write(f"Moving the clock {FAST_FORWARD.days} days on: the gateway must finish every frozen "
+                  "order (commission by contract, the rest unfrozen) before WeChat's 30-day auto-unfreeze ...\n")
+        clock.offset = FAST_FORWARD
+        await _settle(svc, out, "frozen orders finished", until_unfrozen=True)
+        await refund_some(backend, tally, random.Random(seconds))
+        await _settle(svc, out, f"{tally.refunds} refunds after the splits (split returns first)")
+        async with svc.pool.acquire() as conn:
             await _summary(out, conn, settings, tally, inbox, database_url, log_path)
             ok = not tally.failures and not await ledger_repo.check_invariants(conn)
     log_file.close()
     return 0 if ok else 1
+
+
+async def _franchise_cap_at_channel(session, emulator_url: str, catalog) -> None:
+    """WeChat grants a high split ratio to a franchise sub-merchant on application; the
+    emulator takes it from its sandbox."""
+    for store in catalog:
+        if store.franchise:
+            async with session.post(emulator_url + "/sandbox/merchant-configs",
+                                    json={"sub_mchid": store.sub_mchid, "max_ratio": FRANCHISE_RATIO_BPS}) as resp:
+                assert resp.status == 200, await resp.text()
+
+
+async def _settle(svc, out, what: str, *, until_unfrozen: bool = False) -> None:
+    """Wait (bounded) until no split or refund is in flight, or no order is still frozen."""
+    out.write(f"  waiting for {what} ...")
+    out.flush()
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_WAIT_S_MAX:
+        async with svc.pool.acquire() as conn:
+            busy = await conn.fetchval(UNSETTLED_UNFROZEN if until_unfrozen else UNSETTLED)
+        if not busy:
+            out.write(f" done ({time.monotonic() - started:.1f} s)\n")
+            return
+        await asyncio.sleep(0.5)
+    out.write(f" still {busy} after {SETTLE_WAIT_S_MAX:.0f} s\n")
+
+
+UNSETTLED = """
+SELECT (SELECT count(*) FROM split_orders WHERE state IN ('PREPARED', 'PROCESSING'))
+     + (SELECT count(*) FROM refunds WHERE state IN ('PREPARED', 'PROCESSING'))
+     + (SELECT count(*) FROM jobs WHERE kind = 'guide_reward' AND state = 'pending')
+"""
+REFUNDED = "SELECT count(*) AS n, coalesce(sum(amount_fen), 0)::bigint AS fen FROM refunds WHERE state = 'SUCCESS'"
+UNSETTLED_UNFROZEN = "SELECT count(*) FROM order_funds WHERE NOT unfrozen AND frozen_fen > 0"
 
 
 async def _demo_database(settings: Settings, out) -> str:
@@ -91,9 +154,12 @@ async def _demo_database(settings: Settings, out) -> str:
     return with_database(server_dsn, DEMO_DATABASE)
 
 
-def _emulator_app(settings: Settings) -> web.Application:
+def _emulator_app(settings: Settings, gateway_url: str, clock) -> web.Application:
     _, credentials = ensure_local_credentials(settings.data_dir, settings.sp_mchid)
-    return create_emulator_app(EmulatorConfig(credentials, notify_delay_ms=20))
+    return create_emulator_app(EmulatorConfig(
+        credentials, notify_delay_ms=20, split_after_payment_s=DEMO_SPLIT_AFTER_PAYMENT_S,
+        split_finish_delay_ms=200, refund_finish_delay_ms=200,
+        profitsharing_notify_url=gateway_url + "/channel/wechatpay/notify"), clock=clock)
 
 
 async def _start(stack: AsyncExitStack, app: web.Application, port: int | None = None) -> str:
@@ -137,6 +203,24 @@ async def _drain(inbox: NotificationInbox, tally: Tally) -> None:
         await asyncio.sleep(0.1)
 
 
+GROUPS = (
+    ("shoppers paid, net of refunds", lambda a: a == "payer", -1),
+    ("WeChat Pay fees", lambda a: a == "channel:fees", 1),
+    ("mall commission", lambda a: a == "mall:commission", 1),
+    ("shopping guides' rewards paid out", lambda a: a.endswith(":rewards"), 1),
+    ("guides owe their stores (refunded rewards)", lambda a: a.endswith(":clawback"), -1),
+    ("brand headquarters", lambda a: a.startswith("receiver:"), 1),
+    ("stores: still frozen", lambda a: a.endswith(":frozen"), 1),
+    ("stores: available to settle", lambda a: a.endswith(":available"), 1),
+    ("stores: owed by their guides", lambda a: a.endswith(":owed_by_guides"), 1),
+)
+
+
+def _where_it_went(rows) -> list[tuple[str, int]]:
+    cny = [(account, balance) for account, currency, balance in rows if currency == "CNY"]
+    return [(label, sign * sum(b for a, b in cny if match(a))) for label, match, sign in GROUPS]
+
+
 def _yuan(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     return f"{sign}{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
@@ -154,13 +238,18 @@ async def _summary(out, conn, settings, tally: Tally, inbox, database_url, log_p
     out.write(f"failures           {len(tally.failures)}\n")
     for failure in tally.failures[:5]:
         out.write(f"  - {failure}\n")
+    out.write(f"franchise splits   {tally.franchise_splits} to the brand headquarters (approved 60% cap)\n")
+    refunded = await conn.fetchrow(REFUNDED)
+    out.write(f"refunds            {refunded['n']} succeeded ({_yuan(refunded['fen'])} yuan) of {tally.refunds} "
+              "asked; the mall's and the brand's shares came back first, guides' shares are owed\n")
     out.write(f"notifications      {counts.get('delivered', 0)} delivered, {counts.get('pending', 0)} pending, "
-              f"{counts.get('dead', 0)} dead; the mall backend verified and decrypted {len(inbox.paid)} payments\n")
-    out.write("\nTrial balance (yuan):\n")
-    for account, currency, balance in rows:
-        if balance:
-            out.write(f"  {account:<32} {_yuan(balance):>16} {currency}\n")
-    out.write(f"  {'sum':<32} {_yuan(total):>16} CNY  -> {'balanced' if total == 0 else 'NOT BALANCED'}\n")
+              f"{counts.get('dead', 0)} dead; the mall backend verified and decrypted: "
+              + ", ".join(f"{n} {event}" for event, n in sorted(inbox.events.items())) + "\n")
+    out.write("\nWhere the money went (yuan):\n")
+    for label, value in _where_it_went(rows):
+        out.write(f"  {label:<46} {_yuan(value):>16}\n")
+    out.write(f"  {'ledger sum over all accounts':<46} {_yuan(total):>16}  -> "
+              f"{'balanced' if total == 0 else 'NOT BALANCED'}\n")
     out.write(f"ledger invariants  {'all hold' if not problems else problems}\n")
     out.write("\nWhere to look next:\n")
     out.write(f"  gateway log (JSON lines)  {log_path}\n")

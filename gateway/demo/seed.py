@@ -8,7 +8,7 @@ from gateway import signing
 from gateway.demo.backend import BackendCredentials
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.tenants import Tenant
-from gateway.services import onboarding
+from gateway.services import onboarding, receivers
 
 FLOORS = ("B1", "1F", "2F", "3F")
 # (category, typical ticket range in fen, store names)
@@ -23,6 +23,15 @@ CATALOG = (
 )
 
 
+# Contracts by category: (commission bps, guide reward bps). Stores with guides split.
+CONTRACTS = {"fashion": (500, 200), "sports": (400, 200), "beauty": (600, 300), "electronics": (300, 100),
+             "food": (800, 0), "coffee": (800, 0), "kids": (500, 0)}
+FRANCHISE_INDEX = 18  # Pixel Point: a franchise electronics store
+FRANCHISE_RATIO_BPS = 6000
+BRAND_HQ_SHARE_BPS = 4500
+BRAND_HQ_MCHID = "1900090001"
+
+
 @dataclass(frozen=True)
 class DemoStore:
     sub_mchid: str
@@ -30,6 +39,15 @@ class DemoStore:
     floor: str
     category: str
     ticket_fen: tuple[int, int]
+    franchise: bool = False
+
+    @property
+    def guide_id(self) -> str | None:
+        return f"G{self.sub_mchid[-4:]}" if CONTRACTS[self.category][1] else None
+
+    @property
+    def guide_openid(self) -> str:
+        return f"oDemoGuide{self.sub_mchid[-4:]}"
 
 
 def demo_stores(count: int) -> list[DemoStore]:
@@ -40,21 +58,36 @@ def demo_stores(count: int) -> list[DemoStore]:
         suffix = f" {index // len(names) + 1}" if index >= len(names) else ""
         stores.append(DemoStore(
             sub_mchid=f"19{index + 1:08d}", name=name + suffix, floor=FLOORS[index % len(FLOORS)],
-            category=category, ticket_fen=ticket,
+            category=category, ticket_fen=ticket, franchise=index == FRANCHISE_INDEX,
         ))
     return stores
 
 
-async def seed_mall(pool, settings, stores: list[DemoStore]) -> None:
+async def seed_mall(svc, stores: list[DemoStore]) -> None:
+    """Stores with their contracts, a guide for each store that rewards guides, and one
+    franchise store whose brand headquarters takes a high ratio, approved."""
+    settings, pool = svc.settings, svc.pool
     await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
     for store in stores:
         async with pool.acquire() as conn:
             if await tenants_repo.tenant(conn, settings.sp_mchid, store.sub_mchid) is not None:
                 continue  # an earlier run on the same database onboarded it
+        commission, reward = CONTRACTS[store.category]
+        terms = {**onboarding.CONTRACT_DEFAULTS, "commission_bps": commission, "guide_reward_bps": reward}
         await onboarding.create_tenant(pool, Tenant(
             mall_id=settings.sp_mchid, sub_mchid=store.sub_mchid, name=store.name, floor=store.floor,
-            category=store.category, sub_appid=None, **onboarding.CONTRACT_DEFAULTS,
+            category=store.category, sub_appid=None, **terms,
         ))
+        if store.guide_id:
+            await receivers.register_guide(svc, settings.sp_mchid, {
+                "guide_id": store.guide_id, "sub_mchid": store.sub_mchid, "openid": store.guide_openid,
+                "name": f"Guide of {store.name}"})
+        if store.franchise:
+            await receivers.approve_high_ratio(svc, settings.sp_mchid, store.sub_mchid, {
+                "approved_by": "mall finance director", "max_ratio_bps": FRANCHISE_RATIO_BPS,
+                "reason": "franchise contract: brand headquarters takes 45% of each sale"})
+            await receivers.add_receiver(svc, settings.sp_mchid, store.sub_mchid, "MERCHANT_ID", BRAND_HQ_MCHID,
+                                         "Pixel Point Brand HQ Co., Ltd.", "HEADQUARTER")
 
 
 async def backend_credentials(pool, settings, identity, role: str, name: str) -> BackendCredentials:

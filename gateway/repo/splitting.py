@@ -87,6 +87,18 @@ ON CONFLICT DO NOTHING
 RETURNING *
 """
 
+# The store's available balance, locked so refunds of one store are planned one at a time,
+# and what refunds already in flight will still draw from it (net of returns they bring).
+STORE_AVAILABLE_FOR_UPDATE = """
+SELECT balance_fen FROM accounts WHERE mall_id = $1 AND account = $2 FOR UPDATE
+"""
+
+IN_FLIGHT_REFUND_DRAW = """
+SELECT coalesce(sum((plan->>'from_available_fen')::bigint
+                    - coalesce((SELECT sum((x->>1)::bigint) FROM jsonb_array_elements(plan->'returns') x), 0)), 0)::bigint
+  FROM refunds WHERE mall_id = $1 AND sub_mchid = $2 AND state IN ('PREPARED', 'PROCESSING')
+"""
+
 REFUND = "SELECT * FROM refunds WHERE mall_id = $1 AND sub_mchid = $2 AND out_refund_no = $3"
 
 MARK_REFUND = """
@@ -183,6 +195,14 @@ async def insert_refund(conn, *, mall_id, sub_mchid, out_refund_no, out_trade_no
     return await conn.fetchrow(INSERT_REFUND, mall_id, sub_mchid, out_refund_no, out_trade_no,
                                transaction_id, amount_fen, total_fen, reason, notify_url, request_hash,
                                plan, refund_id, client_id, created_at)
+
+
+async def store_available_for_update(conn, mall_id: str, account: str) -> int:
+    return await conn.fetchval(STORE_AVAILABLE_FOR_UPDATE, mall_id, account)
+
+
+async def in_flight_refund_draw(conn, mall_id: str, sub_mchid: str) -> int:
+    return await conn.fetchval(IN_FLIGHT_REFUND_DRAW, mall_id, sub_mchid)
 
 
 async def refund(conn, mall_id: str, sub_mchid: str, out_refund_no: str):

@@ -104,7 +104,7 @@ def guide_json(row) -> dict:
             "openid": row["openid"]}
 
 
-async def approve_high_ratio(svc: Services, mall_id: str, sub_mchid: str, fields: dict) -> dict:
+async def approve_high_ratio(svc, mall_id: str, sub_mchid: str, fields: dict) -> dict:
     """Record who allowed how much and why, then raise the store's cap to it."""
     if not isinstance(fields, dict):
         raise ParamError("body", "not_an_object")

@@ -26,6 +26,7 @@ from gateway.services import returns
 from gateway.services.context import Services
 from gateway.services.splits import refused
 from gateway.wire import to_wechat_time
+from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
 from splitting import postings
@@ -53,6 +54,7 @@ async def request_refund(svc: Services, caller, req: dict) -> dict:
             plan, funds = order_funds.plan_refund(funds, req["amount_fen"])
         except SplitRefused as exc:
             raise refused(exc) from None
+        await _check_store_can_pay(conn, caller.mall_id, order["sub_mchid"], plan)
         refund = await repo.insert_refund(
             conn, mall_id=caller.mall_id, sub_mchid=order["sub_mchid"], out_refund_no=req["out_refund_no"],
             out_trade_no=order["out_trade_no"], transaction_id=order["transaction_id"],
@@ -71,6 +73,19 @@ async def request_refund(svc: Services, caller, req: dict) -> dict:
         log.warning("refund_step_deferred", code=exc.code)
     async with svc.pool.acquire() as conn:
         return refund_json(await repo.refund(conn, *key))
+
+
+async def _check_store_can_pay(conn, mall_id: str, sub_mchid: str, plan: RefundPlan) -> None:
+    """Refuse up front what the channel would refuse after the receivers had returned
+    their shares: the store's own part beyond this order's frozen money comes from its
+    available balance, which the ledger mirrors."""
+    available = await repo.store_available_for_update(conn, mall_id, accounts.tenant_available(sub_mchid))
+    committed = await repo.in_flight_refund_draw(conn, mall_id, sub_mchid)
+    need = plan.from_available_fen - sum(fen for _, fen in plan.returns)
+    if need > 0 and available - committed < need:
+        raise InvalidRequest("store_balance_insufficient",
+                             "the store's available balance cannot carry this refund now",
+                             available=max(0, available - committed), needed=need)
 
 
 async def _order(svc: Services, mall_id: str, req: dict):
