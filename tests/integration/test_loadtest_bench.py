@@ -19,7 +19,8 @@ from ledger import repo as ledger_repo
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "loadtests"))
 
-import bench_payment_tx as bench  # noqa: E402  (loadtests/ is a folder of scripts, not a package)
+import bench_orders as orders  # noqa: E402  (loadtests/ is a folder of scripts, not a package)
+import bench_payment_tx as bench  # noqa: E402
 
 STORES = 3
 ORDERS = 5_000  # more than either side pays in its short run here
@@ -29,9 +30,9 @@ PGBENCH_TRANSACTIONS_PER_CLIENT = 50
 @pytest.fixture
 async def bench_db(database_url):
     settings = Settings()
-    context = await bench.set_up(database_url, settings, STORES, profit_sharing=False)
-    shape = await bench.derive_shape(settings, context)
-    await bench.top_up_orders(database_url, settings, context, STORES, ORDERS)
+    context = await orders.set_up(database_url, settings, STORES, profit_sharing=False)
+    shape = await orders.derive_shape(settings, context)
+    await orders.top_up_orders(database_url, settings, context, STORES, ORDERS)
     return database_url, settings, context, shape
 
 
@@ -45,7 +46,7 @@ async def test_pgbench_prepares_the_gateways_own_sql(bench_db):
 
 async def test_both_sides_send_the_same_arguments(bench_db):
     database_url, settings, context, shape = bench_db
-    await bench.self_check(database_url, settings, context, shape)  # raises on any difference
+    await orders.self_check(database_url, settings, context, shape)  # raises on any difference
 
 
 async def test_python_side_pays_distinct_orders_through_apply(bench_db, db_pool):
@@ -53,7 +54,7 @@ async def test_python_side_pays_distinct_orders_through_apply(bench_db, db_pool)
     result = await bench.python_side(database_url, context, clients=2, seconds=0.3, profile=False)
     assert result["failed"] == 0 and 0 < result["transactions"] < ORDERS
     async with db_pool.acquire() as conn:
-        assert await conn.fetchval(bench.PAID_ORDERS) == result["transactions"]
+        assert await conn.fetchval(orders.PAID_ORDERS) == result["transactions"]
         assert await conn.fetchval("SELECT count(DISTINCT transaction_id) FROM orders WHERE state = 'SUCCESS'") \
             == result["transactions"]
         assert await conn.fetchval("SELECT count(*) FROM outbox") == result["transactions"]
@@ -72,5 +73,5 @@ async def test_pgbench_side_pays_distinct_orders(bench_db, db_pool, tmp_path):
     result = bench.run_pgbench(argv, 30)
     assert result["failed"] == 0 and result["transactions"] == 2 * PGBENCH_TRANSACTIONS_PER_CLIENT
     async with db_pool.acquire() as conn:
-        assert await conn.fetchval(bench.PAID_ORDERS) == result["transactions"]
+        assert await conn.fetchval(orders.PAID_ORDERS) == result["transactions"]
         assert await ledger_repo.check_invariants(conn) == []

@@ -1,0 +1,42 @@
+"""`mallpay serve` with an experiment applied first, to measure a suggested change before
+anyone makes it in gateway/. Never a way to run the gateway for real.
+
+    python loadtests/gateway_experiment.py EXPERIMENT[+EXPERIMENT] serve --port P ...
+    (run_load.py --gateway-experiment no-pool-reset does this)
+
+Experiments:
+  no-pool-reset  asyncpg's pool sends `SELECT pg_advisory_unlock_all(); CLOSE ALL;
+                 UNLISTEN *; RESET ALL;` on every connection release (one more round trip
+                 and server transaction per acquire). The gateway uses none of what it
+                 resets (no advisory locks on pooled connections, cursors, LISTEN or SET),
+                 so this measures the pool created with a no-op `reset`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXPERIMENTS = ("no-pool-reset",)
+
+
+def apply(names: set[str]) -> None:
+    unknown = names - set(EXPERIMENTS)
+    if unknown:
+        raise SystemExit(f"unknown experiments {sorted(unknown)}; known: {', '.join(EXPERIMENTS)}")
+    if "no-pool-reset" in names:
+        import asyncpg
+        # The pool still rolls back an open transaction on release (Connection._reset);
+        # only the reset query goes.
+        asyncpg.Connection.get_reset_query = lambda self: ""
+
+
+def main() -> int:
+    if len(sys.argv) < 2:
+        raise SystemExit(__doc__)
+    apply(set(sys.argv[1].split("+")))
+    from gateway.cli import main as mallpay
+    return mallpay(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
