@@ -14,6 +14,9 @@ PAYER = "payer"
 CHANNEL_FEES = "channel:fees"
 MALL_COMMISSION = "mall:commission"
 MALL_COUPON_SUBSIDY = "mall:coupon_subsidy"
+# Refunds the channel took from a store but could not pay out (WeChat's ABNORMAL refunds),
+# waiting at the channel to be sent on by hand.
+CHANNEL_REFUNDS_HELD = "channel:refunds_held"
 
 # Every payment posts to these; they keep no balance row (their balance is the sum of
 # their entries), so concurrent payments never queue behind one row lock.
@@ -83,6 +86,7 @@ def mall_accounts() -> list[AccountSpec]:
         AccountSpec(CHANNEL_FEES, CNY, Bound.NON_NEGATIVE),
         AccountSpec(MALL_COMMISSION, CNY, Bound.NON_NEGATIVE),
         AccountSpec(MALL_COUPON_SUBSIDY, CNY, Bound.ANY),
+        AccountSpec(CHANNEL_REFUNDS_HELD, CNY, Bound.NON_NEGATIVE),
     ]
 
 

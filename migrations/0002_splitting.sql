@@ -131,7 +131,9 @@ CREATE TABLE refunds (
     notify_url     text,
     request_hash   text NOT NULL,
     plan           jsonb NOT NULL,               -- splitting.funds.RefundPlan
-    state          text NOT NULL CHECK (state IN ('PREPARED', 'PROCESSING', 'SUCCESS', 'ABNORMAL')),
+    -- CLOSED: the channel refused it and no money moved; ABNORMAL: the channel took the
+    -- money but could not pay the shopper, it waits at the channel for handling by hand.
+    state          text NOT NULL CHECK (state IN ('PREPARED', 'PROCESSING', 'SUCCESS', 'ABNORMAL', 'CLOSED')),
     refund_id      text,
     result         jsonb,
     client_id      text NOT NULL,

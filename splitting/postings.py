@@ -12,6 +12,7 @@ SPLIT_RETURN = "split_return"
 OWED_BY_GUIDE = "owed_by_guide"
 RECOVERY = "recovery"
 REFUND = "refund"
+REFUND_HELD = "refund_held"
 
 
 def ref(sub_mchid: str, key: str) -> str:
@@ -57,6 +58,16 @@ def refund_transfer(sub_mchid: str, out_refund_no: str, plan: RefundPlan) -> Tra
         Move(accounts.tenant_frozen(sub_mchid), accounts.PAYER, plan.from_frozen_fen),
         Move(accounts.tenant_available(sub_mchid), accounts.PAYER, plan.from_available_fen),
         Move(accounts.CHANNEL_FEES, accounts.PAYER, plan.fee_back_fen),
+    ])
+
+
+def held_refund_transfer(sub_mchid: str, out_refund_no: str, plan: RefundPlan) -> Transfer:
+    """A refund the channel took but could not pay: the same money leaves the store and
+    the fee account, and waits at the channel instead of reaching the shopper."""
+    return transfer_of(REFUND_HELD, ref(sub_mchid, out_refund_no), accounts.CNY, [
+        Move(accounts.tenant_frozen(sub_mchid), accounts.CHANNEL_REFUNDS_HELD, plan.from_frozen_fen),
+        Move(accounts.tenant_available(sub_mchid), accounts.CHANNEL_REFUNDS_HELD, plan.from_available_fen),
+        Move(accounts.CHANNEL_FEES, accounts.CHANNEL_REFUNDS_HELD, plan.fee_back_fen),
     ])
 
 

@@ -243,3 +243,84 @@ class NotificationRelay:
 
         app.router.add_post("/{path:.*}", relay)
         return app
+
+
+# --- helpers for the splitting tests (SDK, notifications, simulation) ------------------
+
+
+def wechatpay_sdk(mall, *, gateway_public_key_pem: str | None = None):
+    """The public `wechatpayv3` SDK in partner mode, signing as the mall's app and holding
+    the gateway's public key: what a mall backend builds, with only the base URL changed."""
+    from wechatpayv3 import WeChatPay, WeChatPayType
+
+    from gateway.api import SERVICES
+
+    creds = mall.app.creds
+    identity = mall.gateway_app[SERVICES].identity
+    client = WeChatPay(
+        wechatpay_type=WeChatPayType.MINIPROG, mchid=creds.mchid,
+        private_key=signing.private_key_pem(creds.private_key).decode(), cert_serial_no=creds.serial_no,
+        appid=mall.settings.sp_appid, apiv3_key=creds.apiv3_key.decode(), notify_url=mall.notify_url,
+        partner_mode=True, public_key=gateway_public_key_pem or identity.public_key_pem.decode(),
+        public_key_id=identity.public_key_id,
+    )
+    client._core._gate_way = mall.gateway_url
+    return client
+
+
+class ClockedClient(SignedClient):
+    """A SignedClient whose request timestamps follow `clock` (a test's controllable clock
+    shared with the gateway), so its requests stay inside the signature window after the
+    test moves time forward."""
+
+    def __init__(self, client: SignedClient, clock):
+        super().__init__(client.base_url, client.creds, client.gateway_public_key, client.session)
+        self.clock = clock
+
+    def authorization(self, method: str, target: str, body: bytes, *, timestamp=None, nonce=None) -> str:
+        return super().authorization(method, target, body, nonce=nonce,
+                                     timestamp=int(self.clock().timestamp()) if timestamp is None else timestamp)
+
+
+async def pay_order(mall, sub_mchid: str, out_trade_no: str, total_fen: int, *, profit_sharing: bool = True,
+                    guide_id: str | None = None, client: SignedClient | None = None,
+                    timeout_s: float = 10.0) -> str:
+    """Create an order through the API, have the shopper pay it at the channel, wait until
+    the gateway has applied the payment; the transaction_id."""
+    extra: dict = {"settle_info": {"profit_sharing": profit_sharing}}
+    if guide_id:
+        extra["mall_info"] = {"guide_id": guide_id}
+    created = await (client or mall.app).post("/v3/pay/partner/transactions/jsapi",
+                                              order_body(mall, sub_mchid, out_trade_no, total_fen, **extra))
+    assert created.status == 200, created.json
+    paid = await mall.shopper_pays(sub_mchid, out_trade_no)
+
+    async def applied() -> bool:
+        async with mall.pool.acquire() as conn:
+            return await conn.fetchval(
+                "SELECT state = 'SUCCESS' FROM orders WHERE sub_mchid = $1 AND out_trade_no = $2",
+                sub_mchid, out_trade_no)
+
+    await wait_until(applied, timeout_s=timeout_s, what=f"payment of {out_trade_no} applied")
+    return paid["transaction_id"]
+
+
+async def order_funds_row(pool, transaction_id: str) -> dict:
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM order_funds WHERE transaction_id = $1", transaction_id)
+    assert row is not None, f"no order_funds row for {transaction_id}"
+    return dict(row)
+
+
+async def transfers_of(pool, kind: str, ref: str) -> int:
+    """How many ledger transfers of `kind` were posted for `ref` (e.g. a refund's)."""
+    async with pool.acquire() as conn:
+        return await conn.fetchval("SELECT count(*) FROM transfers WHERE kind = $1 AND ref = $2", kind, ref)
+
+
+def notifications_of(mall, event_type: str) -> list[dict]:
+    """Every notification of `event_type` the mall backend's sink received, verified and
+    decrypted as the backend must (tests.support.open_notification)."""
+    opened = [open_notification(headers, body, mall.gateway_public_key, mall.app.creds.apiv3_key)
+              for headers, body in list(mall.sink.received)]
+    return [event for event in opened if event["event_type"] == event_type]

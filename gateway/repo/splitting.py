@@ -94,9 +94,11 @@ SELECT balance_fen FROM accounts WHERE mall_id = $1 AND account = $2 FOR UPDATE
 """
 
 IN_FLIGHT_REFUND_DRAW = """
-SELECT coalesce(sum((plan->>'from_available_fen')::bigint
-                    - coalesce((SELECT sum((x->>1)::bigint) FROM jsonb_array_elements(plan->'returns') x), 0)), 0)::bigint
-  FROM refunds WHERE mall_id = $1 AND sub_mchid = $2 AND state IN ('PREPARED', 'PROCESSING')
+SELECT coalesce(sum((r.plan->>'from_available_fen')::bigint
+                    - coalesce((SELECT sum(x.amount_fen) FROM split_returns x
+                                 WHERE x.mall_id = r.mall_id AND x.sub_mchid = r.sub_mchid
+                                   AND x.out_refund_no = r.out_refund_no AND x.state <> 'SUCCESS'), 0)), 0)::bigint
+  FROM refunds r WHERE r.mall_id = $1 AND r.sub_mchid = $2 AND r.state IN ('PREPARED', 'PROCESSING')
 """
 
 REFUND = "SELECT * FROM refunds WHERE mall_id = $1 AND sub_mchid = $2 AND out_refund_no = $3"

@@ -134,14 +134,14 @@ async def drive(svc: Services, mall_id: str, sub_mchid: str, out_refund_no: str)
     async with svc.pool.acquire() as conn:
         refund = await repo.refund(conn, *key)
         planned_returns = await repo.returns_of_refund(conn, *key)
-    if refund["state"] in ("SUCCESS", "ABNORMAL"):
+    if refund["state"] in ("SUCCESS", "ABNORMAL", "CLOSED"):
         return True
     if refund["state"] == "PREPARED":
         for item in planned_returns:
             if item["state"] in ("PREPARED", "PROCESSING"):
                 item = await returns.advance(svc, item)
             if item["state"] == "FAILED":
-                await _abnormal(svc, refund, "split_return_failed")
+                await _closed(svc, refund, "split_return_failed")
                 return True
             if item["state"] != "SUCCESS":
                 return False
@@ -164,7 +164,7 @@ async def _ask_channel_to_refund(svc: Services, refund) -> None:
     except ChannelError as exc:
         if exc.retryable:
             raise
-        await _abnormal(svc, refund, exc.code)
+        await _closed(svc, refund, exc.code)
         return
     async with svc.pool.acquire() as conn:
         await repo.mark_refund(conn, key, "PROCESSING", result={"channel_refund_id": answer.refund_id})
@@ -177,16 +177,18 @@ async def apply_channel_refund(svc: Services, refund, status, success_at, channe
     if status is ChannelRefundState.SUCCESS:
         await _succeeded(svc, refund, success_at or svc.clock())
         return True
-    if status in (ChannelRefundState.ABNORMAL, ChannelRefundState.CLOSED):
-        await _abnormal(svc, refund, status.value)
+    if status is ChannelRefundState.ABNORMAL:
+        await _abnormal(svc, refund)
+        return True
+    if status is ChannelRefundState.CLOSED:
+        await _closed(svc, refund, status.value)
         return True
     return False
 
 
 async def _succeeded(svc: Services, refund, success_at) -> None:
     key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
-    plan = RefundPlan(**{k: tuple(tuple(x) for x in v) if isinstance(v, list) else v
-                         for k, v in refund["plan"].items()})
+    plan = _plan_of(refund)
     now = svc.clock()
     async with svc.pool.acquire() as conn, conn.transaction():
         row = await repo.mark_refund(conn, key, "SUCCESS", success_at=success_at)
@@ -205,15 +207,16 @@ async def _succeeded(svc: Services, refund, success_at) -> None:
     log.info("refund_succeeded", out_refund_no=refund["out_refund_no"], refund_fen=refund["amount_fen"])
 
 
-async def _abnormal(svc: Services, refund, reason: str) -> None:
-    """The refund cannot happen: give the order's refundable amount back and tell the
-    client. Split returns already made stay made (the money is with the store)."""
+async def _closed(svc: Services, refund, reason: str) -> None:
+    """The channel refused the refund and no money moved: give the order's refundable
+    amount back and tell the client. Split returns already made stay made (the money is
+    with the store)."""
     key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
     trade_key = (refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"])
     plan = refund["plan"]
     async with svc.pool.acquire() as conn, conn.transaction():
         _, funds = await repo.funds_for_update(conn, trade_key)
-        row = await repo.mark_refund(conn, key, "ABNORMAL", result={"fail_reason": reason})
+        row = await repo.mark_refund(conn, key, "CLOSED", result={"fail_reason": reason})
         if row is None:
             return
         owed = dict((account, fen) for account, fen in plan["owed"])
@@ -229,14 +232,44 @@ async def _abnormal(svc: Services, refund, reason: str) -> None:
                         frozen_fen=frozen, lines=lines)
         await repo.save_funds(conn, trade_key, funds)
         await outbox_repo.insert_order_event(
-            conn, order_key=trade_key, notification_id=uuid.uuid4(), event_type="REFUND.ABNORMAL",
-            ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary="退款异常",
+            conn, order_key=trade_key, notification_id=uuid.uuid4(), event_type="REFUND.CLOSED",
+            ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary="退款关闭",
             original_type="refund", resource=refund_resource(row), now=svc.clock(),
             notify_url=refund["notify_url"])
-    log.error("refund_abnormal", out_refund_no=refund["out_refund_no"], reason=reason)
+    log.warning("refund_closed", out_refund_no=refund["out_refund_no"], reason=reason)
 
 
-STATUS = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS", "ABNORMAL": "ABNORMAL"}
+async def _abnormal(svc: Services, refund) -> None:
+    """The channel took the refund's money but could not pay the shopper (a closed card):
+    the money waits at the channel (`channel:refunds_held`) for handling by hand, and the
+    order stays refunded by that amount."""
+    key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
+    plan = _plan_of(refund)
+    now = svc.clock()
+    async with svc.pool.acquire() as conn, conn.transaction():
+        row = await repo.mark_refund(conn, key, "ABNORMAL", result={"fail_reason": "ABNORMAL"})
+        if row is None:
+            return
+        if plan.owed:
+            await ledger_repo.post_transfer(conn, refund["mall_id"], postings.owed_transfer(
+                refund["sub_mchid"], refund["out_refund_no"], list(plan.owed)), now)
+        await ledger_repo.post_transfer(conn, refund["mall_id"], postings.held_refund_transfer(
+            refund["sub_mchid"], refund["out_refund_no"], plan), now)
+        await outbox_repo.insert_order_event(
+            conn, order_key=(refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"]),
+            notification_id=uuid.uuid4(), event_type="REFUND.ABNORMAL",
+            ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary="退款异常",
+            original_type="refund", resource=refund_resource(row), now=now, notify_url=refund["notify_url"])
+    log.error("refund_abnormal", out_refund_no=refund["out_refund_no"])
+
+
+def _plan_of(refund) -> RefundPlan:
+    return RefundPlan(**{k: tuple(tuple(x) for x in v) if isinstance(v, list) else v
+                         for k, v in refund["plan"].items()})
+
+
+STATUS = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS", "ABNORMAL": "ABNORMAL",
+          "CLOSED": "CLOSED"}
 
 
 def refund_json(row) -> dict:
