@@ -151,8 +151,8 @@ class RefundPlan:
 
 def plan_refund(funds: OrderFunds, refund_fen: int) -> tuple[RefundPlan, OrderFunds]:
     """Each receiver gives back the share of its outstanding split that this refund is of
-    what is still refundable; the channel gives back its fee the same way. The last refund
-    of an order brings every split and the whole fee back exactly."""
+    what is still refundable; the channel gives its fee back by its own cumulative rule.
+    The last refund of an order brings every split and the whole fee back exactly."""
     if refund_fen <= 0:
         raise SplitRefused("amount_not_positive", "the refund must be positive")
     if refund_fen > funds.refundable_fen:
@@ -168,8 +168,11 @@ def plan_refund(funds: OrderFunds, refund_fen: int) -> tuple[RefundPlan, OrderFu
             (returns if line.returnable else owed).append((line.account, due))
             line = replace(line, back_fen=line.back_fen + due)
         lines.append(line)
-    fee_back = share_of_remaining(funds.fee_fen - funds.fee_refunded_fen, refund_fen, remaining)
-    refunded, fee_refunded = funds.refunded_fen + refund_fen, funds.fee_refunded_fen + fee_back
+    refunded = funds.refunded_fen + refund_fen
+    # The channel's own rule for its fee: the part of the fee that the refunded total is of
+    # the order, floored, less what it gave back before (so the last refund returns it all).
+    fee_refunded = funds.fee_fen * refunded // funds.paid_fen
+    fee_back = fee_refunded - funds.fee_refunded_fen
     store_part = refund_fen - fee_back
     from_frozen = min(store_part, funds.frozen_fen)
     plan = RefundPlan(refund_fen=refund_fen, returns=tuple(returns), owed=tuple(owed), fee_back_fen=fee_back,

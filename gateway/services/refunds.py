@@ -44,12 +44,13 @@ async def request_refund(svc: Services, caller, req: dict) -> dict:
     key = (caller.mall_id, req["sub_mchid"], req["out_refund_no"])
     trade_key = (caller.mall_id, order["sub_mchid"], order["out_trade_no"])
     async with svc.pool.acquire() as conn, conn.transaction():
+        # The order's lock first: a concurrent duplicate waits here and then finds the refund.
+        _, funds = await repo.funds_for_update(conn, trade_key)
         existing = await repo.refund(conn, *key)
         if existing is not None:
             if existing["request_hash"] != req["request_hash"]:
                 raise InvalidRequest("out_refund_no_reused", "out_refund_no was used with other fields")
             return refund_json(existing)
-        _, funds = await repo.funds_for_update(conn, trade_key)
         try:
             plan, funds = order_funds.plan_refund(funds, req["amount_fen"])
         except SplitRefused as exc:

@@ -58,10 +58,18 @@ async def advance(svc: Services, item, description: str = "退款前分账回退
     """Ask the channel for (or about) one return; post it when it succeeded."""
     key = (item["mall_id"], item["sub_mchid"], item["out_return_no"])
     if item["state"] == "PREPARED":
-        answer = await svc.channel.request_split_return(ChannelSplitReturnRequest(
-            sub_mchid=item["sub_mchid"], out_order_no=item["out_order_no"], order_id=None,
-            out_return_no=item["out_return_no"], return_mchid=item["return_mchid"],
-            amount_fen=item["amount_fen"], description=description))
+        try:
+            answer = await svc.channel.request_split_return(ChannelSplitReturnRequest(
+                sub_mchid=item["sub_mchid"], out_order_no=item["out_order_no"], order_id=None,
+                out_return_no=item["out_return_no"], return_mchid=item["return_mchid"],
+                amount_fen=item["amount_fen"], description=description))
+        except ChannelError as exc:
+            if exc.retryable:
+                raise
+            async with svc.pool.acquire() as conn:  # refused for good (e.g. past the window)
+                row = await repo.mark_return(conn, key, "FAILED", result={"fail_reason": exc.code},
+                                             finished_at=svc.clock())
+                return row or await repo.split_return(conn, *key)
     else:
         answer = await svc.channel.query_split_return(item["sub_mchid"], item["out_order_no"], item["out_return_no"])
     state = RESULT_STATE[answer.result]

@@ -14,6 +14,7 @@ channel's auto-unfreeze), `sync_split` (follow a split until the channel finishe
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import structlog
@@ -30,6 +31,7 @@ from gateway.services.context import Services
 from gateway.services.receivers import ensure_mall_receiver
 from ledger import accounts
 from ledger import repo as ledger_repo
+from splitting import funds as order_funds
 from splitting import postings
 from splitting.rules import share_fen
 
@@ -134,8 +136,13 @@ async def finish_order(svc: Services, mall_id: str, sub_mchid: str, out_trade_no
         # A short freeze can bring the deadline before the reward's first try: pay it first.
         await guide_reward(svc, mall_id, sub_mchid, out_trade_no)
         return False
+    if any(s["purpose"] in ("commission", "finish") and s["state"] == "FAILED" for s in earlier):
+        if await _released_by_channel(svc, key, row):
+            return True
     commission_done = any(s["purpose"] == "commission" and s["state"] != "FAILED" for s in earlier)
-    commission = min(share_fen(funds.paid_fen, tenant.commission_bps), funds.splittable_fen)
+    # Commission on what the shopper kept: a refund before the deadline takes its part.
+    kept_fen = funds.paid_fen - funds.refunded_fen
+    commission = min(share_fen(kept_fen, tenant.commission_bps), funds.splittable_fen)
     if tenant.auto_split and commission > 0 and not commission_done:
         await ensure_mall_receiver(svc, mall_id, sub_mchid)
         parts = [{"type": "MERCHANT_ID", "account": svc.settings.sp_mchid, "amount": commission,
@@ -150,6 +157,24 @@ async def finish_order(svc: Services, mall_id: str, sub_mchid: str, out_trade_no
             unfreeze_unsplit=extra)
     await splits.submit(svc, split)
     return False  # done once a later pass sees the order unfrozen
+
+
+async def _released_by_channel(svc: Services, key, row) -> bool:
+    """The channel auto-unfreezes an order nobody finished in time (the gateway was down
+    past the deadline): when it says nothing is left, the books release it too."""
+    if await svc.channel.unsplit_amount(row["transaction_id"]) != 0:
+        return False
+    async with svc.pool.acquire() as conn, conn.transaction():
+        _, funds = await repo.funds_for_update(conn, key)
+        if funds.unfrozen or funds.reserved_fen:
+            return funds.unfrozen
+        amount, funds = order_funds.unfreeze(funds) if funds.frozen_fen else (0, replace(funds, unfrozen=True))
+        if amount:
+            await ledger_repo.post_transfer(conn, key[0], postings.unfreeze_transfer(
+                key[1], f"AUTO{row['transaction_id']}", amount), svc.clock())
+        await repo.save_funds(conn, key, funds)
+    log.warning("order_released_by_channel", out_trade_no=key[2], amount_fen=amount)
+    return True
 
 
 async def _pending_guide_reward(svc: Services, key, earlier) -> str | None:

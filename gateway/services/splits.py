@@ -48,14 +48,15 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
     """Inside the caller's transaction: lock the order's funds, apply the rules, write the
     split order. Returns the split order row (an existing one for a repeated request)."""
     mall_id, sub_mchid, out_trade_no = key
+    # The order's lock first: a concurrent duplicate waits here and then finds the split.
+    row, funds = await repo.funds_for_update(conn, key)
+    if row is None:
+        raise OrderNotExist("order_not_paid", "no paid order with this transaction_id")
     existing = await repo.split_order(conn, mall_id, sub_mchid, out_order_no)
     if existing is not None:
         if existing["request_hash"] != request_hash:
             raise InvalidRequest("out_order_no_reused", "out_order_no was used with other fields")
         return existing
-    row, funds = await repo.funds_for_update(conn, key)
-    if row is None:
-        raise OrderNotExist("order_not_paid", "no paid order with this transaction_id")
     try:
         if kind == "unfreeze":
             amount, funds = order_funds.unfreeze(funds)
@@ -140,7 +141,8 @@ async def apply_result(svc: Services, split, answer: ChannelSplitOrder):
                     split["sub_mchid"], split["out_order_no"], moved), now)
             if split["unfreeze_unsplit"] and not funds.unfrozen and not funds.reserved_fen:
                 # The channel released the rest to the store once this split was done.
-                amount, funds = order_funds.unfreeze(funds)
+                amount, funds = (order_funds.unfreeze(funds) if funds.frozen_fen
+                                 else (0, replace(funds, unfrozen=True)))
                 if amount:
                     await ledger_repo.post_transfer(conn, split["mall_id"], postings.unfreeze_transfer(
                         split["sub_mchid"], split["out_order_no"], amount), now)

@@ -429,9 +429,10 @@ class OrderHistory:
         assert plan.from_frozen_fen == min(refund_fen - plan.fee_back_fen, f.frozen_fen)
         assert plan.fee_back_fen == new.fee_refunded_fen - f.fee_refunded_fen
         remaining = f.refundable_fen
-        # The fee and every split come back in proportion to what is still refundable, floored,
-        # and the last refund brings back exactly what is outstanding.
-        assert_share(plan.fee_back_fen, f.fee_fen - f.fee_refunded_fen, refund_fen, remaining)
+        # Every split comes back in proportion to what is still refundable, floored, and the
+        # last refund brings back exactly what is outstanding; the fee by the channel's own
+        # cumulative rule: the share of the fee that the refunded total is of the order.
+        assert new.fee_refunded_fen == f.fee_fen * new.refunded_fen // f.paid_fen
         before, after = lines(f), lines(new)
         given_back = dict(plan.returns + plan.owed)
         assert len(given_back) == len(plan.returns) + len(plan.owed)
