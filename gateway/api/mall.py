@@ -106,6 +106,15 @@ async def list_approvals(request: web.Request) -> web.Response:
                                     "max_ratio_bps": r["max_ratio_bps"]} for r in rows]})
 
 
+@routes.patch("/v3/mall/tenants/{sub_mchid}/contract")
+async def change_contract(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    tenant = await onboarding.change_contract(services_of(request).pool, caller.mall_id,
+                                              request.match_info["sub_mchid"], await json_body(request))
+    return json_response(tenant.as_json())
+
+
 @routes.post("/v3/mall/clients")
 async def create_client(request: web.Request) -> web.Response:
     caller = caller_of(request)

@@ -76,6 +76,9 @@ PATHS = {
         "post": _op("Register a shopping guide of a store (admin)", body="Guide"),
         "get": _op("List the mall's guides"),
     },
+    "/v3/mall/tenants/{sub_mchid}/contract": {"patch": _op(
+        "Change a store's terms other than the cap (admin)", result="Tenant",
+        params=[_param("sub_mchid", "path")])},
     "/v3/mall/tenants/{sub_mchid}/approvals": {
         "post": _op("Record a high-ratio approval and raise the store's cap (admin)", body="Approval",
                     params=[_param("sub_mchid", "path")]),

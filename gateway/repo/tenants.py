@@ -19,6 +19,14 @@ ON CONFLICT (mall_id, sub_mchid) DO NOTHING
 RETURNING *
 """
 
+# The terms that are not the cap (the cap changes only with an approval record).
+UPDATE_CONTRACT = """
+UPDATE tenants SET commission_bps = $3, fee_rate_bps = $4, freeze_days = $5, guide_reward_bps = $6,
+                   auto_split = $7
+ WHERE mall_id = $1 AND sub_mchid = $2
+RETURNING *
+"""
+
 TENANT = "SELECT * FROM tenants WHERE mall_id = $1 AND sub_mchid = $2"
 
 TENANTS = "SELECT * FROM tenants WHERE mall_id = $1 ORDER BY sub_mchid LIMIT $2 OFFSET $3"
@@ -72,6 +80,17 @@ async def insert_tenant(conn, tenant: Tenant) -> Tenant | None:
         tenant.category, tenant.sub_appid, tenant.commission_bps, tenant.max_ratio_bps,
         tenant.fee_rate_bps, tenant.freeze_days, tenant.guide_reward_bps, tenant.auto_split,
     )
+    return None if row is None else _tenant(row)
+
+
+async def update_contract(conn, mall_id: str, sub_mchid: str, terms: dict) -> Tenant | None:
+    row = await conn.fetchrow(UPDATE_CONTRACT, mall_id, sub_mchid, terms["commission_bps"], terms["fee_rate_bps"],
+                              terms["freeze_days"], terms["guide_reward_bps"], terms["auto_split"])
+    return None if row is None else _tenant(row)
+
+
+async def tenant_for_update(conn, mall_id: str, sub_mchid: str) -> Tenant | None:
+    row = await conn.fetchrow(TENANT + " FOR UPDATE", mall_id, sub_mchid)
     return None if row is None else _tenant(row)
 
 

@@ -56,6 +56,7 @@ def tenant_from_fields(mall_id: str, fields: dict) -> Tenant:
     if sub_appid is not None and (not isinstance(sub_appid, str) or not APPID_RE.fullmatch(sub_appid)):
         raise ParamError("sub_appid", "bad_format")
     contract = _contract(fields.get("contract") or {})
+    _check_automatic_within_cap(contract["commission_bps"], contract["guide_reward_bps"], contract["max_ratio_bps"])
     return Tenant(mall_id=mall_id, sub_mchid=sub_mchid, sub_appid=sub_appid, **texts, **contract)
 
 
@@ -90,6 +91,31 @@ async def create_tenant(pool, tenant: Tenant) -> Tenant:
             raise InvalidRequest("tenant_exists", "this sub_mchid is already onboarded")
         await ledger_repo.ensure_accounts(conn, tenant.mall_id, accounts.tenant_accounts(tenant.sub_mchid))
     return created
+
+
+async def change_contract(pool, mall_id: str, sub_mchid: str, changes) -> Tenant:
+    """New terms for a store. Orders already paid keep the cap and fee they were paid
+    under; commission and guide rewards not split yet follow the new terms. The cap
+    itself changes only through an approval record (POST .../approvals)."""
+    if not isinstance(changes, dict) or not changes:
+        raise ParamError("body", "not_an_object")
+    if "max_ratio_bps" in changes:
+        raise InvalidRequest("approval_required", "the cap changes only with an approval record")
+    async with pool.acquire() as conn, conn.transaction():
+        tenant = await tenants_repo.tenant_for_update(conn, mall_id, sub_mchid)
+        if tenant is None:
+            raise ResourceNotExists("tenant_not_found")
+        validated = _contract(changes)
+        terms = {name: getattr(tenant, name) for name in CONTRACT_DEFAULTS}
+        terms.update({name: validated[name] for name in changes})
+        _check_automatic_within_cap(terms["commission_bps"], terms["guide_reward_bps"], tenant.max_ratio_bps)
+        return await tenants_repo.update_contract(conn, mall_id, sub_mchid, terms)
+
+
+def _check_automatic_within_cap(commission_bps: int, guide_reward_bps: int, max_ratio_bps: int) -> None:
+    if commission_bps + guide_reward_bps > max_ratio_bps:
+        raise InvalidRequest("ratio_exceeded", "commission and guide reward together exceed the cap",
+                             max_ratio_bps=max_ratio_bps)
 
 
 @dataclass(frozen=True)

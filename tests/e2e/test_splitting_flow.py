@@ -177,3 +177,21 @@ async def _balance_is(mall, account: str, expected: int) -> bool:
 async def _refund_state(mall, store, out_refund_no, state) -> bool:
     reply = await mall.app.get(f"/v3/refund/domestic/refunds/{out_refund_no}?sub_mchid={store}")
     return reply.json["status"] == state
+
+
+async def test_an_admin_changes_a_contract_but_not_its_cap(make_mall):
+    mall = await make_mall()
+    store = "1900000307"
+    await onboard(mall, store, commission_bps=500, guide_reward_bps=200)
+    changed = await mall.admin.request("PATCH", f"/v3/mall/tenants/{store}/contract", {"commission_bps": 800})
+    assert changed.status == 200, changed.json
+    assert changed.json["contract"]["commission_bps"] == 800
+    assert changed.json["contract"]["guide_reward_bps"] == 200  # untouched terms stay
+    raised = await mall.admin.request("PATCH", f"/v3/mall/tenants/{store}/contract", {"max_ratio_bps": 6000})
+    assert raised.status == 400 and raised.json["detail"]["reason"] == "approval_required"
+    too_much = await mall.admin.request("PATCH", f"/v3/mall/tenants/{store}/contract", {"commission_bps": 2900})
+    assert too_much.status == 400 and too_much.json["detail"]["reason"] == "ratio_exceeded"
+    by_app = await mall.app.request("PATCH", f"/v3/mall/tenants/{store}/contract", {"commission_bps": 0})
+    assert by_app.status == 403
+    async with mall.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT commission_bps FROM tenants WHERE sub_mchid = $1", store) == 800
