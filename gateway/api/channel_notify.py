@@ -62,7 +62,7 @@ async def _split_notice(svc, notice: ChannelSplitNotice) -> None:
     async with svc.pool.acquire() as conn:  # for a return, WeChat sends the return's numbers
         item = await splitting_repo.split_return(conn, mall_id, notice.sub_mchid, notice.out_order_no)
     if item is not None and item["state"] in ("PREPARED", "PROCESSING"):
-        await returns.advance(svc, item)
+        await returns.advance(svc, item, ask_only=True)
 
 
 async def _refund_notice(svc, notice: ChannelRefundNotice) -> None:

@@ -54,10 +54,12 @@ async def request_return(svc: Services, caller, fields: dict) -> dict:
     return return_json(item)
 
 
-async def advance(svc: Services, item, description: str = "退款前分账回退"):
-    """Ask the channel for (or about) one return; post it when it succeeded."""
+async def advance(svc: Services, item, description: str = "退款前分账回退", *, ask_only: bool = False):
+    """Ask the channel for (or, with `ask_only` or once requested, about) one return;
+    post it when it succeeded. A notification only asks: the request that is perhaps
+    still in flight keeps its own fields."""
     key = (item["mall_id"], item["sub_mchid"], item["out_return_no"])
-    if item["state"] == "PREPARED":
+    if item["state"] == "PREPARED" and not ask_only:
         try:
             answer = await svc.channel.request_split_return(ChannelSplitReturnRequest(
                 sub_mchid=item["sub_mchid"], out_order_no=item["out_order_no"], order_id=None,
@@ -72,6 +74,8 @@ async def advance(svc: Services, item, description: str = "退款前分账回退
                 return row or await repo.split_return(conn, *key)
     else:
         answer = await svc.channel.query_split_return(item["sub_mchid"], item["out_order_no"], item["out_return_no"])
+        if answer is None:
+            return item  # the channel has not seen the request yet
     state = RESULT_STATE[answer.result]
     result = {"return_id": answer.return_id, "order_id": answer.order_id, "fail_reason": answer.fail_reason}
     async with svc.pool.acquire() as conn, conn.transaction():
