@@ -44,10 +44,10 @@ SETTLE_TIMEOUT_S = 10.0
 FLOAT_FEN = 1_000_000  # a plain sale per store, so it can carry its guide's share of refunds
 FINISH_AFTER = timedelta(days=29)  # contract freeze 30 days, finished one day before
 MALL_COMMISSION = "mall:commission"
-# The description the gateway's notice path re-sends when it asks for a return again: with
-# any other, a notice that overtakes the channel's answer turns the return FAILED (see
-# test_a_return_notified_before_its_answer_is_recorded_stays_a_success, a strict xfail).
-RETURN_DESCRIPTION = "退款前分账回退"
+# A backend's own words, not the gateway's default: a notice that overtakes the channel's
+# answer once re-sent the return with the default and turned it FAILED (see
+# test_a_return_notified_before_its_answer_is_recorded_stays_a_success).
+RETURN_DESCRIPTION = "品牌让利退回"
 
 # What must be quiet before the books are read: nothing in flight at the channel, no guide
 # reward waiting to be paid (pending at all: a claimed job's due_at is pushed to its lease
