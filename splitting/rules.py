@@ -72,10 +72,15 @@ def check_contract(contract: Contract) -> None:
     if not FREEZE_DAYS_MIN <= contract.freeze_days <= FREEZE_DAYS_MAX:
         raise SplitRefused("out_of_range", f"freeze_days must be {FREEZE_DAYS_MIN}..{FREEZE_DAYS_MAX}",
                            field="freeze_days")
-    automatic = contract.commission_bps + contract.guide_reward_bps
-    if automatic > contract.max_ratio_bps:
+    check_automatic_within_cap(contract.commission_bps, contract.guide_reward_bps, contract.max_ratio_bps)
+
+
+def check_automatic_within_cap(commission_bps: int, guide_reward_bps: int, max_ratio_bps: int) -> None:
+    """What the gateway splits on its own (commission, guide reward) must fit the cap."""
+    automatic = commission_bps + guide_reward_bps
+    if automatic > max_ratio_bps:
         raise SplitRefused("ratio_exceeded", "commission and guide reward together exceed the cap",
-                           max_ratio_bps=contract.max_ratio_bps, automatic_bps=automatic)
+                           max_ratio_bps=max_ratio_bps, automatic_bps=automatic)
 
 
 def share_fen(base_fen: int, ratio_bps: int) -> int:

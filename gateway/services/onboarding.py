@@ -13,15 +13,16 @@ from gateway.repo.tenants import Tenant
 from gateway.services.order_requests import APPID_RE, MCHID_RE
 from ledger import accounts
 from ledger import repo as ledger_repo
+from splitting import rules
+from splitting.rules import DEFAULT_MAX_RATIO_BPS
 
 ROLES = ("mall_app", "tenant", "finance", "admin")
-# WeChat Pay's default cap on what may be split away from a store; more needs an
-# approval record, which arrives with high-ratio splitting.
-DEFAULT_MAX_RATIO_BPS = 3000
 NAME_CHARS_MAX = 64
+# A cap above DEFAULT_MAX_RATIO_BPS comes only with an approval record (POST .../approvals).
 CONTRACT_LIMITS = {
-    "commission_bps": (0, 10_000), "max_ratio_bps": (0, DEFAULT_MAX_RATIO_BPS),
-    "fee_rate_bps": (0, 1_000), "freeze_days": (1, 180), "guide_reward_bps": (0, 10_000),
+    "commission_bps": (0, rules.BPS_DENOMINATOR), "max_ratio_bps": (0, DEFAULT_MAX_RATIO_BPS),
+    "fee_rate_bps": (0, rules.FEE_RATE_BPS_MAX), "freeze_days": (rules.FREEZE_DAYS_MIN, rules.FREEZE_DAYS_MAX),
+    "guide_reward_bps": (0, rules.BPS_DENOMINATOR),
 }
 CONTRACT_DEFAULTS = {
     "commission_bps": 0, "max_ratio_bps": DEFAULT_MAX_RATIO_BPS, "fee_rate_bps": 60,
@@ -113,9 +114,10 @@ async def change_contract(pool, mall_id: str, sub_mchid: str, changes) -> Tenant
 
 
 def _check_automatic_within_cap(commission_bps: int, guide_reward_bps: int, max_ratio_bps: int) -> None:
-    if commission_bps + guide_reward_bps > max_ratio_bps:
-        raise InvalidRequest("ratio_exceeded", "commission and guide reward together exceed the cap",
-                             max_ratio_bps=max_ratio_bps)
+    try:
+        rules.check_automatic_within_cap(commission_bps, guide_reward_bps, max_ratio_bps)
+    except rules.SplitRefused as exc:
+        raise InvalidRequest(exc.code, exc.message, **exc.detail) from None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from gateway.repo.clients import Caller
 from gateway.services import payments
 from gateway.services.context import Services
 from gateway.services.order_requests import OrderRequest
+from gateway.services.transaction_json import order_json
 from gateway.wire import to_wechat_time
 
 log = structlog.get_logger(__name__)
@@ -148,35 +149,3 @@ async def close_order(svc: Services, caller: Caller, sub_mchid: str, out_trade_n
 async def _reload(svc: Services, key):
     async with svc.pool.acquire() as conn:
         return await orders_repo.order(conn, *key)
-
-
-TRADE_STATE_DESC = {"NOTPAY": "未支付", "SUCCESS": "支付成功", "CLOSED": "已关闭"}
-
-
-def order_json(row) -> dict:
-    """An order in WeChat's partner query shape, plus the mall's own `mall_info`."""
-    body = {
-        "sp_appid": row["sp_appid"], "sp_mchid": row["mall_id"], "sub_mchid": row["sub_mchid"],
-        "out_trade_no": row["out_trade_no"], "trade_type": "JSAPI",
-        "trade_state": row["state"], "trade_state_desc": TRADE_STATE_DESC[row["state"]],
-        "payer": _payer(row),
-        "amount": {"total": row["total_fen"], "currency": row["currency"]},
-    }
-    if row["sub_appid"]:
-        body["sub_appid"] = row["sub_appid"]
-    if row["attach"] is not None:
-        body["attach"] = row["attach"]
-    if row["state"] == "SUCCESS":
-        body["transaction_id"] = row["transaction_id"]
-        body["bank_type"] = row["bank_type"]
-        body["success_time"] = to_wechat_time(row["success_at"])
-        body["amount"].update(payer_total=row["payer_total_fen"], payer_currency=row["currency"])
-    if row["mall_info"]:
-        body["mall_info"] = row["mall_info"]
-    return body
-
-
-def _payer(row) -> dict:
-    if row["payer_sub_openid"]:
-        return {"sub_openid": row["payer_sub_openid"]}
-    return {"sp_openid": row["payer_sp_openid"]}

@@ -13,7 +13,7 @@ import structlog
 from gateway.channel import ChannelError, ChannelTrade, ChannelTradeState
 from gateway.repo import orders as orders_repo
 from gateway.services.context import Services
-from gateway.wire import to_wechat_time
+from gateway.services.transaction_json import order_json
 from ledger.payments import channel_fee_fen, payment_transfer
 
 log = structlog.get_logger(__name__)
@@ -65,42 +65,25 @@ async def _apply(svc: Services, conn, row, trade: ChannelTrade) -> str:
         sub_mchid=row["sub_mchid"], out_trade_no=row["out_trade_no"], total_fen=trade.total_fen,
         fee_rate_bps=row["fee_rate_bps"], profit_sharing=row["profit_sharing"],
     )
-    success_at = trade.success_at or svc.clock()
+    paid = {"transaction_id": trade.transaction_id, "bank_type": trade.bank_type or "OTHERS",
+            "success_at": trade.success_at or svc.clock(),
+            "payer_total_fen": trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen}
     settings = svc.settings
     return await orders_repo.apply_payment(
-        conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]),
-        total_fen=trade.total_fen, transaction_id=trade.transaction_id,
-        payer_total_fen=trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen,
-        bank_type=trade.bank_type or "OTHERS", success_at=success_at,
-        now=svc.clock(), accounts=transfer.accounts, amounts=transfer.amounts_fen,
-        notification_id=uuid.uuid4(), resource=transaction_resource(row, trade),
+        conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
+        **paid, now=svc.clock(), accounts=transfer.accounts, amounts=transfer.amounts_fen,
+        notification_id=uuid.uuid4(), resource=transaction_resource(row, paid),
         fee_fen=channel_fee_fen(trade.total_fen, row["fee_rate_bps"]),
-        reward_due_at=success_at + timedelta(seconds=settings.split_first_try_after_s),
+        reward_due_at=paid["success_at"] + timedelta(seconds=settings.split_first_try_after_s),
         finish_margin_s=settings.finish_before_unfreeze_s,
     )
 
 
-def transaction_resource(row, trade: ChannelTrade) -> dict:
-    """The decrypted resource of TRANSACTION.SUCCESS: WeChat's fields plus mall_info."""
-    resource = {
-        "sp_appid": row["sp_appid"], "sp_mchid": row["mall_id"], "sub_mchid": row["sub_mchid"],
-        "out_trade_no": row["out_trade_no"], "transaction_id": trade.transaction_id,
-        "trade_type": "JSAPI", "trade_state": "SUCCESS", "trade_state_desc": "支付成功",
-        "bank_type": trade.bank_type or "OTHERS",
-        "success_time": to_wechat_time(trade.success_at) if trade.success_at else None,
-        "payer": {"sub_openid": row["payer_sub_openid"]} if row["payer_sub_openid"]
-        else {"sp_openid": row["payer_sp_openid"]},
-        "amount": {
-            "total": trade.total_fen, "currency": row["currency"],
-            "payer_total": trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen,
-            "payer_currency": row["currency"],
-        },
-        "mall_info": dict(row["mall_info"]),
-    }
-    if row["sub_appid"]:
-        resource["sub_appid"] = row["sub_appid"]
-    if row["attach"] is not None:
-        resource["attach"] = row["attach"]
+def transaction_resource(row, paid: dict) -> dict:
+    """The decrypted resource of TRANSACTION.SUCCESS: the order as a query will show it once
+    paid (`paid`: the columns the payment sets), with mall_info always present."""
+    resource = order_json({**dict(row), **paid, "state": "SUCCESS"})
+    resource["mall_info"] = dict(row["mall_info"])
     return resource
 
 

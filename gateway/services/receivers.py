@@ -10,6 +10,7 @@ from gateway.errors import ChannelUnavailable, InvalidRequest, NoAuth, ParamErro
 from gateway.repo import guides as guides_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
+from gateway.services.splits import refused
 from gateway.services.order_requests import MCHID_RE, OPENID_RE
 from ledger import accounts
 from ledger import repo as ledger_repo
@@ -127,7 +128,7 @@ async def approve_high_ratio(svc, mall_id: str, sub_mchid: str, fields: dict) ->
                 auto_split=tenant.auto_split,
                 approval=Approval(approved_by=approved_by, approved_at=now, reason=reason, max_ratio_bps=ratio)))
         except SplitRefused as exc:
-            raise InvalidRequest(exc.code, exc.message, **exc.detail) from None
+            raise refused(exc) from None
         approval = await guides_repo.insert_approval(conn, mall_id, sub_mchid, approved_by, now, reason, ratio, now)
         await guides_repo.set_tenant_cap(conn, mall_id, sub_mchid, ratio, approval["approval_id"])
     return {"approval_id": approval["approval_id"], "sub_mchid": sub_mchid, "approved_by": approved_by,

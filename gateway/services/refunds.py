@@ -188,24 +188,37 @@ async def apply_channel_refund(svc: Services, refund, status, success_at, channe
 
 
 async def _succeeded(svc: Services, refund, success_at) -> None:
+    if await _money_left_store(svc, refund, "SUCCESS", postings.refund_transfer, success_at=success_at):
+        log.info("refund_succeeded", out_refund_no=refund["out_refund_no"], refund_fen=refund["amount_fen"])
+
+
+async def _abnormal(svc: Services, refund) -> None:
+    """The channel took the refund's money but could not pay the shopper (a closed card):
+    the money waits at the channel (`channel:refunds_held`) for handling by hand, and the
+    order stays refunded by that amount."""
+    if await _money_left_store(svc, refund, "ABNORMAL", postings.held_refund_transfer,
+                               result={"fail_reason": "ABNORMAL"}):
+        log.error("refund_abnormal", out_refund_no=refund["out_refund_no"])
+
+
+async def _money_left_store(svc: Services, refund, state: str, transfer_of, *, success_at=None,
+                            result=None) -> bool:
+    """The channel took the refund's money from the store: record the guides' debt and the
+    transfer, announce it. False when an earlier notice or query recorded it already."""
     key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
     plan = _plan_of(refund)
     now = svc.clock()
     async with svc.pool.acquire() as conn, conn.transaction():
-        row = await repo.mark_refund(conn, key, "SUCCESS", success_at=success_at)
+        row = await repo.mark_refund(conn, key, state, result=result, success_at=success_at)
         if row is None:
-            return  # already applied: notifications and queries may say it twice
+            return False
         if plan.owed:
             await ledger_repo.post_transfer(conn, refund["mall_id"], postings.owed_transfer(
                 refund["sub_mchid"], refund["out_refund_no"], list(plan.owed)), now)
-        await ledger_repo.post_transfer(conn, refund["mall_id"], postings.refund_transfer(
+        await ledger_repo.post_transfer(conn, refund["mall_id"], transfer_of(
             refund["sub_mchid"], refund["out_refund_no"], plan), now)
-        await outbox_repo.insert_order_event(
-            conn, order_key=(refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"]),
-            notification_id=uuid.uuid4(), event_type="REFUND.SUCCESS",
-            ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary="退款成功",
-            original_type="refund", resource=refund_resource(row), now=now, notify_url=refund["notify_url"])
-    log.info("refund_succeeded", out_refund_no=refund["out_refund_no"], refund_fen=refund["amount_fen"])
+        await _announce(conn, svc, refund, row)
+    return True
 
 
 async def _closed(svc: Services, refund, reason: str) -> None:
@@ -214,54 +227,40 @@ async def _closed(svc: Services, refund, reason: str) -> None:
     with the store)."""
     key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
     trade_key = (refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"])
-    plan = refund["plan"]
+    plan = _plan_of(refund)
     async with svc.pool.acquire() as conn, conn.transaction():
         _, funds = await repo.funds_for_update(conn, trade_key)
         row = await repo.mark_refund(conn, key, "CLOSED", result={"fail_reason": reason})
         if row is None:
             return
-        owed = dict((account, fen) for account, fen in plan["owed"])
+        owed = dict(plan.owed)
         lines = tuple(replace(l, back_fen=l.back_fen - owed.get(l.account, 0)) for l in funds.lines)
-        frozen = funds.frozen_fen + plan["from_frozen_fen"]
-        if funds.unfrozen and plan["from_frozen_fen"]:
+        frozen = funds.frozen_fen + plan.from_frozen_fen
+        if funds.unfrozen and plan.from_frozen_fen:
             # The order was unfrozen meanwhile: the channel released this money to the store too.
             await ledger_repo.post_transfer(conn, refund["mall_id"], postings.unfreeze_transfer(
-                refund["sub_mchid"], refund["out_refund_no"], plan["from_frozen_fen"]), svc.clock())
+                refund["sub_mchid"], refund["out_refund_no"], plan.from_frozen_fen), svc.clock())
             frozen = funds.frozen_fen
-        funds = replace(funds, refunded_fen=funds.refunded_fen - plan["refund_fen"],
-                        fee_refunded_fen=funds.fee_refunded_fen - plan["fee_back_fen"],
+        funds = replace(funds, refunded_fen=funds.refunded_fen - plan.refund_fen,
+                        fee_refunded_fen=funds.fee_refunded_fen - plan.fee_back_fen,
                         frozen_fen=frozen, lines=lines)
         await repo.save_funds(conn, trade_key, funds)
-        await outbox_repo.insert_order_event(
-            conn, order_key=trade_key, notification_id=uuid.uuid4(), event_type="REFUND.CLOSED",
-            ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary="退款关闭",
-            original_type="refund", resource=refund_resource(row), now=svc.clock(),
-            notify_url=refund["notify_url"])
+        await _announce(conn, svc, refund, row)
     log.warning("refund_closed", out_refund_no=refund["out_refund_no"], reason=reason)
 
 
-async def _abnormal(svc: Services, refund) -> None:
-    """The channel took the refund's money but could not pay the shopper (a closed card):
-    the money waits at the channel (`channel:refunds_held`) for handling by hand, and the
-    order stays refunded by that amount."""
-    key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
-    plan = _plan_of(refund)
-    now = svc.clock()
-    async with svc.pool.acquire() as conn, conn.transaction():
-        row = await repo.mark_refund(conn, key, "ABNORMAL", result={"fail_reason": "ABNORMAL"})
-        if row is None:
-            return
-        if plan.owed:
-            await ledger_repo.post_transfer(conn, refund["mall_id"], postings.owed_transfer(
-                refund["sub_mchid"], refund["out_refund_no"], list(plan.owed)), now)
-        await ledger_repo.post_transfer(conn, refund["mall_id"], postings.held_refund_transfer(
-            refund["sub_mchid"], refund["out_refund_no"], plan), now)
-        await outbox_repo.insert_order_event(
-            conn, order_key=(refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"]),
-            notification_id=uuid.uuid4(), event_type="REFUND.ABNORMAL",
-            ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary="退款异常",
-            original_type="refund", resource=refund_resource(row), now=now, notify_url=refund["notify_url"])
-    log.error("refund_abnormal", out_refund_no=refund["out_refund_no"])
+ANNOUNCEMENTS = {"SUCCESS": ("REFUND.SUCCESS", "退款成功"), "ABNORMAL": ("REFUND.ABNORMAL", "退款异常"),
+                 "CLOSED": ("REFUND.CLOSED", "退款关闭")}
+
+
+async def _announce(conn, svc: Services, refund, row) -> None:
+    """The refund's end, to the client at the refund's notify_url (or the order's)."""
+    event_type, summary = ANNOUNCEMENTS[row["state"]]
+    await outbox_repo.insert_order_event(
+        conn, order_key=(refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"]),
+        notification_id=uuid.uuid4(), event_type=event_type,
+        ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary=summary, original_type="refund",
+        resource=refund_resource(row), now=svc.clock(), notify_url=refund["notify_url"])
 
 
 def _plan_of(refund) -> RefundPlan:

@@ -28,7 +28,7 @@ from gateway.wire import canonical_json, to_wechat_time
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
 from splitting import postings
-from splitting.rules import SplitRefused
+from splitting.rules import DEFAULT_MAX_RATIO_BPS, SplitRefused, cap_fen
 
 log = structlog.get_logger(__name__)
 SYNC_SPLIT = "sync_split"
@@ -71,7 +71,9 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
     created = await repo.insert_split_order(
         conn, mall_id=mall_id, sub_mchid=sub_mchid, out_order_no=out_order_no, out_trade_no=out_trade_no,
         transaction_id=transaction_id, kind=kind, purpose=purpose, request_hash=request_hash, parts=parts,
-        approval_id=row["approval_id"] if funds.split_away_fen * 10_000 > funds.paid_fen * 3_000 else None,
+        # A split beyond WeChat's default cap uses the store's high-ratio approval: record which.
+        approval_id=row["approval_id"] if funds.split_away_fen > cap_fen(funds.paid_fen, DEFAULT_MAX_RATIO_BPS)
+        else None,
         client_id=client_id, created_at=svc.clock(), unfreeze_unsplit=unfreeze_unsplit,
     )
     assert created is not None, "split order inserted under the funds lock"

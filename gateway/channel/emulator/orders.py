@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.channel.emulator import keys
 from gateway.channel.emulator.auth import caller_mchid
 from gateway.channel.emulator.fields import notify_url as checked_notify_url
+from gateway.channel.emulator.fields import optional_text, text
 from gateway.channel.emulator.state import CLOSED, PAID_STATES, Order, new_prepay_id, transaction_json
 from gateway.channel.emulator.wire import (
     EmulatorError,
@@ -119,26 +120,26 @@ def _visible(order: Order | None, request: web.Request) -> Order:
 
 def _validated_jsapi(body: dict[str, Any], mchid: str, http_hosts: tuple[str, ...]) -> dict[str, Any]:
     """The create request's fields as Order arguments, or PARAM_ERROR naming the first fault."""
-    sp_mchid = _text(body, "sp_mchid", 32)
+    sp_mchid = text(body, "sp_mchid", 32)
     if sp_mchid != mchid:
         raise param_error("sp_mchid does not match the merchant that signed the request")
-    sub_mchid = _text(body, "sub_mchid", 32)
+    sub_mchid = text(body, "sub_mchid", 32)
     if not MCHID_RE.fullmatch(sub_mchid):
         raise param_error("sub_mchid must be digits")
-    out_trade_no = _text(body, "out_trade_no", 32)
+    out_trade_no = text(body, "out_trade_no", 32)
     if not OUT_TRADE_NO_RE.fullmatch(out_trade_no):
         raise param_error("out_trade_no must be 6-32 of [0-9A-Za-z_-|*]")
-    sub_appid = _optional_text(body, "sub_appid", APPID_CHARS_MAX)
+    sub_appid = optional_text(body, "sub_appid", APPID_CHARS_MAX)
     total_fen, currency = _amount(body.get("amount"))
     payer_sp_openid, payer_sub_openid = _payer(body.get("payer"), sub_appid)
     return {
-        "sp_appid": _text(body, "sp_appid", APPID_CHARS_MAX),
+        "sp_appid": text(body, "sp_appid", APPID_CHARS_MAX),
         "sp_mchid": sp_mchid,
         "sub_appid": sub_appid,
         "sub_mchid": sub_mchid,
         "out_trade_no": out_trade_no,
-        "description": _text(body, "description", DESCRIPTION_CHARS_MAX),
-        "attach": _optional_text(body, "attach", ATTACH_CHARS_MAX),
+        "description": text(body, "description", DESCRIPTION_CHARS_MAX),
+        "attach": optional_text(body, "attach", ATTACH_CHARS_MAX),
         "notify_url": _notify_url(body, http_hosts),
         "total_fen": total_fen,
         "currency": currency,
@@ -147,19 +148,6 @@ def _validated_jsapi(body: dict[str, Any], mchid: str, http_hosts: tuple[str, ..
         "profit_sharing": _profit_sharing(body.get("settle_info")),
         "expire_at": _time_expire(body),
     }
-
-
-def _text(body: dict[str, Any], name: str, chars_max: int) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise param_error(f"{name} is required")
-    if len(value) > chars_max:
-        raise param_error(f"{name} is longer than {chars_max} characters")
-    return value
-
-
-def _optional_text(body: dict[str, Any], name: str, chars_max: int) -> str | None:
-    return None if body.get(name) is None else _text(body, name, chars_max)
 
 
 def _amount(amount: Any) -> tuple[int, str]:
@@ -177,8 +165,8 @@ def _amount(amount: Any) -> tuple[int, str]:
 def _payer(payer: Any, sub_appid: str | None) -> tuple[str | None, str | None]:
     if not isinstance(payer, dict):
         raise param_error("payer is required")
-    sp_openid = _optional_text(payer, "sp_openid", OPENID_CHARS_MAX)
-    sub_openid = _optional_text(payer, "sub_openid", OPENID_CHARS_MAX)
+    sp_openid = optional_text(payer, "sp_openid", OPENID_CHARS_MAX)
+    sub_openid = optional_text(payer, "sub_openid", OPENID_CHARS_MAX)
     if (sp_openid is None) == (sub_openid is None):
         raise param_error("payer needs exactly one of sp_openid and sub_openid")
     if sub_openid is not None and sub_appid is None:
@@ -199,7 +187,7 @@ def _notify_url(body: dict[str, Any], http_hosts: tuple[str, ...]) -> str:
 
 
 def _time_expire(body: dict[str, Any]) -> datetime | None:
-    raw = _optional_text(body, "time_expire", 64)
+    raw = optional_text(body, "time_expire", 64)
     if raw is None:
         return None
     parsed = parse_time(raw)
