@@ -6,6 +6,7 @@ COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY ledger ./ledger
 COPY splitting ./splitting
+COPY emulator ./emulator
 COPY migrations ./migrations
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -121,7 +121,7 @@ def _serve(settings: Settings, args) -> int:
 
 def _emulator(settings: Settings, args) -> int:
     from gateway.channel.credentials import ensure_local_credentials
-    from gateway.channel.emulator import emulator_config_from_env, run_emulator
+    from emulator import emulator_config_from_env, run_emulator
     from gateway.logging import configure_logging
 
     configure_logging(settings.log_level)

@@ -16,8 +16,8 @@ from aiohttp import web
 from gateway.api import SERVICES
 from gateway.app import create_app
 from gateway.channel.credentials import ensure_local_credentials
-from gateway.channel.emulator import create_emulator_app
-from gateway.channel.emulator.config import EmulatorConfig
+from emulator import create_emulator_app
+from emulator.config import EmulatorConfig
 from gateway.db import quote_ident, with_database
 from gateway.db.embedded import EmbeddedPostgres
 from gateway.db.migrate import migrate

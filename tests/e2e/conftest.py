@@ -13,8 +13,8 @@ from gateway import signing
 from gateway.api import SERVICES
 from gateway.app import create_app, utc_now
 from gateway.channel.credentials import ensure_local_credentials
-from gateway.channel.emulator import create_emulator_app
-from gateway.channel.emulator.config import EmulatorConfig
+from emulator import create_emulator_app
+from emulator.config import EmulatorConfig
 from gateway.settings import Settings
 from ledger import repo as ledger_repo
 from tests.support import NotificationSink, SignedClient, add_tenant, register_client

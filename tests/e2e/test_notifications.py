@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 from gateway import signing
 from gateway.channel.credentials import ensure_local_credentials
-from gateway.channel.emulator.auth import sign_headers
-from gateway.channel.emulator.wire import format_time
+from emulator.auth import sign_headers
+from emulator.wire import format_time
 from ledger.payments import channel_fee_fen
 from tests.support import (
     NotificationRelay, balances, build_mall, open_notification, order_body, table_counts, wait_until,

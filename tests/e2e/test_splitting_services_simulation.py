@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gateway import signing
-from gateway.channel.emulator import keys as emulator_keys
+from emulator import keys as emulator_keys
 from ledger import repo as ledger_repo
 from tests.support import ClockedClient, balances, order_funds_row, pay_order, wait_until
 

@@ -18,7 +18,7 @@ from gateway.channel import ChannelNotificationRejected, ChannelOrderRequest, Ch
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials
 from gateway.channel.transformers import format_wechat_time
-from gateway.channel.emulator import EmulatorConfig, create_emulator_app
+from emulator import EmulatorConfig, create_emulator_app
 
 SP_MCHID = "1900000100"
 SUB_MCHID = "1900000201"
@@ -213,7 +213,7 @@ def _channel(w: World, credentials, clock=utc_now) -> WeChatPayChannel:
 
 
 def _sign_like_emulator(emulator_credentials, body: bytes) -> dict[str, str]:
-    from gateway.channel.emulator.auth import sign_headers
+    from emulator.auth import sign_headers
 
     return sign_headers(emulator_credentials, body, utc_now())
 

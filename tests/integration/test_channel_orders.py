@@ -19,8 +19,8 @@ from gateway import signing
 from gateway.channel import ChannelError, ChannelOrderRequest, ChannelTradeState
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials
-from gateway.channel.emulator import EmulatorConfig, create_emulator_app
-from gateway.channel.emulator import keys as emulator_keys
+from emulator import EmulatorConfig, create_emulator_app
+from emulator import keys as emulator_keys
 
 SP_MCHID = "1900000100"
 SUB_MCHID = "1900000201"

@@ -20,7 +20,7 @@ from wechatpayv3 import WeChatPay, WeChatPayType
 from gateway import signing
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials
-from gateway.channel.emulator import EmulatorConfig, create_emulator_app
+from emulator import EmulatorConfig, create_emulator_app
 
 SP_MCHID = "1900000100"
 SUB_MCHID = "1900000201"

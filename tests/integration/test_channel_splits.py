@@ -38,8 +38,8 @@ from gateway.channel import (
 )
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials
-from gateway.channel.emulator import EmulatorConfig, create_emulator_app
-from gateway.channel.emulator import keys as emulator_keys
+from emulator import EmulatorConfig, create_emulator_app
+from emulator import keys as emulator_keys
 
 SP_MCHID = "1900000100"
 SP_APPID = "wx8888888888888888"

@@ -24,9 +24,9 @@ from gateway.channel import (
 from gateway.channel import transformers as tf
 from gateway.channel import transformers_refunds as tf_refunds
 from gateway.channel import transformers_splits as tf_splits
-from gateway.channel.emulator.refund_book import Refund, refund_json, refund_notice_resource
-from gateway.channel.emulator.split_book import SplitLine, SplitOrder, SplitReturn, split_order_json, split_return_json
-from gateway.channel.emulator.state import new_refund_id, new_split_detail_id, new_split_order_id
+from emulator.refund_book import Refund, refund_json, refund_notice_resource
+from emulator.split_book import SplitLine, SplitOrder, SplitReturn, split_order_json, split_return_json
+from emulator.state import new_refund_id, new_split_detail_id, new_split_order_id
 
 NOW = datetime(2026, 3, 1, 2, 30, 15, tzinfo=timezone.utc)
 

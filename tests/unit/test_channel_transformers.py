@@ -12,7 +12,7 @@ import pytest
 
 from gateway.channel import ChannelError, ChannelOrderRequest, ChannelTradeState
 from gateway.channel import transformers as tf
-from gateway.channel.emulator.state import Order, transaction_json
+from emulator.state import Order, transaction_json
 
 NOW = datetime(2026, 3, 1, 2, 30, 15, tzinfo=timezone.utc)
 

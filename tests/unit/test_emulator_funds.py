@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.channel.emulator.funds import Funds, FundsFull, fee_for, fee_refunded_after
+from emulator.funds import Funds, FundsFull, fee_for, fee_refunded_after
 
 PAID_AT = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
 STORE = "1900000201"

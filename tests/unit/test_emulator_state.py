@@ -8,14 +8,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gateway.channel.emulator.auth import NonceCache
-from gateway.channel.emulator.config import (
+from emulator.auth import NonceCache
+from emulator.config import (
     WECHAT_NOTIFY_RETRY_SCHEDULE_S,
     EmulatorConfig,
     EmulatorConfigError,
     emulator_config_from_env,
 )
-from gateway.channel.emulator.state import Order, OrderBook, new_event_id, new_prepay_id, new_transaction_id
+from emulator.state import Order, OrderBook, new_event_id, new_prepay_id, new_transaction_id
 
 NOW = datetime(2026, 3, 1, 16, 30, tzinfo=timezone.utc)  # 2026-03-02 00:30 in China
 

@@ -7,13 +7,13 @@ from datetime import datetime
 
 from aiohttp import web
 
-from gateway.channel.emulator.config import EmulatorConfig
-from gateway.channel.emulator.funds import Funds
-from gateway.channel.emulator.jobs import DelayedJobs
-from gateway.channel.emulator.notify import Notifier
-from gateway.channel.emulator.refund_book import RefundBook
-from gateway.channel.emulator.split_book import SplitBook
-from gateway.channel.emulator.state import OrderBook
+from emulator.config import EmulatorConfig
+from emulator.funds import Funds
+from emulator.jobs import DelayedJobs
+from emulator.notify import Notifier
+from emulator.refund_book import RefundBook
+from emulator.split_book import SplitBook
+from emulator.state import OrderBook
 
 CONFIG = web.AppKey("emulator_config", EmulatorConfig)
 CLOCK = web.AppKey("emulator_clock", Callable[[], datetime])

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway import signing
 from gateway.channel.credentials import EmulatorCredentials
-from gateway.channel.emulator.wire import EmulatorError
+from emulator.wire import EmulatorError
 
 API_PREFIX = "/v3/"
 MCHID = web.RequestKey("emulator_mchid", str)

@@ -17,14 +17,14 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from gateway.channel.emulator import fields
-from gateway.channel.emulator.notify import EVENT_PROFITSHARING_RETURN
-from gateway.channel.emulator.profitsharing import BASE, Context, context_of, not_found, notify_split
-from gateway.channel.emulator.split_book import (
+from emulator import fields
+from emulator.notify import EVENT_PROFITSHARING_RETURN
+from emulator.profitsharing import BASE, Context, context_of, not_found, notify_split
+from emulator.split_book import (
     FAILED, FINISHED, KIND_SPLIT, MERCHANT_ID, SUCCESS, SplitOrder, SplitReturn, split_return_json,
 )
-from gateway.channel.emulator.state import new_split_order_id
-from gateway.channel.emulator.wire import EmulatorError, json_response, param_error, read_json_object
+from emulator.state import new_split_order_id
+from emulator.wire import EmulatorError, json_response, param_error, read_json_object
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.channel.emulator.wire import format_time
+from emulator.wire import format_time
 
 PROCESSING = "PROCESSING"
 SUCCESS = "SUCCESS"

@@ -23,14 +23,14 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from gateway.channel.emulator import fields, keys
-from gateway.channel.emulator.auth import caller_mchid
-from gateway.channel.emulator.notify import EVENT_REFUND_ABNORMAL, EVENT_REFUND_SUCCESS
-from gateway.channel.emulator.refund_book import (
+from emulator import fields, keys
+from emulator.auth import caller_mchid
+from emulator.notify import EVENT_REFUND_ABNORMAL, EVENT_REFUND_SUCCESS
+from emulator.refund_book import (
     ABNORMAL, FUNDS_AVAILABLE, FUNDS_UNSETTLED, SUCCESS, Refund, refund_json, refund_notice_resource,
 )
-from gateway.channel.emulator.state import PAID_STATES, Order, new_refund_id
-from gateway.channel.emulator.wire import EmulatorError, json_response, param_error, read_json_object
+from emulator.state import PAID_STATES, Order, new_refund_id
+from emulator.wire import EmulatorError, json_response, param_error, read_json_object
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()

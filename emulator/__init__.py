@@ -14,8 +14,8 @@ validation glue; state.py, funds.py, split_book.py and refund_book.py the memory
 the composition root.
 """
 
-from gateway.channel.emulator.app import create_emulator_app, run_emulator, start_emulator
-from gateway.channel.emulator.config import EmulatorConfig, EmulatorConfigError, emulator_config_from_env
+from emulator.app import create_emulator_app, run_emulator, start_emulator
+from emulator.config import EmulatorConfig, EmulatorConfigError, emulator_config_from_env
 
 __all__ = [
     "EmulatorConfig",

@@ -12,10 +12,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from gateway.channel.emulator import fields
-from gateway.channel.emulator.profitsharing import BASE, context_of
-from gateway.channel.emulator.split_book import MERCHANT_ID, RECEIVER_TYPES, BookFull, ReceiverRelation
-from gateway.channel.emulator.wire import EmulatorError, json_response, param_error, read_json_object
+from emulator import fields
+from emulator.profitsharing import BASE, context_of
+from emulator.split_book import MERCHANT_ID, RECEIVER_TYPES, BookFull, ReceiverRelation
+from emulator.wire import EmulatorError, json_response, param_error, read_json_object
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()

@@ -31,17 +31,17 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from gateway.channel.emulator import fields, keys
-from gateway.channel.emulator.auth import caller_mchid
-from gateway.channel.emulator.config import EmulatorConfig
-from gateway.channel.emulator.funds import Funds, TradeFunds
-from gateway.channel.emulator.notify import EVENT_PROFITSHARING_SUCCESS
-from gateway.channel.emulator.split_book import (
+from emulator import fields, keys
+from emulator.auth import caller_mchid
+from emulator.config import EmulatorConfig
+from emulator.funds import Funds, TradeFunds
+from emulator.notify import EVENT_PROFITSHARING_SUCCESS
+from emulator.split_book import (
     CLOSED, FINISHED, KIND_SPLIT, KIND_UNFREEZE, MERCHANT_ID, RECEIVER_TYPES, SUCCESS,
     SplitBook, SplitLine, SplitOrder, split_order_json,
 )
-from gateway.channel.emulator.state import new_split_detail_id, new_split_order_id
-from gateway.channel.emulator.wire import EmulatorError, format_time, json_response, param_error, read_json_object
+from emulator.state import new_split_detail_id, new_split_order_id
+from emulator.wire import EmulatorError, format_time, json_response, param_error, read_json_object
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gateway.channel.emulator.wire import format_time
+from emulator.wire import format_time
 
 PROCESSING = "PROCESSING"
 FINISHED = "FINISHED"

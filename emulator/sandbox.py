@@ -14,13 +14,13 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from gateway.channel.emulator import keys
-from gateway.channel.emulator.config import BPS_WHOLE
-from gateway.channel.emulator.fields import MCHID_RE
-from gateway.channel.emulator.funds import FundsFull
-from gateway.channel.emulator.split_book import RECEIVER_TYPES, BookFull
-from gateway.channel.emulator.state import CLOSED, PAID_STATES, Order, new_transaction_id, transaction_json
-from gateway.channel.emulator.wire import EmulatorError, format_time, json_response, param_error, read_json_object
+from emulator import keys
+from emulator.config import BPS_WHOLE
+from emulator.fields import MCHID_RE
+from emulator.funds import FundsFull
+from emulator.split_book import RECEIVER_TYPES, BookFull
+from emulator.state import CLOSED, PAID_STATES, Order, new_transaction_id, transaction_json
+from emulator.wire import EmulatorError, format_time, json_response, param_error, read_json_object
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()

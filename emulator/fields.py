@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway import signing
 from gateway.channel.credentials import EmulatorCredentials
-from gateway.channel.emulator.wire import param_error
+from emulator.wire import param_error
 
 MCHID_RE = re.compile(r"[0-9]{1,32}")
 # WeChat: out_order_no, out_return_no and out_refund_no are 1..64 of digits, letters, _-|*@.

@@ -17,16 +17,16 @@ from datetime import datetime, timezone
 import structlog
 from aiohttp import web
 
-from gateway.channel.emulator import keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
-from gateway.channel.emulator.auth import API_PREFIX, NonceCache, request_verifier, sign_headers
-from gateway.channel.emulator.config import EmulatorConfig
-from gateway.channel.emulator.funds import Funds
-from gateway.channel.emulator.jobs import DelayedJobs
-from gateway.channel.emulator.notify import Notifier
-from gateway.channel.emulator.refund_book import RefundBook
-from gateway.channel.emulator.split_book import SplitBook
-from gateway.channel.emulator.state import OrderBook
-from gateway.channel.emulator.wire import EmulatorError, error_response
+from emulator import keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
+from emulator.auth import API_PREFIX, NonceCache, request_verifier, sign_headers
+from emulator.config import EmulatorConfig
+from emulator.funds import Funds
+from emulator.jobs import DelayedJobs
+from emulator.notify import Notifier
+from emulator.refund_book import RefundBook
+from emulator.split_book import SplitBook
+from emulator.state import OrderBook
+from emulator.wire import EmulatorError, error_response
 
 log = structlog.get_logger(__name__)
 

@@ -25,10 +25,10 @@ import aiohttp
 import structlog
 
 from gateway import signing
-from gateway.channel.emulator.auth import sign_headers
-from gateway.channel.emulator.config import EmulatorConfig
-from gateway.channel.emulator.state import Order, new_event_id
-from gateway.channel.emulator.wire import format_time, json_bytes
+from emulator.auth import sign_headers
+from emulator.config import EmulatorConfig
+from emulator.state import Order, new_event_id
+from emulator.wire import format_time, json_bytes
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from gateway.channel.emulator.wire import format_time
+from emulator.wire import format_time
 
 log = structlog.get_logger(__name__)
 

@@ -16,12 +16,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from gateway.channel.emulator import keys
-from gateway.channel.emulator.auth import caller_mchid
-from gateway.channel.emulator.fields import notify_url as checked_notify_url
-from gateway.channel.emulator.fields import optional_text, text
-from gateway.channel.emulator.state import CLOSED, PAID_STATES, Order, new_prepay_id, transaction_json
-from gateway.channel.emulator.wire import (
+from emulator import keys
+from emulator.auth import caller_mchid
+from emulator.fields import notify_url as checked_notify_url
+from emulator.fields import optional_text, text
+from emulator.state import CLOSED, PAID_STATES, Order, new_prepay_id, transaction_json
+from emulator.wire import (
     EmulatorError,
     json_response,
     no_content,
