@@ -21,6 +21,7 @@ from gateway.channel.credentials import ensure_local_credentials, load_channel_c
 from gateway.db import create_pool
 from gateway.identity import load_or_create_identity
 from gateway.netguard import PublicOnlyResolver
+from gateway.nonces import NonceBook
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
 from gateway.services import onboarding, payments, scheduler
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     )
     identity = identity or load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
     app[middleware.CLIENT_KEYS] = auth.ClientKeyCache(settings.client_key_cache_s)
+    app[middleware.NONCES] = NonceBook(settings.nonce_batch_max)
 
     async def services_ctx(app: web.Application):
         own_pool = pool is None

@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway import signing
 from gateway.errors import SignError
 from gateway.identity import GatewayIdentity
+from gateway.nonces import NonceBook
 from gateway.repo import clients
 from gateway.repo.clients import Caller
 
@@ -58,7 +59,7 @@ class ClientKeyCache:
             del self._entries[key]
 
 
-async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, clock,
+async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, nonces: NonceBook, clock,
                        window_s: int) -> Caller:
     try:
         auth = signing.parse_authorization(request.headers.get("Authorization"))
@@ -76,9 +77,7 @@ async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, cloc
                                       auth.nonce_str, body)
     if not signing.verify(public_key, message, auth.signature):
         raise SignError("signature_mismatch", "signature does not verify")
-    async with pool.acquire() as conn:
-        fresh = await clients.remember_nonce(conn, caller.client_id, auth.nonce_str, now)
-    if not fresh:
+    if not await nonces.remember(pool, caller.client_id, auth.nonce_str, now):
         raise SignError("nonce_replayed", "nonce_str was already used")
     return caller
 

@@ -21,12 +21,14 @@ from gateway.auth import signed_response_headers
 from gateway.repo import clients as clients_repo
 from gateway.repo import outbox as outbox_repo
 from gateway.services.context import Services
+from gateway.ttl_cache import TtlCache
 from gateway.wire import json_bytes, to_wechat_time
 
 log = structlog.get_logger(__name__)
 LEASE_MARGIN_S = 5
 ERROR_CHARS_MAX = 200
 RESOURCE_NONCE_CHARS = 12
+APIV3_KEYS_CACHED_MAX = 10_000
 
 
 def notification_body(row, apiv3_key: bytes) -> bytes:
@@ -62,6 +64,9 @@ class OutboxDelivery:
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=svc.settings.outbox_delivery_timeout_s)
         self.wakeup = asyncio.Event()
+        # Clients' APIv3 keys, so a notification costs no key query; kept as long as
+        # client keys are (a removed client stops receiving within that time).
+        self._apiv3_keys = TtlCache(svc.settings.client_key_cache_s, APIV3_KEYS_CACHED_MAX)
 
     async def run_worker(self) -> None:
         poll_s = self._svc.settings.outbox_poll_interval_ms / 1000
@@ -105,10 +110,18 @@ class OutboxDelivery:
         log.info("notification_failed", event_id=row["event_id"], attempts=attempts_done,
                  dead=dead, error=error[:ERROR_CHARS_MAX])
 
+    async def _apiv3_key(self, client_id: str):
+        key = self._apiv3_keys.get(client_id)
+        if key is None:
+            async with self._svc.pool.acquire() as conn:
+                key = await clients_repo.apiv3_key(conn, client_id)
+            if key is not None:
+                self._apiv3_keys.put(client_id, key)
+        return key
+
     async def _attempt(self, row) -> str | None:
         """None when the client acknowledged; else a short reason for operators."""
-        async with self._svc.pool.acquire() as conn:
-            key = await clients_repo.apiv3_key(conn, row["client_id"])
+        key = await self._apiv3_key(row["client_id"])
         if key is None:
             return "client_removed"
         body = notification_body(row, key.reveal())

@@ -42,6 +42,7 @@ class Settings:
     emulator_port: int = 8090
 
     signature_window_s: int = 300
+    nonce_batch_max: int = 256
     body_bytes_max: int = 64 * 1024
 
     db_pool_size_min: int = 2
@@ -104,7 +105,7 @@ class Settings:
         if self.channel == CHANNEL_WECHATPAY and urlsplit(self.channel_url).scheme != "https":
             raise SettingsError("the real WeChat Pay channel is reached over https only")
         positive = (
-            "port", "serve_workers", "signature_window_s", "body_bytes_max",
+            "port", "serve_workers", "signature_window_s", "nonce_batch_max", "body_bytes_max",
             "db_pool_size_min", "db_pool_size_max", "outbox_workers", "outbox_batch_max",
             "outbox_poll_interval_ms", "reconcile_batch_max", "order_expire_after_s",
         )

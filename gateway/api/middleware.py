@@ -13,6 +13,7 @@ from aiohttp import web
 from gateway import auth
 from gateway.api import CALLER, SERVICES
 from gateway.errors import ApiError, BodyTooLarge, ParamError, ResourceNotExists
+from gateway.nonces import NonceBook
 from gateway.wire import json_bytes
 
 log = structlog.get_logger(__name__)
@@ -92,7 +93,7 @@ async def authenticate(request: web.Request, handler):
         return await handler(request)
     svc = request.app[SERVICES]
     request[CALLER] = await auth.authenticate(
-        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], clock=svc.clock,
+        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], nonces=request.app[NONCES], clock=svc.clock,
         window_s=svc.settings.signature_window_s,
     )
     structlog.contextvars.bind_contextvars(client_id=request[CALLER].client_id)
@@ -103,6 +104,7 @@ async def authenticate(request: web.Request, handler):
 
 
 CLIENT_KEYS = web.AppKey("client_keys", auth.ClientKeyCache)
+NONCES = web.AppKey("nonces", NonceBook)
 
 
 async def json_body(request: web.Request):
