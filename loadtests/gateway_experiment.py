@@ -10,13 +10,15 @@ Experiments:
                  and server transaction per acquire). The gateway uses none of what it
                  resets (no advisory locks on pooled connections, cursors, LISTEN or SET),
                  so this measures the pool created with a no-op `reset`.
+  workers-N      `mallpay serve --workers N`: N gateway processes on the port (N = 2..16),
+                 next to the one-process run in the same batch.
 """
 
 from __future__ import annotations
 
 import sys
 
-EXPERIMENTS = ("no-pool-reset",)
+EXPERIMENTS = ("no-pool-reset",) + tuple(f"workers-{n}" for n in range(2, 17))
 
 
 def apply(names: set[str]) -> None:
@@ -33,9 +35,11 @@ def apply(names: set[str]) -> None:
 def main() -> int:
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
-    apply(set(sys.argv[1].split("+")))
+    names = set(sys.argv[1].split("+"))
+    apply(names)
     from gateway.cli import main as mallpay
-    return mallpay(sys.argv[2:])
+    workers = [name.split("-", 1)[1] for name in names if name.startswith("workers-")]
+    return mallpay(sys.argv[2:] + (["--workers", workers[0]] if workers else []))
 
 
 if __name__ == "__main__":
