@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import aiohttp
@@ -57,6 +58,9 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     identity = identity or load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
     app[middleware.CLIENT_KEYS] = auth.ClientKeyCache(settings.client_key_cache_s)
     app[middleware.NONCES] = NonceBook(settings.nonce_batch_max)
+    signing_executor = (ThreadPoolExecutor(settings.signing_threads, thread_name_prefix="mallpay-sign")
+                        if settings.signing_threads else None)
+    app[middleware.SIGNING_EXECUTOR] = signing_executor
 
     async def services_ctx(app: web.Application):
         own_pool = pool is None
@@ -75,13 +79,15 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=clock, identity=identity)
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
-        app[OUTBOX] = OutboxDelivery(svc, notify_session)
+        app[OUTBOX] = OutboxDelivery(svc, notify_session, signing_executor)
         app[channel_notify.OUTBOX_WAKEUP] = app[OUTBOX].wakeup
         yield
         await session.close()
         await notify_session.close()
         if own_pool:
             await the_pool.close()
+        if signing_executor is not None:
+            signing_executor.shutdown()
 
     async def workers_ctx(app: web.Application):
         svc = app[SERVICES]

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from concurrent.futures import Executor
 from datetime import timedelta
 
 import aiohttp
 import structlog
 
 from gateway import signing
-from gateway.auth import signed_response_headers
+from gateway.auth import signed_response_headers_async
 from gateway.repo import clients as clients_repo
 from gateway.repo import outbox as outbox_repo
 from gateway.services.context import Services
@@ -59,9 +60,10 @@ def next_attempt_delay_s(schedule_s: tuple[int, ...], attempts_done: int) -> int
 
 
 class OutboxDelivery:
-    def __init__(self, svc: Services, session: aiohttp.ClientSession):
+    def __init__(self, svc: Services, session: aiohttp.ClientSession, signing_executor: Executor | None = None):
         self._svc = svc
         self._session = session
+        self._signing_executor = signing_executor
         self._timeout = aiohttp.ClientTimeout(total=svc.settings.outbox_delivery_timeout_s)
         self.wakeup = asyncio.Event()
         # Clients' APIv3 keys, so a notification costs no key query; kept as long as
@@ -125,7 +127,8 @@ class OutboxDelivery:
         if key is None:
             return "client_removed"
         body = notification_body(row, key.reveal())
-        headers = signed_response_headers(self._svc.identity, body, self._svc.clock)
+        headers = await signed_response_headers_async(self._svc.identity, body, self._svc.clock,
+                                                      self._signing_executor)
         headers["Content-Type"] = "application/json; charset=utf-8"
         try:
             async with self._session.post(row["notify_url"], data=body, headers=headers,

@@ -43,6 +43,10 @@ class Settings:
 
     signature_window_s: int = 300
     nonce_batch_max: int = 256
+    # Threads that make the gateway's response and notification signatures; 0: on the
+    # event loop. RSA signing releases the GIL, so a thread lets one process use a
+    # second core for it.
+    signing_threads: int = 0
     body_bytes_max: int = 64 * 1024
 
     db_pool_size_min: int = 2
@@ -112,6 +116,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
+        if self.signing_threads < 0:
+            raise SettingsError("MALLPAY_SIGNING_THREADS must be 0 (sign on the event loop) or more")
         if self.db_pool_size_min > self.db_pool_size_max:
             raise SettingsError("MALLPAY_DB_POOL_SIZE_MIN exceeds MALLPAY_DB_POOL_SIZE_MAX")
         if not self.notify_retry_schedule_s:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import Executor
 
 import structlog
 from aiohttp import web
@@ -51,7 +52,7 @@ async def sign_responses(request: web.Request, handler):
     # The channel does not verify what the gateway answers to its notifications.
     if not request.path.startswith("/channel/") and isinstance(response, web.Response):
         svc = request.app[SERVICES]
-        auth.sign_response(response, svc.identity, svc.clock)
+        await auth.sign_response(response, svc.identity, svc.clock, request.app[SIGNING_EXECUTOR])
     return response
 
 
@@ -105,6 +106,8 @@ async def authenticate(request: web.Request, handler):
 
 CLIENT_KEYS = web.AppKey("client_keys", auth.ClientKeyCache)
 NONCES = web.AppKey("nonces", NonceBook)
+# Threads that make response signatures (MALLPAY_SIGNING_THREADS); None: on the event loop.
+SIGNING_EXECUTOR = web.AppKey("signing_executor", Executor)
 
 
 async def json_body(request: web.Request):
