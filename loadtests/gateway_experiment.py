@@ -12,13 +12,17 @@ Experiments:
                  so this measures the pool created with a no-op `reset`.
   workers-N      `mallpay serve --workers N`: N gateway processes on the port (N = 2..16),
                  next to the one-process run in the same batch.
+  signing-threads-N  MALLPAY_SIGNING_THREADS=N: response and notification signatures on
+                 N threads instead of the event loop (N = 1..16).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-EXPERIMENTS = ("no-pool-reset",) + tuple(f"workers-{n}" for n in range(2, 17))
+EXPERIMENTS = (("no-pool-reset",) + tuple(f"workers-{n}" for n in range(2, 17))
+               + tuple(f"signing-threads-{n}" for n in range(1, 17)))
 
 
 def apply(names: set[str]) -> None:
@@ -37,6 +41,9 @@ def main() -> int:
         raise SystemExit(__doc__)
     names = set(sys.argv[1].split("+"))
     apply(names)
+    for name in names:
+        if name.startswith("signing-threads-"):
+            os.environ["MALLPAY_SIGNING_THREADS"] = name.rsplit("-", 1)[1]
     from gateway.cli import main as mallpay
     workers = [name.split("-", 1)[1] for name in names if name.startswith("workers-")]
     return mallpay(sys.argv[2:] + (["--workers", workers[0]] if workers else []))
