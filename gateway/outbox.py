@@ -16,13 +16,13 @@ from datetime import timedelta
 
 import aiohttp
 import structlog
+from cachetools import TTLCache
 
 from gateway import signing
 from gateway.auth import signed_response_headers_async
 from gateway.repo import clients as clients_repo
 from gateway.repo import outbox as outbox_repo
 from gateway.services.context import Services
-from gateway.ttl_cache import TtlCache
 from gateway.wire import json_bytes, to_wechat_time
 
 log = structlog.get_logger(__name__)
@@ -68,7 +68,7 @@ class OutboxDelivery:
         self.wakeup = asyncio.Event()
         # Clients' APIv3 keys, so a notification costs no key query; kept as long as
         # client keys are (a removed client stops receiving within that time).
-        self._apiv3_keys = TtlCache(svc.settings.client_key_cache_s, APIV3_KEYS_CACHED_MAX)
+        self._apiv3_keys = TTLCache(maxsize=APIV3_KEYS_CACHED_MAX, ttl=svc.settings.client_key_cache_s)
 
     async def run_worker(self) -> None:
         poll_s = self._svc.settings.outbox_poll_interval_ms / 1000
@@ -118,7 +118,7 @@ class OutboxDelivery:
             async with self._svc.pool.acquire() as conn:
                 key = await clients_repo.apiv3_key(conn, client_id)
             if key is not None:
-                self._apiv3_keys.put(client_id, key)
+                self._apiv3_keys[client_id] = key
         return key
 
     async def _attempt(self, row) -> str | None:
