@@ -70,20 +70,29 @@ class OutboxDelivery:
         # client keys are (a removed client stops receiving within that time).
         self._apiv3_keys = TTLCache(maxsize=APIV3_KEYS_CACHED_MAX, ttl=svc.settings.client_key_cache_s)
 
-    async def run_worker(self) -> None:
-        poll_s = self._svc.settings.outbox_poll_interval_ms / 1000
+    async def run_worker(self, woken: bool = True) -> None:
+        """Deliver until cancelled. After a batch shorter than `outbox_batch_max` nothing
+        else was due, so the worker pauses until the next poll, or, when `woken`, until a
+        payment sets `wakeup`: one worker per process is woken, so a payment costs one
+        claim rather than one per worker."""
+        settings = self._svc.settings
+        poll_s = settings.outbox_poll_interval_ms / 1000
         while True:
             try:
                 delivered = await self.deliver_due()
             except (OSError, asyncio.TimeoutError) as exc:
                 log.warning("outbox_pass_failed", error=type(exc).__name__)
                 delivered = 0
-            if delivered == 0:
-                try:
-                    await asyncio.wait_for(self.wakeup.wait(), poll_s)
-                except asyncio.TimeoutError:
-                    pass
-                self.wakeup.clear()
+            if delivered >= settings.outbox_batch_max:
+                continue
+            if not woken:
+                await asyncio.sleep(poll_s)
+                continue
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), poll_s)
+            except asyncio.TimeoutError:
+                pass
+            self.wakeup.clear()
 
     async def deliver_due(self) -> int:
         """One pass: claim up to `outbox_batch_max` due rows and try each once."""
