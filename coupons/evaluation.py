@@ -27,7 +27,7 @@ MODEL = "model"
 
 
 @dataclass(frozen=True)
-class TestPoint:
+class EvaluationPoint:
     position: int            # index of the payment in the input
     history: Sequence[Payment]
     next_store: str | None   # the store to hit, when the point is scored
@@ -58,7 +58,7 @@ class Evaluation:
         }
 
 
-def test_points(payments: Sequence[Payment], train_until: datetime) -> list[TestPoint]:
+def evaluation_points(payments: Sequence[Payment], train_until: datetime) -> list[EvaluationPoint]:
     """The test points in input order, each with the shopper's history up to it."""
     by_shopper: dict[str, list[int]] = {}
     for position in sorted(range(len(payments)), key=lambda i: payments[i].paid_at):
@@ -76,7 +76,7 @@ def test_points(payments: Sequence[Payment], train_until: datetime) -> list[Test
                 outcome, next_store = NEXT_AT_SAME_STORE, None
             else:
                 outcome, next_store = SCORED, following.sub_mchid
-            points.append(TestPoint(position, sequence[: at + 1], next_store, outcome))
+            points.append(EvaluationPoint(position, sequence[: at + 1], next_store, outcome))
     points.sort(key=lambda p: p.position)
     return points
 
@@ -87,7 +87,7 @@ def evaluate(stores: Sequence[Store], payments: Sequence[Payment], *, train_unti
     assert k > 0
     rankers = dict(rankers or {MODEL: NextStoreModel.fit, **{n: b.fit for n, b in BASELINES.items()}})
     train = [p for p in payments if p.paid_at < train_until]
-    points = test_points(payments, train_until)
+    points = evaluation_points(payments, train_until)
     candidates = frozenset(s.sub_mchid for s in stores)
     outcomes = {SCORED: 0, NEXT_AT_SAME_STORE: 0, NO_NEXT_PAYMENT: 0}
     for point in points:

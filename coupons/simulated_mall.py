@@ -236,13 +236,13 @@ def _community(rng) -> Layout:
     per_floor = {f: tuple(CATEGORIES.index(mix[i]) for i in order[j::len(floors)]) for j, f in enumerate(floors)}
     segments = (
         Segment("office", 0.35, _likes(cafe=5, fast_food=5, restaurant=2, dessert=1, books=1),
-                (11, 2.5), 12.0, 0.3, 0.5, 0.85, 0.6),
+                (11, 2.5), 10.0, 0.3, 0.5, 0.6, 0.35),
         Segment("household", 0.35, _likes(supermarket=6, home=2, dessert=2, kids=2, fast_food=1),
-                (14, 4), 6.0, 1.3, 0.5, 0.8, 0.5),
+                (14, 4), 5.0, 1.3, 0.5, 0.55, 0.3),
         Segment("teen", 0.15, _likes(fast_food=3, dessert=4, cinema=3, sports=2, shoes=2, fashion=2),
-                (17, 2), 4.0, 2.0, 0.6, 0.6, 0.3),
+                (17, 2), 4.0, 2.0, 0.6, 0.4, 0.15),
         Segment("senior", 0.15, _likes(supermarket=4, cafe=3, restaurant=3, beauty=1, books=2),
-                (10, 1.5), 5.0, 1.0, 0.4, 0.9, 0.6),
+                (10, 1.5), 5.0, 1.0, 0.4, 0.7, 0.35),
     )
     return Layout(CATEGORIES, floors, per_floor, _hour_weights([_PEAKS[c] for c in CATEGORIES]),
                   _named_complements(0.4), tuple(_DURATION_MIN.get(c, 25) for c in CATEGORIES),

@@ -32,6 +32,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 
 from coupons.baselines import top_k
 from coupons.mall_counts import MALL_TIME, MallCounts, hour_bucket, is_weekend, local_day, shopper_sequences
@@ -54,9 +55,9 @@ class Payment:
 
 
 HISTORY_MAX = 200           # a shopper's latest payments the model looks at
-FIT_SPLIT = 0.7             # share of the window counted; the rest gives the examples
-FIT_ROWS_MAX = 600_000      # examples x stores learned from (memory: 4 bytes x features each)
-FIT_ITERATIONS_MAX = 150
+FIT_SPLITS = (0.7,)         # examples after each cut, scored with the counts before it
+FIT_ROWS_MAX = 250_000      # examples x stores learned from (memory: 4 bytes x features each)
+FIT_ITERATIONS_MAX = 100
 L2 = 1e-3                   # on standardized weights
 SMOOTHING = 2.0             # pseudo-transitions drawn from popularity
 EVENING_HOUR = 19
@@ -88,12 +89,14 @@ class NextStoreModel:
     @classmethod
     def fit(cls, stores: Sequence[Store], payments: Sequence[Payment]) -> "NextStoreModel":
         ordered = sorted(payments, key=lambda p: p.paid_at)
-        cut = int(len(ordered) * FIT_SPLIT)
-        early = _Priors(MallCounts.count(stores, ordered[:cut]))
-        examples = [e for e in _examples(ordered, cut) if e[2] in early.counts.index]
-        examples = examples[:: max(1, -(-len(examples) * early.counts.n // FIT_ROWS_MAX))]
+        examples = []
+        for start, end in zip(FIT_SPLITS, FIT_SPLITS[1:] + (1.0,)):
+            window = _Priors(MallCounts.count(stores, ordered[: int(len(ordered) * start)], index_of=ordered))
+            examples += [(window, *e) for e in _examples(ordered, int(len(ordered) * start), int(len(ordered) * end))]
+        n = len(MallCounts.count(stores, [], index_of=ordered).sub_mchids)
+        examples = examples[:: max(1, -(-len(examples) * n // FIT_ROWS_MAX))]
         if examples:
-            weights = _fit_weights(early, examples)
+            weights = _fit_weights(examples)
         else:  # too little history to learn from: transitions, own visits and popularity
             weights = np.zeros(len(FEATURES))
             for name in ("popularity", "transition", "own_visits_two_months"):
@@ -111,22 +114,22 @@ class NextStoreModel:
         return dict(zip(FEATURES, self.weights.tolist()))
 
 
-def _examples(ordered: Sequence[Payment], cut: int):
-    """(current, history, next store) for each payment after `cut` followed by another store."""
-    late = {id(p) for p in ordered[cut:]}
+def _examples(ordered: Sequence[Payment], start: int, end: int):
+    """(current, history, next store) for each payment in ordered[start:end] followed by another store."""
+    late = {id(p) for p in ordered[start:end]}
     for sequence in shopper_sequences(ordered).values():
         for i in range(len(sequence) - 1):
             if id(sequence[i]) in late and sequence[i + 1].sub_mchid != sequence[i].sub_mchid:
                 yield sequence[i], sequence[max(0, i + 1 - HISTORY_MAX): i + 1], sequence[i + 1].sub_mchid
 
 
-def _fit_weights(priors: "_Priors", examples) -> np.ndarray:
+def _fit_weights(examples) -> np.ndarray:
     """Maximum likelihood of the next store among all others (conditional logit, L2)."""
-    n, f = priors.counts.n, len(FEATURES)
+    n, f = examples[0][0].counts.n, len(FEATURES)
     x = np.empty((len(examples), n, f), dtype=np.float32)
     penalty = np.zeros((len(examples), n))
     chosen = np.empty(len(examples), dtype=int)
-    for e, (current, history, next_store) in enumerate(examples):
+    for e, (priors, current, history, next_store) in enumerate(examples):
         x[e] = priors.features(current, history)
         chosen[e] = priors.counts.index[next_store]
         if current.sub_mchid in priors.counts.index:
@@ -150,8 +153,11 @@ def _fit_weights(priors: "_Priors", examples) -> np.ndarray:
         gradient = (expected.astype(np.float64) - chosen_sum) / len(examples) + L2 * w
         return loss, gradient
 
-    result = minimize(loss_and_gradient, np.zeros(f), jac=True, method="L-BFGS-B",
-                      options={"maxiter": FIT_ITERATIONS_MAX})
+    # One BLAS thread: the products are small enough that threads spinning for a core of a
+    # busy machine cost far more than they save (seen: 30 times slower on two shared cores).
+    with threadpool_limits(limits=1, user_api="blas"):
+        result = minimize(loss_and_gradient, np.zeros(f), jac=True, method="L-BFGS-B",
+                          options={"maxiter": FIT_ITERATIONS_MAX, "ftol": 1e-7})
     return result.x / scale
 
 
