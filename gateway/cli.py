@@ -1,6 +1,6 @@
 """`mallpay` — the command line of the gateway (SPEC 8).
 
-serve | emulator | demo | migrate | client create | tenant create/list | export
+serve | emulator | demo | migrate | client create | tenant create/list | export | targeting
 Configuration comes from the environment (see the README); flags override a few.
 """
 
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from gateway import signing
+from gateway import targeting_files
 from gateway.settings import Settings, SettingsError
 
 
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     g_create.set_defaults(run=_guide_create)
     t_list = tenant.add_parser("list", help="list the mall's stores")
     t_list.set_defaults(run=_tenant_list)
+    targeting_files.add_commands(sub)
     return parser
 
 
