@@ -95,11 +95,15 @@ def signed_response_headers(identity: GatewayIdentity, body: bytes, clock) -> di
     }
 
 
+# Bill files keep their own type (SDKs read non-JSON answers as bytes); all else is JSON.
+FILE_CONTENT_TYPES = frozenset({"text/csv", "application/x-gzip"})
+
+
 def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock) -> None:
     assert isinstance(response, web.Response), "streamed responses sign their own bytes"
     body = response.body or b""
     assert isinstance(body, bytes), type(body)
-    if body or response.status != 204:
+    if (body or response.status != 204) and response.content_type not in FILE_CONTENT_TYPES:
         response.content_type = "application/json"
         response.charset = "utf-8"
     response.headers.update(signed_response_headers(identity, body, clock))

@@ -103,6 +103,16 @@ PATHS = {
     "/v3/mall/ledger/trial-balance": {"get": _op("Trial balance of the mall's ledger (finance)",
                                                  result="TrialBalance")},
     "/v3/mall/notifications": {"get": _op("Notification delivery counts and dead letters (admin)")},
+    "/v3/bill/tradebill": {"get": _op(
+        "Apply for the trade bill of a China-time day (the caller's orders; a tenant: its store only)",
+        result="BillLink", params=[_param("bill_date"), _optional("sub_mchid"), _optional("bill_type"),
+                                   _optional("tar_type")])},
+    "/v3/profitsharing/bills": {"get": _op(
+        "Apply for the profit-sharing bill of a China-time day", result="BillLink",
+        params=[_param("bill_date"), _optional("sub_mchid"), _optional("tar_type")])},
+    "/v3/billdownload/file": {"get": _op(
+        "Download a bill applied for (WeChat's CSV, optionally GZIP; SHA-1 = hash_value; only by the client "
+        "that applied, within 10 minutes)", params=[_param("token")])},
     "/v3/mall/payouts": {"get": _op(
         "Payouts: money the channel paid from a store's balance to its bank (tenant: its own store only; "
         "finance, admin: any or all)", result="Payouts",
@@ -226,6 +236,9 @@ SCHEMAS = {
         "data": {"type": "array", "items": {"type": "object", "properties": {
             "sub_mchid": {"type": "string"}, "payout_id": {"type": "string"},
             "amount": {"type": "integer", "description": "fen"}, "paid_at": {"type": "string"}}}}}},
+    "BillLink": {"type": "object", "properties": {
+        "download_url": {"type": "string"}, "hash_type": {"type": "string", "enum": ["SHA1"]},
+        "hash_value": {"type": "string"}}},
     "ReconcileRequest": {"type": "object", "required": ["date"], "properties": {
         "date": {"type": "string", "format": "date", "description": "a past China-time day"}}},
     "Reconciliation": {"type": "object", "properties": {

@@ -140,3 +140,42 @@ async def store_payouts(conn, mall_id: str, sub_mchid: str | None, from_at: date
 
 async def plan_day(conn, mall_id: str, kind: str, ref: str, due_at: datetime, now: datetime) -> None:
     await conn.execute(PLAN_DAY, mall_id, kind, ref, due_at, now)
+
+
+# -- the gateway's own bills, served to the mall backend in WeChat's format ---------------
+
+OWN_PAYMENTS = """
+SELECT o.*, f.fee_fen
+  FROM orders o
+  LEFT JOIN order_funds f ON f.mall_id = o.mall_id AND f.sub_mchid = o.sub_mchid AND f.out_trade_no = o.out_trade_no
+ WHERE o.mall_id = $1 AND o.state = 'SUCCESS' AND o.success_at >= $2 AND o.success_at < $3
+   AND ($4::text IS NULL OR o.sub_mchid = $4)
+ ORDER BY o.success_at, o.sub_mchid, o.out_trade_no
+"""
+
+OWN_REFUNDS = """
+SELECT r.out_refund_no, r.refund_id, r.amount_fen AS refund_fen, r.success_at AS refunded_at,
+       (r.plan->>'fee_back_fen')::bigint AS fee_back_fen, o.*
+  FROM refunds r
+  JOIN orders o ON o.mall_id = r.mall_id AND o.sub_mchid = r.sub_mchid AND o.out_trade_no = r.out_trade_no
+ WHERE r.mall_id = $1 AND r.state = 'SUCCESS' AND r.success_at >= $2 AND r.success_at < $3
+   AND ($4::text IS NULL OR r.sub_mchid = $4)
+ ORDER BY r.success_at, r.sub_mchid, r.out_refund_no
+"""
+
+OWN_SPLITS = """
+SELECT sub_mchid, out_order_no, transaction_id, kind, order_id, result, finished_at
+  FROM split_orders
+ WHERE mall_id = $1 AND state = 'FINISHED' AND kind = 'split' AND finished_at >= $2 AND finished_at < $3
+   AND ($4::text IS NULL OR sub_mchid = $4)
+ ORDER BY finished_at, sub_mchid, out_order_no
+"""
+
+OWN_RETURNS = """
+SELECT r.sub_mchid, r.out_return_no, r.return_id, r.return_mchid, r.amount_fen, r.finished_at, s.transaction_id
+  FROM split_returns r
+  JOIN split_orders s ON s.mall_id = r.mall_id AND s.sub_mchid = r.sub_mchid AND s.out_order_no = r.out_order_no
+ WHERE r.mall_id = $1 AND r.state = 'SUCCESS' AND r.finished_at >= $2 AND r.finished_at < $3
+   AND ($4::text IS NULL OR r.sub_mchid = $4)
+ ORDER BY r.finished_at, r.sub_mchid, r.out_return_no
+"""

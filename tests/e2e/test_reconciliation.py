@@ -178,10 +178,10 @@ async def test_daily_run_is_planned_once_and_runs_when_due(make_mall):
 
     async def done():
         async with mall.pool.acquire() as conn:
-            return await conn.fetchval("SELECT state = 'done' FROM reconciliations WHERE bill_on = $1", day)
+            return await conn.fetchval("SELECT state = 'done' FROM jobs WHERE ref = $1", f"mall/{day}")
 
     await wait_until(done, timeout_s=10, what="the daily reconciliation")
     async with mall.pool.acquire() as conn:
-        assert await conn.fetchval("SELECT state FROM jobs WHERE ref = $1", f"mall/{day}") == "done"
+        assert await conn.fetchval("SELECT state FROM reconciliations WHERE bill_on = $1", day) == "done"
         counts = await conn.fetchval("SELECT counts FROM reconciliations WHERE bill_on = $1", day)
     assert counts["trade"]["matched"] == 1
