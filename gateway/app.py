@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 
 from gateway import auth
-from gateway.api import SERVICES, channel_notify, mall, middleware, openapi, orders, profitsharing, refunds
+from gateway.api import SERVICES, bills, channel_notify, mall, middleware, openapi, orders, profitsharing, refunds
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
 from gateway.db import create_pool
@@ -25,7 +25,7 @@ from gateway.netguard import PublicOnlyResolver
 from gateway.nonces import NonceBook
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
-from gateway.services import onboarding, payments, scheduler
+from gateway.services import onboarding, payments, reconciliation, scheduler
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -96,6 +96,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         tasks.append(asyncio.create_task(_every(settings.reconcile_interval_s, payments.check_due_unpaid_orders, svc)))
         tasks.append(asyncio.create_task(_every(settings.jobs_poll_interval_ms / 1000, scheduler.run_due_jobs, svc)))
         tasks.append(asyncio.create_task(_every(settings.signature_window_s, _forget_old_nonces, svc)))
+        tasks.append(asyncio.create_task(_every(reconciliation.PLAN_INTERVAL_S, reconciliation.plan_daily, svc)))
         yield
         for task in tasks:
             task.cancel()
@@ -106,7 +107,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app.cleanup_ctx.append(services_ctx)
     if run_workers:
         app.cleanup_ctx.append(workers_ctx)
-    for module in (orders, channel_notify, mall, openapi, profitsharing, refunds):
+    for module in (orders, channel_notify, mall, openapi, profitsharing, refunds, bills):
         app.router.add_routes(module.routes)
     return app
 

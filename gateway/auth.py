@@ -112,12 +112,20 @@ def _response_headers(identity: GatewayIdentity, timestamp: str, nonce: str, sig
     }
 
 
+<<<<<<< HEAD
 async def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock,
                         executor: Executor | None = None) -> None:
+=======
+# Bill files keep their own type (SDKs read non-JSON answers as bytes); all else is JSON.
+FILE_CONTENT_TYPES = frozenset({"text/csv", "application/x-gzip"})
+
+
+def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock) -> None:
+>>>>>>> bills
     assert isinstance(response, web.Response), "streamed responses sign their own bytes"
     body = response.body or b""
     assert isinstance(body, bytes), type(body)
-    if body or response.status != 204:
+    if (body or response.status != 204) and response.content_type not in FILE_CONTENT_TYPES:
         response.content_type = "application/json"
         response.charset = "utf-8"
     response.headers.update(await signed_response_headers_async(identity, body, clock, executor))

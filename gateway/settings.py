@@ -75,6 +75,13 @@ class Settings:
     job_attempts_max: int = 20
     job_retry_base_s: int = 30
 
+    # Reconciliation (SPEC 6): the channel's bills of day D (China time) are ready from
+    # 10:00 on D+1; the daily run starts this many minutes after midnight China time on
+    # D+1, retrying (job_retry_base_s backoff) while a bill is not ready yet.
+    reconcile_daily: bool = True
+    reconcile_at_minute: int = 10 * 60 + 30
+    reconcile_stores_concurrency: int = 4  # fund-flow bills downloaded at once
+
     log_level: str = "info"
     client_key_cache_s: float = 5.0
 
@@ -116,8 +123,13 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
+<<<<<<< HEAD
         if self.signing_threads < 0:
             raise SettingsError("MALLPAY_SIGNING_THREADS must be 0 (sign on the event loop) or more")
+=======
+        if not 0 <= self.reconcile_at_minute < 24 * 60 or self.reconcile_stores_concurrency <= 0:
+            raise SettingsError("MALLPAY_RECONCILE_AT_MINUTE must be within a day, concurrency positive")
+>>>>>>> bills
         if self.db_pool_size_min > self.db_pool_size_max:
             raise SettingsError("MALLPAY_DB_POOL_SIZE_MIN exceeds MALLPAY_DB_POOL_SIZE_MAX")
         if not self.notify_retry_schedule_s:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.api.mall import clients, guides, ledger, notifications, tenants
+from gateway.api.mall import clients, guides, ledger, notifications, payouts, reconciliations, tenants
 
-RESOURCES = (tenants, guides, clients, ledger, notifications)
+RESOURCES = (tenants, guides, clients, ledger, notifications, payouts, reconciliations)
 routes = [route for module in RESOURCES for route in module.routes]
