@@ -112,16 +112,12 @@ def _response_headers(identity: GatewayIdentity, timestamp: str, nonce: str, sig
     }
 
 
-<<<<<<< HEAD
-async def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock,
-                        executor: Executor | None = None) -> None:
-=======
 # Bill files keep their own type (SDKs read non-JSON answers as bytes); all else is JSON.
 FILE_CONTENT_TYPES = frozenset({"text/csv", "application/x-gzip"})
 
 
-def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock) -> None:
->>>>>>> bills
+async def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock,
+                        executor: Executor | None = None) -> None:
     assert isinstance(response, web.Response), "streamed responses sign their own bytes"
     body = response.body or b""
     assert isinstance(body, bytes), type(body)

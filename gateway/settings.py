@@ -123,13 +123,10 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
-<<<<<<< HEAD
         if self.signing_threads < 0:
             raise SettingsError("MALLPAY_SIGNING_THREADS must be 0 (sign on the event loop) or more")
-=======
         if not 0 <= self.reconcile_at_minute < 24 * 60 or self.reconcile_stores_concurrency <= 0:
             raise SettingsError("MALLPAY_RECONCILE_AT_MINUTE must be within a day, concurrency positive")
->>>>>>> bills
         if self.db_pool_size_min > self.db_pool_size_max:
             raise SettingsError("MALLPAY_DB_POOL_SIZE_MIN exceeds MALLPAY_DB_POOL_SIZE_MAX")
         if not self.notify_retry_schedule_s:
