@@ -99,7 +99,8 @@ def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock
     assert isinstance(response, web.Response), "streamed responses sign their own bytes"
     body = response.body or b""
     assert isinstance(body, bytes), type(body)
-    if body or response.status != 204:
+    # JSON unless the handler chose another type (a statement's CSV keeps text/csv).
+    if (body or response.status != 204) and response.content_type in ("application/octet-stream", "application/json"):
         response.content_type = "application/json"
         response.charset = "utf-8"
     response.headers.update(signed_response_headers(identity, body, clock))

@@ -1,6 +1,6 @@
 """`mallpay` — the command line of the gateway (SPEC 8).
 
-serve | emulator | demo | migrate | client create | tenant create/list | export
+serve | emulator | demo | migrate | client create | tenant create/list | statement | export
 Configuration comes from the environment (see the README); flags override a few.
 """
 
@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     g_create.set_defaults(run=_guide_create)
     t_list = tenant.add_parser("list", help="list the mall's stores")
     t_list.set_defaults(run=_tenant_list)
+    from gateway import cli_finance
+    cli_finance.add_commands(sub)
     return parser
 
 
