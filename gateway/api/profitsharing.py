@@ -161,7 +161,13 @@ async def unsplit_amount(request: web.Request) -> web.Response:
     if row is None or not caller.sees_store(row["sub_mchid"]):
         raise OrderNotExist("order_not_paid")
     funds = repo.funds_from_row(row)
-    return json_response({"transaction_id": transaction_id, "unsplit_amount": funds.splittable_fen})
+    # WeChat's unsplit_amount is what is still frozen (to split or to unfreeze); what the
+    # mall may still split within the cap, less what is kept for the gateway's own
+    # splits (guide reward, commission), is the mall's own field beside it.
+    return json_response({"transaction_id": transaction_id,
+                          "unsplit_amount": 0 if funds.unfrozen else funds.frozen_fen,
+                          "mall_info": {"splittable_amount": funds.splittable_fen,
+                                        "set_aside_amount": funds.set_aside_fen}})
 
 
 @routes.get("/v3/profitsharing/merchant-configs/{sub_mchid}")
