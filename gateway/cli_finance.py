@@ -63,6 +63,7 @@ class _Progress:
 
     def __init__(self, fmt: str, quiet: bool):
         self.fmt, self.quiet, self.bar, self.last = fmt, quiet, None, b""
+        # --quiet CSV: no bar, so no second pass to count its rows
 
     def start(self, total: int, unit: str) -> None:
         from tqdm import tqdm
@@ -96,13 +97,13 @@ def _export(settings: Settings, args) -> int:
                         progress.advance(chunk)
 
                 async def started(info: exports.ExportStarted) -> None:
-                    if args.format == "csv":
+                    if info.entries is not None:
                         progress.start(info.entries + 1, "rows")
                     else:
                         progress.start(info.transfers, "transfers")
 
                 return await exports.export(pool, settings.sp_mchid, from_at, to_at, args.format, write,
-                                            started=started)
+                                            started=started, count_entries=args.format == "csv" and not args.quiet)
         finally:
             await pool.close()
 

@@ -90,4 +90,4 @@ def beancount_header(accounts: list[tuple[str, str]], names: dict[str, str], ope
     return "\n".join(lines) + "\n"
 
 
-CSV_HEADER = ("transfer_id", "created_at", "kind", "ref", "currency", "account", "amount_fen", "amount")
+CSV_HEADER = ("transfer_id", "created_at", "kind", "ref", "currency", "account", "amount_fen")

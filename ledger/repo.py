@@ -281,24 +281,28 @@ async def balances_at(conn, mall_id: str, names: list[str], at: datetime) -> lis
 
 EXPORT_ACCOUNTS = "SELECT account, currency FROM accounts WHERE mall_id = $1 ORDER BY account"
 
-EXPORT_COUNT = """
-SELECT count(*) AS transfers,
-       coalesce(sum((SELECT count(*) FROM entries e WHERE e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id)), 0)::bigint
-         AS entries
-  FROM transfers t WHERE t.mall_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+EXPORT_COUNT = "SELECT count(*) FROM transfers WHERE mall_id = $1 AND created_at >= $2 AND created_at < $3"
+
+# A second pass over the range; only for a progress bar counted in CSV rows.
+EXPORT_ENTRY_COUNT = """
+SELECT count(*) FROM entries e JOIN transfers t ON t.mall_id = e.mall_id AND t.transfer_id = e.transfer_id
+ WHERE t.mall_id = $1 AND t.created_at >= $2 AND t.created_at < $3
 """
 
 # A long export must not trip the pool's per-statement timeout; it still has a bound.
 EXPORT_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', $1, true)"
 
-_UTC_TEXT = """to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 _AMOUNT_TEXT = """CASE WHEN e.currency = 'CNY' THEN (e.amount_fen::numeric / 100)::numeric(20, 2)::text
             ELSE e.amount_fen::text END"""
 
-# One row per entry: the transfer's columns repeated, its amount in fen and in yuan.
-EXPORT_CSV = f"""
-SELECT t.transfer_id, {_UTC_TEXT} AS created_at, t.kind, t.ref, t.currency, e.account, e.amount_fen,
-       {_AMOUNT_TEXT} AS amount
+# Instants are written by PostgreSQL's own timestamptz output in UTC (EXPORT_TIMEZONE is
+# set for the export's transaction): to_char costs more than the whole row otherwise.
+EXPORT_TIMEZONE = "SELECT set_config('TimeZone', 'UTC', true)"
+
+# One row per entry: the transfer's columns repeated, its amount in fen (exact integers;
+# yuan would cost a numeric division per row, and the file is for machines).
+EXPORT_CSV = """
+SELECT t.transfer_id, t.created_at, t.kind, t.ref, t.currency, e.account, e.amount_fen
   FROM transfers t
   JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id
  WHERE t.mall_id = $1 AND t.created_at >= $2 AND t.created_at < $3
@@ -306,31 +310,32 @@ SELECT t.transfer_id, {_UTC_TEXT} AS created_at, t.kind, t.ref, t.currency, e.ac
 """
 
 # One JSON object per transfer with its postings. Written through COPY's csv format with
-# a quote and delimiter that JSON never contains raw (\\x01, \\x02), so rows come out as is.
-EXPORT_JSONL = f"""
-SELECT json_build_object(
-         'transfer_id', t.transfer_id, 'created_at', {_UTC_TEXT}, 'kind', t.kind, 'ref', t.ref,
-         'currency', t.currency,
-         'postings', (SELECT json_agg(json_build_object('account', e.account, 'amount_fen', e.amount_fen)
-                                      ORDER BY e.account)
-                        FROM entries e WHERE e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id))
+# a quote and delimiter that JSON never contains raw (\x01, \x02), so rows come out as is.
+EXPORT_JSONL = """
+SELECT json_build_object('transfer_id', t.transfer_id, 'created_at', t.created_at, 'kind', t.kind, 'ref', t.ref,
+                         'currency', t.currency,
+                         'postings', json_agg(json_build_object('account', e.account, 'amount_fen', e.amount_fen)
+                                              ORDER BY e.account))
   FROM transfers t
+  JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id
  WHERE t.mall_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+ GROUP BY t.mall_id, t.transfer_id
  ORDER BY t.created_at, t.transfer_id
 """
 
 # One beancount transaction per transfer, dated in China time; $4 maps ledger names to
-# beancount names (ledger.export). Multi-line rows come out wrapped in the \\x01 quote,
+# beancount names (ledger.export). Multi-line rows come out wrapped in the \x01 quote,
 # which the reader strips (the text itself never contains it).
 EXPORT_BEANCOUNT = f"""
-SELECT to_char(t.created_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD') || ' * "' || t.kind || '" "' || t.ref
-       || E'"\\n  transfer_id: "' || t.transfer_id || E'"\\n  created_at: "' || {_UTC_TEXT} || '"'
-       || (SELECT string_agg(E'\\n  ' || ($4::text::jsonb ->> e.account) || '  ' || {_AMOUNT_TEXT} || ' ' || e.currency,
-                             '' ORDER BY e.account)
-             FROM entries e WHERE e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id)
-       || E'\\n'
+SELECT (t.created_at AT TIME ZONE 'Asia/Shanghai')::date || ' * "' || t.kind || '" "' || t.ref
+       || E'"\n  transfer_id: "' || t.transfer_id || '"'
+       || string_agg(E'\n  ' || ($4::text::jsonb ->> e.account) || '  ' || {_AMOUNT_TEXT} || ' ' || e.currency,
+                     '' ORDER BY e.account)
+       || E'\n'
   FROM transfers t
+  JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id
  WHERE t.mall_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+ GROUP BY t.mall_id, t.transfer_id
  ORDER BY t.created_at, t.transfer_id
 """
 
@@ -342,16 +347,19 @@ async def export_accounts(conn, mall_id: str) -> list[tuple[str, str]]:
     return [(r["account"], r["currency"]) for r in await conn.fetch(EXPORT_ACCOUNTS, mall_id)]
 
 
-async def export_count(conn, mall_id: str, from_at: datetime, to_at: datetime) -> tuple[int, int]:
-    """(transfers, entries) of the range."""
-    row = await conn.fetchrow(EXPORT_COUNT, mall_id, from_at, to_at)
-    return row["transfers"], row["entries"]
+async def export_count(conn, mall_id: str, from_at: datetime, to_at: datetime) -> int:
+    return await conn.fetchval(EXPORT_COUNT, mall_id, from_at, to_at)
+
+
+async def export_entry_count(conn, mall_id: str, from_at: datetime, to_at: datetime) -> int:
+    return await conn.fetchval(EXPORT_ENTRY_COUNT, mall_id, from_at, to_at)
 
 
 async def copy_export(conn, fmt: str, mall_id: str, from_at: datetime, to_at: datetime, output, *,
                       beancount_names_json: str | None = None, statement_timeout_ms: int) -> None:
     """Stream the export's rows to `output` (an async callable taking bytes) by COPY."""
     await conn.fetchval(EXPORT_STATEMENT_TIMEOUT, str(statement_timeout_ms))
+    await conn.fetchval(EXPORT_TIMEZONE)
     args = [mall_id, from_at, to_at] + ([beancount_names_json] if fmt == "beancount" else [])
     if fmt == "csv":
         await conn.copy_from_query(EXPORT_QUERIES[fmt], *args, output=output, format="csv", header=True)

@@ -26,16 +26,18 @@ class ExportStarted:
     """What is known before the first row: how many transfers the file will hold."""
 
     transfers: int
-    entries: int
+    entries: int | None  # counted only when asked: it costs a second pass over the range
 
 
 async def export(pool, mall_id: str, from_at: datetime, to_at: datetime, fmt: str, write: Write, *,
-                 started: Callable[[ExportStarted], Awaitable[None]] | None = None) -> int:
+                 started: Callable[[ExportStarted], Awaitable[None]] | None = None,
+                 count_entries: bool = False) -> int:
     """Write the ledger's transfers of [from_at, to_at) in `fmt` to `write`; their count."""
     assert fmt in formats.FORMATS, fmt
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            count, entries = await ledger_repo.export_count(conn, mall_id, from_at, to_at)
+            count = await ledger_repo.export_count(conn, mall_id, from_at, to_at)
+            entries = await ledger_repo.export_entry_count(conn, mall_id, from_at, to_at) if count_entries else None
             if started is not None:
                 await started(ExportStarted(count, entries))
             names_json = None

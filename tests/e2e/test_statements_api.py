@@ -107,7 +107,8 @@ async def _wait_for_refund(mall, store, out_refund_no):
 async def test_finance_streams_the_ledger_export(mall):
     import json
 
-    await _store_with_everything(mall, mall.stores[2], "X")
+    data = await _store_with_everything(mall, mall.stores[2], "X")
+    await _wait_for_refund(mall, mall.stores[2], data.out_refund_no)
     finance = await _client(mall, "finance")
     today = datetime.now(CHINA).date().isoformat()
     target = f"/v3/mall/ledger/export?from={today}&to={today}&format=jsonl"
