@@ -1,6 +1,6 @@
 """`mallpay` — the command line of the gateway (SPEC 8).
 
-serve | emulator | demo | migrate | client create | tenant create/list | reconcile [show] | export | targeting
+serve | emulator | demo | migrate | client create | tenant create/list | reconcile [show] | statement | export | targeting
 Configuration comes from the environment (see the README); flags override a few.
 """
 
@@ -101,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("action", nargs="?", choices=["show"], help="show the report instead of running")
     reconcile.add_argument("--date", required=True, type=date.fromisoformat, help="the day, yyyy-MM-DD")
     reconcile.set_defaults(run=_reconcile)
+    from gateway import cli_finance
+    cli_finance.add_commands(sub)
     return parser
 
 

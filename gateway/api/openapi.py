@@ -36,8 +36,9 @@ def _param(name: str, where: str = "query") -> dict:
     return {"name": name, "in": where, "required": True, "schema": {"type": "string"}}
 
 
-def _optional(name: str) -> dict:
-    return {**_param(name), "required": False}
+def _optional(name: str, description: str = "") -> dict:
+    optional = {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+    return {**optional, "description": description} if description else optional
 
 
 SCOPE = [_param("sp_mchid"), _param("sub_mchid")]
@@ -102,8 +103,20 @@ PATHS = {
                                                   params=[_param("mchid", "path")])},
     "/v3/mall/clients/{mchid}/keys/{serial_no}": {"delete": _op(
         "Revoke a client key", ok=204, params=[_param("mchid", "path"), _param("serial_no", "path")])},
-    "/v3/mall/ledger/trial-balance": {"get": _op("Trial balance of the mall's ledger (finance)",
-                                                 result="TrialBalance")},
+    "/v3/mall/ledger/trial-balance": {"get": _op(
+        "Trial balance of the mall's ledger, now or at an instant (finance, admin)", result="TrialBalance",
+        params=[_optional("at", "ISO 8601 instant with offset; transfers created before it count")])},
+    "/v3/mall/ledger/balances": {"get": _op(
+        "Balances of named accounts, now or at an instant (finance, admin)",
+        params=[_param("account"), _optional("at", "ISO 8601 instant with offset")])},
+    "/v3/mall/ledger/export": {"get": _op(
+        "Ledger transfers of a range as CSV, JSON Lines or beancount, streamed from one snapshot (finance, admin)",
+        params=[_param("from"), _param("to"), _optional("format", "csv (default), jsonl or beancount")])},
+    "/v3/mall/statements": {"get": _op(
+        "A store's statement for a China-time day or range, JSON or WeChat trade-bill style CSV "
+        "(a tenant: its own store only; finance, admin: any)",
+        params=[_param("sub_mchid"), _param("date"), _optional("to", "last day, inclusive (YYYY-MM-DD)"),
+                _optional("format", "json (default) or csv")])},
     "/v3/mall/notifications": {"get": _op("Notification delivery counts and dead letters (admin)")},
     "/v3/bill/tradebill": {"get": _op(
         "Apply for the trade bill of a China-time day (the caller's orders; a tenant: its store only)",
