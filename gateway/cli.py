@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from gateway import signing
+from gateway.cli_jobs import add_jobs_commands
 from gateway.settings import Settings, SettingsError
 
 
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     g_create.set_defaults(run=_guide_create)
     t_list = tenant.add_parser("list", help="list the mall's stores")
     t_list.set_defaults(run=_tenant_list)
+    add_jobs_commands(sub)
     return parser
 
 

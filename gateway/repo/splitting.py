@@ -30,6 +30,13 @@ UPDATE order_funds SET reward_set_aside_fen = $4, commission_set_aside_fen = $5
  WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3
 """
 
+CHANNEL_CAP = "SELECT max_ratio_bps, checked_at FROM channel_caps WHERE mall_id = $1 AND sub_mchid = $2"
+
+SAVE_CHANNEL_CAP = """
+INSERT INTO channel_caps (mall_id, sub_mchid, max_ratio_bps, checked_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (mall_id, sub_mchid) DO UPDATE SET max_ratio_bps = excluded.max_ratio_bps, checked_at = excluded.checked_at
+"""
+
 INSERT_SPLIT_ORDER = """
 INSERT INTO split_orders (mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id, kind,
                           purpose, request_hash, parts, state, approval_id, client_id, created_at,
@@ -160,6 +167,14 @@ async def save_funds(conn, key, funds: OrderFunds) -> None:
     await conn.execute(SAVE_FUNDS, *key, funds.frozen_fen, funds.reserved_fen, funds.splits_requested,
                        _lines_json(funds), funds.unfrozen, funds.refunded_fen, funds.fee_refunded_fen,
                        funds.reward_set_aside_fen, funds.commission_set_aside_fen)
+
+
+async def channel_cap(conn, mall_id: str, sub_mchid: str):
+    return await conn.fetchrow(CHANNEL_CAP, mall_id, sub_mchid)
+
+
+async def save_channel_cap(conn, mall_id: str, sub_mchid: str, max_ratio_bps: int, now) -> None:
+    await conn.execute(SAVE_CHANNEL_CAP, mall_id, sub_mchid, max_ratio_bps, now)
 
 
 async def set_aside(conn, key, reward_fen: int, commission_fen: int) -> None:

@@ -23,6 +23,7 @@ from gateway.errors import InvalidRequest, OrderNotExist
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import outbox as outbox_repo
 from gateway.repo import splitting as repo
+from gateway.services import channel_caps
 from gateway.services.context import Services
 from gateway.wire import canonical_json, to_wechat_time
 from ledger import repo as ledger_repo
@@ -57,6 +58,10 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
         if existing["request_hash"] != request_hash:
             raise InvalidRequest("out_order_no_reused", "out_order_no was used with other fields")
         return existing
+    channel_cap_bps = await channel_caps.known(conn, mall_id, sub_mchid)
+    if channel_cap_bps is not None and channel_cap_bps < funds.max_ratio_bps:
+        # The channel would refuse more than its own cap: enforce the lower one.
+        funds = replace(funds, max_ratio_bps=channel_cap_bps)
     try:
         if kind == "unfreeze":
             amount, funds = order_funds.unfreeze(funds)
