@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from gateway import auth
-from gateway.api import SERVICES, channel_notify, mall, mall_jobs, middleware, openapi, orders, profitsharing, refunds
+from gateway.api import SERVICES, channel_notify, mall, middleware, openapi, orders, profitsharing, refunds
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
 from gateway.db import create_pool
@@ -97,7 +97,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app.cleanup_ctx.append(services_ctx)
     if run_workers:
         app.cleanup_ctx.append(workers_ctx)
-    for module in (orders, channel_notify, mall, mall_jobs, openapi, profitsharing, refunds):
+    for module in (orders, channel_notify, mall, openapi, profitsharing, refunds):
         app.router.add_routes(module.routes)
     return app
 

@@ -40,8 +40,8 @@ ON CONFLICT (mall_id, sub_mchid) DO UPDATE SET max_ratio_bps = excluded.max_rati
 INSERT_SPLIT_ORDER = """
 INSERT INTO split_orders (mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id, kind,
                           purpose, request_hash, parts, state, approval_id, client_id, created_at,
-                          unfreeze_unsplit)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PREPARED', $10, $11, $12, $13)
+                          unfreeze_unsplit, order_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PREPARED', $10, $11, $12, $13, $14)
 ON CONFLICT DO NOTHING
 RETURNING *
 """
@@ -49,8 +49,9 @@ RETURNING *
 # The gateway gave up one of its own splits: the record says what was due and why not.
 INSERT_GIVEN_UP_SPLIT = """
 INSERT INTO split_orders (mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id, kind,
-                          purpose, request_hash, parts, state, result, client_id, created_at, finished_at)
-VALUES ($1, $2, $3, $4, $5, 'split', $6, $7, $8, 'FAILED', $9, $10, $11, $11)
+                          purpose, request_hash, parts, state, result, client_id, created_at, finished_at,
+                          order_id)
+VALUES ($1, $2, $3, $4, $5, 'split', $6, $7, $8, 'FAILED', $9, $10, $11, $11, $12)
 ON CONFLICT DO NOTHING
 RETURNING *
 """
@@ -63,7 +64,7 @@ SELECT * FROM split_orders WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_n
 """
 
 MARK_SPLIT_ORDER = """
-UPDATE split_orders SET state = $4, order_id = coalesce($5, order_id), result = coalesce($6, result),
+UPDATE split_orders SET state = $4, order_id = coalesce(order_id, $5), result = coalesce($6, result),
                         finished_at = $7
  WHERE mall_id = $1 AND sub_mchid = $2 AND out_order_no = $3 AND state IN ('PREPARED', 'PROCESSING')
 RETURNING *
@@ -183,17 +184,16 @@ async def set_aside(conn, key, reward_fen: int, commission_fen: int) -> None:
 
 async def insert_split_order(conn, *, mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id,
                              kind, purpose, request_hash, parts, approval_id, client_id, created_at,
-                             unfreeze_unsplit):
+                             unfreeze_unsplit, order_id):
     return await conn.fetchrow(INSERT_SPLIT_ORDER, mall_id, sub_mchid, out_order_no, out_trade_no,
                                transaction_id, kind, purpose, request_hash, parts, approval_id,
-                               client_id, created_at, unfreeze_unsplit)
+                               client_id, created_at, unfreeze_unsplit, order_id)
 
 
 async def insert_given_up_split(conn, *, mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id,
-                                purpose, parts, reason, client_id, now):
+                                purpose, parts, result, client_id, now, order_id):
     return await conn.fetchrow(INSERT_GIVEN_UP_SPLIT, mall_id, sub_mchid, out_order_no, out_trade_no,
-                               transaction_id, purpose, "given_up", parts, {"fail_reason": reason},
-                               client_id, now)
+                               transaction_id, purpose, "given_up", parts, result, client_id, now, order_id)
 
 
 async def split_order(conn, mall_id: str, sub_mchid: str, out_order_no: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import caller_of, services_of
-from gateway.api.mall import _paging, require_role
+from gateway.api.mall.common import paging, require_role
 from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
 from gateway.errors import ParamError, ResourceNotExists
@@ -25,7 +25,7 @@ def _job_id(request: web.Request) -> int:
 async def list_jobs(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "admin")
-    limit, offset = _paging(request)
+    limit, offset = paging(request)
     return json_response(await stuck_jobs.list_jobs(services_of(request), caller.mall_id,
                                                     request.query.get("state", "dead"), limit, offset))
 
