@@ -112,7 +112,7 @@ class OutboxDelivery:
         if key is None:
             return "client_removed"
         body = notification_body(row, key.reveal())
-        headers = signed_response_headers(self._svc.identity, body, self._svc.clock)
+        headers = signed_response_headers(self._svc.identity, body, self._svc.signature_clock)
         headers["Content-Type"] = "application/json; charset=utf-8"
         try:
             async with self._session.post(row["notify_url"], data=body, headers=headers,

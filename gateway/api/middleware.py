@@ -50,7 +50,7 @@ async def sign_responses(request: web.Request, handler):
     # The channel does not verify what the gateway answers to its notifications.
     if not request.path.startswith("/channel/") and isinstance(response, web.Response):
         svc = request.app[SERVICES]
-        auth.sign_response(response, svc.identity, svc.clock)
+        auth.sign_response(response, svc.identity, svc.signature_clock)
     return response
 
 
@@ -92,7 +92,7 @@ async def authenticate(request: web.Request, handler):
         return await handler(request)
     svc = request.app[SERVICES]
     request[CALLER] = await auth.authenticate(
-        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], clock=svc.clock,
+        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], clock=svc.signature_clock,
         window_s=svc.settings.signature_window_s,
     )
     structlog.contextvars.bind_contextvars(client_id=request[CALLER].client_id)
