@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gateway import signing
 from gateway import targeting_files
+from gateway.cli_jobs import add_jobs_commands
 from gateway.settings import Settings, SettingsError
 
 
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.set_defaults(run=_reconcile)
     from gateway import cli_finance
     cli_finance.add_commands(sub)
+    add_jobs_commands(sub)
     return parser
 
 
