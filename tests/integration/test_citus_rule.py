@@ -34,7 +34,6 @@ GLOBAL_QUERIES = {
     "gateway.repo.orders.CLAIM_DUE_UNPAID": "the unpaid-order check claims due orders of any mall",
     "gateway.repo.outbox.CLAIM_DUE": "outbox workers claim due notifications of any mall",
     "gateway.repo.jobs.CLAIM_DUE": "the scheduler claims due jobs of any mall",
-    "gateway.repo.jobs.DEAD_COUNT": "/health counts the jobs that gave up in every mall",
     "gateway.repo.clients.FORGET_NONCES_BEFORE": "nonce clean-up drops every client's expired nonces",
     "ledger.repo.INVARIANT_QUERIES": "the ledger invariants are checked over all malls at once",
     "gateway.repo.jobs.DEAD_COUNT": "/health counts the jobs that gave up in every mall the process serves",
