@@ -1,6 +1,6 @@
 """`mallpay` — the command line of the gateway (SPEC 8).
 
-serve | emulator | demo | migrate | client create | tenant create/list | reconcile [show] | export
+serve | emulator | demo | migrate | client create | tenant create/list | reconcile [show] | statement | export | targeting
 Configuration comes from the environment (see the README); flags override a few.
 """
 
@@ -14,6 +14,8 @@ from datetime import date
 from pathlib import Path
 
 from gateway import signing
+from gateway import targeting_files
+from gateway.cli_jobs import add_jobs_commands
 from gateway.settings import Settings, SettingsError
 
 
@@ -93,12 +95,16 @@ def _parser() -> argparse.ArgumentParser:
     g_create.set_defaults(run=_guide_create)
     t_list = tenant.add_parser("list", help="list the mall's stores")
     t_list.set_defaults(run=_tenant_list)
+    targeting_files.add_commands(sub)
 
     reconcile = sub.add_parser("reconcile", help="reconcile a China-time day against the channel's bills "
                                                  "(books its payouts); 'show' prints the day's report")
     reconcile.add_argument("action", nargs="?", choices=["show"], help="show the report instead of running")
     reconcile.add_argument("--date", required=True, type=date.fromisoformat, help="the day, yyyy-MM-DD")
     reconcile.set_defaults(run=_reconcile)
+    from gateway import cli_finance
+    cli_finance.add_commands(sub)
+    add_jobs_commands(sub)
     return parser
 
 
