@@ -38,7 +38,7 @@ from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 from coupons.baselines import top_k
-from coupons.mall_counts import MALL_TIME, MallCounts, hour_bucket, is_weekend, local_day, shopper_sequences
+from coupons.mall_counts import MALL_TIME, MallCounts, hour_bucket, is_weekend, shopper_sequences
 
 
 @dataclass(frozen=True)
@@ -253,6 +253,11 @@ class _Priors:
         return np.hstack([base, interactions])
 
 
+def _mall_days(seconds: np.ndarray) -> np.ndarray:
+    """Day numbers in mall time of Unix times (the same days as `local_day`, numbered apart)."""
+    return np.floor((seconds + MALL_TIME.utcoffset(None).total_seconds()) / 86400.0).astype(int)
+
+
 class _OwnHistory:
     """What the shopper's own payments say about each store."""
 
@@ -261,9 +266,10 @@ class _OwnHistory:
         n = counts.n
         seen = [(counts.index[p.sub_mchid], p) for p in history if p.sub_mchid in counts.index]
         stores = np.array([i for i, _ in seen], dtype=int)
-        age_days = np.array([(current.paid_at - p.paid_at).total_seconds() / 86400.0 for _, p in seen])
-        today = local_day(current.paid_at)
-        is_today = np.array([local_day(p.paid_at) == today for _, p in seen], dtype=bool)
+        seconds = np.array([p.paid_at.timestamp() for _, p in seen])
+        age_days = (current.paid_at.timestamp() - seconds) / 86400.0
+        days = _mall_days(seconds)
+        is_today = days == _mall_days(np.array([current.paid_at.timestamp()]))[0]
         self.payments_today = int(is_today.sum())
         self.week = np.bincount(stores, weights=np.exp(-age_days / 7.0), minlength=n)
         self.two_months = np.bincount(stores, weights=np.exp(-age_days / 60.0), minlength=n)
@@ -288,7 +294,6 @@ class _OwnHistory:
         in_category = np.bincount(counts.category_of, weights=self.two_months, minlength=priors.n_categories)
         self.store_in_category = np.log((self.two_months + priors.share_in_category)
                                         / (in_category[counts.category_of] + 1.0))
-        days = np.array([local_day(p.paid_at) for _, p in seen], dtype=int)
         first = np.ones(len(days), dtype=bool)
         first[1:] = days[1:] != days[:-1]
         self.first_of_day = np.bincount(stores[first], weights=np.exp(-age_days[first] / 60.0), minlength=n)
