@@ -49,10 +49,13 @@ class OrderFunds:
     fee_refunded_fen: int = 0
 
     @classmethod
-    def paid(cls, paid_fen: int, fee_fen: int, max_ratio_bps: int) -> "OrderFunds":
+    def paid(cls, paid_fen: int, fee_fen: int, max_ratio_bps: int, *, profit_sharing: bool = True) -> "OrderFunds":
+        """An order's funds as payment success opens them: with profit sharing the store's
+        share (all but the channel's fee) stays frozen for splitting; without, the channel
+        pays it to the store at once, so nothing is frozen and nothing can be split."""
         assert 0 <= fee_fen <= paid_fen and paid_fen > 0
         return cls(paid_fen=paid_fen, fee_fen=fee_fen, max_ratio_bps=max_ratio_bps,
-                   frozen_fen=paid_fen - fee_fen)
+                   frozen_fen=paid_fen - fee_fen if profit_sharing else 0, unfrozen=not profit_sharing)
 
     @property
     def cap_fen(self) -> int:

@@ -13,8 +13,7 @@ import structlog
 from gateway.channel import ChannelError, ChannelTrade, ChannelTradeState
 from gateway.repo import orders as orders_repo
 from gateway.services.context import Services
-from gateway.services.transaction_json import order_json
-from ledger.payments import channel_fee_fen, payment_transfer
+from gateway.services.payment_effects import Paid, payment_effects
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +39,7 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
         return PaymentOutcome.OTHER_MALL
     key = (trade.sp_mchid, trade.sub_mchid, trade.out_trade_no)
     async with svc.pool.acquire() as conn:
-        row = await orders_repo.order(conn, *key)
+        row = await orders_repo.order_to_pay(conn, *key)
         if row is None:
             outcome = PaymentOutcome.NOT_FOUND
         elif row["state"] == "SUCCESS":
@@ -59,32 +58,23 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
 
 
 async def _apply(svc: Services, conn, row, trade: ChannelTrade) -> str:
+    """One round trip: the order's NOTPAY → SUCCESS and every effect of the payment
+    (`payment_effects`, the place where features join payment success)."""
     if trade.total_fen != row["total_fen"]:
         return PaymentOutcome.AMOUNT_MISMATCH.value
-    transfer = payment_transfer(
-        sub_mchid=row["sub_mchid"], out_trade_no=row["out_trade_no"], total_fen=trade.total_fen,
-        fee_rate_bps=row["fee_rate_bps"], profit_sharing=row["profit_sharing"],
+    paid = Paid(transaction_id=trade.transaction_id, bank_type=trade.bank_type or "OTHERS",
+                success_at=trade.success_at or svc.clock(),
+                payer_total_fen=trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen)
+    now = svc.clock()
+    effects = payment_effects(
+        row, paid, notification_id=uuid.uuid4(), now=now,
+        split_first_try_after_s=svc.settings.split_first_try_after_s,
+        finish_before_unfreeze_s=svc.settings.finish_before_unfreeze_s,
     )
-    paid = {"transaction_id": trade.transaction_id, "bank_type": trade.bank_type or "OTHERS",
-            "success_at": trade.success_at or svc.clock(),
-            "payer_total_fen": trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen}
-    settings = svc.settings
     return await orders_repo.apply_payment(
         conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
-        **paid, now=svc.clock(), accounts=transfer.accounts, amounts=transfer.amounts_fen,
-        notification_id=uuid.uuid4(), resource=transaction_resource(row, paid),
-        fee_fen=channel_fee_fen(trade.total_fen, row["fee_rate_bps"]),
-        reward_due_at=paid["success_at"] + timedelta(seconds=settings.split_first_try_after_s),
-        finish_margin_s=settings.finish_before_unfreeze_s,
+        paid=paid.columns(), now=now, transfers=effects.transfers_data(), rows=list(effects.rows),
     )
-
-
-def transaction_resource(row, paid: dict) -> dict:
-    """The decrypted resource of TRANSACTION.SUCCESS: the order as a query will show it once
-    paid (`paid`: the columns the payment sets), with mall_info always present."""
-    resource = order_json({**dict(row), **paid, "state": "SUCCESS"})
-    resource["mall_info"] = dict(row["mall_info"])
-    return resource
 
 
 async def sync_with_channel(svc: Services, row):
