@@ -8,6 +8,7 @@ benchmark follows the gateway's argument building as it changes instead of copyi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -61,6 +62,10 @@ class RecordingConnection:
         self.calls.append((query, args))
         return "applied"
 
+    def transaction(self):
+        """_apply opens a transaction around the payment; recording needs none."""
+        return contextlib.nullcontext()
+
 
 def order_row(settings: Settings, client_id: str, sub_mchid: str, out_trade_no: str, fee_rate_bps: int,
               profit_sharing: bool, created_at: datetime) -> dict:
@@ -75,7 +80,9 @@ def order_row(settings: Settings, client_id: str, sub_mchid: str, out_trade_no: 
         "created_at": created_at,
         # the store's contract, read with the order (orders_repo.ORDER_TO_PAY): onboarding's defaults
         "max_ratio_bps": CONTRACT_DEFAULTS["max_ratio_bps"], "approval_id": None,
-        "freeze_days": CONTRACT_DEFAULTS["freeze_days"],
+        "freeze_days": CONTRACT_DEFAULTS["freeze_days"], "guide_reward_bps": CONTRACT_DEFAULTS["guide_reward_bps"],
+        "commission_bps": CONTRACT_DEFAULTS["commission_bps"], "auto_split": CONTRACT_DEFAULTS["auto_split"],
+        "guide_of_store": False,
     }
 
 

@@ -25,14 +25,11 @@ BEGIN
     ON CONFLICT (mall_id, event_type, ref) DO NOTHING;
 END $$;
 
+-- An order's funds are splitting.funds.OrderFunds whole: the row names every column, so
+-- a column added later is written as soon as splitting/repo.py puts it in the row.
 CREATE FUNCTION order_funds_insert_row(p_row jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO order_funds (mall_id, sub_mchid, out_trade_no, transaction_id, paid_fen, fee_fen,
-                             max_ratio_bps, approval_id, frozen_fen, unfrozen, paid_at, finish_by)
-    VALUES (p_row->>'mall_id', p_row->>'sub_mchid', p_row->>'out_trade_no', p_row->>'transaction_id',
-            (p_row->>'paid_fen')::bigint, (p_row->>'fee_fen')::bigint, (p_row->>'max_ratio_bps')::integer,
-            (p_row->>'approval_id')::bigint, (p_row->>'frozen_fen')::bigint, (p_row->>'unfrozen')::boolean,
-            (p_row->>'paid_at')::timestamptz, (p_row->>'finish_by')::timestamptz);
+    INSERT INTO order_funds SELECT * FROM jsonb_populate_record(NULL::order_funds, p_row);
 END $$;
 
 CREATE FUNCTION jobs_insert_row(p_row jsonb) RETURNS void LANGUAGE plpgsql AS $$

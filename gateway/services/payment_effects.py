@@ -76,12 +76,16 @@ class Paid:
 def payment_effects(order, paid: Paid, *, notification_id, now: datetime, split_first_try_after_s: int,
                     finish_before_unfreeze_s: int) -> PaymentEffects:
     """Everything an order's payment writes. `order` is the order with its store's
-    contract (`max_ratio_bps`, `approval_id`, `freeze_days`) as read before paying."""
+    contract and guide as `orders_repo.ORDER_TO_PAY` reads them before paying."""
     mall_id, sub_mchid, out_trade_no = order["mall_id"], order["sub_mchid"], order["out_trade_no"]
     ref = payment_ref(sub_mchid, out_trade_no)
     profit_sharing = order["profit_sharing"]
     fee_fen = channel_fee_fen(order["total_fen"], order["fee_rate_bps"])
-    funds = OrderFunds.paid(order["total_fen"], fee_fen, order["max_ratio_bps"], profit_sharing=profit_sharing)
+    funds = OrderFunds.paid(
+        order["total_fen"], fee_fen, order["max_ratio_bps"], profit_sharing=profit_sharing,
+        guide_reward_bps=order["guide_reward_bps"] if order["guide_of_store"] else 0,
+        commission_bps=order["commission_bps"] if order["auto_split"] else 0,
+    )
     deadline = finish_by(paid.success_at, order["freeze_days"], finish_before_unfreeze_s)
     now_text = now.isoformat()
     effects = PaymentEffects().with_transfer(payment_transfer(

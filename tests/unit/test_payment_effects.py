@@ -18,6 +18,7 @@ def order(**overrides) -> dict:
     row = {"mall_id": "1900000100", "sub_mchid": "1900000201", "out_trade_no": "T0001|a", "client_id": "c1",
            "notify_url": "https://mall.example.com/n", "total_fen": 10_000, "fee_rate_bps": 60,
            "profit_sharing": True, "mall_info": {}, "max_ratio_bps": 3000, "approval_id": None, "freeze_days": 30,
+           "guide_reward_bps": 200, "commission_bps": 500, "auto_split": True, "guide_of_store": False,
            "sp_appid": "wxapp", "sub_appid": None, "currency": "CNY", "attach": None,
            "payer_sp_openid": "oShopper", "payer_sub_openid": None}
     return {**row, **overrides}
@@ -56,10 +57,19 @@ def test_payment_without_profit_sharing_opens_nothing_to_split():
 
 
 def test_a_guides_order_schedules_the_reward_after_the_channels_wait():
-    rows = effects_of(order(mall_info={"guide_id": "G1"})).rows_by_table()
+    rows = effects_of(order(mall_info={"guide_id": "G1"}, guide_of_store=True)).rows_by_table()
     due = {job["kind"]: job["due_at"] for job in rows["jobs"]}
     assert due == {"finish_order": (PAID_AT + timedelta(days=29)).isoformat(),
                    "guide_reward": (PAID_AT + timedelta(seconds=65)).isoformat()}
+    [funds] = rows["order_funds"]
+    assert (funds["reward_set_aside_fen"], funds["commission_set_aside_fen"]) == (200, 500)
+
+
+def test_room_is_set_aside_only_for_the_stores_own_guide_and_an_automatic_commission():
+    [funds] = effects_of(order(mall_info={"guide_id": "G9"}, auto_split=False)).rows_by_table()["order_funds"]
+    assert (funds["reward_set_aside_fen"], funds["commission_set_aside_fen"]) == (0, 0)
+    [funds] = effects_of(order(profit_sharing=False, guide_of_store=True)).rows_by_table()["order_funds"]
+    assert (funds["reward_set_aside_fen"], funds["commission_set_aside_fen"]) == (0, 0)
 
 
 def test_a_feature_joins_payment_success_by_adding_data():
