@@ -30,7 +30,9 @@ class Settings:
     port: int = 8080
     migrate_on_start: bool = True
     serve_workers: int = 1
-    public_url: str = "http://127.0.0.1:8080"
+    # Where the channel reaches the gateway (its notifications). Empty: the address the
+    # gateway listens on (host and port, also when --port changes them).
+    public_url: str = ""
     gateway_private_key_file: Path | None = None
     sp_mchid: str = "1900000100"
     sp_appid: str = "wxmallpay00000001"
@@ -73,11 +75,20 @@ class Settings:
     log_level: str = "info"
     client_key_cache_s: float = 5.0
 
+    public_url_follows_listen: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.public_url:
+            object.__setattr__(self, "public_url", listen_url(self.host, self.port))
+            object.__setattr__(self, "public_url_follows_listen", True)
+
     @property
     def channel_is_emulator(self) -> bool:
         return self.channel == CHANNEL_EMULATOR
 
     def with_(self, **changes) -> "Settings":
+        if self.public_url_follows_listen and "public_url" not in changes:
+            changes["public_url"] = ""  # follow the new host and port
         return replace(self, **changes)
 
     @classmethod
@@ -88,7 +99,7 @@ class Settings:
             values["database_url"] = env["DATABASE_URL"]
         for name, f in cls.__dataclass_fields__.items():
             key = "MALLPAY_" + name.upper()
-            if key not in env or name == "database_url":
+            if key not in env or name == "database_url" or not f.init:
                 continue
             raw = env[key]
             values[name] = _convert(key, raw, f.type)
@@ -115,6 +126,16 @@ class Settings:
             raise SettingsError("MALLPAY_DB_POOL_SIZE_MIN exceeds MALLPAY_DB_POOL_SIZE_MAX")
         if not self.notify_retry_schedule_s:
             raise SettingsError("MALLPAY_NOTIFY_RETRY_SCHEDULE_S needs at least one delay")
+
+
+def listen_url(host: str, port: int) -> str:
+    """The gateway's own URL when it listens on `host`:`port`; a wildcard host is reached
+    over loopback from this machine."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _convert(key: str, raw: str, type_name) -> object:
