@@ -52,11 +52,11 @@ from bench_orders import (PAID_ORDERS, STATEMENT_TIMEOUT_MS, Shape, bench_servic
 from stack import (OUT_DIR, PY_SPY_RATE_HZ, fresh_database, install_signal_exit, py_spy, start_postgres,
                    summarize_collapsed)
 
+from gateway import invariants
 from gateway.db import create_pool
 from gateway.db.migrate import migrate
 from gateway.services import payments
 from gateway.settings import Settings
-from ledger import repo as ledger_repo
 
 DATABASE = "bench_payment_tx"
 ORDERS_HEADROOM = 1.5  # orders created per measurement: expected rate x seconds x this
@@ -299,7 +299,7 @@ async def invariants(database_url: str) -> list[str]:
     pool = await create_pool(database_url, min_size=1, max_size=1, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
     try:
         async with pool.acquire() as conn:
-            return await ledger_repo.check_invariants(conn)
+            return await invariants.check_invariants(conn)
     finally:
         await pool.close()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gateway.db
 from gateway.repo import guides as guides_repo
-from gateway.repo import splitting as splitting_repo
+from splitting import repo as splitting_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services.payment_effects import transaction_resource
 from ledger.payments import channel_fee_fen, payment_transfer

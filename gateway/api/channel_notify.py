@@ -17,7 +17,7 @@ from gateway.channel import (
     ChannelNotificationRejected, ChannelPaymentNotice, ChannelRefundNotice, ChannelSplitNotice,
     ChannelSplitNoticeKind,
 )
-from gateway.repo import splitting as splitting_repo
+from splitting import repo as splitting_repo
 from gateway.services import payments, refunds, returns, splits
 from gateway.wire import json_bytes
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import aiohttp
 from aiohttp import web
 
+from gateway import invariants
 from gateway.api import SERVICES
 from gateway.app import create_app
 from gateway.channel.credentials import ensure_local_credentials
@@ -95,7 +96,7 @@ async def run_demo(settings: Settings, *, shoppers: int, seconds: float, stores:
         await _settle(svc, out, f"{tally.refunds} refunds after the splits (split returns first)")
         async with svc.pool.acquire() as conn:
             await _summary(out, conn, settings, tally, inbox, database_url, log_path)
-            ok = not tally.failures and not await ledger_repo.check_invariants(conn)
+            ok = not tally.failures and not await invariants.check_invariants(conn)
     log_file.close()
     return 0 if ok else 1
 
@@ -228,7 +229,7 @@ def _yuan(fen: int) -> str:
 
 async def _summary(out, conn, settings, tally: Tally, inbox, database_url, log_path) -> None:
     rows = await ledger_repo.trial_balance(conn, settings.sp_mchid)
-    problems = await ledger_repo.check_invariants(conn)
+    problems = await invariants.check_invariants(conn)
     counts = await outbox_repo.counts(conn, settings.sp_mchid)
     total = sum(balance for _, currency, balance in rows if currency == "CNY")
     out.write("\n== Summary ==\n")

@@ -22,7 +22,7 @@ from gateway.channel import (
 from gateway.errors import InvalidRequest, OrderNotExist
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import outbox as outbox_repo
-from gateway.repo import splitting as repo
+from splitting import repo
 from gateway.services.context import Services
 from gateway.wire import canonical_json, to_wechat_time
 from ledger import repo as ledger_repo

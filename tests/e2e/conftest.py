@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
 
+from gateway import invariants
 from gateway import signing
 from gateway.api import SERVICES
 from gateway.app import create_app, utc_now
@@ -16,7 +17,6 @@ from gateway.channel.credentials import ensure_local_credentials
 from emulator import create_emulator_app
 from emulator.config import EmulatorConfig
 from gateway.settings import Settings
-from ledger import repo as ledger_repo
 from tests.support import NotificationSink, SignedClient, add_tenant, register_client
 
 STORES = ("1900000201", "1900000202", "1900000203")
@@ -57,7 +57,7 @@ class MallEnv:
 
     async def invariants(self) -> list[str]:
         async with self.pool.acquire() as conn:
-            return await ledger_repo.check_invariants(conn)
+            return await invariants.check_invariants(conn)
 
 
 @pytest.fixture

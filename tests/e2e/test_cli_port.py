@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
 
+from gateway import invariants
 from gateway.identity import load_or_create_identity
 from gateway.services import onboarding
 from gateway.settings import Settings
-from ledger import repo as ledger_repo
 from tests.conftest import REPO_ROOT
 from tests.support import SignedClient, add_tenant, register_client, wait_until
 
@@ -83,4 +83,4 @@ async def test_payment_is_notified_to_the_port_the_gateway_listens_on(cli_stack,
 
     await wait_until(applied, timeout_s=NOTIFIED_WAIT_S, what="the channel's notification to reach the gateway")
     async with db_pool.acquire() as conn:
-        assert await ledger_repo.check_invariants(conn) == []
+        assert await invariants.check_invariants(conn) == []

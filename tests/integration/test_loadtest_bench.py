@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway import invariants
 from gateway.db.embedded import EmbeddedPostgres
 from gateway.repo import orders as orders_repo
 from gateway.settings import Settings
-from ledger import repo as ledger_repo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "loadtests"))
@@ -60,7 +60,7 @@ async def test_python_side_pays_distinct_orders_through_apply(bench_db, db_pool)
             == result["transactions"]
         assert await conn.fetchval("SELECT count(*) FROM outbox") == result["transactions"]
         assert await conn.fetchval("SELECT count(*) FROM order_funds") == result["transactions"]
-        assert await ledger_repo.check_invariants(conn) == []
+        assert await invariants.check_invariants(conn) == []
 
 
 async def test_legacy_side_pays_through_the_old_function(bench_db, db_pool):
@@ -73,7 +73,7 @@ async def test_legacy_side_pays_through_the_old_function(bench_db, db_pool):
     async with db_pool.acquire() as conn:
         assert await conn.fetchval(orders.PAID_ORDERS) == result["transactions"]
         assert await conn.fetchval("SELECT count(*) FROM order_funds") == result["transactions"]
-        assert await ledger_repo.check_invariants(conn) == []
+        assert await invariants.check_invariants(conn) == []
 
 
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="pgbench comes with the embedded server")
@@ -89,4 +89,4 @@ async def test_pgbench_side_pays_distinct_orders(bench_db, db_pool, tmp_path):
     assert result["failed"] == 0 and result["transactions"] == 2 * PGBENCH_TRANSACTIONS_PER_CLIENT
     async with db_pool.acquire() as conn:
         assert await conn.fetchval(orders.PAID_ORDERS) == result["transactions"]
-        assert await ledger_repo.check_invariants(conn) == []
+        assert await invariants.check_invariants(conn) == []
