@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import aiohttp
@@ -15,15 +16,17 @@ import structlog
 from aiohttp import web
 
 from gateway import auth
-from gateway.api import SERVICES, channel_notify, mall, middleware, openapi, orders, profitsharing, refunds
+from gateway.api import SERVICES, bills, channel_notify, mall, middleware, openapi, orders, profitsharing, refunds
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
 from gateway.db import create_pool
 from gateway.identity import load_or_create_identity
 from gateway.netguard import PublicOnlyResolver
+from gateway.nonces import NonceBook
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
-from gateway.services import onboarding, payments, scheduler
+from gateway.sandbox_clock import OFFSET_HEADER as SANDBOX_OFFSET_HEADER, FollowedClock
+from gateway.services import onboarding, payments, reconciliation, scheduler
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -55,6 +58,12 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     )
     identity = identity or load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
     app[middleware.CLIENT_KEYS] = auth.ClientKeyCache(settings.client_key_cache_s)
+    app[middleware.NONCES] = NonceBook(settings.nonce_batch_max)
+    signing_executor = (ThreadPoolExecutor(settings.signing_threads, thread_name_prefix="mallpay-sign")
+                        if settings.signing_threads else None)
+    app[middleware.SIGNING_EXECUTOR] = signing_executor
+    # With the emulator, business time follows its sandbox clock; signatures keep `clock`.
+    followed = FollowedClock(clock) if settings.channel_is_emulator else None
 
     async def services_ctx(app: web.Application):
         own_pool = pool is None
@@ -69,24 +78,33 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         the_channel = channel or WeChatPayChannel(
             channel_credentials(settings), settings.channel_url, session,
             settings.channel_timeout_s, clock,
+            on_answer_headers=None if followed is None else (
+                lambda headers: followed.follow_header(headers.get(SANDBOX_OFFSET_HEADER))),
         )
-        svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=clock, identity=identity)
+        svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=followed or clock,
+                       identity=identity, signature_clock=clock)
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
-        app[OUTBOX] = OutboxDelivery(svc, notify_session)
+        app[OUTBOX] = OutboxDelivery(svc, notify_session, signing_executor)
         app[channel_notify.OUTBOX_WAKEUP] = app[OUTBOX].wakeup
         yield
         await session.close()
         await notify_session.close()
         if own_pool:
             await the_pool.close()
+        if signing_executor is not None:
+            signing_executor.shutdown()
 
     async def workers_ctx(app: web.Application):
         svc = app[SERVICES]
-        tasks = [asyncio.create_task(app[OUTBOX].run_worker()) for _ in range(settings.outbox_workers)]
+        tasks = [asyncio.create_task(app[OUTBOX].run_worker(woken=index == 0))
+                 for index in range(settings.outbox_workers)]
         tasks.append(asyncio.create_task(_every(settings.reconcile_interval_s, payments.check_due_unpaid_orders, svc)))
         tasks.append(asyncio.create_task(_every(settings.jobs_poll_interval_ms / 1000, scheduler.run_due_jobs, svc)))
         tasks.append(asyncio.create_task(_every(settings.signature_window_s, _forget_old_nonces, svc)))
+        tasks.append(asyncio.create_task(_every(reconciliation.PLAN_INTERVAL_S, reconciliation.plan_daily, svc)))
+        if followed is not None and channel is None:
+            tasks.append(asyncio.create_task(_every(settings.sandbox_clock_poll_s, _read_sandbox_clock, svc)))
         yield
         for task in tasks:
             task.cancel()
@@ -97,7 +115,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app.cleanup_ctx.append(services_ctx)
     if run_workers:
         app.cleanup_ctx.append(workers_ctx)
-    for module in (orders, channel_notify, mall, openapi, profitsharing, refunds):
+    for module in (orders, channel_notify, mall, openapi, profitsharing, refunds, bills):
         app.router.add_routes(module.routes)
     return app
 
@@ -132,4 +150,9 @@ async def _every(interval_s: float, job, svc: Services) -> None:
 
 async def _forget_old_nonces(svc: Services) -> None:
     async with svc.pool.acquire() as conn:
-        await clients_repo.forget_nonces_before(conn, auth.nonce_cutoff(svc.clock(), svc.settings.signature_window_s))
+        await clients_repo.forget_nonces_before(conn, auth.nonce_cutoff(svc.signature_clock(),
+                                                                         svc.settings.signature_window_s))
+
+
+async def _read_sandbox_clock(svc: Services) -> None:
+    await svc.channel.read_sandbox_clock()
