@@ -18,6 +18,13 @@ CHANNEL_EMULATOR = "emulator"
 CHANNEL_WECHATPAY = "wechatpay"
 
 
+# Earlier names of settings, still read: the unpaid-order check was called "reconcile".
+RENAMED_ENV = {
+    "MALLPAY_RECONCILE_INTERVAL_S": "MALLPAY_UNPAID_CHECK_INTERVAL_S",
+    "MALLPAY_RECONCILE_BATCH_MAX": "MALLPAY_UNPAID_CHECK_BATCH_MAX",
+}
+
+
 class SettingsError(ValueError):
     """A configuration value is missing or out of range; the process must not start."""
 
@@ -63,8 +70,9 @@ class Settings:
 
     unpaid_order_query_after_s: int = 60
     query_sync_after_s: int = 5
-    reconcile_interval_s: float = 10.0
-    reconcile_batch_max: int = 100
+    # The unpaid-order check (not reconciliation, which matches the channel's bills).
+    unpaid_check_interval_s: float = 10.0
+    unpaid_check_batch_max: int = 100
     order_expire_after_s: int = 2 * 3600
 
     # Splitting: the channel refuses splits for about a minute after payment; orders are
@@ -110,6 +118,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
+        for old, new in RENAMED_ENV.items():
+            if old in env and new not in env:
+                env[new] = env[old]
         values: dict = {}
         if env.get("DATABASE_URL"):
             values["database_url"] = env["DATABASE_URL"]
@@ -133,7 +144,7 @@ class Settings:
         positive = (
             "port", "serve_workers", "signature_window_s", "nonce_batch_max", "body_bytes_max",
             "db_pool_size_min", "db_pool_size_max", "outbox_workers", "outbox_batch_max",
-            "outbox_poll_interval_ms", "reconcile_batch_max", "order_expire_after_s",
+            "outbox_poll_interval_ms", "unpaid_check_batch_max", "order_expire_after_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:

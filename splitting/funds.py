@@ -168,14 +168,14 @@ def reserve_split(funds: OrderFunds, amounts: list[tuple[str, bool, int]], purpo
                    splits_requested=funds.splits_requested + 1, lines=tuple(lines))
 
 
-def settle_split(funds: OrderFunds, account: str, fen: int, *, succeeded: bool) -> OrderFunds:
+def record_split_result(funds: OrderFunds, account: str, fen: int, *, succeeded: bool) -> OrderFunds:
     """The channel's result for one receiver of a reserved split."""
     line = funds.line(account)
     assert line is not None and 0 < fen <= line.reserved_fen, (account, fen, line)
     assert fen <= funds.reserved_fen, (fen, funds.reserved_fen)
-    settled = replace(line, reserved_fen=line.reserved_fen - fen,
+    recorded = replace(line, reserved_fen=line.reserved_fen - fen,
                       split_fen=line.split_fen + (fen if succeeded else 0))
-    lines = tuple(settled if l.account == account else l for l in funds.lines)
+    lines = tuple(recorded if l.account == account else l for l in funds.lines)
     frozen = funds.frozen_fen - fen if succeeded else funds.frozen_fen
     return replace(funds, reserved_fen=funds.reserved_fen - fen, frozen_fen=frozen, lines=lines)
 

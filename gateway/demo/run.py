@@ -68,7 +68,7 @@ async def run_demo(settings: Settings, *, shoppers: int, seconds: float, stores:
         gateway_url = f"http://127.0.0.1:{gateway_port}"
         emulator_url = await _start(stack, _emulator_app(settings, gateway_url, clock))
         settings = settings.with_(channel_url=emulator_url, public_url=gateway_url, outbox_poll_interval_ms=50,
-                                  reconcile_interval_s=2.0, split_first_try_after_s=DEMO_SPLIT_AFTER_PAYMENT_S,
+                                  unpaid_check_interval_s=2.0, split_first_try_after_s=DEMO_SPLIT_AFTER_PAYMENT_S,
                                   split_retry_s=1, job_retry_base_s=1, jobs_poll_interval_ms=200)
         identity = load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
         app = create_app(settings, database_url=database_url, identity=identity, clock=clock)

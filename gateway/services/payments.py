@@ -27,7 +27,7 @@ class PaymentOutcome(enum.Enum):
     OTHER_MALL = "other_mall"
 
     @property
-    def settled(self) -> bool:
+    def in_books(self) -> bool:
         """True when the channel may stop telling us: the payment is in the books."""
         return self in (PaymentOutcome.APPLIED, PaymentOutcome.ALREADY_APPLIED)
 
@@ -46,7 +46,7 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
             outcome = PaymentOutcome.ALREADY_APPLIED
         else:
             outcome = PaymentOutcome(await _apply(svc, conn, row, trade))
-    if not outcome.settled:
+    if not outcome.in_books:
         # The channel took money we cannot place: an operator must look. Not acking
         # keeps the channel retrying, so the case stays visible until resolved.
         log.error("payment_not_applicable", outcome=outcome.value, sub_mchid=trade.sub_mchid,
@@ -99,11 +99,11 @@ async def sync_with_channel(svc: Services, row):
 
 async def check_due_unpaid_orders(svc: Services) -> int:
     """One pass of the unpaid-order check: find payments whose notification was lost,
-    close orders past their expiry. Bounded by `reconcile_batch_max` per pass."""
+    close orders past their expiry. Bounded by `unpaid_check_batch_max` per pass."""
     now = svc.clock()
     recheck_at = now + timedelta(seconds=svc.settings.unpaid_order_query_after_s)
     async with svc.pool.acquire() as conn:
-        due = await orders_repo.claim_due_unpaid(conn, now, recheck_at, svc.settings.reconcile_batch_max)
+        due = await orders_repo.claim_due_unpaid(conn, now, recheck_at, svc.settings.unpaid_check_batch_max)
     for row in due:
         fresh = await sync_with_channel(svc, row)
         if fresh is not None and fresh["state"] == "NOTPAY" and fresh["time_expire"] <= now:

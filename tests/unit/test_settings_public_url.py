@@ -17,3 +17,8 @@ def test_set_public_url_is_kept_whatever_the_port():
     settings = Settings.from_env({"MALLPAY_PUBLIC_URL": "https://pay.mall.example.com"})
     assert settings.with_(port=9000).public_url == "https://pay.mall.example.com"
     assert Settings().with_(public_url="https://relay.example").with_(port=1).public_url == "https://relay.example"
+
+
+def test_the_unpaid_order_check_reads_its_new_and_its_former_names():
+    assert Settings.from_env({"MALLPAY_UNPAID_CHECK_INTERVAL_S": "3"}).unpaid_check_interval_s == 3.0
+    assert Settings.from_env({"MALLPAY_RECONCILE_BATCH_MAX": "7"}).unpaid_check_batch_max == 7

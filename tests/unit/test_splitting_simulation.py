@@ -30,7 +30,7 @@ from ledger.accounts import Bound, balance_respects
 from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.transfers import Transfer
 from splitting import postings
-from splitting.funds import OrderFunds, plan_refund, reserve_split, settle_split, unfreeze
+from splitting.funds import OrderFunds, plan_refund, reserve_split, record_split_result, unfreeze
 from splitting.rules import (
     BPS_DENOMINATOR, DEFAULT_MAX_RATIO_BPS, RECEIVERS_PER_SPLIT_MAX, Approval, Contract, SplitRefused, cap_fen,
     check_contract, share_fen,
@@ -219,7 +219,7 @@ class Mall:
             _, parts = order.in_flight.pop(out_order_no)
             confirmed = []
             for (account, _, fen), succeeded in zip(parts, results):
-                order.funds = settle_split(order.funds, account, fen, succeeded=succeeded)
+                order.funds = record_split_result(order.funds, account, fen, succeeded=succeeded)
                 if succeeded:
                     confirmed.append((account, fen))
             if confirmed:  # one transfer per split order: its (kind, ref) is unique
