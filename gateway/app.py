@@ -99,7 +99,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         svc = app[SERVICES]
         tasks = [asyncio.create_task(app[OUTBOX].run_worker(woken=index == 0))
                  for index in range(settings.outbox_workers)]
-        tasks.append(asyncio.create_task(_every(settings.reconcile_interval_s, payments.check_due_unpaid_orders, svc)))
+        tasks.append(asyncio.create_task(_every(settings.unpaid_check_interval_s, payments.check_due_unpaid_orders, svc)))
         tasks.append(asyncio.create_task(_every(settings.jobs_poll_interval_ms / 1000, scheduler.run_due_jobs, svc)))
         tasks.append(asyncio.create_task(_every(settings.signature_window_s, _forget_old_nonces, svc)))
         tasks.append(asyncio.create_task(_every(reconciliation.PLAN_INTERVAL_S, reconciliation.plan_daily, svc)))
