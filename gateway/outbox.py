@@ -63,20 +63,16 @@ class OutboxDelivery:
         self._timeout = aiohttp.ClientTimeout(total=svc.settings.outbox_delivery_timeout_s)
         self.wakeup = asyncio.Event()
 
-    async def run_worker(self) -> None:
-        poll_s = self._svc.settings.outbox_poll_interval_ms / 1000
-        while True:
-            try:
-                delivered = await self.deliver_due()
-            except (OSError, asyncio.TimeoutError) as exc:
-                log.warning("outbox_pass_failed", error=type(exc).__name__)
-                delivered = 0
-            if delivered == 0:
-                try:
-                    await asyncio.wait_for(self.wakeup.wait(), poll_s)
-                except asyncio.TimeoutError:
-                    pass
-                self.wakeup.clear()
+    async def pause_after(self, delivered: int) -> None:
+        """Between passes (run by gateway.background): straight on while there was work,
+        else until a payment wakes the workers or the poll interval passes."""
+        if delivered:
+            return
+        try:
+            await asyncio.wait_for(self.wakeup.wait(), self._svc.settings.outbox_poll_interval_ms / 1000)
+        except asyncio.TimeoutError:
+            pass
+        self.wakeup.clear()
 
     async def deliver_due(self) -> int:
         """One pass: claim up to `outbox_batch_max` due rows and try each once."""
@@ -86,7 +82,12 @@ class OutboxDelivery:
         async with self._svc.pool.acquire() as conn:
             rows = await outbox_repo.claim_due(conn, now, now + lease, settings.outbox_batch_max)
         if rows:
-            await asyncio.gather(*(self._deliver(row) for row in rows))
+            # Every row's attempt finishes (and records its outcome) before a failure of one
+            # is raised to the loop's supervisor; an unrecorded row is retried after its lease.
+            outcomes = await asyncio.gather(*(self._deliver(row) for row in rows), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         return len(rows)
 
     async def _deliver(self, row) -> None:

@@ -104,8 +104,12 @@ PATHS = {
         "responses": {"204": {"description": "applied"}, "401": {"description": "rejected"},
                       "500": {"description": "not applied; the channel retries"}}}},
     "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
-    "/health": {"get": {"summary": "Liveness and database reachability",
-                        "responses": {"200": {"description": "ok"}}}},
+    "/health": {"get": {"summary": "Liveness: the process is up (touches nothing else)",
+                        "responses": {"200": {"description": "up"}}}},
+    "/health/ready": {"get": {"summary": "Readiness: database reachable, every background loop running, "
+                                         "plus informational checks",
+                              "responses": {"200": {"description": "ready"},
+                                            "503": {"description": "not ready; the body says which check failed"}}}},
 }
 
 _AMOUNT = {"type": "object", "required": ["total"], "properties": {
@@ -224,11 +228,3 @@ DOCUMENT = {
 @routes.get("/openapi.json")
 async def document(_request: web.Request) -> web.Response:
     return web.Response(body=json_bytes(DOCUMENT), content_type="application/json", charset="utf-8")
-
-
-@routes.get("/health")
-async def health(request: web.Request) -> web.Response:
-    from gateway.api import services_of
-    async with services_of(request).pool.acquire() as conn:
-        await conn.fetchval("SELECT 1")
-    return web.Response(body=b'{"status":"ok"}', content_type="application/json", charset="utf-8")
