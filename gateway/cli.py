@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    serve.add_argument("--workers", type=_positive_int, help="gateway processes sharing the port (default MALLPAY_SERVE_WORKERS)")
     serve.set_defaults(run=_serve)
 
     emulator = sub.add_parser("emulator", help="run the WeChat Pay emulator")
@@ -94,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _with_database(settings: Settings):
     """The database URL (starting the embedded server when DATABASE_URL is unset)."""
     from gateway.db import resolve_database_url
@@ -102,21 +110,17 @@ def _with_database(settings: Settings):
 
 
 def _serve(settings: Settings, args) -> int:
-    from aiohttp import web
-
-    from gateway.app import create_app
     from gateway.db.migrate import migrate
     from gateway.logging import configure_logging
+    from gateway.serve import serve
 
-    settings = settings.with_(host=args.host or settings.host, port=args.port or settings.port)
+    settings = settings.with_(host=args.host or settings.host, port=args.port or settings.port,
+                              serve_workers=args.workers or settings.serve_workers)
     configure_logging(settings.log_level)
     url, _server = _with_database(settings)
     if settings.migrate_on_start and not args.no_migrate:
         asyncio.run(migrate(url))
-    _use_uvloop()
-    web.run_app(create_app(settings, database_url=url), host=settings.host, port=settings.port,
-                access_log=None, print=lambda text: print(text, file=sys.stderr))
-    return 0
+    return serve(settings, url, settings.serve_workers)
 
 
 def _emulator(settings: Settings, args) -> int:

@@ -1,0 +1,64 @@
+"""API clients and their keys (rotation, revocation): /v3/mall/clients."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api import caller_of, services_of
+from gateway.api.middleware import CLIENT_KEYS, json_body
+from gateway.api.mall.common import require_role
+from gateway.api.orders import json_response
+from gateway.errors import ParamError, ResourceNotExists
+from gateway.repo.clients import revoke_client_key
+from gateway.services import onboarding
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v3/mall/clients")
+async def create_client(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise ParamError("body", "not_an_object")
+    name = body.get("name") or body.get("role")
+    if not isinstance(name, str) or len(name) > onboarding.NAME_CHARS_MAX:
+        raise ParamError("name", "bad_length_or_characters")
+    svc = services_of(request)
+    created = await onboarding.create_client(
+        svc.pool, mall_id=caller.mall_id, role=body.get("role"), sub_mchid=body.get("sub_mchid"),
+        name=name, public_key_pem=body.get("public_key"),
+    )
+    return json_response({
+        "mchid": created.client_id, "sp_mchid": caller.mall_id, "appid": caller.sp_appid,
+        "merchant_serial_no": created.serial_no, "apiv3_key": created.apiv3_key.reveal().decode(),
+        "public_key_id": svc.identity.public_key_id,
+        "public_key": svc.identity.public_key_pem.decode(),
+    })
+
+
+@routes.post("/v3/mall/clients/{mchid}/keys")
+async def add_client_key(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise ParamError("body", "not_an_object")
+    serial_no = await onboarding.add_client_key(services_of(request).pool, caller.mall_id,
+                                                request.match_info["mchid"], body.get("public_key"))
+    return json_response({"mchid": request.match_info["mchid"], "serial_no": serial_no})
+
+
+@routes.delete("/v3/mall/clients/{mchid}/keys/{serial_no}")
+async def revoke_key(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    svc = services_of(request)
+    mchid, serial_no = request.match_info["mchid"], request.match_info["serial_no"]
+    async with svc.pool.acquire() as conn:
+        revoked = await revoke_client_key(conn, caller.mall_id, mchid, serial_no, svc.clock())
+    if not revoked:
+        raise ResourceNotExists("key_not_found")
+    request.app[CLIENT_KEYS].forget(mchid)
+    return web.Response(status=204)
