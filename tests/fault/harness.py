@@ -183,7 +183,7 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         await self._database()
         identity = load_or_create_identity(None, self.settings.data_dir)
-        app_creds, finance_creds = await self._seed()
+        app_creds, finance_creds, self.admin_creds = await self._seed()
         gateway_port, emulator_port, notify_port = free_port(), free_port(), free_port()
         self.gateway_url = f"http://127.0.0.1:{gateway_port}"
         self.emulator_url = f"http://127.0.0.1:{emulator_port}"
@@ -206,6 +206,7 @@ class Stack:
         public_key = identity.private_key.public_key()
         self.client = SignedClient(self.gateway_url, app_creds, public_key, self.session)
         self.finance = SignedClient(self.gateway_url, finance_creds, public_key, self.session)
+        self.gateway_public_key = public_key
         self.notifications = Notifications(public_key, app_creds.apiv3_key, notify_port)
         await self.notifications.start()
         return self
@@ -225,7 +226,7 @@ class Stack:
         self.database_url = with_database(self.server_dsn, name)
         await migrate(self.database_url)
 
-    async def _seed(self) -> tuple[ClientCredentials, ClientCredentials]:
+    async def _seed(self) -> tuple[ClientCredentials, ClientCredentials, ClientCredentials]:
         pool = await create_pool(self.database_url, min_size=1, max_size=2, statement_timeout_ms=30_000)
         try:
             s = self.settings
@@ -235,7 +236,7 @@ class Stack:
                     mall_id=s.sp_mchid, sub_mchid=sub_mchid, name=f"Fault store {sub_mchid}", floor="1F",
                     category="fault", sub_appid=None, **onboarding.CONTRACT_DEFAULTS))
             creds = []
-            for role, index in (("mall_app", 0), ("finance", 1)):
+            for role, index in (("mall_app", 0), ("finance", 1), ("admin", 2)):
                 key = test_key(index)
                 created = await onboarding.create_client(
                     pool, mall_id=s.sp_mchid, role=role, sub_mchid=None, name=f"fault {role}",
@@ -244,7 +245,7 @@ class Stack:
                                                created.apiv3_key.reveal()))
         finally:
             await pool.close()
-        return creds[0], creds[1]
+        return creds[0], creds[1], creds[2]
 
     async def wait_ok(self, child: Child, url: str, wait_s: float = READY_WAIT_S_MAX) -> float:
         """Seconds until `url` answers 200."""
