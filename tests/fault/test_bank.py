@@ -14,6 +14,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from gateway.db import DATABASE_UNAVAILABLE
 from ledger import repo as ledger_repo
 from tests.fault.harness import SP_MCHID, Stack, Tally, settled
 
@@ -58,7 +59,7 @@ async def splitter_and_refunder(stack: Stack, stop: asyncio.Event, outcomes: dic
     while not stop.is_set():
         try:
             candidates = [o for o in await paid_orders(stack) if o[1] not in done]
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (*DATABASE_UNAVAILABLE, asyncpg.PostgresError):  # the database is a fault target too
             await asyncio.sleep(0.2)
             continue
         for store, out_trade_no, transaction_id, total in candidates[:3]:
