@@ -7,6 +7,7 @@ not handed in is built from settings and torn down with the app (aiohttp cleanup
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import aiohttp
@@ -14,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from gateway import auth
-from gateway.api import SERVICES, channel_notify, health, mall, middleware, openapi, orders, profitsharing, refunds
+from gateway.api import SERVICES, bills, channel_notify, health, mall, middleware, openapi, orders, profitsharing, refunds
 from gateway.background import BackgroundLoops
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
@@ -22,9 +23,12 @@ from gateway.db import create_pool
 from gateway.health import HEALTH, CheckResult, HealthChecks
 from gateway.identity import load_or_create_identity
 from gateway.netguard import PublicOnlyResolver
+from gateway.nonces import NonceBook
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
-from gateway.services import onboarding, payments, scheduler
+from gateway.repo import jobs as jobs_repo
+from gateway.sandbox_clock import OFFSET_HEADER as SANDBOX_OFFSET_HEADER, FollowedClock
+from gateway.services import onboarding, payments, reconciliation, scheduler
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -61,6 +65,13 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app[HEALTH] = HealthChecks(settings.health_check_timeout_ms / 1000)
     app[HEALTH].add("database", _database_answers)
     app[HEALTH].add("background_loops", _loops_running)
+    app[HEALTH].add("dead_jobs", _dead_jobs, required=False)
+    app[middleware.NONCES] = NonceBook(settings.nonce_batch_max)
+    signing_executor = (ThreadPoolExecutor(settings.signing_threads, thread_name_prefix="mallpay-sign")
+                        if settings.signing_threads else None)
+    app[middleware.SIGNING_EXECUTOR] = signing_executor
+    # With the emulator, business time follows its sandbox clock; signatures keep `clock`.
+    followed = FollowedClock(clock) if settings.channel_is_emulator else None
 
     async def services_ctx(app: web.Application):
         own_pool = pool is None
@@ -76,33 +87,42 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         the_channel = channel or WeChatPayChannel(
             channel_credentials(settings), settings.channel_url, session,
             settings.channel_timeout_s, clock,
+            on_answer_headers=None if followed is None else (
+                lambda headers: followed.follow_header(headers.get(SANDBOX_OFFSET_HEADER))),
         )
-        svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=clock, identity=identity)
+        svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=followed or clock,
+                       identity=identity, signature_clock=clock)
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
-        app[OUTBOX] = OutboxDelivery(svc, notify_session)
+        app[OUTBOX] = OutboxDelivery(svc, notify_session, signing_executor)
         app[channel_notify.OUTBOX_WAKEUP] = app[OUTBOX].wakeup
         yield
         await session.close()
         await notify_session.close()
         if own_pool:
             await the_pool.close()
+        if signing_executor is not None:
+            signing_executor.shutdown()
 
     async def workers_ctx(app: web.Application):
         svc, loops, outbox = app[SERVICES], app[BACKGROUND], app[OUTBOX]
         for index in range(settings.outbox_workers):
-            loops.start(f"outbox_{index}", outbox.deliver_due, outbox.pause_after)
+            loops.start(f"outbox_{index}", outbox.deliver_due, outbox.pause_after(woken=index == 0))
         loops.start_every("unpaid_orders", settings.reconcile_interval_s,
                           lambda: payments.check_due_unpaid_orders(svc))
         loops.start_every("scheduler", settings.jobs_poll_interval_ms / 1000, lambda: scheduler.run_due_jobs(svc))
         loops.start_every("nonce_cleanup", settings.signature_window_s, lambda: _forget_old_nonces(svc))
+        loops.start_every("reconciliation_plan", reconciliation.PLAN_INTERVAL_S,
+                          lambda: reconciliation.plan_daily(svc))
+        if followed is not None and channel is None:
+            loops.start_every("sandbox_clock", settings.sandbox_clock_poll_s, lambda: _read_sandbox_clock(svc))
         yield
         await loops.stop()
 
     app.cleanup_ctx.append(services_ctx)
     if run_workers:
         app.cleanup_ctx.append(workers_ctx)
-    for module in (orders, channel_notify, health, mall, openapi, profitsharing, refunds):
+    for module in (orders, channel_notify, health, mall, openapi, profitsharing, refunds, bills):
         app.router.add_routes(module.routes)
     return app
 
@@ -134,6 +154,17 @@ async def _loops_running(app: web.Application) -> CheckResult:
     return CheckResult(not loops.not_running(), {"loops": loops.as_json()})
 
 
+async def _dead_jobs(app: web.Application) -> CheckResult:
+    # Jobs that gave up wait for an operator (GET /v3/mall/jobs): counted, not a failure.
+    async with app[SERVICES].pool.acquire() as conn:
+        return CheckResult(True, {"count": await jobs_repo.dead_count(conn)})
+
+
 async def _forget_old_nonces(svc: Services) -> None:
     async with svc.pool.acquire() as conn:
-        await clients_repo.forget_nonces_before(conn, auth.nonce_cutoff(svc.clock(), svc.settings.signature_window_s))
+        await clients_repo.forget_nonces_before(conn, auth.nonce_cutoff(svc.signature_clock(),
+                                                                         svc.settings.signature_window_s))
+
+
+async def _read_sandbox_clock(svc: Services) -> None:
+    await svc.channel.read_sandbox_clock()

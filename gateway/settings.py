@@ -42,6 +42,11 @@ class Settings:
     emulator_port: int = 8090
 
     signature_window_s: int = 300
+    nonce_batch_max: int = 256
+    # Threads that make the gateway's response and notification signatures; 0: on the
+    # event loop. RSA signing releases the GIL, so a thread lets one process use a
+    # second core for it.
+    signing_threads: int = 0
     body_bytes_max: int = 64 * 1024
 
     db_pool_size_min: int = 2
@@ -73,10 +78,21 @@ class Settings:
     split_first_try_after_s: int = 65
     finish_before_unfreeze_s: int = 24 * 3600
     split_retry_s: int = 20
+    # The channel's own cap per store (merchant-configs) is asked again once this old.
+    channel_cap_fresh_s: int = 300
+    # With the emulator as the channel: how often the gateway reads its sandbox clock.
+    sandbox_clock_poll_s: float = 1.0
     jobs_batch_max: int = 32
     jobs_poll_interval_ms: int = 500
     job_attempts_max: int = 20
     job_retry_base_s: int = 30
+
+    # Reconciliation (SPEC 6): the channel's bills of day D (China time) are ready from
+    # 10:00 on D+1; the daily run starts this many minutes after midnight China time on
+    # D+1, retrying (job_retry_base_s backoff) while a bill is not ready yet.
+    reconcile_daily: bool = True
+    reconcile_at_minute: int = 10 * 60 + 30
+    reconcile_stores_concurrency: int = 4  # fund-flow bills downloaded at once
 
     log_level: str = "info"
     client_key_cache_s: float = 5.0
@@ -112,7 +128,7 @@ class Settings:
         if self.channel == CHANNEL_WECHATPAY and urlsplit(self.channel_url).scheme != "https":
             raise SettingsError("the real WeChat Pay channel is reached over https only")
         positive = (
-            "port", "serve_workers", "signature_window_s", "body_bytes_max",
+            "port", "serve_workers", "signature_window_s", "nonce_batch_max", "body_bytes_max",
             "db_pool_size_min", "db_pool_size_max", "outbox_workers", "outbox_batch_max",
             "outbox_poll_interval_ms", "reconcile_batch_max", "order_expire_after_s",
             "db_acquire_timeout_ms", "loop_backoff_initial_ms", "loop_backoff_max_ms", "health_check_timeout_ms",
@@ -121,6 +137,10 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
+        if self.signing_threads < 0:
+            raise SettingsError("MALLPAY_SIGNING_THREADS must be 0 (sign on the event loop) or more")
+        if not 0 <= self.reconcile_at_minute < 24 * 60 or self.reconcile_stores_concurrency <= 0:
+            raise SettingsError("MALLPAY_RECONCILE_AT_MINUTE must be within a day, concurrency positive")
         if self.db_pool_size_min > self.db_pool_size_max:
             raise SettingsError("MALLPAY_DB_POOL_SIZE_MIN exceeds MALLPAY_DB_POOL_SIZE_MAX")
         if self.loop_backoff_initial_ms > self.loop_backoff_max_ms:

@@ -9,6 +9,7 @@ import json
 import re
 import time
 import uuid
+from concurrent.futures import Executor
 
 import structlog
 from aiohttp import web
@@ -20,6 +21,7 @@ from gateway.db import CONNECTION_BROKEN, DATABASE_UNAVAILABLE
 from gateway.errors import (
     ApiError, BodyReadTimeout, BodyTooLarge, DatabaseUnavailable, ResourceNotExists, UnsupportedContentType,
 )
+from gateway.nonces import NonceBook
 from gateway.wire import json_bytes
 
 log = structlog.get_logger(__name__)
@@ -72,7 +74,7 @@ async def sign_responses(request: web.Request, handler):
     # The channel does not verify what the gateway answers to its notifications.
     if not request.path.startswith("/channel/") and isinstance(response, web.Response) and not response.prepared:
         svc = request.app[SERVICES]
-        auth.sign_response(response, svc.identity, svc.clock)
+        await auth.sign_response(response, svc.identity, svc.signature_clock, request.app[SIGNING_EXECUTOR])
     return response
 
 
@@ -146,7 +148,7 @@ async def _answer_and_close(request: web.Request, response: web.Response) -> web
     """Send `response` now (signed, with the request id) and close the connection: left to
     aiohttp, it would linger up to 10 s reading the rest of a body that is not coming."""
     svc = request.app[SERVICES]
-    auth.sign_response(response, svc.identity, svc.clock)
+    await auth.sign_response(response, svc.identity, svc.signature_clock, request.app[SIGNING_EXECUTOR])
     response.headers["Request-ID"] = request[REQUEST_ID]
     response.force_close()
     await response.prepare(request)
@@ -161,7 +163,7 @@ async def authenticate(request: web.Request, handler):
         return await handler(request)
     svc = request.app[SERVICES]
     request[CALLER] = await auth.authenticate(
-        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], clock=svc.clock,
+        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], nonces=request.app[NONCES], clock=svc.signature_clock,
         window_s=svc.settings.signature_window_s,
     )
     structlog.contextvars.bind_contextvars(client_id=request[CALLER].client_id)
@@ -178,6 +180,9 @@ async def check_text(request: web.Request, handler):
 
 
 CLIENT_KEYS = web.AppKey("client_keys", auth.ClientKeyCache)
+NONCES = web.AppKey("nonces", NonceBook)
+# Threads that make response signatures (MALLPAY_SIGNING_THREADS); None: on the event loop.
+SIGNING_EXECUTOR = web.AppKey("signing_executor", Executor)
 
 
 async def json_body(request: web.Request):

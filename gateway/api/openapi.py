@@ -36,6 +36,11 @@ def _param(name: str, where: str = "query") -> dict:
     return {"name": name, "in": where, "required": True, "schema": {"type": "string"}}
 
 
+def _optional(name: str, description: str = "") -> dict:
+    optional = {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+    return {**optional, "description": description} if description else optional
+
+
 SCOPE = [_param("sp_mchid"), _param("sub_mchid")]
 
 PATHS = {
@@ -98,9 +103,50 @@ PATHS = {
                                                   params=[_param("mchid", "path")])},
     "/v3/mall/clients/{mchid}/keys/{serial_no}": {"delete": _op(
         "Revoke a client key", ok=204, params=[_param("mchid", "path"), _param("serial_no", "path")])},
-    "/v3/mall/ledger/trial-balance": {"get": _op("Trial balance of the mall's ledger (finance)",
-                                                 result="TrialBalance")},
+    "/v3/mall/ledger/trial-balance": {"get": _op(
+        "Trial balance of the mall's ledger, now or at an instant (finance, admin)", result="TrialBalance",
+        params=[_optional("at", "ISO 8601 instant with offset; transfers created before it count")])},
+    "/v3/mall/ledger/balances": {"get": _op(
+        "Balances of named accounts, now or at an instant (finance, admin)",
+        params=[_param("account"), _optional("at", "ISO 8601 instant with offset")])},
+    "/v3/mall/ledger/export": {"get": _op(
+        "Ledger transfers of a range as CSV, JSON Lines or beancount, streamed from one snapshot (finance, admin)",
+        params=[_param("from"), _param("to"), _optional("format", "csv (default), jsonl or beancount")])},
+    "/v3/mall/statements": {"get": _op(
+        "A store's statement for a China-time day or range, JSON or WeChat trade-bill style CSV "
+        "(a tenant: its own store only; finance, admin: any)",
+        params=[_param("sub_mchid"), _param("date"), _optional("to", "last day, inclusive (YYYY-MM-DD)"),
+                _optional("format", "json (default) or csv")])},
     "/v3/mall/notifications": {"get": _op("Notification delivery counts and dead letters (admin)")},
+    "/v3/bill/tradebill": {"get": _op(
+        "Apply for the trade bill of a China-time day (the caller's orders; a tenant: its store only)",
+        result="BillLink", params=[_param("bill_date"), _optional("sub_mchid"), _optional("bill_type"),
+                                   _optional("tar_type")])},
+    "/v3/profitsharing/bills": {"get": _op(
+        "Apply for the profit-sharing bill of a China-time day", result="BillLink",
+        params=[_param("bill_date"), _optional("sub_mchid"), _optional("tar_type")])},
+    "/v3/billdownload/file": {"get": _op(
+        "Download a bill applied for (WeChat's CSV, optionally GZIP; SHA-1 = hash_value; only by the client "
+        "that applied, within 10 minutes)", params=[_param("token")])},
+    "/v3/mall/payouts": {"get": _op(
+        "Payouts: money the channel paid from a store's balance to its bank (tenant: its own store only; "
+        "finance, admin: any or all)", result="Payouts",
+        params=[_optional("sub_mchid"), _param("from"), _param("to"), _optional("limit"), _optional("offset")])},
+    "/v3/mall/reconciliations": {
+        "get": _op("Reconciliation reports against the channel's bills, newest first (finance, admin)",
+                   params=[_optional("date"), _optional("limit"), _optional("offset")]),
+        "post": _op("Reconcile a past China-time day now: download its bills, book payouts, match (finance, admin)",
+                    body="ReconcileRequest", result="Reconciliation")},
+    "/v3/mall/reconciliations/{date}": {"get": _op(
+        "One day's reconciliation report with every discrepancy, what happened and what to do (finance, admin)",
+        result="Reconciliation", params=[_param("date", "path")])},
+    "/v3/mall/jobs": {"get": _op("The scheduler's jobs in one state (default dead: gave up), with the last error (admin)",
+                                 params=[{**_param("state"), "required": False}])},
+    "/v3/mall/jobs/{job_id}": {"get": _op("One job and the operators' actions on it (admin)",
+                                          params=[_param("job_id", "path")])},
+    "/v3/mall/jobs/{job_id}/{action}": {"post": _op(
+        "retry (start over) or resolve (settled by hand) a dead job, with a reason; recorded with who and when (admin)",
+        body="JobAction", params=[_param("job_id", "path"), _param("action", "path")])},
     "/channel/wechatpay/notify": {"post": {
         "summary": "Payment notifications from WeChat Pay (signed by the channel, not a client)",
         "responses": {"204": {"description": "applied"}, "401": {"description": "rejected"},
@@ -109,7 +155,7 @@ PATHS = {
     "/health": {"get": {"summary": "Liveness: the process is up (touches nothing else)",
                         "responses": {"200": {"description": "up"}}}},
     "/health/ready": {"get": {"summary": "Readiness: database reachable, every background loop running, "
-                                         "plus informational checks",
+                                         "plus informational checks (dead_jobs: jobs that gave up)",
                               "responses": {"200": {"description": "ready"},
                                             "503": {"description": "not ready; the body says which check failed"}}}},
 }
@@ -119,6 +165,8 @@ _AMOUNT = {"type": "object", "required": ["total"], "properties": {
     "currency": {"type": "string", "enum": ["CNY"]}}}
 
 SCHEMAS = {
+    "JobAction": {"type": "object", "required": ["reason"], "properties": {
+        "reason": {"type": "string", "minLength": 1, "maxLength": 500}}},
     "SplitOrderRequest": {"type": "object", "required": [
         "sub_mchid", "transaction_id", "out_order_no", "receivers", "unfreeze_unsplit"], "properties": {
         "sub_mchid": {"type": "string"}, "appid": {"type": "string"}, "transaction_id": {"type": "string"},
@@ -212,6 +260,28 @@ SCHEMAS = {
     "TrialBalance": {"type": "object", "properties": {
         "accounts": {"type": "array", "items": {"type": "object"}}, "totals": {"type": "object"},
         "balanced": {"type": "boolean"}}},
+    "Payouts": {"type": "object", "properties": {"offset": {"type": "integer"}, "limit": {"type": "integer"},
+        "data": {"type": "array", "items": {"type": "object", "properties": {
+            "sub_mchid": {"type": "string"}, "payout_id": {"type": "string"},
+            "amount": {"type": "integer", "description": "fen"}, "paid_at": {"type": "string"}}}}}},
+    "BillLink": {"type": "object", "properties": {
+        "download_url": {"type": "string"}, "hash_type": {"type": "string", "enum": ["SHA1"]},
+        "hash_value": {"type": "string"}}},
+    "ReconcileRequest": {"type": "object", "required": ["date"], "properties": {
+        "date": {"type": "string", "format": "date", "description": "a past China-time day"}}},
+    "Reconciliation": {"type": "object", "properties": {
+        "date": {"type": "string"}, "state": {"type": "string", "enum": ["running", "done"]},
+        "runs": {"type": "integer"}, "bills": {"type": "object", "description": "lines read per bill"},
+        "counts": {"type": "object", "description": "per bill: matched, missing_ours, missing_channel, "
+                                                    "amount_mismatch, status_mismatch, fee_mismatch"},
+        "started_at": {"type": "string"}, "finished_at": {"type": "string", "nullable": True},
+        "discrepancies": {"type": "array", "items": {"type": "object", "properties": {
+            "bill": {"type": "string", "enum": ["trade", "profitsharing", "fundflow"]},
+            "class": {"type": "string", "enum": ["missing_ours", "missing_channel", "amount_mismatch",
+                                                 "status_mismatch", "fee_mismatch"]},
+            "ref": {"type": "string"}, "sub_mchid": {"type": "string"}, "ours": {"type": "object", "nullable": True},
+            "channel": {"type": "object", "nullable": True}, "what": {"type": "string"},
+            "action": {"type": "string"}, "healed": {"type": "boolean"}}}}}},
 }
 
 DOCUMENT = {

@@ -64,10 +64,16 @@ class WeChatPayChannel:
         clock: Callable[[], datetime],
         *,
         response_bytes_max: int = RESPONSE_BYTES_MAX,
+        on_answer_headers=None,
     ):
         self._credentials = credentials
         self._clock = clock
-        self._http = SignedTransport(credentials, base_url, session, timeout_s, clock, response_bytes_max)
+        self._http = SignedTransport(credentials, base_url, session, timeout_s, clock, response_bytes_max,
+                                     on_answer_headers)
+
+    async def read_sandbox_clock(self) -> None:
+        """The emulator only: follow its sandbox clock (gateway.sandbox_clock)."""
+        await self._http.read_sandbox_clock()
 
     # -- orders ------------------------------------------------------------------------
 

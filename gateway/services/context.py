@@ -17,8 +17,13 @@ class Services:
     settings: Settings
     pool: object  # asyncpg.Pool
     channel: object  # gateway.channel.client.WeChatPayChannel
-    clock: Clock
+    clock: Clock  # business time: with the emulator, it follows the sandbox clock
     identity: GatewayIdentity
+    signature_clock: Clock | None = None  # transport time for signatures; `clock` when None
+
+    def __post_init__(self):
+        if self.signature_clock is None:
+            object.__setattr__(self, "signature_clock", self.clock)
 
     @property
     def channel_notify_url(self) -> str:

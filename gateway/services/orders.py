@@ -8,6 +8,7 @@ import structlog
 
 from gateway.channel import ChannelError, ChannelOrderRequest
 from gateway.errors import ChannelUnavailable, Conflict, InvalidRequest, NoAuth, OrderNotExist
+from gateway.repo import guides as guides_repo
 from gateway.repo import orders as orders_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
@@ -25,12 +26,12 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
     key = (caller.mall_id, req.sub_mchid, req.out_trade_no)
     now = svc.clock()
     async with svc.pool.acquire() as conn:
-        tenant = await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid)
-        if tenant is None:
-            raise NoAuth("store_not_in_mall", "sub_mchid is not a store of this mall")
-        row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, tenant, now))
+        await _check_guide(conn, caller.mall_id, req)
+        row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
         if row is None:
             row = await orders_repo.order(conn, *key)
+        if row is None and await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid) is None:
+            raise NoAuth("store_not_in_mall", "sub_mchid is not a store of this mall")
     if row is None:
         raise Conflict("request_in_progress", "retry shortly")  # raced with a channel refusal
     if row["request_hash"] != req.request_hash:
@@ -53,13 +54,27 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
         return await orders_repo.store_create_response(conn, key, prepay_id, response)
 
 
+async def _check_guide(conn, mall_id: str, req: OrderRequest) -> None:
+    """An order naming a guide names one of its own store: the reward would otherwise be
+    skipped without anyone knowing."""
+    guide_id = req.mall_info.get("guide_id")
+    if guide_id is None:
+        return
+    guide = await guides_repo.guide(conn, mall_id, guide_id)
+    if guide is None:
+        raise InvalidRequest("guide_not_found", "mall_info.guide_id names no guide of this mall", guide_id=guide_id)
+    if guide["sub_mchid"] != req.sub_mchid:
+        raise InvalidRequest("guide_of_another_store", "mall_info.guide_id names a guide of another store",
+                             guide_id=guide_id)
+
+
 def pay_params(svc: Services, row, prepay_id: str) -> dict:
     """What the mini-program passes to wx.requestPayment, signed with the mall's key."""
     app_id = row["sub_appid"] if row["payer_sub_openid"] else row["sp_appid"]
     return svc.channel.jsapi_pay_params(app_id, prepay_id)
 
 
-def _order_values(svc: Services, caller: Caller, req: OrderRequest, tenant, now: datetime) -> dict:
+def _order_values(svc: Services, caller: Caller, req: OrderRequest, now: datetime) -> dict:
     expire = req.time_expire or now + timedelta(seconds=svc.settings.order_expire_after_s)
     return {
         "mall_id": caller.mall_id, "sub_mchid": req.sub_mchid, "out_trade_no": req.out_trade_no,
@@ -67,8 +82,7 @@ def _order_values(svc: Services, caller: Caller, req: OrderRequest, tenant, now:
         "sub_appid": req.sub_appid, "description": req.description, "total_fen": req.total_fen,
         "currency": req.currency, "payer_sp_openid": req.payer_sp_openid,
         "payer_sub_openid": req.payer_sub_openid, "notify_url": req.notify_url,
-        "attach": req.attach, "profit_sharing": req.profit_sharing,
-        "fee_rate_bps": tenant.fee_rate_bps, "time_expire": expire, "mall_info": req.mall_info,
+        "attach": req.attach, "profit_sharing": req.profit_sharing, "time_expire": expire, "mall_info": req.mall_info,
         "created_at": now,
         "next_check_at": now + timedelta(seconds=svc.settings.unpaid_order_query_after_s),
     }

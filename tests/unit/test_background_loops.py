@@ -4,6 +4,7 @@ they run (gateway.background)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 import pytest
@@ -50,18 +51,21 @@ async def test_a_loop_survives_failing_passes_and_resumes(error):
 
 async def test_backoff_bounds_how_often_a_failing_pass_is_retried():
     loops = BackgroundLoops(backoff_initial_s=0.05, backoff_max_s=0.05)
-    calls = 0
+    called_at: list[float] = []
 
     async def always_fails():
-        nonlocal calls
-        calls += 1
+        called_at.append(time.monotonic())
         raise OSError("database away")
 
     state = loops.start_every("down", 0.0, always_fails)
-    await asyncio.sleep(0.3)
+    for _ in range(200):
+        if len(called_at) >= 3:
+            break
+        await asyncio.sleep(0.02)
     await loops.stop()
-    assert 3 <= calls <= 8, calls  # ~0.3 s / 0.05 s, not a hot loop
-    assert state.failures_in_row == calls and state.passes_ok == 0
+    gaps = [b - a for a, b in zip(called_at, called_at[1:])]
+    assert len(called_at) >= 3 and min(gaps) >= 0.045, gaps  # the backoff, not a hot loop
+    assert state.failures_in_row == len(called_at) and state.passes_ok == 0
 
 
 async def test_a_loop_that_ended_is_reported_not_running():

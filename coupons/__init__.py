@@ -1,0 +1,1 @@
+"""Cross-store coupons: targeting the next purchase (pure cores, no I/O, no clock)."""
