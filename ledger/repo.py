@@ -268,8 +268,12 @@ SELECT x.store AS sub_mchid, t.transfer_id, t.kind, t.ref, t.created_at, p.accou
 """
 
 # For that one big read, inside its transaction: no JIT compile (seconds, for a plan that
-# runs once) and room to hash the day in memory instead of spilling to disk.
-STATEMENT_BATCH_SETTINGS = "SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)"
+# runs once), room to hash the day in memory instead of spilling to disk, and a statement
+# timeout that fits a day of a busy mall (the pool's default is for single requests).
+STATEMENT_BATCH_SETTINGS = """
+SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
+       set_config('statement_timeout', '300s', true)
+"""
 
 # Every store account of the mall (`tenant:{sub_mchid}:...`).
 ALL_STORE_ACCOUNTS = "SELECT account FROM accounts WHERE mall_id = $1 AND starts_with(account, 'tenant:') ORDER BY account"
