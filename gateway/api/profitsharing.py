@@ -12,7 +12,7 @@ from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
 from gateway.errors import InvalidRequest, NoAuth, OrderNotExist, ParamError, ResourceNotExists
 from gateway.repo import guides as guides_repo
-from gateway.repo import splitting as repo
+from splitting import repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services import channel_caps, receivers as receivers_service
 from gateway.services import splits
@@ -205,9 +205,12 @@ async def delete_receiver(request: web.Request) -> web.Response:
     svc, caller = services_of(request), _mall_app(request)
     body = _object(await json_body(request))
     sub_mchid = _field(body, "sub_mchid", MCHID_RE)
+    if body.get("type") not in RECEIVER_TYPES:
+        raise ParamError("type", "unknown_receiver_type")
+    account = _field(body, "account", OPENID_RE)
     async with svc.pool.acquire() as conn:
-        row = await guides_repo.delete_receiver(conn, caller.mall_id, sub_mchid, body.get("type"),
-                                                body.get("account"), svc.clock())
+        row = await guides_repo.delete_receiver(conn, caller.mall_id, sub_mchid, body["type"], account,
+                                                svc.clock())
     if row is None:
         raise ResourceNotExists("receiver_not_found")
     return json_response({"sub_mchid": sub_mchid, "type": row["type"], "account": row["account"]})

@@ -17,7 +17,7 @@ from gateway.errors import NoAuth, ParamError
 from gateway.repo.clients import Caller
 from gateway.wire import canonical_json, parse_wechat_time
 
-OUT_TRADE_NO_RE = re.compile(r"[0-9A-Za-z_*-]{6,32}")
+OUT_TRADE_NO_RE = re.compile(r"[0-9A-Za-z_*|-]{6,32}")  # WeChat Pay partner JSAPI: [0-9A-Za-z_\-|*]
 MCHID_RE = re.compile(r"[0-9]{1,32}")  # WeChat merchant ids are digits
 APPID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 OPENID_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
@@ -217,6 +217,8 @@ def _notify_url(body: dict, allow_loopback_http: bool) -> str:
     if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
         raise ParamError("notify_url", "bad_format", "notify_url is an absolute URL without credentials or query")
     loopback = _is_loopback(parts.hostname)
+    if parts.scheme not in ("http", "https"):
+        raise ParamError("notify_url", "https_required", "notify_url must be https")
     if allow_loopback_http and loopback and port:
         return url  # local runs: the emulator, the demo and tests deliver on this machine
     if parts.scheme != "https":
