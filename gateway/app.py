@@ -26,6 +26,7 @@ from gateway.netguard import PublicOnlyResolver
 from gateway.nonces import NonceBook
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
+from gateway.repo import health as health_repo
 from gateway.repo import jobs as jobs_repo
 from gateway.sandbox_clock import OFFSET_HEADER as SANDBOX_OFFSET_HEADER, FollowedClock
 from gateway.services import onboarding, payments, reconciliation, scheduler
@@ -145,7 +146,7 @@ async def one_shot_services(settings: Settings, database_url: str, *, clock=utc_
 
 async def _database_answers(app: web.Application) -> CheckResult:
     async with app[SERVICES].pool.acquire() as conn:
-        await conn.fetchval("SELECT 1")
+        await health_repo.ping(conn)
     return CheckResult(True)
 
 

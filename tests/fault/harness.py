@@ -35,7 +35,7 @@ from gateway.identity import load_or_create_identity
 from gateway.repo.tenants import Tenant
 from gateway.services import onboarding
 from gateway.settings import Settings
-from ledger import repo as ledger_repo
+from gateway.invariants import check_invariants
 from tests.support import ClientCredentials, SignedClient, open_notification, order_body, test_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -412,7 +412,7 @@ async def verdict(stack: Stack, tally: Tally, *, fault_ended_at: float, notify_b
     conn = await asyncpg.connect(stack.database_url)
     try:
         rows = {r["out_trade_no"]: r for r in await conn.fetch(PAYMENTS_OF_ORDERS_SQL, list(tally.acknowledged))}
-        problems = await ledger_repo.check_invariants(conn)
+        problems = await check_invariants(conn)
     finally:
         await conn.close()
     lost = [no for no, (store, fen) in tally.acknowledged.items()
