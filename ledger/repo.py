@@ -160,6 +160,55 @@ SELECT t.transfer_id, t.kind, t.ref, t.created_at, p.accounts, p.amounts,
  ORDER BY t.created_at, t.transfer_id
 """
 
+# A whole day's statements at once (every store of the mall): one pass over the period's
+# transfers instead of one index walk per store. One row per (transfer, store it touched),
+# labelled from that store's own orders, refunds and split orders exactly as
+# STATEMENT_TRANSFERS labels them.
+STATEMENT_TRANSFERS_ALL_STORES = """
+WITH period AS MATERIALIZED (
+    SELECT t.mall_id, t.transfer_id, t.kind, t.ref, t.created_at FROM transfers t
+     WHERE t.mall_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+), parts AS MATERIALIZED (
+    -- The period's entries as one range of the entries' primary key (the transfer ids the
+    -- period spans), not one key lookup per transfer.
+    -- (Both arrays aggregate the same rows in the same order, so they pair up; which
+    -- order does not matter to a statement.)
+    SELECT e.transfer_id, array_agg(e.account) AS accounts, array_agg(e.amount_fen) AS amounts,
+           array_agg(DISTINCT split_part(e.account, ':', 2))
+               FILTER (WHERE starts_with(e.account, 'tenant:')) AS stores
+      FROM entries e
+     WHERE e.mall_id = $1
+       AND e.transfer_id BETWEEN (SELECT min(d.transfer_id) FROM period d) AND (SELECT max(d.transfer_id) FROM period d)
+     GROUP BY e.transfer_id
+)
+SELECT x.store AS sub_mchid, t.transfer_id, t.kind, t.ref, t.created_at, p.accounts, p.amounts,
+       coalesce(o.out_trade_no, r.out_trade_no, s.out_trade_no, sr.out_trade_no) AS out_trade_no,
+       coalesce(o.transaction_id, r.transaction_id, s.transaction_id) AS transaction_id,
+       s.purpose AS split_purpose
+  FROM period t
+  JOIN parts p ON p.transfer_id = t.transfer_id
+ CROSS JOIN LATERAL unnest(p.stores) AS x(store)
+  LEFT JOIN orders o ON t.kind = 'payment' AND o.mall_id = $1 AND o.sub_mchid = x.store
+                    AND o.out_trade_no = split_part(t.ref, '/', 2)
+  LEFT JOIN refunds r ON t.kind IN ('refund', 'refund_held', 'owed_by_guide') AND r.mall_id = $1
+                     AND r.sub_mchid = x.store AND r.out_refund_no = split_part(t.ref, '/', 2)
+  LEFT JOIN split_orders s ON t.kind IN ('split', 'unfreeze', 'recovery') AND s.mall_id = $1
+                          AND s.sub_mchid = x.store AND s.out_order_no = split_part(t.ref, '/', 2)
+  LEFT JOIN split_returns sr ON t.kind = 'split_return' AND sr.mall_id = $1
+                            AND sr.sub_mchid = x.store AND sr.out_return_no = split_part(t.ref, '/', 2)
+"""
+
+# For that one big read, inside its transaction: no JIT compile (seconds, for a plan that
+# runs once), room to hash the day in memory instead of spilling to disk, and a statement
+# timeout that fits a day of a busy mall (the pool's default is for single requests).
+STATEMENT_BATCH_SETTINGS = """
+SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
+       set_config('statement_timeout', '300s', true)
+"""
+
+# Every store account of the mall (`tenant:{sub_mchid}:...`).
+ALL_STORE_ACCOUNTS = "SELECT account FROM accounts WHERE mall_id = $1 AND starts_with(account, 'tenant:') ORDER BY account"
+
 TRIAL_BALANCE_AT = """
 SELECT a.account, a.currency, coalesce(sum(e.amount_fen) FILTER (WHERE t.created_at < $2), 0)::bigint AS balance_fen
   FROM accounts a
@@ -195,6 +244,17 @@ async def statement_transfers(conn, mall_id: str, sub_mchid: str, names: list[st
                               to_at: datetime) -> list:
     """Rows of STATEMENT_TRANSFERS; ledger.statements.LedgerTransfer is built by the caller."""
     return await conn.fetch(STATEMENT_TRANSFERS, mall_id, names, from_at, to_at, sub_mchid)
+
+
+async def all_store_accounts(conn, mall_id: str) -> list[str]:
+    return [r["account"] for r in await conn.fetch(ALL_STORE_ACCOUNTS, mall_id)]
+
+
+async def statement_transfers_all_stores(conn, mall_id: str, from_at: datetime, to_at: datetime) -> list:
+    """Rows of STATEMENT_TRANSFERS_ALL_STORES, each naming the store (`sub_mchid`) it is for,
+    in no order (a statement orders its lines). Run inside a transaction."""
+    await conn.execute(STATEMENT_BATCH_SETTINGS)
+    return await conn.fetch(STATEMENT_TRANSFERS_ALL_STORES, mall_id, from_at, to_at)
 
 
 async def trial_balance_at(conn, mall_id: str, at: datetime) -> list[tuple[str, str, int]]:

@@ -54,12 +54,24 @@ def statement_csv(statement: Statement) -> bytes:
     out.write(BOM)
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(LINE_HEADER)
+    # Amounts repeat across lines (zeros above all): each distinct one is formatted once.
+    ticked_yuan: dict[int, str] = {}
+    store = f"`{statement.sub_mchid}"
+    rows = []
     for line in statement.lines:
+        cells = [f"`{line.created_at.astimezone(CHINA).replace(tzinfo=None).isoformat(' ', 'seconds')}",
+                 f"`{line.label}", store, "`" if line.out_trade_no is None else f"`{line.out_trade_no}",
+                 "`" if line.transaction_id is None else f"`{line.transaction_id}", f"`{line.reference}",
+                 f"`{line.transfer_id}"]
         amounts = line.amounts_fen
-        writer.writerow(_ticked([
-            line.created_at.astimezone(CHINA).replace(tzinfo=None).isoformat(" ", "seconds"), line.label,
-            statement.sub_mchid, line.out_trade_no, line.transaction_id, line.reference, line.transfer_id,
-            *[yuan(amounts[c]) for c in COLUMNS]]))
+        for column in COLUMNS:
+            amount = amounts[column]
+            text = ticked_yuan.get(amount)
+            if text is None:
+                text = ticked_yuan[amount] = f"`{yuan(amount)}"
+            cells.append(text)
+        rows.append(cells)
+    writer.writerows(rows)
     writer.writerow(["总笔数 count", *(COLUMN_TITLES[c] for c in COLUMNS)])
     writer.writerow(_ticked([len(statement.lines), *(yuan(statement.totals_fen[c]) for c in COLUMNS)]))
     writer.writerow(ACCOUNT_HEADER)

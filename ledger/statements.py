@@ -128,6 +128,20 @@ def _column_of(account: str, sub_mchid: str) -> str:
     return "other"
 
 
+# Counterparty accounts repeat across a statement's lines (payer, channel:fees, ...): read
+# each name's column once. Bounded, since guide and receiver names are open-ended.
+_COLUMN_CACHE: dict[str, str] = {}
+_COLUMN_CACHE_MAX = 100_000
+
+
+def _column_cached(account: str) -> str:
+    column = _column_of(account, "")
+    if len(_COLUMN_CACHE) >= _COLUMN_CACHE_MAX:
+        _COLUMN_CACHE.clear()
+    _COLUMN_CACHE[account] = column
+    return column
+
+
 # Columns whose counterparty entry is what the store gave (a positive entry there means the
 # store's proceeds went down); gross and coupon subsidy are what the store received.
 _RECEIVED = {"gross", "coupon_subsidy"}
@@ -141,10 +155,10 @@ def read_line(transfer: LedgerTransfer, sub_mchid: str) -> Line:
         if account.startswith(prefix):
             movements[account] = movements.get(account, 0) + amount
         else:
-            column = _column_of(account, sub_mchid)
+            column = _COLUMN_CACHE.get(account) or _column_cached(account)
             amounts[column] += -amount if column in _RECEIVED else amount
-    amounts["payout"] = movements.get(settled, 0)
-    amounts["net"] = sum(amount for account, amount in movements.items() if account != settled)
+    payout = amounts["payout"] = movements.get(settled, 0)
+    amounts["net"] = sum(movements.values()) - payout
     expected = (amounts["gross"] - amounts["fee"] - amounts["commission"] - amounts["guide_rewards"]
                 - amounts["other_splits"] + amounts["coupon_subsidy"] - amounts["payout"] - amounts["other"])
     assert expected == amounts["net"], (transfer, amounts)  # the transfer balances, so this holds
@@ -165,7 +179,10 @@ def build_statement(*, sub_mchid: str, from_on: date, to_on: date, transfers: li
     for transfer in ordered:
         assert from_at <= transfer.created_at < to_at, transfer
     lines = tuple(read_line(t, sub_mchid) for t in ordered)
-    totals = {column: sum(line.amounts_fen[column] for line in lines) for column in COLUMNS}
+    totals = dict.fromkeys(COLUMNS, 0)
+    for line in lines:
+        for column, amount in line.amounts_fen.items():
+            totals[column] += amount
     moved: dict[str, int] = {}
     for line in lines:
         for account, amount in line.movements_fen.items():

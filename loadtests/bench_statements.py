@@ -1,6 +1,7 @@
 """Statements for a busy mall's day: every store's statement, one after the other.
 
-    python loadtests/bench_statements.py [--stores 200] [--orders 100000] [--server-dsn postgresql://...]
+    python loadtests/bench_statements.py [--stores 200] [--orders 100000] [--concurrency N | --all-stores]
+                                         [--server-dsn postgresql://...]
 
 A fresh database gets one China-time day of a mall (loadtests/ledger_history.py, seeded):
 payments, guide rewards, commission and brand splits, split returns, unfreezes, refunds and
@@ -104,6 +105,8 @@ async def main() -> None:
     parser.add_argument("--stores", type=int, default=200)
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=1, help="statements built at once (one connection each)")
+    parser.add_argument("--all-stores", action="store_true",
+                        help="build every store's statement in one pass (statements_of_all_stores)")
     parser.add_argument("--server-dsn", help="a PostgreSQL server (database `postgres`); default: embedded")
     args = parser.parse_args()
     stores = [str(1900000201 + n) for n in range(args.stores)]
@@ -128,8 +131,17 @@ async def main() -> None:
 
         try:
             started = time.perf_counter()
-            await asyncio.gather(*(one(store) for store in stores))
+            if args.all_stores:
+                for found in await statements.statements_of_all_stores(pool, MALL, DAY, DAY):
+                    size = len(statement_csv(found)) + len(json.dumps(statement_json(found)))
+                    results.append((time.perf_counter() - started, len(found.lines), found.ties, size))
+            else:
+                await asyncio.gather(*(one(store) for store in stores))
             elapsed = time.perf_counter() - started
+            if args.all_stores:  # the one pass gives each store exactly its own statement
+                together = await statements.statements_of_all_stores(pool, MALL, DAY, DAY)
+                for found in together[:3]:
+                    assert found == await statements.statement(pool, MALL, found.sub_mchid, DAY, DAY)
         finally:
             await pool.close()
         slowest = max(r[0] for r in results)

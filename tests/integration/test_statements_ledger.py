@@ -87,3 +87,20 @@ async def test_balances_at_an_instant(db_pool):
 
 def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_all_stores_at_once_equal_each_store_alone(db_pool, seed):
+    history = await _seed(db_pool, seed)
+    await add_tenant(db_pool, MALL, "1900000299")  # a store with no ledger history at all
+    rng = random.Random(seed)
+    for _ in range(3):
+        first = rng.choice(DAYS)
+        last = first + timedelta(days=rng.randrange(0, 3))
+        together = await statements.statements_of_all_stores(db_pool, MALL, first, last)
+        assert [s.sub_mchid for s in together] == sorted([*STORES, "1900000299"])
+        for batch in together:
+            alone = await statements.statement(db_pool, MALL, batch.sub_mchid, first, last)
+            assert batch == alone
+        assert sum(len(s.lines) for s in together) > 0
+    assert history.items
