@@ -13,7 +13,7 @@ transaction with durable commits (synchronous_commit on, fsync on):
 
 The Python side (one process, asyncio tasks over an asyncpg pool of N connections made
 by gateway.db.create_pool) calls `gateway.services.payments._apply`, which builds the
-arguments with ledger.payments.payment_transfer and transaction_resource and runs
+arguments with gateway.services.payment_effects and runs
 gateway.repo.orders.apply_payment. `_apply` is private, but calling it is the point: the
 benchmark follows the gateway's argument building as it changes instead of copying it.
 
