@@ -13,7 +13,7 @@ transaction with durable commits (synchronous_commit on, fsync on):
 
 The Python side (one process, asyncio tasks over an asyncpg pool of N connections made
 by gateway.db.create_pool) calls `gateway.services.payments._apply`, which builds the
-arguments with ledger.payments.payment_transfer and transaction_resource and runs
+arguments with gateway.services.payment_effects and runs
 gateway.repo.orders.apply_payment. `_apply` is private, but calling it is the point: the
 benchmark follows the gateway's argument building as it changes instead of copying it.
 
@@ -52,7 +52,7 @@ from bench_orders import (PAID_ORDERS, STATEMENT_TIMEOUT_MS, Shape, bench_servic
 from stack import (OUT_DIR, PY_SPY_RATE_HZ, fresh_database, install_signal_exit, py_spy, start_postgres,
                    summarize_collapsed)
 
-from gateway import invariants
+from gateway.invariants import check_invariants
 from gateway.db import create_pool
 from gateway.db.migrate import migrate
 from gateway.services import payments
@@ -299,7 +299,7 @@ async def invariants(database_url: str) -> list[str]:
     pool = await create_pool(database_url, min_size=1, max_size=1, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
     try:
         async with pool.acquire() as conn:
-            return await invariants.check_invariants(conn)
+            return await check_invariants(conn)
     finally:
         await pool.close()
 

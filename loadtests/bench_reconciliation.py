@@ -31,10 +31,10 @@ from datetime import date, datetime, timedelta
 
 from stack import fresh_database, start_postgres
 
+from gateway.invariants import check_invariants
 from gateway.channel import bills as tf_bills
 from gateway.db import create_pool
 from gateway.db.migrate import migrate
-from gateway.invariants import check_invariants
 from gateway.repo.tenants import Tenant
 from gateway.services import onboarding, payouts, reconciliation
 from gateway.services.context import Services
@@ -241,7 +241,7 @@ async def measure(database_url: str, settings: Settings, channel: BillsInMemory)
         summary = await reconciliation.reconcile_day(svc, mall, DAY)
         reconcile_s = time.perf_counter() - started
         async with pool.acquire() as conn:
-            problems = [p for p in await check_invariants(conn) if p.split(":")[0] in MONEY_INVARIANTS]
+                        problems = [p for p in await check_invariants(conn) if p.split(":")[0] in MONEY_INVARIANTS]
     finally:
         await pool.close()
     return {"payouts_s": round(payouts_s, 2), "payouts_booked": booking.booked, "payouts_refused": len(booking.refused),

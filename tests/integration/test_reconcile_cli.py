@@ -8,12 +8,12 @@ import asyncio
 import json
 from datetime import date, datetime, timezone
 
+from gateway import invariants
 from gateway import cli
 from gateway.db import create_pool
 from gateway.repo import bills as bills_repo
 from gateway.services import onboarding
 from gateway.settings import Settings
-from gateway.invariants import check_invariants
 
 DAY = date(2026, 11, 3)
 
@@ -47,6 +47,6 @@ async def test_show_and_run_from_the_command_line(database_url, tmp_path, monkey
         assert "could not be reached" in capsys.readouterr().err
         async with pool.acquire() as conn:
             assert await bills_repo.report(conn, settings.sp_mchid, date(2026, 11, 2)) is None
-            assert await check_invariants(conn) == []
+            assert await invariants.check_invariants(conn) == []
     finally:
         await pool.close()
