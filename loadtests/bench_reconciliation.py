@@ -241,7 +241,7 @@ async def measure(database_url: str, settings: Settings, channel: BillsInMemory)
         summary = await reconciliation.reconcile_day(svc, mall, DAY)
         reconcile_s = time.perf_counter() - started
         async with pool.acquire() as conn:
-                        problems = [p for p in await check_invariants(conn) if p.split(":")[0] in MONEY_INVARIANTS]
+            problems = [p for p in await check_invariants(conn) if p.split(":")[0] in MONEY_INVARIANTS]
     finally:
         await pool.close()
     return {"payouts_s": round(payouts_s, 2), "payouts_booked": booking.booked, "payouts_refused": len(booking.refused),
