@@ -199,32 +199,33 @@ SELECT a.account,
 """
 
 # Every transfer of [$3, $4) touching one of the store's accounts ($2), with all its
-# entries and the business ids it belongs to (from the ref's key, per kind).
+# entries and the business ids it belongs to (from the ref's key, per kind). The store's
+# entries are found by the (mall_id, account, transfer_id) index, their transfers by key:
+# no pass over the mall's other stores.
 STATEMENT_TRANSFERS = """
-WITH touched AS (
-    SELECT DISTINCT t.transfer_id
-      FROM entries e
-      JOIN transfers t ON t.mall_id = e.mall_id AND t.transfer_id = e.transfer_id
-     WHERE e.mall_id = $1 AND e.account = ANY($2::text[]) AND t.created_at >= $3 AND t.created_at < $4
+WITH touched AS MATERIALIZED (
+    SELECT DISTINCT e.transfer_id FROM entries e WHERE e.mall_id = $1 AND e.account = ANY($2::text[])
 )
-SELECT t.transfer_id, t.kind, t.ref, t.created_at,
-       (SELECT array_agg(e.account ORDER BY e.account) FROM entries e
-         WHERE e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id) AS accounts,
-       (SELECT array_agg(e.amount_fen ORDER BY e.account) FROM entries e
-         WHERE e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id) AS amounts,
+SELECT t.transfer_id, t.kind, t.ref, t.created_at, p.accounts, p.amounts,
        coalesce(o.out_trade_no, r.out_trade_no, s.out_trade_no, sr.out_trade_no) AS out_trade_no,
        coalesce(o.transaction_id, r.transaction_id, s.transaction_id) AS transaction_id,
        s.purpose AS split_purpose
   FROM touched x
-  JOIN transfers t ON t.mall_id = $1 AND t.transfer_id = x.transfer_id
-  LEFT JOIN orders o ON t.kind = 'payment' AND o.mall_id = t.mall_id AND o.sub_mchid = $5
+  -- One key lookup per touched transfer (OFFSET 0 keeps the planner from turning this
+  -- into a hash join over every transfer of the day, all stores' included).
+ CROSS JOIN LATERAL (SELECT * FROM transfers t WHERE t.mall_id = $1 AND t.transfer_id = x.transfer_id OFFSET 0) t
+ CROSS JOIN LATERAL (SELECT array_agg(e.account ORDER BY e.account) AS accounts,
+                            array_agg(e.amount_fen ORDER BY e.account) AS amounts
+                       FROM entries e WHERE e.mall_id = $1 AND e.transfer_id = t.transfer_id) p
+  LEFT JOIN orders o ON t.kind = 'payment' AND o.mall_id = $1 AND o.sub_mchid = $5
                     AND o.out_trade_no = split_part(t.ref, '/', 2)
-  LEFT JOIN refunds r ON t.kind IN ('refund', 'refund_held', 'owed_by_guide') AND r.mall_id = t.mall_id
+  LEFT JOIN refunds r ON t.kind IN ('refund', 'refund_held', 'owed_by_guide') AND r.mall_id = $1
                      AND r.sub_mchid = $5 AND r.out_refund_no = split_part(t.ref, '/', 2)
-  LEFT JOIN split_orders s ON t.kind IN ('split', 'unfreeze', 'recovery') AND s.mall_id = t.mall_id
+  LEFT JOIN split_orders s ON t.kind IN ('split', 'unfreeze', 'recovery') AND s.mall_id = $1
                           AND s.sub_mchid = $5 AND s.out_order_no = split_part(t.ref, '/', 2)
-  LEFT JOIN split_returns sr ON t.kind = 'split_return' AND sr.mall_id = t.mall_id
+  LEFT JOIN split_returns sr ON t.kind = 'split_return' AND sr.mall_id = $1
                             AND sr.sub_mchid = $5 AND sr.out_return_no = split_part(t.ref, '/', 2)
+ WHERE t.created_at >= $3 AND t.created_at < $4
  ORDER BY t.created_at, t.transfer_id
 """
 

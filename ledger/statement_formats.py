@@ -46,7 +46,7 @@ def statement_json(statement: Statement) -> dict:
 
 
 def _ticked(values) -> list[str]:
-    return ["`" + ("" if v is None else str(v)) for v in values]
+    return [f"`{'' if v is None else v}" for v in values]
 
 
 def statement_csv(statement: Statement) -> bytes:
@@ -55,10 +55,11 @@ def statement_csv(statement: Statement) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(LINE_HEADER)
     for line in statement.lines:
+        amounts = line.amounts_fen
         writer.writerow(_ticked([
-            line.created_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S"), line.label, statement.sub_mchid,
-            line.out_trade_no, line.transaction_id, line.reference, line.transfer_id,
-            *(yuan(line.amounts_fen[c]) for c in COLUMNS)]))
+            line.created_at.astimezone(CHINA).replace(tzinfo=None).isoformat(" ", "seconds"), line.label,
+            statement.sub_mchid, line.out_trade_no, line.transaction_id, line.reference, line.transfer_id,
+            *[yuan(amounts[c]) for c in COLUMNS]]))
     writer.writerow(["总笔数 count", *(COLUMN_TITLES[c] for c in COLUMNS)])
     writer.writerow(_ticked([len(statement.lines), *(yuan(statement.totals_fen[c]) for c in COLUMNS)]))
     writer.writerow(ACCOUNT_HEADER)

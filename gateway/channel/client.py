@@ -301,8 +301,10 @@ class WeChatPayChannel:
 
 
 def _parsed(data: bytes, kind: bill_shapes.BillKind, transform: Callable[[bill_shapes.Bill], T]) -> T:
+    columns = {bill_shapes.TRADE: tf_bills.TRADE_COLUMNS, bill_shapes.PROFITSHARING: tf_bills.SPLIT_COLUMNS,
+               bill_shapes.FUNDFLOW: tf_bills.FUNDFLOW_COLUMNS}[kind]
     try:
-        return transform(bill_shapes.parse_bill(kind, data))
+        return transform(bill_shapes.parse_bill(kind, data, columns=columns))
     except (bill_shapes.BillFormatError, KeyError, ValueError) as exc:
         raise ChannelError(tf.CODE_BAD_RESPONSE, f"bill file unreadable: {exc}", retryable=True) from None
 

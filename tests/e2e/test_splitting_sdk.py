@@ -118,6 +118,7 @@ async def test_profit_sharing_and_refunds_through_the_wechatpayv3_sdk(make_mall)
                                sub_mchid=store)
     assert code == 200 and (queried["result"], queried["amount"], queried["return_mchid"]) == (
         "SUCCESS", 400, BRAND_HQ), queried
+    assert queried["order_id"] == done["order_id"], "a return names the split's order_id as the split answers it"
     ledger = await book()
     assert ledger[f"receiver:{BRAND_HQ}"] == 600
     assert ledger[f"tenant:{store}:available"] == FLOAT_TOTAL - FLOAT_FEE + 400

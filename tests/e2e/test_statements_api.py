@@ -76,7 +76,8 @@ async def test_statement_requests_are_checked(mall):
 async def test_finance_reads_the_ledger_at_an_instant(mall):
     store = mall.stores[1]
     before = datetime.now(timezone.utc)
-    await _store_with_everything(mall, store, "T")
+    data = await _store_with_everything(mall, store, "T")
+    await _wait_for_refund(mall, store, data.out_refund_no)
     finance = await _client(mall, "finance")
     then = await finance.get(f"/v3/mall/ledger/trial-balance?at={before.isoformat().replace('+00:00', 'Z')}")
     assert then.status == 200 and then.json["balanced"]
