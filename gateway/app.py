@@ -19,7 +19,7 @@ from gateway.api import SERVICES, bills, channel_notify, health, mall, middlewar
 from gateway.background import BackgroundLoops
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
-from gateway.db import create_pool
+from gateway.db import create_pool, ping
 from gateway.health import HEALTH, CheckResult, HealthChecks
 from gateway.identity import load_or_create_identity
 from gateway.netguard import PublicOnlyResolver
@@ -108,7 +108,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         svc, loops, outbox = app[SERVICES], app[BACKGROUND], app[OUTBOX]
         for index in range(settings.outbox_workers):
             loops.start(f"outbox_{index}", outbox.deliver_due, outbox.pause_after(woken=index == 0))
-        loops.start_every("unpaid_orders", settings.reconcile_interval_s,
+        loops.start_every("unpaid_orders", settings.unpaid_check_interval_s,
                           lambda: payments.check_due_unpaid_orders(svc))
         loops.start_every("scheduler", settings.jobs_poll_interval_ms / 1000, lambda: scheduler.run_due_jobs(svc))
         loops.start_every("nonce_cleanup", settings.signature_window_s, lambda: _forget_old_nonces(svc))
@@ -144,8 +144,7 @@ async def one_shot_services(settings: Settings, database_url: str, *, clock=utc_
 
 
 async def _database_answers(app: web.Application) -> CheckResult:
-    async with app[SERVICES].pool.acquire() as conn:
-        await conn.fetchval("SELECT 1")
+    await ping(app[SERVICES].pool)
     return CheckResult(True)
 
 

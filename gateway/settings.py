@@ -18,6 +18,13 @@ CHANNEL_EMULATOR = "emulator"
 CHANNEL_WECHATPAY = "wechatpay"
 
 
+# Earlier names of settings, still read: the unpaid-order check was called "reconcile".
+RENAMED_ENV = {
+    "MALLPAY_RECONCILE_INTERVAL_S": "MALLPAY_UNPAID_CHECK_INTERVAL_S",
+    "MALLPAY_RECONCILE_BATCH_MAX": "MALLPAY_UNPAID_CHECK_BATCH_MAX",
+}
+
+
 class SettingsError(ValueError):
     """A configuration value is missing or out of range; the process must not start."""
 
@@ -30,7 +37,9 @@ class Settings:
     port: int = 8080
     migrate_on_start: bool = True
     serve_workers: int = 1
-    public_url: str = "http://127.0.0.1:8080"
+    # Where the channel reaches the gateway (its notifications). Empty: the address the
+    # gateway listens on (host and port, also when --port changes them).
+    public_url: str = ""
     gateway_private_key_file: Path | None = None
     sp_mchid: str = "1900000100"
     sp_appid: str = "wxmallpay00000001"
@@ -69,8 +78,9 @@ class Settings:
 
     unpaid_order_query_after_s: int = 60
     query_sync_after_s: int = 5
-    reconcile_interval_s: float = 10.0
-    reconcile_batch_max: int = 100
+    # The unpaid-order check (not reconciliation, which matches the channel's bills).
+    unpaid_check_interval_s: float = 10.0
+    unpaid_check_batch_max: int = 100
     order_expire_after_s: int = 2 * 3600
 
     # Splitting: the channel refuses splits for about a minute after payment; orders are
@@ -97,22 +107,34 @@ class Settings:
     log_level: str = "info"
     client_key_cache_s: float = 5.0
 
+    public_url_follows_listen: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.public_url:
+            object.__setattr__(self, "public_url", listen_url(self.host, self.port))
+            object.__setattr__(self, "public_url_follows_listen", True)
+
     @property
     def channel_is_emulator(self) -> bool:
         return self.channel == CHANNEL_EMULATOR
 
     def with_(self, **changes) -> "Settings":
+        if self.public_url_follows_listen and "public_url" not in changes:
+            changes["public_url"] = ""  # follow the new host and port
         return replace(self, **changes)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
+        for old, new in RENAMED_ENV.items():
+            if old in env and new not in env:
+                env[new] = env[old]
         values: dict = {}
         if env.get("DATABASE_URL"):
             values["database_url"] = env["DATABASE_URL"]
         for name, f in cls.__dataclass_fields__.items():
             key = "MALLPAY_" + name.upper()
-            if key not in env or name == "database_url":
+            if key not in env or name == "database_url" or not f.init:
                 continue
             raw = env[key]
             values[name] = _convert(key, raw, f.type)
@@ -130,7 +152,7 @@ class Settings:
         positive = (
             "port", "serve_workers", "signature_window_s", "nonce_batch_max", "body_bytes_max",
             "db_pool_size_min", "db_pool_size_max", "outbox_workers", "outbox_batch_max",
-            "outbox_poll_interval_ms", "reconcile_batch_max", "order_expire_after_s",
+            "outbox_poll_interval_ms", "unpaid_check_batch_max", "order_expire_after_s",
             "db_acquire_timeout_ms", "loop_backoff_initial_ms", "loop_backoff_max_ms", "health_check_timeout_ms",
             "body_read_timeout_s",
         )
@@ -147,6 +169,16 @@ class Settings:
             raise SettingsError("MALLPAY_LOOP_BACKOFF_INITIAL_MS exceeds MALLPAY_LOOP_BACKOFF_MAX_MS")
         if not self.notify_retry_schedule_s:
             raise SettingsError("MALLPAY_NOTIFY_RETRY_SCHEDULE_S needs at least one delay")
+
+
+def listen_url(host: str, port: int) -> str:
+    """The gateway's own URL when it listens on `host`:`port`; a wildcard host is reached
+    over loopback from this machine."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _convert(key: str, raw: str, type_name) -> object:

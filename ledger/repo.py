@@ -1,7 +1,7 @@
 """The ledger's storage adapter: SQL over asyncpg, nothing else.
 
-The invariant queries are what every integration and e2e test runs at its end (SPEC 4);
-`check_invariants` returns the violations it finds, an empty list when the books hold.
+`INVARIANT_QUERIES` are the ledger's own checks (SPEC 4); every integration and e2e test
+runs them with the other modules' through gateway.invariants.check_invariants.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ SELECT a.currency,
  WHERE a.mall_id = $1 AND a.account = $2
 """
 
+# A non-hot account's balance, its row locked until the transaction ends (a store's
+# available balance while a refund of that store is planned: one at a time).
+BALANCE_FOR_UPDATE = """
+SELECT balance_fen FROM accounts WHERE mall_id = $1 AND account = $2 AND NOT hot FOR UPDATE
+"""
+
 TRIAL_BALANCE = """
 SELECT a.account, a.currency, coalesce(sum(e.amount_fen), 0)::bigint AS balance_fen
   FROM accounts a
@@ -37,7 +43,9 @@ SELECT a.account, a.currency, coalesce(sum(e.amount_fen), 0)::bigint AS balance_
  ORDER BY a.account
 """
 
-# Each query returns one row per violation, with a human-readable `problem`.
+# The ledger's own invariants (SPEC 4); each query returns one row per violation, with a
+# human-readable `problem`. gateway.invariants.check_invariants runs them with every other
+# module's.
 INVARIANT_QUERIES = {
     "transfer_unbalanced": """
         SELECT mall_id || ' transfer ' || transfer_id || ' sums to ' || sum(amount_fen) AS problem
@@ -67,77 +75,6 @@ INVARIANT_QUERIES = {
           FROM entries e LEFT JOIN accounts a USING (mall_id, account)
          WHERE a.account IS NULL OR a.currency <> e.currency
     """,
-    "paid_order_without_one_payment": """
-        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state
-               || ' with ' || count(t.transfer_id) || ' payment transfers' AS problem
-          FROM orders o
-          LEFT JOIN transfers t ON t.mall_id = o.mall_id AND t.kind = 'payment'
-                               AND t.ref = o.sub_mchid || '/' || o.out_trade_no
-         GROUP BY o.mall_id, o.sub_mchid, o.out_trade_no, o.state
-        HAVING count(t.transfer_id) <> (CASE WHEN o.state = 'SUCCESS' THEN 1 ELSE 0 END)
-    """,
-    "payment_amount_differs": """
-        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' paid '
-               || o.total_fen || ' but the ledger took ' || -e.amount_fen || ' from payer' AS problem
-          FROM orders o
-          JOIN transfers t ON t.mall_id = o.mall_id AND t.kind = 'payment'
-                          AND t.ref = o.sub_mchid || '/' || o.out_trade_no
-          JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id AND e.account = 'payer'
-         WHERE -e.amount_fen <> o.total_fen
-    """,
-    "splits_exceed_cap": """
-        SELECT f.mall_id || ' order ' || f.sub_mchid || '/' || f.out_trade_no || ' split '
-               || sum(e.amount_fen) || ' away, cap ' || (f.paid_fen * f.max_ratio_bps / 10000) AS problem
-          FROM order_funds f
-          JOIN split_orders s ON s.mall_id = f.mall_id AND s.sub_mchid = f.sub_mchid
-                             AND s.out_trade_no = f.out_trade_no AND s.kind = 'split'
-          JOIN transfers t ON t.mall_id = s.mall_id AND t.kind = 'split'
-                          AND t.ref = s.sub_mchid || '/' || s.out_order_no
-          JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id AND e.amount_fen > 0
-         GROUP BY f.mall_id, f.sub_mchid, f.out_trade_no, f.paid_fen, f.max_ratio_bps
-        HAVING sum(e.amount_fen) > f.paid_fen * f.max_ratio_bps / 10000
-    """,
-    "refunds_exceed_paid": """
-        SELECT f.mall_id || ' order ' || f.sub_mchid || '/' || f.out_trade_no || ' refunded '
-               || sum(e.amount_fen) || ' of ' || f.paid_fen AS problem
-          FROM order_funds f
-          JOIN refunds r ON r.mall_id = f.mall_id AND r.sub_mchid = f.sub_mchid AND r.out_trade_no = f.out_trade_no
-          JOIN transfers t ON t.mall_id = r.mall_id AND t.kind = 'refund'
-                          AND t.ref = r.sub_mchid || '/' || r.out_refund_no
-          JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id AND e.account = 'payer'
-         GROUP BY f.mall_id, f.sub_mchid, f.out_trade_no, f.paid_fen
-        HAVING sum(e.amount_fen) > f.paid_fen
-    """,
-    "refund_without_one_transfer_and_notification": """
-        SELECT r.mall_id || ' refund ' || r.sub_mchid || '/' || r.out_refund_no || ' is ' || r.state
-               || ' with ' || (SELECT count(*) FROM transfers t WHERE t.mall_id = r.mall_id AND t.kind = 'refund'
-                                  AND t.ref = r.sub_mchid || '/' || r.out_refund_no)
-               || ' transfers and '
-               || (SELECT count(*) FROM outbox x WHERE x.mall_id = r.mall_id AND x.event_type = 'REFUND.SUCCESS'
-                      AND x.ref = r.sub_mchid || '/' || r.out_refund_no) || ' notifications' AS problem
-          FROM refunds r
-         WHERE (SELECT count(*) FROM transfers t WHERE t.mall_id = r.mall_id AND t.kind = 'refund'
-                   AND t.ref = r.sub_mchid || '/' || r.out_refund_no) <> (CASE WHEN r.state = 'SUCCESS' THEN 1 ELSE 0 END)
-            OR (SELECT count(*) FROM outbox x WHERE x.mall_id = r.mall_id AND x.event_type = 'REFUND.SUCCESS'
-                   AND x.ref = r.sub_mchid || '/' || r.out_refund_no) <> (CASE WHEN r.state = 'SUCCESS' THEN 1 ELSE 0 END)
-    """,
-    "paid_order_without_funds": """
-        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state
-               || ' with ' || count(f.out_trade_no) || ' funds rows' AS problem
-          FROM orders o
-          LEFT JOIN order_funds f USING (mall_id, sub_mchid, out_trade_no)
-         GROUP BY o.mall_id, o.sub_mchid, o.out_trade_no, o.state
-        HAVING count(f.out_trade_no) <> (CASE WHEN o.state = 'SUCCESS' THEN 1 ELSE 0 END)
-    """,
-    "paid_order_without_one_notification": """
-        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state
-               || ' with ' || count(x.event_id) || ' TRANSACTION.SUCCESS outbox rows' AS problem
-          FROM orders o
-          LEFT JOIN outbox x ON x.mall_id = o.mall_id AND x.event_type = 'TRANSACTION.SUCCESS'
-                            AND x.ref = o.sub_mchid || '/' || o.out_trade_no
-         GROUP BY o.mall_id, o.sub_mchid, o.out_trade_no, o.state
-        HAVING count(x.event_id) <> (CASE WHEN o.state = 'SUCCESS' THEN 1 ELSE 0 END)
-    """,
 }
 
 
@@ -161,20 +98,14 @@ async def balance_fen(conn, mall_id: str, account: str) -> int | None:
     return None if row is None else row["balance_fen"]
 
 
+async def balance_for_update(conn, mall_id: str, account: str) -> int | None:
+    return await conn.fetchval(BALANCE_FOR_UPDATE, mall_id, account)
+
+
 async def trial_balance(conn, mall_id: str) -> list[tuple[str, str, int]]:
     """(account, currency, balance_fen) for every account, read from one snapshot."""
     rows = await conn.fetch(TRIAL_BALANCE, mall_id)
     return [(r["account"], r["currency"], r["balance_fen"]) for r in rows]
-
-
-async def check_invariants(conn) -> list[str]:
-    """Every violation of SPEC 4's invariants in this database, across all malls."""
-    problems: list[str] = []
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        for name, query in INVARIANT_QUERIES.items():
-            for row in await conn.fetch(query):
-                problems.append(f"{name}: {row['problem']}")
-    return problems
 
 
 # --- statements, balances at an instant (SPEC 6) ---------------------------------------

@@ -33,6 +33,7 @@ from stack import (DATA_ROOT, LOADTESTS_DIR, OUT_DIR, PY_SPY_RATE_HZ, Child, cpu
                    free_port, fresh_database, install_signal_exit, measure_rsa, postgres_pids, py_spy,
                    spawn, start_postgres, summarize_collapsed, wait_http_ok)
 
+from gateway import invariants
 from gateway import signing
 from gateway.channel.credentials import ensure_local_credentials
 from gateway.cli import write_client_config
@@ -43,7 +44,6 @@ from gateway.repo import outbox as outbox_repo
 from gateway.repo.tenants import Tenant
 from gateway.services import onboarding
 from gateway.settings import Settings
-from ledger import repo as ledger_repo
 
 STEP_CREATE = "1 create order"
 STEP_END_TO_END = "payment end-to-end"
@@ -338,7 +338,7 @@ async def check_books(result: RunResult, database_url: str, mall_id: str, tally:
             paid = {r["out_trade_no"] for r in await conn.fetch(
                 "SELECT out_trade_no FROM orders WHERE state = 'SUCCESS'")}
             result.outbox = await outbox_repo.counts(conn, mall_id)
-            invariants = await ledger_repo.check_invariants(conn)
+            invariants = await invariants.check_invariants(conn)
     finally:
         await pool.close()
     result.paid = len(paid)

@@ -61,11 +61,17 @@ class OrderFunds:
     commission_set_aside_fen: int = 0  # room in the cap kept for the automatic commission
 
     @classmethod
-    def paid(cls, paid_fen: int, fee_fen: int, max_ratio_bps: int, *, guide_reward_bps: int = 0,
-             commission_bps: int = 0) -> "OrderFunds":
-        """A newly paid order; `guide_reward_bps` when it names a guide of the store,
-        `commission_bps` when the contract splits the commission automatically."""
+    def paid(cls, paid_fen: int, fee_fen: int, max_ratio_bps: int, *, profit_sharing: bool = True,
+             guide_reward_bps: int = 0, commission_bps: int = 0) -> "OrderFunds":
+        """An order's funds as payment success opens them. With profit sharing the store's
+        share (all but the channel's fee) stays frozen for splitting, and room in the cap is
+        set aside for the gateway's own splits: `guide_reward_bps` when the order names a
+        guide of the store, `commission_bps` when the contract splits the commission
+        automatically. Without, the channel pays the store at once: nothing is frozen and
+        nothing can be split."""
         assert 0 <= fee_fen <= paid_fen and paid_fen > 0
+        if not profit_sharing:
+            return cls(paid_fen=paid_fen, fee_fen=fee_fen, max_ratio_bps=max_ratio_bps, frozen_fen=0, unfrozen=True)
         reward, commission = set_asides_fen(paid_fen, max_ratio_bps, guide_reward_bps, commission_bps)
         return cls(paid_fen=paid_fen, fee_fen=fee_fen, max_ratio_bps=max_ratio_bps,
                    frozen_fen=paid_fen - fee_fen, reward_set_aside_fen=reward,
@@ -162,14 +168,14 @@ def reserve_split(funds: OrderFunds, amounts: list[tuple[str, bool, int]], purpo
                    splits_requested=funds.splits_requested + 1, lines=tuple(lines))
 
 
-def settle_split(funds: OrderFunds, account: str, fen: int, *, succeeded: bool) -> OrderFunds:
+def record_split_result(funds: OrderFunds, account: str, fen: int, *, succeeded: bool) -> OrderFunds:
     """The channel's result for one receiver of a reserved split."""
     line = funds.line(account)
     assert line is not None and 0 < fen <= line.reserved_fen, (account, fen, line)
     assert fen <= funds.reserved_fen, (fen, funds.reserved_fen)
-    settled = replace(line, reserved_fen=line.reserved_fen - fen,
+    recorded = replace(line, reserved_fen=line.reserved_fen - fen,
                       split_fen=line.split_fen + (fen if succeeded else 0))
-    lines = tuple(settled if l.account == account else l for l in funds.lines)
+    lines = tuple(recorded if l.account == account else l for l in funds.lines)
     frozen = funds.frozen_fen - fen if succeeded else funds.frozen_fen
     return replace(funds, reserved_fen=funds.reserved_fen - fen, frozen_fen=frozen, lines=lines)
 

@@ -17,7 +17,7 @@ from gateway.channel import (
     ChannelNotificationRejected, ChannelPaymentNotice, ChannelRefundNotice, ChannelSplitNotice,
     ChannelSplitNoticeKind,
 )
-from gateway.repo import splitting as splitting_repo
+from splitting import repo as splitting_repo
 from gateway.services import payments, refunds, returns, splits
 from gateway.wire import json_bytes
 
@@ -42,7 +42,7 @@ async def channel_notification(request: web.Request) -> web.Response:
         return _fail(401, "notification rejected")
     if isinstance(notice, ChannelPaymentNotice):
         outcome = await payments.apply_trade(svc, notice.trade)
-        if not outcome.settled:
+        if not outcome.in_books:
             return _fail(500, outcome.value)
         if outcome is payments.PaymentOutcome.APPLIED:
             request.app[OUTBOX_WAKEUP].set()  # deliver now rather than at the next poll

@@ -12,7 +12,7 @@ from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
 from gateway.errors import InvalidRequest, NoAuth, OrderNotExist, ParamError, ResourceNotExists
 from gateway.repo import guides as guides_repo
-from gateway.repo import splitting as repo
+from splitting import repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services import channel_caps, receivers as receivers_service
 from gateway.services import splits

@@ -11,7 +11,7 @@ from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
 from gateway.api.profitsharing import OUT_NO_RE, _field, _mall_app, _object
 from gateway.errors import ParamError, ResourceNotExists
-from gateway.repo import splitting as repo
+from splitting import repo
 from gateway.services import refunds, returns
 from gateway.services.order_requests import MCHID_RE, OUT_TRADE_NO_RE, request_hash, _notify_url
 

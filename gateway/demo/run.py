@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import aiohttp
 from aiohttp import web
 
+from gateway import invariants
 from gateway.api import SERVICES
 from gateway.app import create_app
 from gateway.channel.credentials import ensure_local_credentials
@@ -67,7 +68,7 @@ async def run_demo(settings: Settings, *, shoppers: int, seconds: float, stores:
         gateway_url = f"http://127.0.0.1:{gateway_port}"
         emulator_url = await _start(stack, _emulator_app(settings, gateway_url, clock))
         settings = settings.with_(channel_url=emulator_url, public_url=gateway_url, outbox_poll_interval_ms=50,
-                                  reconcile_interval_s=2.0, split_first_try_after_s=DEMO_SPLIT_AFTER_PAYMENT_S,
+                                  unpaid_check_interval_s=2.0, split_first_try_after_s=DEMO_SPLIT_AFTER_PAYMENT_S,
                                   split_retry_s=1, job_retry_base_s=1, jobs_poll_interval_ms=200)
         identity = load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
         app = create_app(settings, database_url=database_url, identity=identity, clock=clock)
@@ -95,7 +96,7 @@ async def run_demo(settings: Settings, *, shoppers: int, seconds: float, stores:
         await _settle(svc, out, f"{tally.refunds} refunds after the splits (split returns first)")
         async with svc.pool.acquire() as conn:
             await _summary(out, conn, settings, tally, inbox, database_url, log_path)
-            ok = not tally.failures and not await ledger_repo.check_invariants(conn)
+            ok = not tally.failures and not await invariants.check_invariants(conn)
     log_file.close()
     return 0 if ok else 1
 
@@ -228,7 +229,7 @@ def _yuan(fen: int) -> str:
 
 async def _summary(out, conn, settings, tally: Tally, inbox, database_url, log_path) -> None:
     rows = await ledger_repo.trial_balance(conn, settings.sp_mchid)
-    problems = await ledger_repo.check_invariants(conn)
+    problems = await invariants.check_invariants(conn)
     counts = await outbox_repo.counts(conn, settings.sp_mchid)
     total = sum(balance for _, currency, balance in rows if currency == "CNY")
     out.write("\n== Summary ==\n")

@@ -50,7 +50,20 @@ UPDATE orders SET state = 'CLOSED', closed_at = $4
 RETURNING state
 """
 
-APPLY_PAYMENT = "SELECT mallpay_apply_payment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+# An order about to be paid, with what its store's contract says the payment opens, and
+# whether the guide its mall_info names works for this store.
+ORDER_TO_PAY = """
+SELECT o.*, t.max_ratio_bps, t.approval_id, t.freeze_days, t.guide_reward_bps, t.commission_bps, t.auto_split,
+       g.guide_id IS NOT NULL AS guide_of_store
+  FROM orders o
+  JOIN tenants t USING (mall_id, sub_mchid)
+  LEFT JOIN guides g ON g.mall_id = o.mall_id AND g.guide_id = o.mall_info->>'guide_id' AND g.sub_mchid = o.sub_mchid
+ WHERE o.mall_id = $1 AND o.sub_mchid = $2 AND o.out_trade_no = $3
+"""
+
+# Payment success in one round trip (migrations/0003): the order's state change, then
+# the payment's effects as data: transfers ($10) and rows ($12) for the tables in $11.
+APPLY_PAYMENT = "SELECT mallpay_apply_payment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 
 # Unpaid orders due for a look at the channel, claimed so several gateway processes
 # never check the same order at once: claiming pushes next_check_at forward.
@@ -100,13 +113,16 @@ async def close_order(conn, key: tuple[str, str, str], closed_at: datetime) -> b
     return await conn.fetchval(CLOSE_ORDER, *key, closed_at) is not None
 
 
-async def apply_payment(conn, *, key, total_fen, transaction_id, payer_total_fen, bank_type,
-                        success_at, now, accounts, amounts, notification_id, resource, fee_fen,
-                        reward_due_at, finish_margin_s) -> str:
+async def order_to_pay(conn, mall_id: str, sub_mchid: str, out_trade_no: str):
+    return await conn.fetchrow(ORDER_TO_PAY, mall_id, sub_mchid, out_trade_no)
+
+
+async def apply_payment(conn, *, key, total_fen: int, paid: dict, now: datetime, transfers: list[tuple],
+                        rows: list[tuple[str, dict]]) -> str:
+    """`transfers`: (kind, ref, currency, accounts, amounts); `rows`: (table, row)."""
     return await conn.fetchval(
-        APPLY_PAYMENT, *key, total_fen, transaction_id, payer_total_fen, bank_type,
-        success_at, now, accounts, amounts, notification_id, resource, fee_fen, reward_due_at,
-        finish_margin_s,
+        APPLY_PAYMENT, *key, total_fen, paid["transaction_id"], paid["payer_total_fen"], paid["bank_type"],
+        paid["success_at"], now, transfers, [table for table, _ in rows], [row for _, row in rows],
     )
 
 
@@ -116,3 +132,36 @@ async def claim_due_unpaid(conn, now: datetime, recheck_at: datetime, limit: int
 
 def encode_json(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+# Payments' invariants: a paid order has exactly one payment transfer of its amount and one
+# TRANSACTION.SUCCESS notification, an unpaid one none (run by gateway.invariants).
+INVARIANT_QUERIES = {
+    "paid_order_without_one_payment": """
+        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state
+               || ' with ' || count(t.transfer_id) || ' payment transfers' AS problem
+          FROM orders o
+          LEFT JOIN transfers t ON t.mall_id = o.mall_id AND t.kind = 'payment'
+                               AND t.ref = o.sub_mchid || '/' || o.out_trade_no
+         GROUP BY o.mall_id, o.sub_mchid, o.out_trade_no, o.state
+        HAVING count(t.transfer_id) <> (CASE WHEN o.state = 'SUCCESS' THEN 1 ELSE 0 END)
+    """,
+    "payment_amount_differs": """
+        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' paid '
+               || o.total_fen || ' but the ledger took ' || -e.amount_fen || ' from payer' AS problem
+          FROM orders o
+          JOIN transfers t ON t.mall_id = o.mall_id AND t.kind = 'payment'
+                          AND t.ref = o.sub_mchid || '/' || o.out_trade_no
+          JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id AND e.account = 'payer'
+         WHERE -e.amount_fen <> o.total_fen
+    """,
+    "paid_order_without_one_notification": """
+        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state
+               || ' with ' || count(x.event_id) || ' TRANSACTION.SUCCESS outbox rows' AS problem
+          FROM orders o
+          LEFT JOIN outbox x ON x.mall_id = o.mall_id AND x.event_type = 'TRANSACTION.SUCCESS'
+                            AND x.ref = o.sub_mchid || '/' || o.out_trade_no
+         GROUP BY o.mall_id, o.sub_mchid, o.out_trade_no, o.state
+        HAVING count(x.event_id) <> (CASE WHEN o.state = 'SUCCESS' THEN 1 ELSE 0 END)
+    """,
+}

@@ -15,7 +15,7 @@ from datetime import timedelta
 import structlog
 
 from gateway.channel import ChannelError
-from gateway.repo import splitting as repo
+from splitting import repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
 

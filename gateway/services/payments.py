@@ -13,8 +13,7 @@ import structlog
 from gateway.channel import ChannelError, ChannelTrade, ChannelTradeState
 from gateway.repo import orders as orders_repo
 from gateway.services.context import Services
-from gateway.services.transaction_json import order_json
-from ledger.payments import channel_fee_fen, payment_transfer
+from gateway.services.payment_effects import Paid, payment_effects
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +27,7 @@ class PaymentOutcome(enum.Enum):
     OTHER_MALL = "other_mall"
 
     @property
-    def settled(self) -> bool:
+    def in_books(self) -> bool:
         """True when the channel may stop telling us: the payment is in the books."""
         return self in (PaymentOutcome.APPLIED, PaymentOutcome.ALREADY_APPLIED)
 
@@ -40,14 +39,14 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
         return PaymentOutcome.OTHER_MALL
     key = (trade.sp_mchid, trade.sub_mchid, trade.out_trade_no)
     async with svc.pool.acquire() as conn:
-        row = await orders_repo.order(conn, *key)
+        row = await orders_repo.order_to_pay(conn, *key)
         if row is None:
             outcome = PaymentOutcome.NOT_FOUND
         elif row["state"] == "SUCCESS":
             outcome = PaymentOutcome.ALREADY_APPLIED
         else:
             outcome = PaymentOutcome(await _apply(svc, conn, row, trade))
-    if not outcome.settled:
+    if not outcome.in_books:
         # The channel took money we cannot place: an operator must look. Not acking
         # keeps the channel retrying, so the case stays visible until resolved.
         log.error("payment_not_applicable", outcome=outcome.value, sub_mchid=trade.sub_mchid,
@@ -59,34 +58,23 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
 
 
 async def _apply(svc: Services, conn, row, trade: ChannelTrade) -> str:
+    """One round trip: the order's NOTPAY → SUCCESS and every effect of the payment
+    (`payment_effects`, the place where features join payment success)."""
     if trade.total_fen != row["total_fen"]:
         return PaymentOutcome.AMOUNT_MISMATCH.value
-    transfer = payment_transfer(
-        sub_mchid=row["sub_mchid"], out_trade_no=row["out_trade_no"], total_fen=trade.total_fen,
-        fee_rate_bps=row["fee_rate_bps"], profit_sharing=row["profit_sharing"],
+    paid = Paid(transaction_id=trade.transaction_id, bank_type=trade.bank_type or "OTHERS",
+                success_at=trade.success_at or svc.clock(),
+                payer_total_fen=trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen)
+    now = svc.clock()
+    effects = payment_effects(
+        row, paid, notification_id=uuid.uuid4(), now=now,
+        split_first_try_after_s=svc.settings.split_first_try_after_s,
+        finish_before_unfreeze_s=svc.settings.finish_before_unfreeze_s,
     )
-    paid = {"transaction_id": trade.transaction_id, "bank_type": trade.bank_type or "OTHERS",
-            "success_at": trade.success_at or svc.clock(),
-            "payer_total_fen": trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen}
-    settings = svc.settings
-    # One statement: the order, the ledger transfer, the outbox row and the order's funds
-    # (with the room set aside for the gateway's own splits, migrations 0005).
     return await orders_repo.apply_payment(
         conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
-        **paid, now=svc.clock(), accounts=transfer.accounts, amounts=transfer.amounts_fen,
-        notification_id=uuid.uuid4(), resource=transaction_resource(row, paid),
-        fee_fen=channel_fee_fen(trade.total_fen, row["fee_rate_bps"]),
-        reward_due_at=paid["success_at"] + timedelta(seconds=settings.split_first_try_after_s),
-        finish_margin_s=settings.finish_before_unfreeze_s,
+        paid=paid.columns(), now=now, transfers=effects.transfers_data(), rows=list(effects.rows),
     )
-
-
-def transaction_resource(row, paid: dict) -> dict:
-    """The decrypted resource of TRANSACTION.SUCCESS: the order as a query will show it once
-    paid (`paid`: the columns the payment sets), with mall_info always present."""
-    resource = order_json({**dict(row), **paid, "state": "SUCCESS"})
-    resource["mall_info"] = dict(row["mall_info"])
-    return resource
 
 
 async def sync_with_channel(svc: Services, row):
@@ -111,11 +99,11 @@ async def sync_with_channel(svc: Services, row):
 
 async def check_due_unpaid_orders(svc: Services) -> int:
     """One pass of the unpaid-order check: find payments whose notification was lost,
-    close orders past their expiry. Bounded by `reconcile_batch_max` per pass."""
+    close orders past their expiry. Bounded by `unpaid_check_batch_max` per pass."""
     now = svc.clock()
     recheck_at = now + timedelta(seconds=svc.settings.unpaid_order_query_after_s)
     async with svc.pool.acquire() as conn:
-        due = await orders_repo.claim_due_unpaid(conn, now, recheck_at, svc.settings.reconcile_batch_max)
+        due = await orders_repo.claim_due_unpaid(conn, now, recheck_at, svc.settings.unpaid_check_batch_max)
     for row in due:
         fresh = await sync_with_channel(svc, row)
         if fresh is not None and fresh["state"] == "NOTPAY" and fresh["time_expire"] <= now:

@@ -21,7 +21,7 @@ from gateway.errors import InvalidRequest, OrderNotExist, ParamError
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import orders as orders_repo
 from gateway.repo import outbox as outbox_repo
-from gateway.repo import splitting as repo
+from splitting import repo
 from gateway.services import returns
 from gateway.services.context import Services
 from gateway.services.splits import refused
@@ -80,7 +80,7 @@ async def _check_store_can_pay(conn, mall_id: str, sub_mchid: str, plan: RefundP
     """Refuse up front what the channel would refuse after the receivers had returned
     their shares: the store's own part beyond this order's frozen money comes from its
     available balance, which the ledger mirrors."""
-    available = await repo.store_available_for_update(conn, mall_id, accounts.tenant_available(sub_mchid))
+    available = await ledger_repo.balance_for_update(conn, mall_id, accounts.tenant_available(sub_mchid))
     committed = await repo.in_flight_refund_draw(conn, mall_id, sub_mchid)
     need = plan.from_available_fen - sum(fen for _, fen in plan.returns)
     if need > 0 and available - committed < need:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from gateway.channel import ChannelError, ChannelSplitReturnRequest, ChannelSplitReturnResult
 from gateway.errors import ChannelUnavailable, InvalidRequest, ResourceNotExists
-from gateway.repo import splitting as repo
+from splitting import repo
 from gateway.services.context import Services
 from gateway.wire import to_wechat_time
 from ledger import repo as ledger_repo

@@ -24,7 +24,7 @@ from gateway.channel import ChannelError
 from gateway.errors import ApiError
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import orders as orders_repo
-from gateway.repo import splitting as repo
+from splitting import repo
 from gateway.repo import tenants as tenants_repo
 from gateway.repo import guides as guides_repo
 from gateway.services import reconciliation, refunds, splits

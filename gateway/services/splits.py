@@ -23,7 +23,7 @@ from gateway.channel import (
 from gateway.errors import InvalidRequest, OrderNotExist
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import outbox as outbox_repo
-from gateway.repo import splitting as repo
+from splitting import repo
 from gateway.services import channel_caps
 from gateway.services.context import Services
 from gateway.wire import canonical_json, to_wechat_time
@@ -142,7 +142,7 @@ async def record_answer(svc: Services, split, answer: ChannelSplitOrder):
 
 
 async def apply_result(svc: Services, split, answer: ChannelSplitOrder):
-    """The channel finished a split: settle each part, post what moved, tell the client."""
+    """The channel finished a split: record each part's result, post what moved, tell the client."""
     key = (split["mall_id"], split["sub_mchid"], split["out_order_no"])
     trade_key = (split["mall_id"], split["sub_mchid"], split["out_trade_no"])
     now = svc.clock()
@@ -160,7 +160,7 @@ async def apply_result(svc: Services, split, answer: ChannelSplitOrder):
         else:
             for part in split["parts"]:
                 ok = _succeeded(answer, part)
-                funds = order_funds.settle_split(funds, part["ledger_account"], part["amount"], succeeded=ok)
+                funds = order_funds.record_split_result(funds, part["ledger_account"], part["amount"], succeeded=ok)
                 if ok:
                     moved.append((part["ledger_account"], part["amount"]))
             if moved:
@@ -194,7 +194,7 @@ async def fail(svc: Services, split, reason: str) -> None:
             funds = replace(funds, unfrozen=False, frozen_fen=split["parts"][0]["amount"])
         else:
             for part in split["parts"]:
-                funds = order_funds.settle_split(funds, part["ledger_account"], part["amount"], succeeded=False)
+                funds = order_funds.record_split_result(funds, part["ledger_account"], part["amount"], succeeded=False)
         await repo.save_funds(conn, trade_key, funds)
         now = svc.clock()
         row = await repo.mark_split_order(conn, key, "FAILED", result=closed_json(current, reason, now),
@@ -205,7 +205,7 @@ async def fail(svc: Services, split, reason: str) -> None:
 
 
 async def sync(svc: Services, mall_id: str, sub_mchid: str, out_order_no: str) -> bool:
-    """Ask the channel about a split in flight; True once it is settled either way."""
+    """Ask the channel about a split in flight; True once it has finished either way."""
     async with svc.pool.acquire() as conn:
         split = await repo.split_order(conn, mall_id, sub_mchid, out_order_no)
     if split is None or split["state"] in ("FINISHED", "FAILED"):
@@ -215,7 +215,7 @@ async def sync(svc: Services, mall_id: str, sub_mchid: str, out_order_no: str) -
             await submit(svc, split)
         except InvalidRequest:
             pass  # refused for good: recorded as FAILED
-        return await _settled(svc, split)
+        return await _finished(svc, split)
     answer = await svc.channel.query_split(sub_mchid, split["transaction_id"], out_order_no)
     if answer is not None and answer.state is ChannelSplitState.FINISHED:
         await apply_result(svc, split, answer)
@@ -223,7 +223,7 @@ async def sync(svc: Services, mall_id: str, sub_mchid: str, out_order_no: str) -
     return False
 
 
-async def _settled(svc, split) -> bool:
+async def _finished(svc, split) -> bool:
     row = await _reload(svc, (split["mall_id"], split["sub_mchid"], split["out_order_no"]))
     return row["state"] in ("FINISHED", "FAILED")
 

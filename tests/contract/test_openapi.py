@@ -9,11 +9,11 @@ import re
 
 import pytest
 
+from gateway import invariants
 from gateway.api.openapi import DOCUMENT
 from gateway.app import create_app
 from gateway.identity import GatewayIdentity
 from gateway.settings import Settings
-from ledger import repo as ledger_repo
 from tests.support import test_key as shared_key
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -87,4 +87,4 @@ async def test_the_served_document_is_the_code_document(db_pool, aiohttp_client)
     # Not a /v3 resource: readable without a signature.
     assert "Authorization" not in response.request_info.headers
     async with db_pool.acquire() as conn:
-        assert await ledger_repo.check_invariants(conn) == []
+        assert await invariants.check_invariants(conn) == []

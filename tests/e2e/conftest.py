@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
 
+from gateway import invariants
 from gateway import signing
 from gateway.api import SERVICES
 from gateway.app import create_app, utc_now
@@ -16,7 +17,6 @@ from gateway.channel.credentials import ensure_local_credentials
 from emulator import create_emulator_app
 from emulator.config import EmulatorConfig
 from gateway.settings import Settings
-from ledger import repo as ledger_repo
 from tests.support import NotificationSink, SignedClient, add_tenant, register_client
 
 STORES = ("1900000201", "1900000202", "1900000203")
@@ -57,7 +57,7 @@ class MallEnv:
 
     async def invariants(self) -> list[str]:
         async with self.pool.acquire() as conn:
-            return await ledger_repo.check_invariants(conn)
+            return await invariants.check_invariants(conn)
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ async def make_mall(database_url, aiohttp_server, keys_dir):
                                                                    clock=clock))
         emulator_url = str(emulator_server.make_url("")).rstrip("/")
         presets = {"outbox_poll_interval_ms": 20, "notify_retry_schedule_s": (1, 1, 1),
-                   "reconcile_interval_s": 0.2, "db_pool_size_max": 8, "jobs_poll_interval_ms": 50,
+                   "unpaid_check_interval_s": 0.2, "db_pool_size_max": 8, "jobs_poll_interval_ms": 50,
                    "split_first_try_after_s": 0, "split_retry_s": 1, "job_retry_base_s": 1,
                    "reconcile_daily": False}  # tests run reconciliations themselves
         settings = settings.with_(channel_url=emulator_url, public_url=f"http://127.0.0.1:{port}",

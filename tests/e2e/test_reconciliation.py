@@ -47,7 +47,7 @@ async def start(make_mall, **overrides):
     day = (datetime.now(CHINA_TZ) + timedelta(days=1)).date()
     clock = Clock(at(day, 12))
     mall = await make_mall(emulator={"notify_failure_rate": 1.0}, clock=clock, query_sync_after_s=0,
-                           unpaid_order_query_after_s=30 * 86400, reconcile_interval_s=3600, **overrides)
+                           unpaid_order_query_after_s=30 * 86400, unpaid_check_interval_s=3600, **overrides)
     mall.app = ClockedClient(clock, mall.app)
     mall.admin = ClockedClient(clock, mall.admin)
     return mall, clock, day

@@ -32,11 +32,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from gateway import invariants
 from gateway import signing
 from gateway.channel import ChannelError
 from gateway.services import scheduler
 from emulator import keys as emulator_keys
-from ledger import repo as ledger_repo
 from tests.support import ClockedClient, balances, order_funds_row, pay_order, wait_until
 
 SEEDS_DEFAULT = 20
@@ -678,7 +678,7 @@ class History:
     async def check(self) -> None:
         world, shop = self.world, self.shop
         async with world.mall.pool.acquire() as conn:
-            assert await ledger_repo.check_invariants(conn) == []
+            assert await invariants.check_invariants(conn) == []
         ledger = await balances(world.mall.pool, self.mall_mchid)
         wrong = {account: (ledger.get(account, 0), self.books.balances.get(account, 0))
                  for account in set(ledger) | set(self.books.balances)
@@ -908,7 +908,7 @@ async def _balance_is(mall, account: str, expected: int) -> bool:
 async def test_a_return_notified_before_its_answer_is_recorded_stays_a_success(make_mall, monkeypatch):
     """The channel's PROFITSHARING.RETURN notice can arrive before the gateway has recorded the
     channel's own answer to the return (a slow commit, here made slow on purpose)."""
-    from gateway.repo import splitting as splitting_repo
+    from splitting import repo as splitting_repo
 
     mall = await make_mall()
     store, brand = mall.stores[0], "1900009933"

@@ -36,6 +36,8 @@ GLOBAL_QUERIES = {
     "gateway.repo.jobs.CLAIM_DUE": "the scheduler claims due jobs of any mall",
     "gateway.repo.clients.FORGET_NONCES_BEFORE": "nonce clean-up drops every client's expired nonces",
     "ledger.repo.INVARIANT_QUERIES": "the ledger invariants are checked over all malls at once",
+    "gateway.repo.orders.INVARIANT_QUERIES": "the payment invariants are checked over all malls at once",
+    "splitting.repo.INVARIANT_QUERIES": "the splitting invariants are checked over all malls at once",
     "gateway.repo.jobs.DEAD_COUNT": "/health counts the jobs that gave up in every mall the process serves",
 }
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from beancount import loader
 from beancount.core import realization
 
+from gateway import invariants
 from gateway.services import exports, onboarding, statements
 from ledger import accounts, repo
 from ledger.export import CSV_HEADER, beancount_names
@@ -143,4 +144,4 @@ async def test_an_export_taken_while_payments_flow_is_balanced(db_pool):
     paid = await paying
     assert paid > 3, "payments kept landing while the exports ran"
     async with db_pool.acquire() as conn:
-        assert await repo.check_invariants(conn) == []
+        assert await invariants.check_invariants(conn) == []

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import asyncpg
 import pytest
 
+from gateway import invariants
 from ledger import accounts, repo
 from ledger.payments import payment_transfer
 from ledger.transfers import Move, transfer_of
@@ -24,7 +25,7 @@ async def ledger_pool(db_pool):
     await add_tenant(db_pool, MALL, STORE)
     yield db_pool
     async with db_pool.acquire() as conn:
-        assert await repo.check_invariants(conn) == []
+        assert await invariants.check_invariants(conn) == []
 
 
 async def test_posted_payment_moves_balances(ledger_pool):
@@ -85,7 +86,7 @@ async def test_invariant_check_reports_a_tampered_balance(ledger_pool):
         await repo.post_transfer(conn, MALL, transfer, NOW)
         await conn.execute("UPDATE accounts SET balance_fen = balance_fen + 1 WHERE account = $1",
                            accounts.tenant_available(STORE))
-        problems = await repo.check_invariants(conn)
+        problems = await invariants.check_invariants(conn)
         assert any(p.startswith("stored_balance_differs") for p in problems), problems
         await conn.execute("UPDATE accounts SET balance_fen = balance_fen - 1 WHERE account = $1",
                            accounts.tenant_available(STORE))

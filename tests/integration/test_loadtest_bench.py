@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from gateway import invariants
 from gateway.db.embedded import EmbeddedPostgres
 from gateway.repo import orders as orders_repo
 from gateway.settings import Settings
-from ledger import repo as ledger_repo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "loadtests"))
 
 import bench_orders as orders  # noqa: E402  (loadtests/ is a folder of scripts, not a package)
 import bench_payment_tx as bench  # noqa: E402
+import legacy_payment  # noqa: E402
 
 STORES = 3
 ORDERS = 5_000  # more than either side pays in its short run here
@@ -58,7 +59,21 @@ async def test_python_side_pays_distinct_orders_through_apply(bench_db, db_pool)
         assert await conn.fetchval("SELECT count(DISTINCT transaction_id) FROM orders WHERE state = 'SUCCESS'") \
             == result["transactions"]
         assert await conn.fetchval("SELECT count(*) FROM outbox") == result["transactions"]
-        assert await ledger_repo.check_invariants(conn) == []
+        assert await conn.fetchval("SELECT count(*) FROM order_funds") == result["transactions"]
+        assert await invariants.check_invariants(conn) == []
+
+
+async def test_legacy_side_pays_through_the_old_function(bench_db, db_pool):
+    database_url, _, context, _ = bench_db
+    async with db_pool.acquire() as conn:
+        await legacy_payment.install(conn)
+    result = await bench.python_side(database_url, context, clients=2, seconds=0.3, profile=False,
+                                     apply=legacy_payment.apply)
+    assert result["failed"] == 0 and result["transactions"] > 0
+    async with db_pool.acquire() as conn:
+        assert await conn.fetchval(orders.PAID_ORDERS) == result["transactions"]
+        assert await conn.fetchval("SELECT count(*) FROM order_funds") == result["transactions"]
+        assert await invariants.check_invariants(conn) == []
 
 
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="pgbench comes with the embedded server")
@@ -74,4 +89,4 @@ async def test_pgbench_side_pays_distinct_orders(bench_db, db_pool, tmp_path):
     assert result["failed"] == 0 and result["transactions"] == 2 * PGBENCH_TRANSACTIONS_PER_CLIENT
     async with db_pool.acquire() as conn:
         assert await conn.fetchval(orders.PAID_ORDERS) == result["transactions"]
-        assert await ledger_repo.check_invariants(conn) == []
+        assert await invariants.check_invariants(conn) == []

@@ -16,7 +16,7 @@ from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.transfers import Transfer
 from splitting import postings
 from splitting.funds import (
-    OrderFunds, RefundPlan, give_up, plan_refund, reserve_split, set_asides_fen, settle_split, unfreeze,
+    OrderFunds, RefundPlan, give_up, plan_refund, reserve_split, set_asides_fen, record_split_result, unfreeze,
 )
 from splitting.rules import (
     BPS_DENOMINATOR, DEFAULT_MAX_RATIO_BPS, FEE_RATE_BPS_MAX, RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX,
@@ -50,7 +50,7 @@ def split(funds: OrderFunds, *parts: tuple[str, int], succeeded: bool = True) ->
     """Reserve one split of `parts` and apply the channel's result for each receiver."""
     funds = reserve_split(funds, [(account, RETURNABLE[account], fen) for account, fen in parts])
     for account, fen in parts:
-        funds = settle_split(funds, account, fen, succeeded=succeeded)
+        funds = record_split_result(funds, account, fen, succeeded=succeeded)
     return funds
 
 
@@ -80,8 +80,8 @@ def test_a_paid_order_holds_everything_but_the_fee_frozen():
 def test_a_confirmed_split_leaves_the_frozen_money_for_its_receivers():
     funds = reserve_split(paid(), [(COMMISSION, True, 500), (GUIDE, False, 200)])
     assert (funds.reserved_fen, funds.frozen_fen, funds.splittable_fen) == (700, 10_000, 2300)
-    funds = settle_split(funds, GUIDE, 200, succeeded=True)  # results may come receiver by receiver
-    funds = settle_split(funds, COMMISSION, 500, succeeded=True)
+    funds = record_split_result(funds, GUIDE, 200, succeeded=True)  # results may come receiver by receiver
+    funds = record_split_result(funds, COMMISSION, 500, succeeded=True)
     assert (funds.reserved_fen, funds.frozen_fen, funds.splittable_fen) == (0, 9300, 2300)
     assert lines(funds) == {COMMISSION: (500, 0), GUIDE: (200, 0)}
     assert net(postings.split_transfer(STORE, "S1", [(COMMISSION, 500), (GUIDE, 200)])) == {
@@ -91,7 +91,7 @@ def test_a_confirmed_split_leaves_the_frozen_money_for_its_receivers():
 def test_a_failed_split_gives_its_reservation_back_to_the_cap():
     funds = reserve_split(paid(), [(BRAND, True, 3000)])
     assert funds.splittable_fen == 0
-    funds = settle_split(funds, BRAND, 3000, succeeded=False)
+    funds = record_split_result(funds, BRAND, 3000, succeeded=False)
     assert (funds.reserved_fen, funds.frozen_fen, funds.splittable_fen) == (0, 10_000, 3000)
     assert lines(funds) == {BRAND: (0, 0)}
     assert funds.splits_requested == 1  # the channel counts requests, failed ones too
@@ -291,9 +291,9 @@ def test_a_result_for_a_receiver_without_a_reservation_is_a_programming_error():
     funds = split(paid(), (BRAND, 100))
     funds = reserve_split(funds, [(COMMISSION, True, 100)])
     with pytest.raises(AssertionError):
-        settle_split(funds, BRAND, 100, succeeded=True)  # BRAND was split earlier, nothing in flight
+        record_split_result(funds, BRAND, 100, succeeded=True)  # BRAND was split earlier, nothing in flight
     with pytest.raises(AssertionError):
-        settle_split(funds, COMMISSION, 101, succeeded=True)  # more than was reserved for it
+        record_split_result(funds, COMMISSION, 101, succeeded=True)  # more than was reserved for it
 
 
 def test_a_receiver_twice_in_one_split_is_refused():
@@ -388,7 +388,7 @@ class OrderHistory:
         parts = self.in_flight.pop(index)
         confirmed = []
         for (account, _, fen), succeeded in zip(parts, results):
-            self.funds = settle_split(self.funds, account, fen, succeeded=succeeded)
+            self.funds = record_split_result(self.funds, account, fen, succeeded=succeeded)
             if succeeded:
                 confirmed.append((account, fen))
         if confirmed:
@@ -608,7 +608,7 @@ def test_a_mall_split_cannot_take_the_room_set_aside_for_the_guide_and_the_commi
     # The reward then still fits, and its split ends the room kept for it.
     funds = reserve_split(funds, [(GUIDE, False, 200)], "guide_reward")
     assert (funds.reward_set_aside_fen, funds.commission_set_aside_fen) == (0, 500)
-    funds = settle_split(funds, GUIDE, 200, succeeded=True)
+    funds = record_split_result(funds, GUIDE, 200, succeeded=True)
     funds = reserve_split(funds, [(COMMISSION, True, 500)], "commission")
     assert funds.set_aside_fen == 0 and funds.split_away_fen == 3000
 

@@ -30,7 +30,7 @@ from ledger.accounts import Bound, balance_respects
 from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.transfers import Transfer
 from splitting import postings
-from splitting.funds import OrderFunds, plan_refund, reserve_split, settle_split, unfreeze
+from splitting.funds import OrderFunds, plan_refund, reserve_split, record_split_result, unfreeze
 from splitting.rules import (
     BPS_DENOMINATOR, DEFAULT_MAX_RATIO_BPS, RECEIVERS_PER_SPLIT_MAX, Approval, Contract, SplitRefused, cap_fen,
     check_contract, share_fen,
@@ -184,13 +184,12 @@ class Mall:
         def effect():
             self.ledger.post(payment_transfer(sub_mchid=store, out_trade_no=out_trade_no, total_fen=total_fen,
                                               fee_rate_bps=contract.fee_rate_bps, profit_sharing=profit_sharing))
+            # Without profit sharing the channel pays the store at once: nothing to split.
+            funds = OrderFunds.paid(total_fen, fee_fen, contract.max_ratio_bps, profit_sharing=profit_sharing)
             if profit_sharing:
-                funds = OrderFunds.paid(total_fen, fee_fen, contract.max_ratio_bps)
                 unfreeze_by_s = self.now_s + contract.freeze_days * DAY_S
                 finish_by_s = unfreeze_by_s - FINISH_MARGIN_S
-            else:  # settled straight to the store's available balance: nothing to split
-                funds = OrderFunds(paid_fen=total_fen, fee_fen=fee_fen, max_ratio_bps=contract.max_ratio_bps,
-                                   frozen_fen=0, unfrozen=True)
+            else:
                 finish_by_s = unfreeze_by_s = None
             order = Order(store, out_trade_no, self.now_s, profit_sharing, guide, funds, finish_by_s, unfreeze_by_s,
                           unfrozen_fen=0 if profit_sharing else total_fen - fee_fen)
@@ -220,7 +219,7 @@ class Mall:
             _, parts = order.in_flight.pop(out_order_no)
             confirmed = []
             for (account, _, fen), succeeded in zip(parts, results):
-                order.funds = settle_split(order.funds, account, fen, succeeded=succeeded)
+                order.funds = record_split_result(order.funds, account, fen, succeeded=succeeded)
                 if succeeded:
                     confirmed.append((account, fen))
             if confirmed:  # one transfer per split order: its (kind, ref) is unique

@@ -1,8 +1,14 @@
-"""Order funds, split orders, split returns, refunds: the SQL of revenue splitting."""
+"""Splitting's storage adapter: order funds, split orders, split returns, refunds.
+
+SQL over asyncpg as named constants, nothing else; the rules are in splitting.funds.
+`INVARIANT_QUERIES` are splitting's own checks, run with every other module's by
+gateway.invariants.check_invariants.
+"""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from splitting.funds import Line, OrderFunds
 
@@ -109,12 +115,8 @@ ON CONFLICT DO NOTHING
 RETURNING *
 """
 
-# The store's available balance, locked so refunds of one store are planned one at a time,
-# and what refunds already in flight will still draw from it (net of returns they bring).
-STORE_AVAILABLE_FOR_UPDATE = """
-SELECT balance_fen FROM accounts WHERE mall_id = $1 AND account = $2 FOR UPDATE
-"""
-
+# What refunds already in flight will still draw from a store's available balance (net of
+# the returns they bring).
 IN_FLIGHT_REFUND_DRAW = """
 SELECT coalesce(sum((r.plan->>'from_available_fen')::bigint
                     - coalesce((SELECT sum(x.amount_fen) FROM split_returns x
@@ -130,6 +132,74 @@ UPDATE refunds SET state = $4, result = coalesce($5, result), success_at = $6
  WHERE mall_id = $1 AND sub_mchid = $2 AND out_refund_no = $3 AND state IN ('PREPARED', 'PROCESSING')
 RETURNING *
 """
+
+
+# Splitting's invariants: caps, refunds, their transfers and notifications, one funds row
+# per paid order (run by gateway.invariants).
+INVARIANT_QUERIES = {
+    "splits_exceed_cap": """
+        SELECT f.mall_id || ' order ' || f.sub_mchid || '/' || f.out_trade_no || ' split '
+               || sum(e.amount_fen) || ' away, cap ' || (f.paid_fen * f.max_ratio_bps / 10000) AS problem
+          FROM order_funds f
+          JOIN split_orders s ON s.mall_id = f.mall_id AND s.sub_mchid = f.sub_mchid
+                             AND s.out_trade_no = f.out_trade_no AND s.kind = 'split'
+          JOIN transfers t ON t.mall_id = s.mall_id AND t.kind = 'split'
+                          AND t.ref = s.sub_mchid || '/' || s.out_order_no
+          JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id AND e.amount_fen > 0
+         GROUP BY f.mall_id, f.sub_mchid, f.out_trade_no, f.paid_fen, f.max_ratio_bps
+        HAVING sum(e.amount_fen) > f.paid_fen * f.max_ratio_bps / 10000
+    """,
+    "refunds_exceed_paid": """
+        SELECT f.mall_id || ' order ' || f.sub_mchid || '/' || f.out_trade_no || ' refunded '
+               || sum(e.amount_fen) || ' of ' || f.paid_fen AS problem
+          FROM order_funds f
+          JOIN refunds r ON r.mall_id = f.mall_id AND r.sub_mchid = f.sub_mchid AND r.out_trade_no = f.out_trade_no
+          JOIN transfers t ON t.mall_id = r.mall_id AND t.kind = 'refund'
+                          AND t.ref = r.sub_mchid || '/' || r.out_refund_no
+          JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id AND e.account = 'payer'
+         GROUP BY f.mall_id, f.sub_mchid, f.out_trade_no, f.paid_fen
+        HAVING sum(e.amount_fen) > f.paid_fen
+    """,
+    "refund_without_one_transfer_and_notification": """
+        SELECT r.mall_id || ' refund ' || r.sub_mchid || '/' || r.out_refund_no || ' is ' || r.state
+               || ' with ' || (SELECT count(*) FROM transfers t WHERE t.mall_id = r.mall_id AND t.kind = 'refund'
+                                  AND t.ref = r.sub_mchid || '/' || r.out_refund_no)
+               || ' transfers and '
+               || (SELECT count(*) FROM outbox x WHERE x.mall_id = r.mall_id AND x.event_type = 'REFUND.SUCCESS'
+                      AND x.ref = r.sub_mchid || '/' || r.out_refund_no) || ' notifications' AS problem
+          FROM refunds r
+         WHERE (SELECT count(*) FROM transfers t WHERE t.mall_id = r.mall_id AND t.kind = 'refund'
+                   AND t.ref = r.sub_mchid || '/' || r.out_refund_no) <> (CASE WHEN r.state = 'SUCCESS' THEN 1 ELSE 0 END)
+            OR (SELECT count(*) FROM outbox x WHERE x.mall_id = r.mall_id AND x.event_type = 'REFUND.SUCCESS'
+                   AND x.ref = r.sub_mchid || '/' || r.out_refund_no) <> (CASE WHEN r.state = 'SUCCESS' THEN 1 ELSE 0 END)
+    """,
+    "paid_order_without_funds": """
+        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state
+               || ' with ' || count(f.out_trade_no) || ' funds rows' AS problem
+          FROM orders o
+          LEFT JOIN order_funds f USING (mall_id, sub_mchid, out_trade_no)
+         GROUP BY o.mall_id, o.sub_mchid, o.out_trade_no, o.state
+        HAVING count(f.out_trade_no) <> (CASE WHEN o.state = 'SUCCESS' THEN 1 ELSE 0 END)
+    """,
+}
+
+# The order_funds writer for rows that join another transaction as data (payment
+# success): migrations/0003 `order_funds_insert_row`; `opened_funds_row` is the row.
+FUNDS_TABLE = "order_funds"
+
+
+def opened_funds_row(*, mall_id: str, sub_mchid: str, out_trade_no: str, transaction_id: str,
+                     funds: OrderFunds, approval_id: int | None, paid_at: datetime, finish_by: datetime) -> dict:
+    """A paid order's funds as they open, every column of `order_funds` (its writer takes
+    the whole row); splits, returns and refunds change them later."""
+    return {"mall_id": mall_id, "sub_mchid": sub_mchid, "out_trade_no": out_trade_no,
+            "transaction_id": transaction_id, "paid_fen": funds.paid_fen, "fee_fen": funds.fee_fen,
+            "max_ratio_bps": funds.max_ratio_bps, "approval_id": approval_id, "frozen_fen": funds.frozen_fen,
+            "reserved_fen": funds.reserved_fen, "splits_requested": funds.splits_requested,
+            "lines": _lines_json(funds), "unfrozen": funds.unfrozen, "refunded_fen": funds.refunded_fen,
+            "fee_refunded_fen": funds.fee_refunded_fen, "paid_at": paid_at.isoformat(),
+            "finish_by": finish_by.isoformat(), "reward_set_aside_fen": funds.reward_set_aside_fen,
+            "commission_set_aside_fen": funds.commission_set_aside_fen}
 
 
 def funds_from_row(row) -> OrderFunds:
@@ -239,10 +309,6 @@ async def insert_refund(conn, *, mall_id, sub_mchid, out_refund_no, out_trade_no
     return await conn.fetchrow(INSERT_REFUND, mall_id, sub_mchid, out_refund_no, out_trade_no,
                                transaction_id, amount_fen, total_fen, reason, notify_url, request_hash,
                                plan, refund_id, client_id, created_at)
-
-
-async def store_available_for_update(conn, mall_id: str, account: str) -> int:
-    return await conn.fetchval(STORE_AVAILABLE_FOR_UPDATE, mall_id, account)
 
 
 async def in_flight_refund_draw(conn, mall_id: str, sub_mchid: str) -> int:
