@@ -19,14 +19,13 @@ from gateway.api import SERVICES, bills, channel_notify, health, mall, middlewar
 from gateway.background import BackgroundLoops
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
-from gateway.db import create_pool
+from gateway.db import create_pool, ping
 from gateway.health import HEALTH, CheckResult, HealthChecks
 from gateway.identity import load_or_create_identity
 from gateway.netguard import PublicOnlyResolver
 from gateway.nonces import NonceBook
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
-from gateway.repo import health as health_repo
 from gateway.repo import jobs as jobs_repo
 from gateway.sandbox_clock import OFFSET_HEADER as SANDBOX_OFFSET_HEADER, FollowedClock
 from gateway.services import onboarding, payments, reconciliation, scheduler
@@ -145,8 +144,7 @@ async def one_shot_services(settings: Settings, database_url: str, *, clock=utc_
 
 
 async def _database_answers(app: web.Application) -> CheckResult:
-    async with app[SERVICES].pool.acquire() as conn:
-        await health_repo.ping(conn)
+    await ping(app[SERVICES].pool)
     return CheckResult(True)
 
 

@@ -62,6 +62,15 @@ DATABASE_UNAVAILABLE = (
 CONNECTION_BROKEN = (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.InternalClientError)
 
 
+PING = "SELECT 1"
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """One round trip through a pooled connection: raises when the database is away."""
+    async with pool.acquire() as conn:
+        await conn.fetchval(PING)
+
+
 class BoundedPool(asyncpg.Pool):
     """An asyncpg pool whose `acquire()` waits at most `acquire_timeout_s` for a
     connection (asyncpg waits forever by default), so an exhausted pool or a database

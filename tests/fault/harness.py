@@ -35,7 +35,7 @@ from gateway.identity import load_or_create_identity
 from gateway.repo.tenants import Tenant
 from gateway.services import onboarding
 from gateway.settings import Settings
-from gateway.invariants import check_invariants
+from gateway import invariants
 from tests.support import ClientCredentials, SignedClient, open_notification, order_body, test_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ SP_MCHID = Settings().sp_mchid
 GATEWAY_ENV = {
     "MALLPAY_OUTBOX_POLL_INTERVAL_MS": "100",
     "MALLPAY_NOTIFY_RETRY_SCHEDULE_S": "1,1,1,2,2,2,3,3,3,3,5,5,5,5,5",
-    "MALLPAY_RECONCILE_INTERVAL_S": "1",
+    "MALLPAY_UNPAID_CHECK_INTERVAL_S": "1",
     "MALLPAY_UNPAID_ORDER_QUERY_AFTER_S": "3",
     "MALLPAY_LOOP_BACKOFF_INITIAL_MS": "100",
     "MALLPAY_LOOP_BACKOFF_MAX_MS": "1000",
@@ -412,7 +412,7 @@ async def verdict(stack: Stack, tally: Tally, *, fault_ended_at: float, notify_b
     conn = await asyncpg.connect(stack.database_url)
     try:
         rows = {r["out_trade_no"]: r for r in await conn.fetch(PAYMENTS_OF_ORDERS_SQL, list(tally.acknowledged))}
-        problems = await check_invariants(conn)
+        problems = await invariants.check_invariants(conn)
     finally:
         await conn.close()
     lost = [no for no, (store, fen) in tally.acknowledged.items()

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from gateway.db import DATABASE_UNAVAILABLE
-from gateway.invariants import check_invariants
+from gateway import invariants
 from tests.fault.harness import SP_MCHID, Stack, Tally, settled
 
 pytestmark = pytest.mark.timeout(150)
@@ -126,6 +126,6 @@ async def test_balances_sum_to_zero_on_every_read_while_faults_hit(stack):
     await settled(stack, tally, wait_s=30)
     conn = await asyncpg.connect(stack.database_url)
     try:
-        assert await check_invariants(conn) == []
+        assert await invariants.check_invariants(conn) == []
     finally:
         await conn.close()

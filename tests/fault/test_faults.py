@@ -22,7 +22,7 @@ BUYERS = 4
 LOAD_BEFORE_S = 2.0
 LOAD_AFTER_S = 3.0
 # Bound on notification delivery once a fault ends: the gateway's unpaid-order check
-# (every 1 s for orders unpaid after 3 s) and the outbox retries (at most 5 s apart in
+# (every 1 s for orders unpaid after 3 s; MALLPAY_UNPAID_CHECK_INTERVAL_S) and the outbox retries (at most 5 s apart in
 # these runs) both finish well inside it.
 NOTIFY_BOUND_S = 30.0
 
