@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gateway import signing
 from gateway.channel.credentials import EmulatorCredentials
+from gateway.wire import unix_seconds
 from emulator.wire import EmulatorError
 
 API_PREFIX = "/v3/"
@@ -82,7 +83,8 @@ def request_verifier(
         if public_key is None:
             raise EmulatorError(401, "SIGN_ERROR", "unknown merchant or serial_no")
         now_s = clock().timestamp()
-        if not auth.timestamp.isdigit() or abs(now_s - int(auth.timestamp)) > window_s:
+        seconds = unix_seconds(auth.timestamp)
+        if seconds is None or abs(now_s - seconds) > window_s:
             raise EmulatorError(401, "SIGN_ERROR", "timestamp outside the allowed window")
         body = await request.read()
         message = signing.request_message(request.method, request.raw_path, auth.timestamp, auth.nonce_str, body)

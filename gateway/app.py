@@ -6,7 +6,6 @@ not handed in is built from settings and torn down with the app (aiohttp cleanup
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -16,15 +15,18 @@ import structlog
 from aiohttp import web
 
 from gateway import auth
-from gateway.api import SERVICES, bills, channel_notify, mall, middleware, openapi, orders, profitsharing, refunds
+from gateway.api import SERVICES, bills, channel_notify, health, mall, middleware, openapi, orders, profitsharing, refunds
+from gateway.background import BackgroundLoops
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
 from gateway.db import create_pool
+from gateway.health import HEALTH, CheckResult, HealthChecks
 from gateway.identity import load_or_create_identity
 from gateway.netguard import PublicOnlyResolver
 from gateway.nonces import NonceBook
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
+from gateway.repo import jobs as jobs_repo
 from gateway.sandbox_clock import OFFSET_HEADER as SANDBOX_OFFSET_HEADER, FollowedClock
 from gateway.services import onboarding, payments, reconciliation, scheduler
 from gateway.services.context import Services
@@ -32,6 +34,7 @@ from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
 OUTBOX = web.AppKey("outbox", OutboxDelivery)
+BACKGROUND = web.AppKey("background", BackgroundLoops)
 HTTP_CONNECTIONS_MAX = 200
 
 
@@ -54,10 +57,15 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app = web.Application(
         client_max_size=settings.body_bytes_max,
         middlewares=[middleware.request_context, middleware.sign_responses, middleware.errors,
-                     middleware.authenticate],
+                     middleware.read_body, middleware.authenticate, middleware.check_text],
     )
     identity = identity or load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
     app[middleware.CLIENT_KEYS] = auth.ClientKeyCache(settings.client_key_cache_s)
+    app[BACKGROUND] = BackgroundLoops(settings.loop_backoff_initial_ms / 1000, settings.loop_backoff_max_ms / 1000)
+    app[HEALTH] = HealthChecks(settings.health_check_timeout_ms / 1000)
+    app[HEALTH].add("database", _database_answers)
+    app[HEALTH].add("background_loops", _loops_running)
+    app[HEALTH].add("dead_jobs", _dead_jobs, required=False)
     app[middleware.NONCES] = NonceBook(settings.nonce_batch_max)
     signing_executor = (ThreadPoolExecutor(settings.signing_threads, thread_name_prefix="mallpay-sign")
                         if settings.signing_threads else None)
@@ -70,6 +78,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         the_pool = pool or await create_pool(
             database_url, min_size=settings.db_pool_size_min, max_size=settings.db_pool_size_max,
             statement_timeout_ms=settings.db_statement_timeout_ms,
+            acquire_timeout_s=settings.db_acquire_timeout_ms / 1000,
         )
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS_MAX))
         # Notifications go to addresses clients chose: public ones only (loopback for local runs).
@@ -96,26 +105,24 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
             signing_executor.shutdown()
 
     async def workers_ctx(app: web.Application):
-        svc = app[SERVICES]
-        tasks = [asyncio.create_task(app[OUTBOX].run_worker(woken=index == 0))
-                 for index in range(settings.outbox_workers)]
-        tasks.append(asyncio.create_task(_every(settings.unpaid_check_interval_s, payments.check_due_unpaid_orders, svc)))
-        tasks.append(asyncio.create_task(_every(settings.jobs_poll_interval_ms / 1000, scheduler.run_due_jobs, svc)))
-        tasks.append(asyncio.create_task(_every(settings.signature_window_s, _forget_old_nonces, svc)))
-        tasks.append(asyncio.create_task(_every(reconciliation.PLAN_INTERVAL_S, reconciliation.plan_daily, svc)))
+        svc, loops, outbox = app[SERVICES], app[BACKGROUND], app[OUTBOX]
+        for index in range(settings.outbox_workers):
+            loops.start(f"outbox_{index}", outbox.deliver_due, outbox.pause_after(woken=index == 0))
+        loops.start_every("unpaid_orders", settings.unpaid_check_interval_s,
+                          lambda: payments.check_due_unpaid_orders(svc))
+        loops.start_every("scheduler", settings.jobs_poll_interval_ms / 1000, lambda: scheduler.run_due_jobs(svc))
+        loops.start_every("nonce_cleanup", settings.signature_window_s, lambda: _forget_old_nonces(svc))
+        loops.start_every("reconciliation_plan", reconciliation.PLAN_INTERVAL_S,
+                          lambda: reconciliation.plan_daily(svc))
         if followed is not None and channel is None:
-            tasks.append(asyncio.create_task(_every(settings.sandbox_clock_poll_s, _read_sandbox_clock, svc)))
+            loops.start_every("sandbox_clock", settings.sandbox_clock_poll_s, lambda: _read_sandbox_clock(svc))
         yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await loops.stop()
 
     app.cleanup_ctx.append(services_ctx)
     if run_workers:
         app.cleanup_ctx.append(workers_ctx)
-    for module in (orders, channel_notify, mall, openapi, profitsharing, refunds, bills):
+    for module in (orders, channel_notify, health, mall, openapi, profitsharing, refunds, bills):
         app.router.add_routes(module.routes)
     return app
 
@@ -136,16 +143,21 @@ async def one_shot_services(settings: Settings, database_url: str, *, clock=utc_
         await pool.close()
 
 
-async def _every(interval_s: float, job, svc: Services) -> None:
-    """Run `job(svc)` forever, `interval_s` apart; a failing pass is logged, not fatal."""
-    while True:
-        try:
-            await job(svc)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("background_job_failed", job=job.__name__)
-        await asyncio.sleep(interval_s)
+async def _database_answers(app: web.Application) -> CheckResult:
+    async with app[SERVICES].pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+    return CheckResult(True)
+
+
+async def _loops_running(app: web.Application) -> CheckResult:
+    loops = app[BACKGROUND]
+    return CheckResult(not loops.not_running(), {"loops": loops.as_json()})
+
+
+async def _dead_jobs(app: web.Application) -> CheckResult:
+    # Jobs that gave up wait for an operator (GET /v3/mall/jobs): counted, not a failure.
+    async with app[SERVICES].pool.acquire() as conn:
+        return CheckResult(True, {"count": await jobs_repo.dead_count(conn)})
 
 
 async def _forget_old_nonces(svc: Services) -> None:

@@ -22,6 +22,7 @@ from gateway.identity import GatewayIdentity
 from gateway.nonces import NonceBook
 from gateway.repo import clients
 from gateway.repo.clients import Caller
+from gateway.wire import unix_seconds
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 CLIENT_KEYS_CACHED_MAX = 10_000
@@ -68,7 +69,8 @@ async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, nonc
     except signing.MalformedAuthorization as exc:
         raise SignError("authorization_malformed", f"Authorization header {exc}") from None
     now: datetime = clock()
-    if not auth.timestamp.isdigit() or abs(int(auth.timestamp) - now.timestamp()) > window_s:
+    seconds = unix_seconds(auth.timestamp)
+    if seconds is None or abs(seconds - now.timestamp()) > window_s:
         raise SignError("timestamp_out_of_window", "timestamp is more than the allowed window from server time")
     found = await keys.lookup(pool, auth.mchid, auth.serial_no)
     if found is None:

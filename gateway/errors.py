@@ -85,3 +85,27 @@ class ChannelUnavailable(ApiError):
     status = 500
     code = "SYSTEM_ERROR"
     message = "系统异常，请稍后重试"
+
+
+class DatabaseUnavailable(ApiError):
+    """The database is away (restarting, connections dropped, pool exhausted); nothing was
+    committed by this request, or it was committed once and a retry returns it."""
+
+    status = 503
+    code = "SYSTEM_ERROR"
+    message = "系统繁忙，请稍后重试"
+
+
+class BodyReadTimeout(ApiError):
+    """The client declared a body and did not send it in time."""
+
+    status = 408
+    code = "PARAM_ERROR"
+    message = "请求体读取超时"
+
+
+class UnsupportedContentType(ApiError):
+    """WeChat Pay v3 takes JSON bodies only (Content-Type: application/json)."""
+
+    code = "PARAM_ERROR"
+    message = "Content-Type 必须为 application/json"

@@ -25,6 +25,12 @@ def redact_secrets(_logger, _method, event_dict: dict) -> dict:
     return event_dict
 
 
+def encodable_line(_logger, _method, line: str) -> str:
+    """After rendering: a line always encodes as UTF-8 (a lone surrogate that reached an
+    event becomes an escape), so logging can never fail a request."""
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def configure_logging(level: str = "info", stream=None) -> None:
     level_no = logging.getLevelName(level.upper())
     if not isinstance(level_no, int):
@@ -37,6 +43,7 @@ def configure_logging(level: str = "info", stream=None) -> None:
             redact_secrets,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(ensure_ascii=False),
+            encodable_line,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),

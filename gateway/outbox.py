@@ -70,29 +70,26 @@ class OutboxDelivery:
         # client keys are (a removed client stops receiving within that time).
         self._apiv3_keys = TTLCache(maxsize=APIV3_KEYS_CACHED_MAX, ttl=svc.settings.client_key_cache_s)
 
-    async def run_worker(self, woken: bool = True) -> None:
-        """Deliver until cancelled. After a batch shorter than `outbox_batch_max` nothing
-        else was due, so the worker pauses until the next poll, or, when `woken`, until a
-        payment sets `wakeup`: one worker per process is woken, so a payment costs one
-        claim rather than one per worker."""
-        settings = self._svc.settings
-        poll_s = settings.outbox_poll_interval_ms / 1000
-        while True:
-            try:
-                delivered = await self.deliver_due()
-            except (OSError, asyncio.TimeoutError) as exc:
-                log.warning("outbox_pass_failed", error=type(exc).__name__)
-                delivered = 0
-            if delivered >= settings.outbox_batch_max:
-                continue
+    def pause_after(self, *, woken: bool):
+        """The pause between passes, for gateway.background. After a batch shorter than
+        `outbox_batch_max` nothing else was due, so the worker pauses until the next poll,
+        or, when `woken`, until a payment sets `wakeup`: one worker per process is woken,
+        so a payment costs one claim rather than one per worker."""
+        poll_s = self._svc.settings.outbox_poll_interval_ms / 1000
+
+        async def pause(delivered: int) -> None:
+            if delivered >= self._svc.settings.outbox_batch_max:
+                return
             if not woken:
                 await asyncio.sleep(poll_s)
-                continue
+                return
             try:
                 await asyncio.wait_for(self.wakeup.wait(), poll_s)
             except asyncio.TimeoutError:
                 pass
             self.wakeup.clear()
+
+        return pause
 
     async def deliver_due(self) -> int:
         """One pass: claim up to `outbox_batch_max` due rows and try each once."""
@@ -102,7 +99,12 @@ class OutboxDelivery:
         async with self._svc.pool.acquire() as conn:
             rows = await outbox_repo.claim_due(conn, now, now + lease, settings.outbox_batch_max)
         if rows:
-            await asyncio.gather(*(self._deliver(row) for row in rows))
+            # Every row's attempt finishes (and records its outcome) before a failure of one
+            # is raised to the loop's supervisor; an unrecorded row is retried after its lease.
+            outcomes = await asyncio.gather(*(self._deliver(row) for row in rows), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         return len(rows)
 
     async def _deliver(self, row) -> None:

@@ -61,6 +61,14 @@ class Settings:
     db_pool_size_min: int = 2
     db_pool_size_max: int = 16
     db_statement_timeout_ms: int = 5_000
+    db_acquire_timeout_ms: int = 5_000
+
+    # Robustness: every background loop retries a failed pass after a backoff doubling
+    # from the initial to the max; a request body must arrive within body_read_timeout_s.
+    loop_backoff_initial_ms: int = 100
+    loop_backoff_max_ms: int = 5_000
+    health_check_timeout_ms: int = 2_000
+    body_read_timeout_s: float = 10.0
 
     outbox_workers: int = 2
     outbox_batch_max: int = 32
@@ -145,6 +153,8 @@ class Settings:
             "port", "serve_workers", "signature_window_s", "nonce_batch_max", "body_bytes_max",
             "db_pool_size_min", "db_pool_size_max", "outbox_workers", "outbox_batch_max",
             "outbox_poll_interval_ms", "unpaid_check_batch_max", "order_expire_after_s",
+            "db_acquire_timeout_ms", "loop_backoff_initial_ms", "loop_backoff_max_ms", "health_check_timeout_ms",
+            "body_read_timeout_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -155,6 +165,8 @@ class Settings:
             raise SettingsError("MALLPAY_RECONCILE_AT_MINUTE must be within a day, concurrency positive")
         if self.db_pool_size_min > self.db_pool_size_max:
             raise SettingsError("MALLPAY_DB_POOL_SIZE_MIN exceeds MALLPAY_DB_POOL_SIZE_MAX")
+        if self.loop_backoff_initial_ms > self.loop_backoff_max_ms:
+            raise SettingsError("MALLPAY_LOOP_BACKOFF_INITIAL_MS exceeds MALLPAY_LOOP_BACKOFF_MAX_MS")
         if not self.notify_retry_schedule_s:
             raise SettingsError("MALLPAY_NOTIFY_RETRY_SCHEDULE_S needs at least one delay")
 

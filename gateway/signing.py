@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 AUTH_FIELDS = frozenset({"mchid", "nonce_str", "signature", "timestamp", "serial_no"})
-_AUTH_FIELD_RE = re.compile(r'\s*([a-z_]+)="([^"]*)"\s*')
+# Field values are printable ASCII without quotes, bounded: what WeChat's fields are
+# (digits, hex, base64). Anything else — non-ASCII digits, undecodable bytes — is malformed.
+_AUTH_FIELD_RE = re.compile(r'\s*([a-z_]+)="([\x21\x23-\x7e]{0,512})"\s*')
 APIV3_KEY_BYTES = 32
 NONCE_CHARS = 32
 

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 CHINA_TZ = timezone(timedelta(hours=8))
+# Unix seconds as WeChat sends them in signatures: ASCII digits only (str.isdigit() also
+# takes "²" and other digits int() refuses), and short enough to be a real time.
+_UNIX_SECONDS_RE = re.compile(r"[0-9]{1,12}")
+
+
+def unix_seconds(text: str) -> int | None:
+    """The integer in a signature timestamp, or None when it is not one."""
+    return int(text) if _UNIX_SECONDS_RE.fullmatch(text) else None
 
 
 def to_wechat_time(moment: datetime) -> str:
@@ -22,7 +31,10 @@ def parse_wechat_time(text: str) -> datetime | None:
         return None
     if moment.tzinfo is None or "T" not in text:
         return None
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        return None
 
 
 def json_bytes(value) -> bytes:

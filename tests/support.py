@@ -324,3 +324,47 @@ def notifications_of(mall, event_type: str) -> list[dict]:
     opened = [open_notification(headers, body, mall.gateway_public_key, mall.app.creds.apiv3_key)
               for headers, body in list(mall.sink.received)]
     return [event for event in opened if event["event_type"] == event_type]
+
+
+# --- helpers for the hostile-input and fault tests ---------------------------------------
+
+# Tables no request may change when it is refused; request_nonces is left out on purpose
+# (a signed request's nonce is remembered before its body is judged, so a replay of it
+# stays refused).
+STATE_TABLES_SQL = """
+SELECT tablename FROM pg_tables
+ WHERE schemaname = 'public' AND tablename NOT IN ('request_nonces', 'schema_migrations')
+ ORDER BY tablename
+"""
+
+
+async def all_table_counts(pool) -> dict[str, int]:
+    """Rows of every state table: equal before and after means nothing was written."""
+    async with pool.acquire() as conn:
+        names = [r["tablename"] for r in await conn.fetch(STATE_TABLES_SQL)]
+        # Table names come from the catalogue, not from input; quoted as identifiers.
+        return {name: await conn.fetchval(f'SELECT count(*) FROM "{name}"') for name in names}
+
+
+async def raw_http(host: str, port: int, request: bytes, *, timeout_s: float = 10.0) -> Reply:
+    """Send `request` byte for byte over a fresh connection (for what aiohttp's client will
+    not send: undecodable header bytes, lying Content-Length); the parsed answer."""
+    import asyncio
+
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip()] = value.strip()
+        length = int(headers.get("Content-Length", "0"))
+        body = await asyncio.wait_for(reader.readexactly(length), timeout_s) if length else b""
+        return Reply(status, body, headers)
+    finally:
+        writer.close()

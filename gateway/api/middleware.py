@@ -1,9 +1,12 @@
-"""Middlewares, outermost first: request id + access log, response signing, errors,
-authentication. Every response leaves signed; every error leaves as a WeChat body."""
+"""Middlewares, outermost first: request id + access log, response signing, errors, body
+reading (type and time bounded), authentication, text checks of path and query. Every
+response leaves signed; every error leaves as a WeChat body."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
 import uuid
 from concurrent.futures import Executor
@@ -13,7 +16,11 @@ from aiohttp import web
 
 from gateway import auth
 from gateway.api import CALLER, SERVICES
-from gateway.errors import ApiError, BodyTooLarge, ParamError, ResourceNotExists
+from gateway.api import validation
+from gateway.db import CONNECTION_BROKEN, DATABASE_UNAVAILABLE
+from gateway.errors import (
+    ApiError, BodyReadTimeout, BodyTooLarge, DatabaseUnavailable, ResourceNotExists, UnsupportedContentType,
+)
 from gateway.nonces import NonceBook
 from gateway.wire import json_bytes
 
@@ -22,16 +29,31 @@ log = structlog.get_logger(__name__)
 # Paths outside the client API: the channel's notifications (signed by WeChat Pay, not
 # by a client) and the public discovery documents.
 UNSIGNED_PREFIXES = ("/channel/", "/health", "/openapi.json")
+CLIENT_API_PREFIX = "/v3/"
+# A client's Request-ID is echoed and logged only when it is short and plain; anything
+# else (kilobytes, control characters, undecodable bytes) is replaced by our own.
+REQUEST_ID_RE = re.compile(r"[0-9A-Za-z._:-]{1,64}")
+RETRY_AFTER_S = 1
+SYSTEM_ERROR_BODY = b'{"code":"SYSTEM_ERROR","message":"system error","detail":{}}'
+
+
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def request_id_of(request: web.Request) -> str:
+    sent = request.headers.get("Request-ID", "")
+    return sent if REQUEST_ID_RE.fullmatch(sent) else uuid.uuid4().hex
 
 
 @web.middleware
 async def request_context(request: web.Request, handler):
-    request_id = request.headers.get("Request-ID") or uuid.uuid4().hex
+    request_id = request[REQUEST_ID] = request_id_of(request)
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     try:
         response = await handler(request)
-        response.headers["Request-ID"] = request_id
+        if not response.prepared:
+            response.headers["Request-ID"] = request_id
         # The route template, not the raw path: paths may carry a shopper's openid.
         log.info("request", method=request.method, route=_route_of(request), status=response.status,
                  duration_ms=round((time.perf_counter() - started) * 1000, 2))
@@ -50,16 +72,25 @@ def _route_of(request: web.Request) -> str:
 async def sign_responses(request: web.Request, handler):
     response = await handler(request)
     # The channel does not verify what the gateway answers to its notifications.
-    if not request.path.startswith("/channel/") and isinstance(response, web.Response):
+    if not request.path.startswith("/channel/") and isinstance(response, web.Response) and not response.prepared:
         svc = request.app[SERVICES]
         await auth.sign_response(response, svc.identity, svc.signature_clock, request.app[SIGNING_EXECUTOR])
     return response
 
 
 def error_response(error: ApiError) -> web.Response:
+    """The WeChat-style body of `error`. Never fails: a detail that cannot be encoded as
+    UTF-8 JSON is escaped, and failing that the answer is a fixed SYSTEM_ERROR body."""
     body = {"code": error.code, "message": error.message, "detail": error.detail}
-    return web.Response(status=error.status, body=json_bytes(body),
-                        content_type="application/json", charset="utf-8")
+    try:
+        data = json_bytes(body)
+    except (TypeError, ValueError):  # a lone surrogate (UnicodeEncodeError) or an odd detail value
+        try:
+            data = json.dumps(body, ensure_ascii=True, default=str, separators=(",", ":")).encode()
+        except (TypeError, ValueError):
+            return web.Response(status=500, body=SYSTEM_ERROR_BODY, content_type="application/json",
+                                charset="utf-8")
+    return web.Response(status=error.status, body=data, content_type="application/json", charset="utf-8")
 
 
 @web.middleware
@@ -77,6 +108,13 @@ async def errors(request: web.Request, handler):
         if exc.status == 405:
             return error_response(ApiError("method_not_allowed", "method not allowed"))
         raise
+    except DATABASE_UNAVAILABLE as exc:
+        # Not a bug: the database restarts, dropped this connection or is saturated. The
+        # request's transaction did not commit (or committed once; a retry finds it).
+        log.warning("database_unavailable", error=type(exc).__name__, exc_info=isinstance(exc, CONNECTION_BROKEN))
+        response = error_response(DatabaseUnavailable("database_unavailable"))
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
     except Exception:
         log.exception("unhandled_error")
         body = {"code": "SYSTEM_ERROR", "message": "系统异常，请稍后重试", "detail": {}}
@@ -84,8 +122,39 @@ async def errors(request: web.Request, handler):
                             charset="utf-8")
 
 
+@web.middleware
+async def read_body(request: web.Request, handler):
+    """Read the whole body up front, within `body_read_timeout_s`: a client that declares
+    a body and sends it slowly is cut off (408, connection closed) instead of holding a
+    connection. Client API bodies must be JSON, as WeChat Pay v3 requires."""
+    if request.body_exists:
+        if request.path.startswith(CLIENT_API_PREFIX) and request.content_type != "application/json":
+            raise UnsupportedContentType("content_type_not_json", field="Content-Type")
+        timeout_s = request.app[SERVICES].settings.body_read_timeout_s
+        try:
+            await asyncio.wait_for(request.read(), timeout_s)  # aiohttp keeps it for later reads
+        except asyncio.TimeoutError:
+            log.info("request_refused", code="PARAM_ERROR", reason="body_read_timeout", status=408)
+            return await _answer_and_close(request, error_response(
+                BodyReadTimeout("body_read_timeout", timeout_s=timeout_s)))
+    return await handler(request)
+
+
 def _not_found() -> ApiError:
     return ResourceNotExists("no_such_path", "no such resource")
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send `response` now (signed, with the request id) and close the connection: left to
+    aiohttp, it would linger up to 10 s reading the rest of a body that is not coming."""
+    svc = request.app[SERVICES]
+    await auth.sign_response(response, svc.identity, svc.signature_clock, request.app[SIGNING_EXECUTOR])
+    response.headers["Request-ID"] = request[REQUEST_ID]
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 @web.middleware
@@ -104,6 +173,12 @@ async def authenticate(request: web.Request, handler):
         structlog.contextvars.unbind_contextvars("client_id")
 
 
+@web.middleware
+async def check_text(request: web.Request, handler):
+    validation.check_request_text(request.match_info, request.query)
+    return await handler(request)
+
+
 CLIENT_KEYS = web.AppKey("client_keys", auth.ClientKeyCache)
 NONCES = web.AppKey("nonces", NonceBook)
 # Threads that make response signatures (MALLPAY_SIGNING_THREADS); None: on the event loop.
@@ -111,9 +186,6 @@ SIGNING_EXECUTOR = web.AppKey("signing_executor", Executor)
 
 
 async def json_body(request: web.Request):
-    """The parsed JSON body; PARAM_ERROR when it is not JSON (or nested too deep to parse)."""
-    raw = await request.read()
-    try:
-        return json.loads(raw) if raw else None
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ParamError("body", "not_json", "request body is not valid JSON") from None
+    """The parsed JSON body, checked by `validation.parse_json`; PARAM_ERROR when it is not
+    JSON, nests too deep, or carries NUL or invalid Unicode."""
+    return validation.parse_json(await request.read())

@@ -152,8 +152,12 @@ PATHS = {
         "responses": {"204": {"description": "applied"}, "401": {"description": "rejected"},
                       "500": {"description": "not applied; the channel retries"}}}},
     "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
-    "/health": {"get": {"summary": "Liveness and database reachability; dead_jobs: jobs that gave up",
-                        "responses": {"200": {"description": "ok"}}}},
+    "/health": {"get": {"summary": "Liveness: the process is up (touches nothing else)",
+                        "responses": {"200": {"description": "up"}}}},
+    "/health/ready": {"get": {"summary": "Readiness: database reachable, every background loop running, "
+                                         "plus informational checks (dead_jobs: jobs that gave up)",
+                              "responses": {"200": {"description": "ready"},
+                                            "503": {"description": "not ready; the body says which check failed"}}}},
 }
 
 _AMOUNT = {"type": "object", "required": ["total"], "properties": {
@@ -296,14 +300,3 @@ DOCUMENT = {
 @routes.get("/openapi.json")
 async def document(_request: web.Request) -> web.Response:
     return web.Response(body=json_bytes(DOCUMENT), content_type="application/json", charset="utf-8")
-
-
-@routes.get("/health")
-async def health(request: web.Request) -> web.Response:
-    from gateway.api import services_of
-    from gateway.repo import jobs as jobs_repo
-    async with services_of(request).pool.acquire() as conn:
-        dead_jobs = await jobs_repo.dead_count(conn)
-    # Jobs that gave up wait for an operator (GET /v3/mall/jobs): counted, not a failure.
-    return web.Response(body=json_bytes({"status": "ok", "dead_jobs": dead_jobs}), content_type="application/json",
-                        charset="utf-8")

@@ -205,9 +205,12 @@ async def delete_receiver(request: web.Request) -> web.Response:
     svc, caller = services_of(request), _mall_app(request)
     body = _object(await json_body(request))
     sub_mchid = _field(body, "sub_mchid", MCHID_RE)
+    if body.get("type") not in RECEIVER_TYPES:
+        raise ParamError("type", "unknown_receiver_type")
+    account = _field(body, "account", OPENID_RE)
     async with svc.pool.acquire() as conn:
-        row = await guides_repo.delete_receiver(conn, caller.mall_id, sub_mchid, body.get("type"),
-                                                body.get("account"), svc.clock())
+        row = await guides_repo.delete_receiver(conn, caller.mall_id, sub_mchid, body["type"], account,
+                                                svc.clock())
     if row is None:
         raise ResourceNotExists("receiver_not_found")
     return json_response({"sub_mchid": sub_mchid, "type": row["type"], "account": row["account"]})

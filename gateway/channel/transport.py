@@ -28,6 +28,7 @@ from gateway import signing
 from gateway.channel import ChannelError, ChannelNotificationRejected
 from gateway.channel import transformers as tf
 from gateway.channel.credentials import ChannelCredentials
+from gateway.wire import unix_seconds
 
 log = structlog.get_logger("gateway.channel.client")
 
@@ -203,9 +204,8 @@ class SignedTransport:
         return signing.verify(self.credentials.platform_public_key, message, signature)
 
     def _timestamp_fresh(self, timestamp: str) -> bool:
-        if not timestamp.isdigit():
-            return False
-        return abs(self._clock().timestamp() - int(timestamp)) <= SIGNATURE_WINDOW_S
+        seconds = unix_seconds(timestamp)
+        return seconds is not None and abs(self._clock().timestamp() - seconds) <= SIGNATURE_WINDOW_S
 
     def _error(self, method: str, path: str, status: int, raw: bytes) -> ChannelError:
         try:

@@ -23,6 +23,9 @@ __all__ = [
     "EMBEDDED_DATABASE",
     "EmbeddedPostgres",
     "EmbeddedPostgresError",
+    "BoundedPool",
+    "CONNECTION_BROKEN",
+    "DATABASE_UNAVAILABLE",
     "create_pool",
     "ensure_database",
     "resolve_database_url",
@@ -34,20 +37,66 @@ EMBEDDED_DATABASE = "mallpay"
 CONNECT_TIMEOUT_S = 10.0
 
 
-async def create_pool(dsn: str, *, min_size: int, max_size: int, statement_timeout_ms: int) -> asyncpg.Pool:
+ACQUIRE_TIMEOUT_S_DEFAULT = 5.0
+MAX_QUERIES_PER_CONNECTION = 50_000
+INACTIVE_CONNECTION_LIFETIME_S = 300.0
+
+# What asyncpg raises when the database is away or overwhelmed rather than when a query is
+# wrong: a server starting or shutting down, a terminated or dropped connection, a refused
+# connect, too many clients, a statement or pool wait past its timeout, a serialization
+# failure. The API answers these 503 SYSTEM_ERROR (retry later); they are not bugs.
+DATABASE_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,      # ConnectionDoesNotExistError, ConnectionFailureError, ...
+    asyncpg.exceptions.OperatorInterventionError,  # CannotConnectNow, AdminShutdown, QueryCanceled
+    asyncpg.exceptions.InsufficientResourcesError,  # TooManyConnections
+    asyncpg.exceptions.TransactionRollbackError,    # serialization failure, deadlock
+    # Connecting: refused, reset, the embedded server's socket file gone while it is
+    # stopped, a pool acquire or connect past its timeout (TimeoutError is an OSError).
+    OSError,
+    # A connection the server terminated while it sat idle in the pool can fail its next
+    # use with these ("connection is closed", "another operation is in progress") before
+    # asyncpg notices the close. They can also be our bugs: logged with a stack trace.
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+CONNECTION_BROKEN = (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.InternalClientError)
+
+
+class BoundedPool(asyncpg.Pool):
+    """An asyncpg pool whose `acquire()` waits at most `acquire_timeout_s` for a
+    connection (asyncpg waits forever by default), so an exhausted pool or a database
+    that does not answer turns into a prompt, retryable error instead of a hung request."""
+
+    acquire_timeout_s: float = ACQUIRE_TIMEOUT_S_DEFAULT
+
+    def acquire(self, *, timeout: float | None = None):
+        return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int, statement_timeout_ms: int,
+                      acquire_timeout_s: float = ACQUIRE_TIMEOUT_S_DEFAULT) -> asyncpg.Pool:
     """A pool whose connections time out runaway statements on the server and decode
-    json/jsonb columns to Python values."""
+    json/jsonb columns to Python values; waiting for a connection is bounded too."""
     assert 0 < min_size <= max_size, (min_size, max_size)
     assert statement_timeout_ms > 0, statement_timeout_ms
-    return await asyncpg.create_pool(
+    assert acquire_timeout_s > 0, acquire_timeout_s
+    # What asyncpg.create_pool does, with our pool class (it takes no class argument).
+    pool = BoundedPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        max_queries=MAX_QUERIES_PER_CONNECTION,
+        max_inactive_connection_lifetime=INACTIVE_CONNECTION_LIFETIME_S,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         timeout=CONNECT_TIMEOUT_S,
         server_settings={"statement_timeout": str(statement_timeout_ms)},
         init=_init_connection,
         reset=_keep_session,
     )
+    pool.acquire_timeout_s = acquire_timeout_s
+    return await pool
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

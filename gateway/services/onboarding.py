@@ -137,10 +137,12 @@ async def create_client(pool, *, mall_id: str, role: str, sub_mchid: str | None,
                         public_key_pem: str) -> NewClient:
     """Register a client with its first key. A mall's first `mall_app` client signs as
     the mall's own sp_mchid, so a WeChat Pay SDK configured for the mall works as is."""
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise ParamError("role", "unknown_role", f"role is one of {', '.join(ROLES)}")
     if (role == "tenant") != (sub_mchid is not None):
         raise ParamError("sub_mchid", "required_for_tenant_only")
+    if sub_mchid is not None and (not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid)):
+        raise ParamError("sub_mchid", "bad_format")
     public_key = _public_key(public_key_pem)
     apiv3_key = secrets.token_hex(16).encode()  # 32 ASCII characters, like WeChat's APIv3 keys
     async with pool.acquire() as conn, conn.transaction():

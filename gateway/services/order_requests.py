@@ -217,6 +217,8 @@ def _notify_url(body: dict, allow_loopback_http: bool) -> str:
     if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
         raise ParamError("notify_url", "bad_format", "notify_url is an absolute URL without credentials or query")
     loopback = _is_loopback(parts.hostname)
+    if parts.scheme not in ("http", "https"):
+        raise ParamError("notify_url", "https_required", "notify_url must be https")
     if allow_loopback_http and loopback and port:
         return url  # local runs: the emulator, the demo and tests deliver on this machine
     if parts.scheme != "https":

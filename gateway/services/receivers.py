@@ -49,9 +49,9 @@ async def add_receiver(svc: Services, mall_id: str, sub_mchid: str, type_: str, 
     if type_ != "MERCHANT_ID":
         raise ParamError("type", "use_guides_for_persons",
                          "persons receive splits as guides: POST /v3/mall/guides")
-    if not MCHID_RE.fullmatch(account):
+    if not isinstance(account, str) or not MCHID_RE.fullmatch(account):
         raise ParamError("account", "bad_format")
-    if relation_type not in RELATION_TYPES:
+    if not isinstance(relation_type, str) or relation_type not in RELATION_TYPES:
         raise ParamError("relation_type", "unknown_relation_type")
     await _require_tenant(svc, mall_id, sub_mchid)
     await _add_at_channel(svc, sub_mchid, type_, account, name, relation_type)

@@ -101,6 +101,8 @@ def fen_of(text: str) -> int:
     """"123.45" -> 12345, "-0.01" -> -1, "7" -> 700, "0.5" -> 50; anything else raises.
 
     String arithmetic only (a bill has hundreds of thousands of amounts: no regex, no float)."""
+    if len(text) > 3 and text[-3] == "." and text.isascii() and text[:-3].isdigit() and text[-2:].isdigit():
+        return int(text[:-3]) * 100 + int(text[-2:])  # the usual "123.45"
     body = text.strip()
     negative = body.startswith("-")
     if negative:

@@ -16,7 +16,9 @@ RETRYABLE = (409, 429)
 
 
 async def test_concurrent_identical_creates_make_one_order_each(make_mall):
-    mall = await make_mall(db_pool_size_max=16)
+    # A thousand requests at once queue for connections far longer than the default wait
+    # (answered 503 past it, see test_robustness); this test is about duplicates, not shedding.
+    mall = await make_mall(db_pool_size_max=16, db_acquire_timeout_ms=120_000)
     assert mall.settings.db_pool_size_max == 16
     stores = mall.stores
     keys = [(stores[i % len(stores)], f"STORM-{i:04d}") for i in range(ORDERS)]

@@ -8,6 +8,7 @@ from gateway.errors import NoAuth, ParamError
 from gateway.repo.clients import Caller
 
 PAGE_LIMIT_MAX = 100
+PAGE_OFFSET_MAX = 1_000_000
 
 
 def require_role(caller: Caller, *roles: str) -> None:
@@ -21,6 +22,8 @@ def paging(request: web.Request) -> tuple[int, int]:
         offset = int(request.query.get("offset", "0"))
     except ValueError:
         raise ParamError("limit", "not_an_integer") from None
-    if not 1 <= limit <= PAGE_LIMIT_MAX or offset < 0:
-        raise ParamError("limit", "out_of_range", f"limit 1 to {PAGE_LIMIT_MAX}, offset ≥ 0")
+    if not 1 <= limit <= PAGE_LIMIT_MAX:
+        raise ParamError("limit", "out_of_range", f"limit 1 to {PAGE_LIMIT_MAX}")
+    if not 0 <= offset <= PAGE_OFFSET_MAX:  # PostgreSQL's OFFSET is a bigint; far below it anyway
+        raise ParamError("offset", "out_of_range", f"offset 0 to {PAGE_OFFSET_MAX}")
     return limit, offset
