@@ -1,4 +1,4 @@
-"""The pure cores (ledger/, splitting/) import no I/O and make nothing up: no clock, no
+"""The pure cores (ledger/, splitting/, coupons/, points/) import no I/O and make nothing up: no clock, no
 random numbers, no ids, no aiohttp or asyncpg (STYLE habit 2). Storage adapters
 (`repo.py`) are the exception by design."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE_PACKAGES = ("ledger", "splitting")
+CORE_PACKAGES = ("ledger", "splitting", "coupons", "points")
 FORBIDDEN_MODULES = {"aiohttp", "asyncpg", "random", "secrets", "uuid", "time", "os", "socket", "gateway"}
 FORBIDDEN_CALLS = {"now", "utcnow", "today"}
 
