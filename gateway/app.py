@@ -23,7 +23,7 @@ from gateway.identity import load_or_create_identity
 from gateway.netguard import PublicOnlyResolver
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
-from gateway.services import onboarding, payments, scheduler
+from gateway.services import next_store, onboarding, payments, scheduler
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -70,12 +70,16 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
             channel_credentials(settings), settings.channel_url, session,
             settings.channel_timeout_s, clock,
         )
-        svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=clock, identity=identity)
+        svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=clock, identity=identity,
+                       coupons=next_store.CouponRuntime())
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
         app[OUTBOX] = OutboxDelivery(svc, notify_session)
         app[channel_notify.OUTBOX_WAKEUP] = app[OUTBOX].wakeup
+        svc.coupons.wakeup = app[OUTBOX].wakeup
         yield
+        for task in list(svc.coupons.tasks):  # issuing in flight: its payments are committed
+            task.cancel()
         await session.close()
         await notify_session.close()
         if own_pool:
@@ -87,6 +91,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         tasks.append(asyncio.create_task(_every(settings.reconcile_interval_s, payments.check_due_unpaid_orders, svc)))
         tasks.append(asyncio.create_task(_every(settings.jobs_poll_interval_ms / 1000, scheduler.run_due_jobs, svc)))
         tasks.append(asyncio.create_task(_every(settings.signature_window_s, _forget_old_nonces, svc)))
+        tasks.append(asyncio.create_task(_every(settings.coupon_model_refit_interval_s, next_store.refit, svc)))
         yield
         for task in tasks:
             task.cancel()

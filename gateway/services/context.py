@@ -19,6 +19,9 @@ class Services:
     channel: object  # gateway.channel.client.WeChatPayChannel
     clock: Clock
     identity: GatewayIdentity
+    # Coupon issuing's in-process state (fitted next-store model, tasks in flight, the
+    # outbox's wake-up); None where nothing issues coupons (command-line actions).
+    coupons: object = None  # gateway.services.next_store.CouponRuntime
 
     @property
     def channel_notify_url(self) -> str:

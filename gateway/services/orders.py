@@ -11,7 +11,7 @@ from gateway.errors import ChannelUnavailable, Conflict, InvalidRequest, NoAuth,
 from gateway.repo import orders as orders_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
-from gateway.services import payments
+from gateway.services import coupon_redemption, payments
 from gateway.services.context import Services
 from gateway.services.order_requests import OrderRequest
 from gateway.services.transaction_json import order_json
@@ -28,7 +28,10 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
         tenant = await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid)
         if tenant is None:
             raise NoAuth("store_not_in_mall", "sub_mchid is not a store of this mall")
-        row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, tenant, now))
+        async with conn.transaction():
+            row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, tenant, now))
+            if row is not None and "coupon_id" in req.mall_info:
+                await coupon_redemption.reserve(conn, row, now)
         if row is None:
             row = await orders_repo.order(conn, *key)
     if row is None:

@@ -12,6 +12,7 @@ import structlog
 
 from gateway.channel import ChannelError, ChannelTrade, ChannelTradeState
 from gateway.repo import orders as orders_repo
+from gateway.services import coupon_issuing
 from gateway.services.context import Services
 from gateway.services.transaction_json import order_json
 from ledger.payments import channel_fee_fen, payment_transfer
@@ -46,7 +47,8 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
         elif row["state"] == "SUCCESS":
             outcome = PaymentOutcome.ALREADY_APPLIED
         else:
-            outcome = PaymentOutcome(await _apply(svc, conn, row, trade))
+            now = svc.clock()
+            outcome = PaymentOutcome(await _apply(svc, conn, row, trade, now))
     if not outcome.settled:
         # The channel took money we cannot place: an operator must look. Not acking
         # keeps the channel retrying, so the case stays visible until resolved.
@@ -55,10 +57,11 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
     elif outcome is PaymentOutcome.APPLIED:
         log.info("payment_applied", sub_mchid=trade.sub_mchid, out_trade_no=trade.out_trade_no,
                  total_fen=trade.total_fen)
+        coupon_issuing.start(svc, (row["mall_id"], row["sub_mchid"], row["out_trade_no"]), now)
     return outcome
 
 
-async def _apply(svc: Services, conn, row, trade: ChannelTrade) -> str:
+async def _apply(svc: Services, conn, row, trade: ChannelTrade, now) -> str:
     if trade.total_fen != row["total_fen"]:
         return PaymentOutcome.AMOUNT_MISMATCH.value
     transfer = payment_transfer(
@@ -71,7 +74,7 @@ async def _apply(svc: Services, conn, row, trade: ChannelTrade) -> str:
     settings = svc.settings
     return await orders_repo.apply_payment(
         conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
-        **paid, now=svc.clock(), accounts=transfer.accounts, amounts=transfer.amounts_fen,
+        **paid, now=now, accounts=transfer.accounts, amounts=transfer.amounts_fen,
         notification_id=uuid.uuid4(), resource=transaction_resource(row, paid),
         fee_fen=channel_fee_fen(trade.total_fen, row["fee_rate_bps"]),
         reward_due_at=paid["success_at"] + timedelta(seconds=settings.split_first_try_after_s),

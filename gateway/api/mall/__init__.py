@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.api.mall import clients, guides, ledger, notifications, tenants
+from gateway.api.mall import clients, coupon_campaigns, guides, ledger, members, notifications, tenants
 
-RESOURCES = (tenants, guides, clients, ledger, notifications)
+RESOURCES = (tenants, guides, clients, ledger, notifications, coupon_campaigns, members)
 routes = [route for module in RESOURCES for route in module.routes]
