@@ -17,12 +17,13 @@ from datetime import datetime, timezone
 import structlog
 from aiohttp import web
 
-from emulator import keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
+from emulator import businesscircle, keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
 from emulator.auth import API_PREFIX, NonceCache, request_verifier, sign_headers
 from emulator.config import EmulatorConfig
 from emulator.funds import Funds
 from emulator.jobs import DelayedJobs
 from emulator.notify import Notifier
+from emulator.points_book import PointsBook
 from emulator.refund_book import RefundBook
 from emulator.split_book import SplitBook
 from emulator.state import OrderBook
@@ -60,9 +61,11 @@ def create_emulator_app(config: EmulatorConfig, *, clock: Callable[[], datetime]
                                  configs_max=config.merchants_max, max_ratio_bps_default=config.max_ratio_bps_default)
     app[keys.REFUNDS] = RefundBook(config.refunds_max)
     app[keys.JOBS] = DelayedJobs(config.jobs_pending_max)
+    app[keys.POINTS] = PointsBook(config.points_notices_max, config.points_notify_failures,
+                                                 config.points_notify_lost_answers)
     app.cleanup_ctx.append(_notifier_ctx)
     app.cleanup_ctx.append(_jobs_ctx)
-    for module in (orders, profitsharing, receivers, return_orders, refunds, sandbox):
+    for module in (orders, profitsharing, receivers, return_orders, refunds, sandbox, businesscircle):
         app.add_routes(module.routes)
     return app
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from emulator.points_book import PointsBook
 from emulator.config import EmulatorConfig
 from emulator.funds import Funds
 from emulator.jobs import DelayedJobs
@@ -23,3 +24,4 @@ FUNDS = web.AppKey("emulator_funds", Funds)
 SPLITS = web.AppKey("emulator_splits", SplitBook)
 REFUNDS = web.AppKey("emulator_refunds", RefundBook)
 JOBS = web.AppKey("emulator_jobs", DelayedJobs)
+POINTS = web.AppKey("emulator_points", PointsBook)

@@ -23,7 +23,7 @@ from gateway.identity import load_or_create_identity
 from gateway.netguard import PublicOnlyResolver
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
-from gateway.services import next_store, onboarding, payments, scheduler
+from gateway.services import next_store, onboarding, payments, points, scheduler
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -92,6 +92,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         tasks.append(asyncio.create_task(_every(settings.jobs_poll_interval_ms / 1000, scheduler.run_due_jobs, svc)))
         tasks.append(asyncio.create_task(_every(settings.signature_window_s, _forget_old_nonces, svc)))
         tasks.append(asyncio.create_task(_every(settings.coupon_model_refit_interval_s, next_store.refit, svc)))
+        tasks.append(asyncio.create_task(_every(settings.points_sync_poll_interval_ms / 1000, points.sync_due, svc)))
         yield
         for task in tasks:
             task.cancel()

@@ -21,6 +21,7 @@ from gateway.channel import (
     ChannelError,
     ChannelOrderRequest,
     ChannelPaymentNotice,
+    ChannelPointsNotice,
     ChannelReceiver,
     ChannelReceiverType,
     ChannelRefund,
@@ -170,6 +171,12 @@ class WeChatPayChannel:
     async def query_refund(self, sub_mchid: str, out_refund_no: str) -> ChannelRefund | None:
         target = f"/v3/refund/domestic/refunds/{_segment(out_refund_no)}?{urlencode({'sub_mchid': sub_mchid})}"
         return await self._absent_on_404(self._get(target, tf_refunds.refund_from))
+
+    # -- business-circle points ----------------------------------------------------------
+
+    async def notify_points(self, notice: ChannelPointsNotice) -> None:
+        """Tell WeChat what a paid transaction earned in mall points (204, no body)."""
+        await self._http.call("POST", "/v3/businesscircle/points/notify", tf.points_notice_body(notice))
 
     # -- notifications -------------------------------------------------------------------
 

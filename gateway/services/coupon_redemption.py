@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from coupons import repo as coupons_repo
 from coupons.campaigns import discounted_total_fen
+from coupons.issuing import AfterRefund, coupon_after_refund
 from gateway.errors import InvalidRequest
+from points import repo as points_repo
 
 NOT_APPLICABLE = "coupon_not_applicable"
 
@@ -49,3 +51,17 @@ async def _why_not(conn, order, openid: str, original_fen: int, now) -> str:
     if await coupons_repo.campaign_state(conn, order["mall_id"], coupon["campaign_id"]) == "ended":
         return "campaign_ended"
     return "coupon_in_use"  # changed between the two reads: another order took it
+
+
+async def after_refund(conn, refund, now) -> None:
+    """Inside the refund's transaction, the written policy: a full refund gives the
+    coupon back while it is still valid; a partial refund keeps it used."""
+    coupon = await coupons_repo.coupon_of_order(conn, refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"])
+    if coupon is None or coupon["state"] != "used":
+        return
+    refunded_fen = await points_repo.refunded_of_order(conn, refund["mall_id"], refund["sub_mchid"],
+                                                       refund["out_trade_no"])
+    policy = coupon_after_refund(paid_fen=refund["total_fen"], refunded_fen=refunded_fen,
+                                 valid_until=coupon["valid_until"], at=now)
+    if policy is AfterRefund.RETURNED:
+        await coupons_repo.return_coupon(conn, refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"], now)
