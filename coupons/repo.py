@@ -75,9 +75,9 @@ RETURNING *
 # Written first in the issuing transaction: a second attempt for the same payment
 # (another process, a retried notification) finds the row and issues nothing.
 INSERT_DECISION = """
-INSERT INTO coupon_decisions (mall_id, sub_mchid, out_trade_no, openid, decided_at, holdout_bps, held_out,
-                              campaign_ids)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO coupon_decisions (mall_id, sub_mchid, out_trade_no, openid, paid_at, decided_at, holdout_bps,
+                              held_out, campaign_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT DO NOTHING
 RETURNING held_out
 """
@@ -173,7 +173,8 @@ SELECT trigger_sub_mchid, sub_mchid, count(*) AS redeemed, sum(paid_fen)::bigint
 ALL_CAMPAIGN_IDS = "SELECT campaign_id FROM coupon_campaigns WHERE mall_id = $1 ORDER BY campaign_id"
 
 # Uplift: per decision, what the shopper paid at the target stores within the window
-# after it (target stores: the campaign's store, or with $2 NULL every store the decision
+# after its triggering payment (never at the triggering store, so that payment itself
+# is never counted) (target stores: the campaign's store, or with $2 NULL every store the decision
 # offered or would have offered); then per arm the counts and sums the estimate needs.
 UPLIFT_ARMS = """
 SELECT d.held_out, count(*) AS decisions, count(*) FILTER (WHERE v.sales_fen > 0) AS visits,
@@ -184,7 +185,7 @@ SELECT d.held_out, count(*) AS decisions, count(*) FILTER (WHERE v.sales_fen > 0
       SELECT coalesce(sum(o.total_fen), 0)::bigint AS sales_fen FROM orders o
        WHERE o.mall_id = d.mall_id AND o.state = 'SUCCESS'
          AND coalesce(o.payer_sp_openid, o.payer_sub_openid) = d.openid
-         AND o.success_at > d.decided_at AND o.success_at <= d.decided_at + make_interval(days => $3)
+         AND o.success_at >= d.paid_at AND o.success_at <= d.paid_at + make_interval(days => $3)
          AND o.sub_mchid IN (SELECT k.sub_mchid FROM coupon_campaigns k
                               WHERE k.mall_id = d.mall_id AND k.campaign_id = ANY(d.campaign_ids)
                                 AND ($2::bigint IS NULL OR k.campaign_id = $2))) v
@@ -259,10 +260,10 @@ async def insert_coupon(conn, *, mall_id, coupon_id, campaign_row, openid, trigg
         issued_at, valid_until)
 
 
-async def insert_decision(conn, *, mall_id, trigger_key, openid, decided_at, holdout_bps, held_out,
+async def insert_decision(conn, *, mall_id, trigger_key, openid, paid_at, decided_at, holdout_bps, held_out,
                           campaign_ids) -> bool:
-    return await conn.fetchval(INSERT_DECISION, mall_id, *trigger_key, openid, decided_at, holdout_bps, held_out,
-                               campaign_ids) is not None
+    return await conn.fetchval(INSERT_DECISION, mall_id, *trigger_key, openid, paid_at, decided_at, holdout_bps,
+                               held_out, campaign_ids) is not None
 
 
 async def coupons_of_shopper(conn, mall_id: str, openid: str, limit: int, offset: int):

@@ -17,8 +17,9 @@ from datetime import datetime, timezone
 import structlog
 from aiohttp import web
 
-from emulator import businesscircle, keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
+from emulator import bills, businesscircle, keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
 from emulator.auth import API_PREFIX, NonceCache, request_verifier, sign_headers
+from emulator.bill_book import BillState
 from emulator.config import EmulatorConfig
 from emulator.funds import Funds
 from emulator.jobs import DelayedJobs
@@ -62,10 +63,12 @@ def create_emulator_app(config: EmulatorConfig, *, clock: Callable[[], datetime]
     app[keys.REFUNDS] = RefundBook(config.refunds_max)
     app[keys.JOBS] = DelayedJobs(config.jobs_pending_max)
     app[keys.POINTS] = PointsBook(config.points_notices_max, config.points_notify_failures,
-                                                 config.points_notify_lost_answers)
+                                  config.points_notify_lost_answers)
+    app[keys.BILLS] = BillState()
+    app[keys.BILLS].payouts.start(clock())
     app.cleanup_ctx.append(_notifier_ctx)
     app.cleanup_ctx.append(_jobs_ctx)
-    for module in (orders, profitsharing, receivers, return_orders, refunds, sandbox, businesscircle):
+    for module in (orders, profitsharing, receivers, return_orders, refunds, sandbox, bills, businesscircle):
         app.add_routes(module.routes)
     return app
 

@@ -84,6 +84,7 @@ class Funds:
         self.refunded_out_fen = 0
         self.in_flight_fen = 0  # held by PROCESSING split lines, on its way to a receiver
         self.total_in_fen = 0
+        self.paid_out_fen = 0  # paid to the stores' banks (daily payouts)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -106,7 +107,8 @@ class Funds:
         """Every fen paid in is somewhere: a balance, a fee, or back with the payer."""
         held = sum(self._available.values()) + sum(self._received.values())
         held += sum(t.unsplit_fen for t in self._trades.values()) + self.in_flight_fen
-        assert held + self.fees_kept_fen + self.refunded_out_fen == self.total_in_fen, "funds unbalanced"
+        out = self.fees_kept_fen + self.refunded_out_fen + self.paid_out_fen
+        assert held + out == self.total_in_fen, "funds unbalanced"
 
     # -- payments and the automatic unfreeze ------------------------------------------
 
@@ -236,6 +238,16 @@ class Funds:
         self.fees_kept_fen -= fee_back_fen
         self.refunded_out_fen += refund_fen
         return fee_back_fen, from_frozen
+
+    # -- payouts ------------------------------------------------------------------------
+
+    def pay_out_all(self) -> list[tuple[str, int]]:
+        """Pay every store's whole available balance to its bank: (sub_mchid, fen) each."""
+        paid = [(sub_mchid, fen) for sub_mchid, fen in sorted(self._available.items()) if fen > 0]
+        for sub_mchid, fen in paid:
+            self._available[sub_mchid] -= fen
+            self.paid_out_fen += fen
+        return paid
 
     # -- memory bound -------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from emulator.bill_book import BillState
 from emulator.points_book import PointsBook
 from emulator.config import EmulatorConfig
 from emulator.funds import Funds
@@ -25,3 +26,4 @@ SPLITS = web.AppKey("emulator_splits", SplitBook)
 REFUNDS = web.AppKey("emulator_refunds", RefundBook)
 JOBS = web.AppKey("emulator_jobs", DelayedJobs)
 POINTS = web.AppKey("emulator_points", PointsBook)
+BILLS = web.AppKey("emulator_bills", BillState)

@@ -52,6 +52,9 @@ class RefundBook:
     def __len__(self) -> int:
         return len(self._refunds)
 
+    def all(self) -> list[Refund]:
+        return list(self._refunds.values())
+
     def get(self, sub_mchid: str, out_refund_no: str) -> Refund | None:
         return self._refunds.get((sub_mchid, out_refund_no))
 

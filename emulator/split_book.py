@@ -123,6 +123,12 @@ class SplitBook:
     def order(self, sub_mchid: str, out_order_no: str) -> SplitOrder | None:
         return self._orders.get((sub_mchid, out_order_no))
 
+    def all_orders(self) -> list[SplitOrder]:
+        return list(self._orders.values())
+
+    def all_returns(self) -> list[SplitReturn]:
+        return list(self._returns.values())
+
     def order_by_id(self, order_id: str) -> SplitOrder | None:
         key = self._by_order_id.get(order_id)
         return self._orders.get(key) if key else None

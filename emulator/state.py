@@ -126,6 +126,9 @@ class OrderBook:
     def get(self, sub_mchid: str, out_trade_no: str) -> Order | None:
         return self._orders.get((sub_mchid, out_trade_no))
 
+    def all(self) -> list[Order]:
+        return list(self._orders.values())
+
     def by_transaction_id(self, transaction_id: str) -> Order | None:
         key = self._by_transaction_id.get(transaction_id)
         return self._orders.get(key) if key else None

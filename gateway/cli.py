@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    serve.add_argument("--workers", type=_positive_int, help="gateway processes sharing the port (default MALLPAY_SERVE_WORKERS)")
     serve.set_defaults(run=_serve)
 
     emulator = sub.add_parser("emulator", help="run the WeChat Pay emulator")
@@ -89,9 +90,21 @@ def _parser() -> argparse.ArgumentParser:
     g_create.add_argument("--openid", required=True)
     g_create.add_argument("--name", required=True)
     g_create.set_defaults(run=_guide_create)
+    coupons = sub.add_parser("coupons", help="coupon campaigns").add_subparsers(metavar="ACTION")
+    c_report = coupons.add_parser("report", help="attribution and uplift per campaign and overall")
+    c_report.add_argument("--window-days", type=int, help="visits counted this many days after a decision")
+    c_report.add_argument("--json", action="store_true", help="the report as JSON")
+    c_report.set_defaults(run=_coupons_report)
     t_list = tenant.add_parser("list", help="list the mall's stores")
     t_list.set_defaults(run=_tenant_list)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _with_database(settings: Settings):
@@ -102,21 +115,17 @@ def _with_database(settings: Settings):
 
 
 def _serve(settings: Settings, args) -> int:
-    from aiohttp import web
-
-    from gateway.app import create_app
     from gateway.db.migrate import migrate
     from gateway.logging import configure_logging
+    from gateway.serve import serve
 
-    settings = settings.with_(host=args.host or settings.host, port=args.port or settings.port)
+    settings = settings.with_(host=args.host or settings.host, port=args.port or settings.port,
+                              serve_workers=args.workers or settings.serve_workers)
     configure_logging(settings.log_level)
     url, _server = _with_database(settings)
     if settings.migrate_on_start and not args.no_migrate:
         asyncio.run(migrate(url))
-    _use_uvloop()
-    web.run_app(create_app(settings, database_url=url), host=settings.host, port=settings.port,
-                access_log=None, print=lambda text: print(text, file=sys.stderr))
-    return 0
+    return serve(settings, url, settings.serve_workers)
 
 
 def _emulator(settings: Settings, args) -> int:
@@ -323,6 +332,56 @@ def _use_uvloop() -> None:
     except ImportError:  # optional speed-up; the asyncio loop serves correctly
         return
     uvloop.install()
+
+
+
+def _coupons_report(settings: Settings, args) -> int:
+    from gateway.app import utc_now
+    from gateway.services import coupon_reports
+    from gateway.services.context import Services
+
+    window_days = coupon_reports.window_days_of(
+        None if args.window_days is None else str(args.window_days), settings)
+
+    async def report():
+        pool = await _pool(settings)
+        try:
+            svc = Services(settings=settings, pool=pool, channel=None, clock=utc_now, identity=None)
+            return await coupon_reports.mall_report(svc, settings.sp_mchid, window_days)
+        finally:
+            await pool.close()
+
+    result = asyncio.run(report())
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+    print(f"visits within {window_days} days of each decision; intervals are 95%")
+    for c in result["campaigns"]:
+        print(f"campaign {c['campaign_id']} {c['name']} (store {c['sub_mchid']}): issued {c['issued']}, "
+              f"redeemed {c['redeemed']}, discount {_yuan(c['discount_spent'])}, sales {_yuan(c['sales_driven'])}")
+        print("  " + _uplift_line(c["uplift"]))
+        for f in c["flows"]:
+            print(f"  {f['trigger_sub_mchid']} -> {f['redeeming_sub_mchid']}: {f['redeemed']} redeemed, "
+                  f"sales {_yuan(f['sales'])}")
+    print("overall: " + _uplift_line(result["overall"]["uplift"]))
+    return 0
+
+
+def _uplift_line(u: dict) -> str:
+    t, h = u["treated"], u["held_out"]
+    line = (f"treated {t['visits']}/{t['decisions']} visited, held out {h['visits']}/{h['decisions']}")
+    visits, sales = u["incremental_visits"], u["incremental_sales"]
+    if visits is None:
+        return line + "; too few decisions for an estimate"
+    cost = u["cost_per_incremental_visit"]
+    return (line + f"; incremental visits {visits['estimate']} [{visits['low']}, {visits['high']}], "
+            f"incremental sales {_yuan(sales['estimate'])} [{_yuan(sales['low'])}, {_yuan(sales['high'])}], "
+            f"cost per incremental visit {'n/a' if cost is None else _yuan(cost)}")
+
+
+def _yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}¥{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     migrate_on_start: bool = True
+    serve_workers: int = 1
     public_url: str = "http://127.0.0.1:8080"
     gateway_private_key_file: Path | None = None
     sp_mchid: str = "1900000100"
@@ -121,7 +122,7 @@ class Settings:
         if self.channel == CHANNEL_WECHATPAY and urlsplit(self.channel_url).scheme != "https":
             raise SettingsError("the real WeChat Pay channel is reached over https only")
         positive = (
-            "port", "signature_window_s", "body_bytes_max",
+            "port", "serve_workers", "signature_window_s", "body_bytes_max",
             "db_pool_size_min", "db_pool_size_max", "outbox_workers", "outbox_batch_max",
             "outbox_poll_interval_ms", "reconcile_batch_max", "order_expire_after_s",
         )

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
-from stack import (DATA_ROOT, LOADTESTS_DIR, OUT_DIR, PY_SPY_RATE_HZ, Child, cpu_delta_s, cpu_seconds,
+from stack import (DATA_ROOT, LOADTESTS_DIR, OUT_DIR, PY_SPY_RATE_HZ, Child, cpu_delta_s, cpu_seconds, process_tree,
                    free_port, fresh_database, install_signal_exit, measure_rsa, postgres_pids, py_spy,
                    spawn, start_postgres, summarize_collapsed, wait_http_ok)
 
@@ -160,7 +160,7 @@ def one_run(args, users: int, experiment: str, server, server_dsn: str, database
         result.sign_ms, result.verify_ms = rsa.sign_ms, rsa.verify_ms
         result.crypto_floor_ms = GATEWAY_SIGNS_PER_PAYMENT * rsa.sign_ms + GATEWAY_VERIFIES_PER_PAYMENT * rsa.verify_ms
         profiler = profile_gateway(stack, gateway, args.seconds, run_dir) if args.profile_gateway else None
-        watched = {"gateway": [gateway.pid], "emulator": [emulator.pid], "postgres": postgres_pids(server)}
+        watched = {"gateway": process_tree(gateway.pid), "emulator": [emulator.pid], "postgres": postgres_pids(server)}
         before = {name: cpu_seconds(pids) for name, pids in watched.items()}
         xacts_before = asyncio.run(database_transactions(database_url))
         started = time.monotonic()
@@ -168,6 +168,7 @@ def one_run(args, users: int, experiment: str, server, server_dsn: str, database
         own_xacts = asyncio.run(wait_outbox_drained(database_url))
         wall_s = time.monotonic() - started
         watched["postgres"] = postgres_pids(server)
+        watched["gateway"] = process_tree(gateway.pid)
         after = {name: cpu_seconds(pids) for name, pids in watched.items()}
         if not gateway.alive():
             result.problems.append(f"the gateway died; see {gateway.log_path}")

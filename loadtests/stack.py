@@ -161,6 +161,14 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
     return seconds
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (the workers of `mallpay serve --workers N`)."""
+    try:
+        return [pid] + [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def cpu_delta_s(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU spent between two snapshots; a pid born in between counts from zero."""
     return sum(value - before.get(pid, 0.0) for pid, value in after.items())

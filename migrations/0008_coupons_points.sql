@@ -87,6 +87,7 @@ CREATE TABLE coupon_decisions (
     sub_mchid      text NOT NULL,
     out_trade_no   text NOT NULL,
     openid         text NOT NULL,
+    paid_at        timestamptz NOT NULL,  -- the triggering payment's success time
     decided_at     timestamptz NOT NULL,
     holdout_bps    integer NOT NULL CHECK (holdout_bps BETWEEN 0 AND 10000),
     held_out       boolean NOT NULL,

@@ -7,6 +7,12 @@ order locked while an operation runs, so concurrent requests see each other.
 
 Split amounts are reserved when requested and confirmed (or released) when the channel
 reports the result, so two requests in flight can never overspend the cap together.
+
+The splits the gateway makes on its own (the guide's reward, the contract's commission)
+have their room inside the cap set aside at payment (`reward_set_aside_fen`,
+`commission_set_aside_fen`): a split asked for by the mall may use only what is left, so
+it can never leave them without room. Each set-aside ends when its split is reserved
+(`purpose`) or when the gateway gives it up with a recorded reason (`give_up`).
 """
 
 from __future__ import annotations
@@ -15,8 +21,12 @@ from dataclasses import dataclass, replace
 
 from ledger import accounts
 from splitting.rules import (
-    RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX, SplitRefused, cap_fen, share_of_remaining,
+    RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX, SplitRefused, cap_fen, share_fen, share_of_remaining,
 )
+
+# Who asks for a split: the mall's backend through the API, or the gateway on its own.
+API, GUIDE_REWARD, COMMISSION = "api", "guide_reward", "commission"
+SET_ASIDE_FIELD = {GUIDE_REWARD: "reward_set_aside_fen", COMMISSION: "commission_set_aside_fen"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +57,19 @@ class OrderFunds:
     unfrozen: bool = False
     refunded_fen: int = 0  # refunds planned, confirmed or in flight
     fee_refunded_fen: int = 0
+    reward_set_aside_fen: int = 0  # room in the cap kept for the guide's reward
+    commission_set_aside_fen: int = 0  # room in the cap kept for the automatic commission
 
     @classmethod
-    def paid(cls, paid_fen: int, fee_fen: int, max_ratio_bps: int) -> "OrderFunds":
+    def paid(cls, paid_fen: int, fee_fen: int, max_ratio_bps: int, *, guide_reward_bps: int = 0,
+             commission_bps: int = 0) -> "OrderFunds":
+        """A newly paid order; `guide_reward_bps` when it names a guide of the store,
+        `commission_bps` when the contract splits the commission automatically."""
         assert 0 <= fee_fen <= paid_fen and paid_fen > 0
+        reward, commission = set_asides_fen(paid_fen, max_ratio_bps, guide_reward_bps, commission_bps)
         return cls(paid_fen=paid_fen, fee_fen=fee_fen, max_ratio_bps=max_ratio_bps,
-                   frozen_fen=paid_fen - fee_fen)
+                   frozen_fen=paid_fen - fee_fen, reward_set_aside_fen=reward,
+                   commission_set_aside_fen=commission)
 
     @property
     def cap_fen(self) -> int:
@@ -64,11 +81,22 @@ class OrderFunds:
         return sum(line.split_fen for line in self.lines) + self.reserved_fen
 
     @property
+    def set_aside_fen(self) -> int:
+        return self.reward_set_aside_fen + self.commission_set_aside_fen
+
+    def room_fen(self, purpose: str = API) -> int:
+        """What a split for `purpose` may still take from the cap: the mall's splits
+        leave the gateway's set-asides alone; the gateway's own split uses its own."""
+        own = getattr(self, SET_ASIDE_FIELD[purpose]) if purpose in SET_ASIDE_FIELD else 0
+        return max(0, self.cap_fen - self.split_away_fen - (self.set_aside_fen - own))
+
+    @property
     def splittable_fen(self) -> int:
-        """What a new split may still take: frozen money, within the cap."""
+        """What a new split by the mall may still take: frozen money, within the cap less
+        what is set aside for the gateway's own splits."""
         if self.unfrozen:
             return 0
-        return max(0, min(self.frozen_fen - self.reserved_fen, self.cap_fen - self.split_away_fen))
+        return max(0, min(self.frozen_fen - self.reserved_fen, self.room_fen(API)))
 
     @property
     def refundable_fen(self) -> int:
@@ -78,8 +106,23 @@ class OrderFunds:
         return next((line for line in self.lines if line.account == account), None)
 
 
-def reserve_split(funds: OrderFunds, amounts: list[tuple[str, bool, int]]) -> OrderFunds:
-    """Reserve a split of (account, returnable, fen) parts; refuse what breaks a rule."""
+def set_asides_fen(paid_fen: int, max_ratio_bps: int, guide_reward_bps: int, commission_bps: int) -> tuple[int, int]:
+    """(reward, commission) kept inside the cap at payment, the reward first; each is its
+    ratio of the paid total, floored, and together they never exceed the cap."""
+    cap = cap_fen(paid_fen, max_ratio_bps)
+    reward = min(share_fen(paid_fen, guide_reward_bps), cap)
+    return reward, min(share_fen(paid_fen, commission_bps), cap - reward)
+
+
+def give_up(funds: OrderFunds, purpose: str) -> OrderFunds:
+    """The gateway will not make its own split for `purpose`: free the room kept for it."""
+    return replace(funds, **{SET_ASIDE_FIELD[purpose]: 0})
+
+
+def reserve_split(funds: OrderFunds, amounts: list[tuple[str, bool, int]], purpose: str = API) -> OrderFunds:
+    """Reserve a split of (account, returnable, fen) parts asked for `purpose`; refuse what
+    breaks a rule. The gateway's own split ends the room set aside for it."""
+    assert purpose in (API, GUIDE_REWARD, COMMISSION), purpose
     if funds.unfrozen:
         raise SplitRefused("order_unfrozen", "the rest of this order was already released to the store")
     if not 1 <= len(amounts) <= RECEIVERS_PER_SPLIT_MAX:
@@ -100,9 +143,12 @@ def reserve_split(funds: OrderFunds, amounts: list[tuple[str, bool, int]]) -> Or
     if total > funds.frozen_fen - funds.reserved_fen:
         raise SplitRefused("amount_exceeds_splittable", "more than the order still holds frozen",
                            splittable=funds.frozen_fen - funds.reserved_fen)
-    if funds.split_away_fen + total > funds.cap_fen:
-        raise SplitRefused("ratio_exceeded", "the split would take more than the contract's cap",
-                           cap=funds.cap_fen, already=funds.split_away_fen, requested=total)
+    allowed = funds.room_fen(purpose)
+    if total > allowed:
+        own = getattr(funds, SET_ASIDE_FIELD[purpose]) if purpose in SET_ASIDE_FIELD else 0
+        raise SplitRefused("ratio_exceeded", "the split would take more than the cap allows",
+                           asked=total, allowed=allowed, reserved=funds.set_aside_fen - own,
+                           cap=funds.cap_fen, already=funds.split_away_fen)
     lines = list(funds.lines)
     for account, returnable, fen in amounts:
         index = next((i for i, line in enumerate(lines) if line.account == account), None)
@@ -110,6 +156,8 @@ def reserve_split(funds: OrderFunds, amounts: list[tuple[str, bool, int]]) -> Or
             lines.append(Line(account=account, returnable=returnable, reserved_fen=fen))
         else:
             lines[index] = replace(lines[index], reserved_fen=lines[index].reserved_fen + fen)
+    if purpose in SET_ASIDE_FIELD:
+        funds = give_up(funds, purpose)
     return replace(funds, reserved_fen=funds.reserved_fen + total,
                    splits_requested=funds.splits_requested + 1, lines=tuple(lines))
 

@@ -62,7 +62,9 @@ PATHS = {
         "Query a split return", result="SplitReturn",
         params=[_param("out_return_no", "path"), _param("sub_mchid"), _param("out_order_no")])},
     "/v3/profitsharing/transactions/{transaction_id}/amounts": {"get": _op(
-        "Amount still splittable", params=[_param("transaction_id", "path")])},
+        "Amount still frozen (unsplit_amount); mall_info.splittable_amount: what the mall may still split "
+        "within the cap, mall_info.set_aside_amount: kept for the guide reward and commission",
+        params=[_param("transaction_id", "path")])},
     "/v3/profitsharing/receivers/add": {"post": _op("Add a merchant receiver for a store", body="Receiver")},
     "/v3/profitsharing/receivers/delete": {"post": _op("Delete a receiver of a store", body="Receiver")},
     "/v3/profitsharing/merchant-configs/{sub_mchid}": {"get": _op(

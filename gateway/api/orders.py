@@ -37,7 +37,7 @@ def _scope(request: web.Request) -> str:
         raise ParamError("sp_mchid", "required")
     if not sub_mchid or not MCHID_RE.fullmatch(sub_mchid):
         raise ParamError("sub_mchid", "required" if not sub_mchid else "bad_format")
-    orders.check_scope(caller_of(request), sp_mchid, sub_mchid)
+    orders.check_scope(caller_of(request), sp_mchid)
     return sub_mchid
 
 
@@ -77,6 +77,6 @@ async def close(request: web.Request) -> web.Response:
     sub_mchid = body.get("sub_mchid")
     if not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid):
         raise ParamError("sub_mchid", "required")
-    orders.check_scope(caller_of(request), body.get("sp_mchid"), sub_mchid)
+    orders.check_scope(caller_of(request), body.get("sp_mchid"))
     await orders.close_order(services_of(request), caller_of(request), sub_mchid, out_trade_no)
     return web.Response(status=204)

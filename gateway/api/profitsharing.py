@@ -119,11 +119,10 @@ async def query_split(request: web.Request) -> web.Response:
     sub_mchid = request.query.get("sub_mchid", "")
     if not MCHID_RE.fullmatch(sub_mchid):
         raise ParamError("sub_mchid", "required")
-    if caller.role == "tenant" and caller.sub_mchid != sub_mchid:
-        raise NoAuth("other_store", "a store sees only its own splits")
     async with svc.pool.acquire() as conn:
         split = await repo.split_order(conn, caller.mall_id, sub_mchid, request.match_info["out_order_no"])
-    if split is None or split["transaction_id"] != request.query.get("transaction_id"):
+    if (split is None or split["transaction_id"] != request.query.get("transaction_id")
+            or not caller.sees_store(split["sub_mchid"])):
         raise ResourceNotExists("split_not_found")
     if split["state"] in ("PREPARED", "PROCESSING"):
         await splits.sync(svc, caller.mall_id, sub_mchid, split["out_order_no"])
@@ -159,10 +158,16 @@ async def unsplit_amount(request: web.Request) -> web.Response:
     transaction_id = request.match_info["transaction_id"]
     async with svc.pool.acquire() as conn:
         row = await repo.funds_of_transaction(conn, caller.mall_id, transaction_id)
-    if row is None or (caller.role == "tenant" and caller.sub_mchid != row["sub_mchid"]):
+    if row is None or not caller.sees_store(row["sub_mchid"]):
         raise OrderNotExist("order_not_paid")
     funds = repo.funds_from_row(row)
-    return json_response({"transaction_id": transaction_id, "unsplit_amount": funds.splittable_fen})
+    # WeChat's unsplit_amount is what is still frozen (to split or to unfreeze); what the
+    # mall may still split within the cap, less what is kept for the gateway's own
+    # splits (guide reward, commission), is the mall's own field beside it.
+    return json_response({"transaction_id": transaction_id,
+                          "unsplit_amount": 0 if funds.unfrozen else funds.frozen_fen,
+                          "mall_info": {"splittable_amount": funds.splittable_fen,
+                                        "set_aside_amount": funds.set_aside_fen}})
 
 
 @routes.get("/v3/profitsharing/merchant-configs/{sub_mchid}")
@@ -170,7 +175,7 @@ async def merchant_config(request: web.Request) -> web.Response:
     svc, caller = services_of(request), caller_of(request)
     async with svc.pool.acquire() as conn:
         tenant = await tenants_repo.tenant(conn, caller.mall_id, request.match_info["sub_mchid"])
-    if tenant is None or (caller.role == "tenant" and caller.sub_mchid != tenant.sub_mchid):
+    if tenant is None or not caller.sees_store(tenant.sub_mchid):
         raise ResourceNotExists("tenant_not_found")
     return json_response({"sub_mchid": tenant.sub_mchid, "max_ratio": tenant.max_ratio_bps})
 

@@ -10,7 +10,7 @@ from gateway.api import caller_of, services_of
 from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
 from gateway.api.profitsharing import OUT_NO_RE, _field, _mall_app, _object
-from gateway.errors import NoAuth, ParamError, ResourceNotExists
+from gateway.errors import ParamError, ResourceNotExists
 from gateway.repo import splitting as repo
 from gateway.services import refunds, returns
 from gateway.services.order_requests import MCHID_RE, OUT_TRADE_NO_RE, request_hash, _notify_url
@@ -61,12 +61,10 @@ async def query_refund(request: web.Request) -> web.Response:
     sub_mchid = request.query.get("sub_mchid", "")
     if not MCHID_RE.fullmatch(sub_mchid):
         raise ParamError("sub_mchid", "required")
-    if caller.role == "tenant" and caller.sub_mchid != sub_mchid:
-        raise NoAuth("other_store", "a store sees only its own refunds")
     key = (caller.mall_id, sub_mchid, request.match_info["out_refund_no"])
     async with svc.pool.acquire() as conn:
         row = await repo.refund(conn, *key)
-    if row is None:
+    if row is None or not caller.sees_store(row["sub_mchid"]):
         raise ResourceNotExists("refund_not_found")
     return json_response(refunds.refund_json(row))
 
@@ -97,11 +95,9 @@ async def query_return(request: web.Request) -> web.Response:
     sub_mchid = request.query.get("sub_mchid", "")
     if not MCHID_RE.fullmatch(sub_mchid):
         raise ParamError("sub_mchid", "required")
-    if caller.role == "tenant" and caller.sub_mchid != sub_mchid:
-        raise NoAuth("other_store")
     async with svc.pool.acquire() as conn:
         row = await repo.split_return(conn, caller.mall_id, sub_mchid, request.match_info["out_return_no"])
-    if row is None or row["out_order_no"] != request.query.get("out_order_no"):
+    if row is None or row["out_order_no"] != request.query.get("out_order_no") or not caller.sees_store(row["sub_mchid"]):
         raise ResourceNotExists("return_not_found")
     if row["state"] in ("PREPARED", "PROCESSING"):
         row = await returns.advance(svc, row)

@@ -9,8 +9,10 @@ WeChat does not know answers None instead.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -36,11 +38,15 @@ from gateway.channel import (
     ChannelTrade,
     ChannelTradeState,
 )
+from gateway.channel import bills as tf_bills
 from gateway.channel import transformers as tf
 from gateway.channel import transformers_refunds as tf_refunds
 from gateway.channel import transformers_splits as tf_splits
 from gateway.channel.credentials import ChannelCredentials
 from gateway.channel.transport import RESPONSE_BYTES_MAX, SignedTransport, rejected
+from gateway.shapes import bills as bill_shapes
+
+BILL_BYTES_MAX = 256 * 1024 * 1024  # one bill file as downloaded (GZIP or not)
 
 T = TypeVar("T")
 ChannelNotice = ChannelPaymentNotice | ChannelRefundNotice | ChannelSplitNotice
@@ -172,6 +178,62 @@ class WeChatPayChannel:
         target = f"/v3/refund/domestic/refunds/{_segment(out_refund_no)}?{urlencode({'sub_mchid': sub_mchid})}"
         return await self._absent_on_404(self._get(target, tf_refunds.refund_from))
 
+    # -- bills -----------------------------------------------------------------------------
+
+    async def bill_file(self, kind: tf_bills.BillKind, bill_date: date, sub_mchid: str | None) -> bytes | None:
+        """The bill file's bytes (possibly GZIP; the parser opens it), its SHA-1 checked and,
+        for the fund-flow bill, decrypted. None when the channel has no bill that day
+        (NO_STATEMENT_EXIST: nothing happened). A bill not generated yet raises a retryable
+        ChannelError (STATEMENT_CREATING)."""
+        query = {"bill_date": bill_date.isoformat()}
+        if sub_mchid is not None:
+            query["sub_mchid"] = sub_mchid
+        if kind is tf_bills.BillKind.FUND_FLOW:
+            assert sub_mchid is not None, "a fund-flow bill is one store's"
+            query.update(account_type="BASIC", algorithm="AEAD_AES_256_GCM")
+        path = {tf_bills.BillKind.TRADE: "/v3/bill/tradebill", tf_bills.BillKind.SPLITS: "/v3/profitsharing/bills",
+                tf_bills.BillKind.FUND_FLOW: "/v3/bill/sub-merchant-fundflowbill"}[kind]
+        try:
+            _, data = await self._http.call("GET", f"{path}?{urlencode(query)}", None)
+        except ChannelError as exc:
+            if exc.code == tf_bills.NO_STATEMENT:
+                return None
+            raise
+        if kind is tf_bills.BillKind.FUND_FLOW:
+            links = self._http.read(tf_bills.fundflow_links_from, data)
+            return b"".join([await self._fetch_bill(link) for link in links])
+        return await self._fetch_bill(self._http.read(tf_bills.link_from, data))
+
+    async def _fetch_bill(self, link: tf_bills.BillLink) -> bytes:
+        data = await self._http.download(link.download_url, BILL_BYTES_MAX)
+        if link.encrypt_key is not None:
+            data = self._open_sealed_bill(link, data)
+        if hashlib.sha1(data).hexdigest() != link.sha1_hex:
+            raise ChannelError(tf.CODE_BAD_RESPONSE, "bill file does not match its SHA-1", retryable=True)
+        return data
+
+    def _open_sealed_bill(self, link: tf_bills.BillLink, sealed: bytes) -> bytes:
+        key = signing.oaep_decrypt(self._credentials.merchant_private_key.reveal(), link.encrypt_key or "")
+        plain = None
+        if key is not None and len(key.encode()) == signing.APIV3_KEY_BYTES:
+            plain = signing.aes_gcm_decrypt(key.encode(), base64.b64encode(sealed).decode(), link.nonce or "", "")
+        if plain is None:
+            raise ChannelError(tf.CODE_BAD_RESPONSE, "fund-flow bill does not decrypt", retryable=True)
+        return plain
+
+    async def trade_lines(self, bill_date: date, sub_mchid: str | None = None) -> list[tf_bills.ChannelTradeLine]:
+        data = await self.bill_file(tf_bills.BillKind.TRADE, bill_date, sub_mchid)
+        return [] if data is None else _parsed(data, bill_shapes.TRADE, tf_bills.trade_lines_from)
+
+    async def split_lines(self, bill_date: date, sub_mchid: str | None = None) -> list[tf_bills.ChannelSplitLine]:
+        data = await self.bill_file(tf_bills.BillKind.SPLITS, bill_date, sub_mchid)
+        return [] if data is None else _parsed(data, bill_shapes.PROFITSHARING, tf_bills.split_lines_from)
+
+    async def payout_lines(self, sub_mchid: str, bill_date: date) -> list[tf_bills.ChannelPayoutLine]:
+        data = await self.bill_file(tf_bills.BillKind.FUND_FLOW, bill_date, sub_mchid)
+        return [] if data is None else _parsed(data, bill_shapes.FUNDFLOW,
+                                               lambda bill: tf_bills.payout_lines_from(sub_mchid, bill))
+
     # -- business-circle points ----------------------------------------------------------
 
     async def notify_points(self, notice: ChannelPointsNotice) -> None:
@@ -237,6 +299,13 @@ class WeChatPayChannel:
             if exc.http_status == 404 and exc.code in _NOT_FOUND_CODES:
                 return None
             raise
+
+
+def _parsed(data: bytes, kind: bill_shapes.BillKind, transform: Callable[[bill_shapes.Bill], T]) -> T:
+    try:
+        return transform(bill_shapes.parse_bill(kind, data))
+    except (bill_shapes.BillFormatError, KeyError, ValueError) as exc:
+        raise ChannelError(tf.CODE_BAD_RESPONSE, f"bill file unreadable: {exc}", retryable=True) from None
 
 
 def _segment(value: str) -> str:

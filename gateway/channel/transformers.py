@@ -27,7 +27,8 @@ CODE_BAD_SIGNATURE = "CHANNEL_BAD_SIGNATURE"
 CODE_BAD_RESPONSE = "CHANNEL_BAD_RESPONSE"
 CODE_NOT_FOUND = "ORDER_NOT_EXIST"
 
-_RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANKERROR"})
+_RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANKERROR",
+                              "STATEMENT_CREATING"})  # a bill not generated yet: ask again later
 # v3 answers "the order is still being processed, try later" as INVALID_REQUEST with text
 # like 订单处理中，暂时无法分账，请稍后重试 (or 订单处理中，请稍后重试); v2 named it ORDER_NOT_READY.
 _NOT_READY_MARK = "处理中"

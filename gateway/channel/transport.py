@@ -138,12 +138,40 @@ class SignedTransport:
             "Wechatpay-Serial": creds.platform_public_key_id,
         }
 
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def download(self, url: str, bytes_max: int) -> bytes:
+        """A signed GET of a bill's download_url; the raw bytes of a 2xx answer.
+
+        WeChat does not sign file answers: the SHA-1 from the (signed) bill answer checks
+        them instead, which the caller does. Only URLs on the channel's own base URL are
+        followed, so a forged answer cannot make the gateway fetch elsewhere.
+        """
+        if not url.startswith(self._base_url + "/"):
+            raise ChannelError(tf.CODE_BAD_RESPONSE, "download_url is not on the channel", retryable=False)
+        target = url[len(self._base_url):]
+        headers = self._request_headers("GET", target, b"")
+        headers["Accept"] = "*/*"
+        path = target.partition("?")[0]
+        try:
+            async with self._session.get(URL(url, encoded=True), headers=headers, timeout=self._timeout) as resp:
+                raw = await self._read_body(resp, bytes_max)
+                status = resp.status
+        except asyncio.TimeoutError:
+            log.warning("channel.timeout", method="GET", path=path)
+            raise ChannelError(tf.CODE_TIMEOUT, "channel did not answer in time", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            log.warning("channel.unreachable", method="GET", path=path, error=type(exc).__name__)
+            raise ChannelError(tf.CODE_UNREACHABLE, "channel could not be reached", retryable=True) from None
+        if not 200 <= status < 300:
+            raise self._error("GET", path, status, raw)
+        return raw
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, bytes_max: int | None = None) -> bytes:
+        bytes_max = bytes_max or self._response_bytes_max
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(64 * 1024):
             size += len(chunk)
-            if size > self._response_bytes_max:
+            if size > bytes_max:
                 raise aiohttp.ClientPayloadError("answer larger than response_bytes_max")
             chunks.append(chunk)
         return b"".join(chunks)

@@ -29,7 +29,6 @@ UPDATE jobs SET due_at = $3, last_error = $4, state = CASE WHEN $5 THEN 'dead' E
  WHERE mall_id = $1 AND job_id = $2
 """
 
-JOB_DONE = "SELECT state = 'done' FROM jobs WHERE mall_id = $1 AND kind = $2 AND ref = $3"
 
 COUNTS = "SELECT kind, state, count(*) AS n FROM jobs WHERE mall_id = $1 GROUP BY kind, state"
 

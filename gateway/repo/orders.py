@@ -43,7 +43,8 @@ WITH forgotten AS (
     RETURNING mall_id, sub_mchid, out_trade_no)
 UPDATE coupons c SET state = 'issued', order_out_trade_no = NULL
   FROM forgotten f
- WHERE c.mall_id = f.mall_id AND c.sub_mchid = f.sub_mchid AND c.order_out_trade_no = f.out_trade_no
+ WHERE c.mall_id = $1 AND c.mall_id = f.mall_id AND c.sub_mchid = f.sub_mchid
+   AND c.order_out_trade_no = f.out_trade_no
    AND c.state = 'reserved'
 """
 
@@ -58,7 +59,8 @@ WITH closed AS (
 released AS (
     UPDATE coupons c SET state = 'issued', order_out_trade_no = NULL
       FROM closed o
-     WHERE c.mall_id = o.mall_id AND c.sub_mchid = o.sub_mchid AND c.order_out_trade_no = o.out_trade_no
+     WHERE c.mall_id = $1 AND c.mall_id = o.mall_id AND c.sub_mchid = o.sub_mchid
+       AND c.order_out_trade_no = o.out_trade_no
        AND c.state = 'reserved')
 SELECT state FROM closed
 """

@@ -21,7 +21,12 @@ SELECT * FROM order_funds WHERE mall_id = $1 AND sub_mchid = $2 AND transaction_
 SAVE_FUNDS = """
 UPDATE order_funds
    SET frozen_fen = $4, reserved_fen = $5, splits_requested = $6, lines = $7, unfrozen = $8,
-       refunded_fen = $9, fee_refunded_fen = $10
+       refunded_fen = $9, fee_refunded_fen = $10, reward_set_aside_fen = $11, commission_set_aside_fen = $12
+ WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3
+"""
+
+SET_ASIDE = """
+UPDATE order_funds SET reward_set_aside_fen = $4, commission_set_aside_fen = $5
  WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3
 """
 
@@ -30,6 +35,15 @@ INSERT INTO split_orders (mall_id, sub_mchid, out_order_no, out_trade_no, transa
                           purpose, request_hash, parts, state, approval_id, client_id, created_at,
                           unfreeze_unsplit)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PREPARED', $10, $11, $12, $13)
+ON CONFLICT DO NOTHING
+RETURNING *
+"""
+
+# The gateway gave up one of its own splits: the record says what was due and why not.
+INSERT_GIVEN_UP_SPLIT = """
+INSERT INTO split_orders (mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id, kind,
+                          purpose, request_hash, parts, state, result, client_id, created_at, finished_at)
+VALUES ($1, $2, $3, $4, $5, 'split', $6, $7, $8, 'FAILED', $9, $10, $11, $11)
 ON CONFLICT DO NOTHING
 RETURNING *
 """
@@ -119,6 +133,7 @@ def funds_from_row(row) -> OrderFunds:
         frozen_fen=row["frozen_fen"], reserved_fen=row["reserved_fen"],
         splits_requested=row["splits_requested"], lines=lines, unfrozen=row["unfrozen"],
         refunded_fen=row["refunded_fen"], fee_refunded_fen=row["fee_refunded_fen"],
+        reward_set_aside_fen=row["reward_set_aside_fen"], commission_set_aside_fen=row["commission_set_aside_fen"],
     )
 
 
@@ -143,7 +158,12 @@ async def funds_of_transaction(conn, mall_id: str, transaction_id: str):
 
 async def save_funds(conn, key, funds: OrderFunds) -> None:
     await conn.execute(SAVE_FUNDS, *key, funds.frozen_fen, funds.reserved_fen, funds.splits_requested,
-                       _lines_json(funds), funds.unfrozen, funds.refunded_fen, funds.fee_refunded_fen)
+                       _lines_json(funds), funds.unfrozen, funds.refunded_fen, funds.fee_refunded_fen,
+                       funds.reward_set_aside_fen, funds.commission_set_aside_fen)
+
+
+async def set_aside(conn, key, reward_fen: int, commission_fen: int) -> None:
+    await conn.execute(SET_ASIDE, *key, reward_fen, commission_fen)
 
 
 async def insert_split_order(conn, *, mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id,
@@ -152,6 +172,13 @@ async def insert_split_order(conn, *, mall_id, sub_mchid, out_order_no, out_trad
     return await conn.fetchrow(INSERT_SPLIT_ORDER, mall_id, sub_mchid, out_order_no, out_trade_no,
                                transaction_id, kind, purpose, request_hash, parts, approval_id,
                                client_id, created_at, unfreeze_unsplit)
+
+
+async def insert_given_up_split(conn, *, mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id,
+                                purpose, parts, reason, client_id, now):
+    return await conn.fetchrow(INSERT_GIVEN_UP_SPLIT, mall_id, sub_mchid, out_order_no, out_trade_no,
+                               transaction_id, purpose, "given_up", parts, {"fail_reason": reason},
+                               client_id, now)
 
 
 async def split_order(conn, mall_id: str, sub_mchid: str, out_order_no: str):

@@ -7,6 +7,8 @@ campaigns it funds itself. Any other store's campaign answers exactly as a missi
 from __future__ import annotations
 
 from coupons import repo as coupons_repo
+from coupons.postings import receivable_accounts
+from ledger import repo as ledger_repo
 from coupons.campaigns import CampaignInvalid, CampaignState, Funder, check_change, parse_campaign, parse_change
 from gateway.errors import InvalidRequest, NoAuth, ParamError, ResourceNotExists
 from gateway.repo import tenants as tenants_repo
@@ -47,6 +49,8 @@ async def create_campaign(svc: Services, caller: Caller, body) -> dict:
             if await tenants_repo.tenant(conn, caller.mall_id, store) is None:
                 raise InvalidRequest("store_not_in_mall", f"trigger store {store} is not in this mall",
                                      field="trigger.stores")
+        if spec.funder is Funder.MALL:  # the account its discounts will be owed on
+            await ledger_repo.ensure_accounts(conn, caller.mall_id, receivable_accounts(spec.sub_mchid))
         row = await coupons_repo.insert_campaign(conn, caller.mall_id, spec, svc.clock())
     return campaign_json(row)
 

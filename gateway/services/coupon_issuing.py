@@ -100,7 +100,8 @@ async def _decide_and_issue(svc: Services, conn, paid: PaidAt, key, chosen, now:
     holdout_bps = svc.settings.coupon_holdout_bps
     held = held_out(secrets.randbelow(BPS), holdout_bps)
     first = await coupons_repo.insert_decision(
-        conn, mall_id=mall_id, trigger_key=key[1:], openid=paid.openid, decided_at=now, holdout_bps=holdout_bps,
+        conn, mall_id=mall_id, trigger_key=key[1:], openid=paid.openid, paid_at=paid.paid_at, decided_at=now,
+        holdout_bps=holdout_bps,
         held_out=held, campaign_ids=[c.campaign_id for c in chosen])
     if not first or held:
         return []

@@ -70,7 +70,7 @@ def parse_order_request(body, caller: Caller, *, now: datetime, allow_loopback_h
     if caller.role != "mall_app":
         raise NoAuth("role_cannot_create_orders", f"role {caller.role} cannot create orders")
     sp_mchid = _text(body, "sp_mchid", MCHID_RE)
-    if sp_mchid != caller.mall_id:
+    if not caller.names_its_mall(sp_mchid):
         raise NoAuth("sp_mchid_not_yours", "sp_mchid is not the caller's mall")
     sp_appid = _text(body, "sp_appid", APPID_RE)
     if sp_appid != caller.sp_appid:

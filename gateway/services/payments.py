@@ -11,11 +11,15 @@ from datetime import timedelta
 import structlog
 
 from gateway.channel import ChannelError, ChannelTrade, ChannelTradeState
+from gateway.repo import guides as guides_repo
 from gateway.repo import orders as orders_repo
 from gateway.services import coupon_issuing
+from gateway.repo import splitting as splitting_repo
+from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
 from gateway.services.transaction_json import order_json
 from ledger.payments import channel_fee_fen, payment_transfer
+from splitting.funds import set_asides_fen
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +65,8 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
     return outcome
 
 
-async def _apply(svc: Services, conn, row, trade: ChannelTrade, now) -> str:
+async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None) -> str:
+    now = now or svc.clock()
     if trade.total_fen != row["total_fen"]:
         return PaymentOutcome.AMOUNT_MISMATCH.value
     transfer = payment_transfer(
@@ -72,14 +77,32 @@ async def _apply(svc: Services, conn, row, trade: ChannelTrade, now) -> str:
             "success_at": trade.success_at or svc.clock(),
             "payer_total_fen": trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen}
     settings = svc.settings
-    return await orders_repo.apply_payment(
-        conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
-        **paid, now=now, accounts=transfer.accounts, amounts=transfer.amounts_fen,
-        notification_id=uuid.uuid4(), resource=transaction_resource(row, paid),
-        fee_fen=channel_fee_fen(trade.total_fen, row["fee_rate_bps"]),
-        reward_due_at=paid["success_at"] + timedelta(seconds=settings.split_first_try_after_s),
-        finish_margin_s=settings.finish_before_unfreeze_s,
-    )
+    key = (row["mall_id"], row["sub_mchid"], row["out_trade_no"])
+    async with conn.transaction():
+        outcome = await orders_repo.apply_payment(
+            conn, key=key, total_fen=trade.total_fen,
+            **paid, now=now, accounts=transfer.accounts, amounts=transfer.amounts_fen,
+            notification_id=uuid.uuid4(), resource=transaction_resource(row, paid),
+            fee_fen=channel_fee_fen(trade.total_fen, row["fee_rate_bps"]),
+            reward_due_at=paid["success_at"] + timedelta(seconds=settings.split_first_try_after_s),
+            finish_margin_s=settings.finish_before_unfreeze_s,
+        )
+        if outcome == PaymentOutcome.APPLIED.value and row["profit_sharing"]:
+            await _set_aside_automatic_splits(conn, key, row)
+    return outcome
+
+
+async def _set_aside_automatic_splits(conn, key, row) -> None:
+    """In the payment's transaction: keep room inside the order's cap for the guide's
+    reward and the automatic commission, so no split asked for later can take it."""
+    tenant = await tenants_repo.tenant(conn, key[0], key[1])
+    guide_id = row["mall_info"].get("guide_id")
+    guide = await guides_repo.guide(conn, key[0], guide_id) if guide_id else None
+    reward_bps = tenant.guide_reward_bps if guide is not None and guide["sub_mchid"] == key[1] else 0
+    funds = splitting_repo.funds_from_row(await conn.fetchrow(splitting_repo.FUNDS_BY_KEY, *key))
+    reward, commission = set_asides_fen(funds.paid_fen, funds.max_ratio_bps, reward_bps,
+                                        tenant.commission_bps if tenant.auto_split else 0)
+    await splitting_repo.set_aside(conn, key, reward, commission)
 
 
 def transaction_resource(row, paid: dict) -> dict:

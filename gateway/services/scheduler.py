@@ -33,7 +33,7 @@ from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
 from splitting import postings
-from splitting.rules import share_fen
+from splitting.rules import SplitRefused, share_fen
 
 log = structlog.get_logger(__name__)
 JOB_TIMEOUT_S = 30
@@ -66,7 +66,10 @@ async def _run(svc: Services, job) -> None:
         if done:
             await jobs_repo.finish(conn, job["mall_id"], job["job_id"], now)
             return
-        dead = job["attempts"] >= svc.settings.job_attempts_max
+        # A finish never gives up: an order left frozen in the books past the channel's own
+        # deadline would disagree with the channel. Its backoff is capped, and past that
+        # deadline it ends as soon as the channel says it released the order.
+        dead = job["attempts"] >= svc.settings.job_attempts_max and job["kind"] != "finish_order"
         delay_s = svc.settings.job_retry_base_s * 2 ** min(job["attempts"] - 1, BACKOFF_EXPONENT_MAX)
         await jobs_repo.retry(conn, job["mall_id"], job["job_id"], now + timedelta(seconds=delay_s),
                               (error or "not_finished")[:ERROR_CHARS_MAX], dead)
@@ -75,20 +78,14 @@ async def _run(svc: Services, job) -> None:
 
 
 async def guide_reward(svc: Services, mall_id: str, sub_mchid: str, out_trade_no: str) -> bool:
-    """Split the guide's reward, less what the guide owes this store from refunds."""
+    """Split the guide's reward (the room set aside for it at payment), less what the guide
+    owes this store from refunds; or give it up with the reason when it cannot be made."""
     async with svc.pool.acquire() as conn:
         order = await orders_repo.order(conn, mall_id, sub_mchid, out_trade_no)
-        tenant = await tenants_repo.tenant(conn, mall_id, sub_mchid)
         guide = await guides_repo.guide(conn, mall_id, order["mall_info"].get("guide_id", ""))
-    if guide is None or guide["sub_mchid"] != sub_mchid:
-        log.warning("guide_reward_skipped", reason="guide_not_of_this_store", out_trade_no=out_trade_no)
-        return True
-    out_order_no = f"GR{order['transaction_id']}"
-    async with svc.pool.acquire() as conn:
-        split = await repo.split_order(conn, mall_id, sub_mchid, out_order_no)
+        split = await repo.split_order(conn, mall_id, sub_mchid, f"GR{order['transaction_id']}")
     if split is None:
-        reward = share_fen(order["total_fen"], tenant.guide_reward_bps)
-        split = await _prepare_reward(svc, order, guide, out_order_no, reward)
+        split = await _prepare_reward(svc, order, guide, f"GR{order['transaction_id']}")
         if split is None:
             return True
     if split["state"] == "PREPARED":
@@ -96,67 +93,128 @@ async def guide_reward(svc: Services, mall_id: str, sub_mchid: str, out_trade_no
     return split["state"] != "PREPARED"
 
 
-async def _prepare_reward(svc: Services, order, guide, out_order_no: str, reward: int):
+async def _prepare_reward(svc: Services, order, guide, out_order_no: str):
     key = (order["mall_id"], order["sub_mchid"], order["out_trade_no"])
     async with svc.pool.acquire() as conn, conn.transaction():
+        _, funds = await repo.funds_for_update(conn, key)
+        existing = await repo.split_order(conn, *key[:2], out_order_no)
+        reward = funds.reward_set_aside_fen
+        if existing is not None or reward == 0:
+            return existing  # made or given up already, or nothing was set aside
+        if guide is None or guide["sub_mchid"] != order["sub_mchid"]:
+            await splits.give_up(svc, conn, funds, key=key, transaction_id=order["transaction_id"],
+                                 out_order_no=out_order_no, purpose=order_funds.GUIDE_REWARD, parts=[],
+                                 reason="guide_not_of_this_store")
+            return None
         owed = -(await ledger_repo.balance_fen(conn, order["mall_id"], accounts.guide_clawback(guide["guide_id"])))
         recovered = min(owed, reward)
+        parts = [{"type": "PERSONAL_OPENID", "account": guide["openid"], "amount": reward - recovered,
+                  "description": "导购奖励", "ledger_account": accounts.guide_rewards(guide["guide_id"]),
+                  "returnable": False}]
+        refusal = _refusal(funds, parts, order_funds.GUIDE_REWARD)
+        if refusal is not None:
+            # The mall released the order, or refunds took its frozen money, first.
+            await splits.give_up(svc, conn, funds, key=key, transaction_id=order["transaction_id"],
+                                 out_order_no=out_order_no, purpose=order_funds.GUIDE_REWARD,
+                                 parts=[{**parts[0], "amount": reward}], reason=refusal)
+            return None
         if recovered:
             # Kept by the store against the guide's debt; it stays in the store's frozen funds.
             await ledger_repo.post_transfer(conn, order["mall_id"], postings.recovery_transfer(
                 order["sub_mchid"], out_order_no, guide["guide_id"], recovered), svc.clock())
         if reward - recovered <= 0:
+            await repo.save_funds(conn, key, order_funds.give_up(funds, order_funds.GUIDE_REWARD))
             return None
-        parts = [{"type": "PERSONAL_OPENID", "account": guide["openid"], "amount": reward - recovered,
-                  "description": "导购奖励", "ledger_account": accounts.guide_rewards(guide["guide_id"]),
-                  "returnable": False}]
         return await splits.prepare(
             svc, conn, key=key, transaction_id=order["transaction_id"], out_order_no=out_order_no,
             kind="split", purpose="guide_reward", parts=parts,
             request_hash=splits.parts_hash(parts), client_id=order["client_id"])
 
 
+def _refusal(funds, parts: list[dict], purpose: str) -> str | None:
+    """Why the rules would refuse this split of the gateway's own, or None."""
+    amounts = [(p["ledger_account"], p["returnable"], p["amount"]) for p in parts if p["amount"] > 0]
+    if not amounts:
+        return None
+    try:
+        order_funds.reserve_split(funds, amounts, purpose)
+    except SplitRefused as exc:
+        return exc.code
+    return None
+
+
 async def finish_order(svc: Services, mall_id: str, sub_mchid: str, out_trade_no: str) -> bool:
-    """Before the channel's auto-unfreeze: commission by contract, then the rest to the store."""
+    """Before the channel's auto-unfreeze: the guide's reward if still due, the commission
+    by contract, then the rest to the store. Whatever of the gateway's own splits fails or
+    is given up, the order is still released: the unfreeze is the last resort, and past
+    the channel's own deadline the books follow what the channel did."""
     key = (mall_id, sub_mchid, out_trade_no)
     async with svc.pool.acquire() as conn:
         row = await conn.fetchrow(repo.FUNDS_BY_KEY, *key)
         tenant = await tenants_repo.tenant(conn, mall_id, sub_mchid)
-        earlier = await repo.split_orders_of_trade(conn, *key)
+        earlier = {s["out_order_no"]: s for s in await repo.split_orders_of_trade(conn, *key)}
     funds = repo.funds_from_row(row)
     if funds.unfrozen or (funds.frozen_fen == 0 and not funds.reserved_fen):
         return True  # released already, or refunds took everything that was frozen
-    if funds.reserved_fen or any(s["state"] in ("PREPARED", "PROCESSING") for s in earlier):
-        for split in earlier:
-            if split["state"] in ("PREPARED", "PROCESSING"):
-                await splits.sync(svc, mall_id, sub_mchid, split["out_order_no"])
+    in_flight = [s for s in earlier.values() if s["state"] in ("PREPARED", "PROCESSING")]
+    if funds.reserved_fen or in_flight:
+        for split in in_flight:
+            await splits.sync(svc, mall_id, sub_mchid, split["out_order_no"])
         return False
-    guide_id = await _pending_guide_reward(svc, key, earlier)
-    if guide_id is not None:
-        # A short freeze can bring the deadline before the reward's first try: pay it first.
+    transaction_id = row["transaction_id"]
+    channel_deadline = row["finish_by"] + timedelta(seconds=svc.settings.finish_before_unfreeze_s)
+    if svc.clock() >= channel_deadline and await _released_by_channel(svc, key, row):
+        return True
+    if f"UF{transaction_id}" in earlier:  # the channel refused even the release: ask it again later
+        return await _released_by_channel(svc, key, row)
+    if funds.reward_set_aside_fen and f"GR{transaction_id}" not in earlier:
+        # The reward's own job may be dead or not yet due: make or give it up first.
         await guide_reward(svc, mall_id, sub_mchid, out_trade_no)
         return False
-    if any(s["purpose"] in ("commission", "finish") and s["state"] == "FAILED" for s in earlier):
-        if await _released_by_channel(svc, key, row):
-            return True
-    commission_done = any(s["purpose"] == "commission" and s["state"] != "FAILED" for s in earlier)
-    # Commission on what the shopper kept: a refund before the deadline takes its part.
-    kept_fen = funds.paid_fen - funds.refunded_fen
-    commission = min(share_fen(kept_fen, tenant.commission_bps), funds.splittable_fen)
-    if tenant.auto_split and commission > 0 and not commission_done:
-        await ensure_mall_receiver(svc, mall_id, sub_mchid)
-        parts = [{"type": "MERCHANT_ID", "account": svc.settings.sp_mchid, "amount": commission,
-                  "description": "商场佣金", "ledger_account": accounts.MALL_COMMISSION, "returnable": True}]
-        out_order_no, kind, purpose, extra = f"CM{row['transaction_id']}", "split", "commission", True
-    else:
-        parts, out_order_no, kind, purpose, extra = [], f"UF{row['transaction_id']}", "unfreeze", "finish", False
-    async with svc.pool.acquire() as conn, conn.transaction():
-        split = await splits.prepare(
-            svc, conn, key=key, transaction_id=row["transaction_id"], out_order_no=out_order_no, kind=kind,
-            purpose=purpose, parts=parts, request_hash=splits.parts_hash(parts, kind), client_id=None,
-            unfreeze_unsplit=extra)
+    split = None
+    if tenant.auto_split and f"CM{transaction_id}" not in earlier:
+        split = await _prepare_commission(svc, key, row, tenant)
+    if split is None:
+        split = await _prepare_release(svc, key, row)
     await splits.submit(svc, split)
     return False  # done once a later pass sees the order unfrozen
+
+
+async def _prepare_commission(svc: Services, key, row, tenant):
+    """The commission on what the shopper kept (a refund before the deadline takes its
+    part), within the room kept for it and the money still frozen; None when none is due.
+    A commission due that cannot be made at all is given up with the reason."""
+    out_order_no = f"CM{row['transaction_id']}"
+    async with svc.pool.acquire() as conn, conn.transaction():
+        _, funds = await repo.funds_for_update(conn, key)
+        due = share_fen(funds.paid_fen - funds.refunded_fen, tenant.commission_bps)
+        amount = min(due, funds.room_fen(order_funds.COMMISSION), funds.frozen_fen - funds.reserved_fen)
+        parts = [{"type": "MERCHANT_ID", "account": svc.settings.sp_mchid, "amount": amount,
+                  "description": "商场佣金", "ledger_account": accounts.MALL_COMMISSION, "returnable": True}]
+        if due <= 0:
+            await repo.save_funds(conn, key, order_funds.give_up(funds, order_funds.COMMISSION))
+            return None
+        reason = _refusal(funds, parts, order_funds.COMMISSION) if amount > 0 else (
+            "no_room_in_cap" if funds.room_fen(order_funds.COMMISSION) <= 0 else "nothing_frozen")
+        if reason is not None:
+            await splits.give_up(svc, conn, funds, key=key, transaction_id=row["transaction_id"],
+                                 out_order_no=out_order_no, purpose=order_funds.COMMISSION,
+                                 parts=[{**parts[0], "amount": due}], reason=reason)
+            return None
+    await ensure_mall_receiver(svc, key[0], key[1])
+    async with svc.pool.acquire() as conn, conn.transaction():
+        return await splits.prepare(
+            svc, conn, key=key, transaction_id=row["transaction_id"], out_order_no=out_order_no, kind="split",
+            purpose="commission", parts=parts, request_hash=splits.parts_hash(parts, "split"), client_id=None,
+            unfreeze_unsplit=True)
+
+
+async def _prepare_release(svc: Services, key, row):
+    async with svc.pool.acquire() as conn, conn.transaction():
+        return await splits.prepare(
+            svc, conn, key=key, transaction_id=row["transaction_id"], out_order_no=f"UF{row['transaction_id']}",
+            kind="unfreeze", purpose="finish", parts=[], request_hash=splits.parts_hash([], "unfreeze"),
+            client_id=None)
 
 
 async def _released_by_channel(svc: Services, key, row) -> bool:
@@ -175,20 +233,6 @@ async def _released_by_channel(svc: Services, key, row) -> bool:
         await repo.save_funds(conn, key, funds)
     log.warning("order_released_by_channel", out_trade_no=key[2], amount_fen=amount)
     return True
-
-
-async def _pending_guide_reward(svc: Services, key, earlier) -> str | None:
-    async with svc.pool.acquire() as conn:
-        order = await orders_repo.order(conn, *key)
-    guide_id = order["mall_info"].get("guide_id")
-    if guide_id is None or any(s["purpose"] == "guide_reward" for s in earlier):
-        return None
-    async with svc.pool.acquire() as conn:
-        guide = await guides_repo.guide(conn, key[0], guide_id)
-        done = await conn.fetchval(jobs_repo.JOB_DONE, key[0], "guide_reward", f"{key[1]}/{key[2]}")
-    if guide is None or guide["sub_mchid"] != key[1] or done:
-        return None
-    return guide_id
 
 
 async def sync_split(svc: Services, mall_id: str, sub_mchid: str, out_order_no: str) -> bool:

@@ -64,7 +64,8 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
                       "description": "解冻给分账方", "ledger_account": None}]
         else:
             funds = order_funds.reserve_split(
-                funds, [(p["ledger_account"], p["returnable"], p["amount"]) for p in parts])
+                funds, [(p["ledger_account"], p["returnable"], p["amount"]) for p in parts],
+                purpose if purpose in order_funds.SET_ASIDE_FIELD else order_funds.API)
     except SplitRefused as exc:
         raise refused(exc) from None
     await repo.save_funds(conn, key, funds)
@@ -78,6 +79,20 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
     )
     assert created is not None, "split order inserted under the funds lock"
     return created
+
+
+async def give_up(svc: Services, conn, funds, *, key, transaction_id: str, out_order_no: str, purpose: str,
+                  parts: list[dict], reason: str) -> None:
+    """Inside the caller's transaction, the order's funds locked: the gateway will not make
+    its own split for `purpose`. Its room in the cap is freed and the split order is kept
+    as FAILED with the reason, so the API answers it like a split the channel refused."""
+    mall_id, sub_mchid, out_trade_no = key
+    await repo.save_funds(conn, key, order_funds.give_up(funds, purpose))
+    await repo.insert_given_up_split(
+        conn, mall_id=mall_id, sub_mchid=sub_mchid, out_order_no=out_order_no, out_trade_no=out_trade_no,
+        transaction_id=transaction_id, purpose=purpose, parts=parts, reason=reason, client_id=None,
+        now=svc.clock())
+    log.warning("split_given_up", purpose=purpose, out_order_no=out_order_no, reason=reason)
 
 
 async def submit(svc: Services, split) -> object:

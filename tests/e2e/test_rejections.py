@@ -263,7 +263,10 @@ async def test_tenant_cannot_create_and_reads_only_its_store(mall):
     mine = await tenant.get(query_path(mall, own, "REJECT-0017"))
     assert mine.status == 200 and mine.json["out_trade_no"] == "REJECT-0017"
     theirs = await tenant.get(query_path(mall, other, "REJECT-0018"))
-    assert_refused(theirs, 403, "NO_AUTH", reason="other_store")
+    # Another store's order answers exactly as an order that does not exist.
+    missing = await tenant.get(query_path(mall, other, "REJECT-0099"))
+    assert_refused(theirs, 404, "ORDER_NOT_EXIST")
+    assert (theirs.status, theirs.json) == (missing.status, missing.json)
     closing = await tenant.post("/v3/pay/partner/transactions/out-trade-no/REJECT-0018/close",
                                 {"sp_mchid": mall.settings.sp_mchid, "sub_mchid": other})
     assert_refused(closing, 403, "NO_AUTH")

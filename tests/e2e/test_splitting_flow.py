@@ -61,13 +61,18 @@ async def test_guide_reward_split_unfreeze_and_refund_with_clawback(make_mall):
     queried = await mall.app.get(f"/v3/profitsharing/orders/P-0001?sub_mchid={store}&transaction_id={transaction_id}")
     assert queried.json["state"] == "FINISHED" and queried.json["receivers"][0]["result"] == "SUCCESS"
     left = await mall.app.get(f"/v3/profitsharing/transactions/{transaction_id}/amounts")
-    assert left.json["unsplit_amount"] == 3000 - 700  # cap 30% of 10000, 700 already split
+    frozen = (await balances(mall.pool, mall.settings.sp_mchid))[f"tenant:{store}:frozen"]
+    # Still frozen at the channel; the mall may still split 30% of 10000 less the 700 split
+    # and the 500 kept for the contract's automatic commission.
+    assert left.json == {"transaction_id": transaction_id, "unsplit_amount": frozen,
+                         "mall_info": {"splittable_amount": 3000 - 700 - 500, "set_aside_amount": 500}}
 
     too_much = await mall.app.post("/v3/profitsharing/orders", {
         "sub_mchid": store, "transaction_id": transaction_id, "out_order_no": "P-0002",
         "unfreeze_unsplit": False, "receivers": [{"type": "MERCHANT_ID", "account": mall.settings.sp_mchid,
-                                                  "amount": 2301, "description": "too much"}]})
-    assert too_much.status == 400 and too_much.json["detail"]["reason"] == "ratio_exceeded"
+                                                  "amount": 1801, "description": "too much"}]})
+    assert too_much.status == 400 and too_much.json["detail"] == {
+        "reason": "ratio_exceeded", "asked": 1801, "allowed": 1800, "reserved": 500, "cap": 3000, "already": 700}
 
     unfrozen = await mall.app.post("/v3/profitsharing/orders/unfreeze", {
         "sub_mchid": store, "transaction_id": transaction_id, "out_order_no": "UF-0001",

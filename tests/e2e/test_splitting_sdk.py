@@ -70,7 +70,10 @@ async def test_profit_sharing_and_refunds_through_the_wechatpayv3_sdk(make_mall)
     await pay_order(mall, store, "SDKPS-FLOAT", FLOAT_TOTAL, profit_sharing=False)
 
     code, left = await call(sdk.profitsharing_amount_query, transaction_id=transaction_id)
-    assert (code, left) == (200, {"transaction_id": transaction_id, "unsplit_amount": 3000})  # 30 % cap
+    # All of it is still frozen; the mall may split 30 % of it (nothing is set aside: no guide
+    # named, no automatic commission).
+    assert (code, left) == (200, {"transaction_id": transaction_id, "unsplit_amount": TOTAL - FEE,
+                                  "mall_info": {"splittable_amount": 3000, "set_aside_amount": 0}})
 
     # One split to three receivers: the mall itself, the brand, the guide.
     receivers = [
@@ -99,7 +102,8 @@ async def test_profit_sharing_and_refunds_through_the_wechatpayv3_sdk(make_mall)
     assert await book() == ledger
 
     code, left = await call(sdk.profitsharing_amount_query, transaction_id=transaction_id)
-    assert (code, left["unsplit_amount"]) == (200, 3000 - 1800)
+    assert (code, left["unsplit_amount"], left["mall_info"]["splittable_amount"]) == (
+        200, TOTAL - FEE - 1800, 3000 - 1800)
     code, over = await call(sdk.profitsharing_order, transaction_id=transaction_id, out_order_no="SDKP-2",
                             receivers=[{"type": "MERCHANT_ID", "account": BRAND_HQ, "amount": 1201,
                                         "description": "超出上限"}], unfreeze_unsplit=False, sub_mchid=store)
@@ -129,7 +133,7 @@ async def test_profit_sharing_and_refunds_through_the_wechatpayv3_sdk(make_mall)
     available = FLOAT_TOTAL - FLOAT_FEE + 400 + (TOTAL - FEE - 1800)
     assert ledger[f"tenant:{store}:available"] == available
     code, left = await call(sdk.profitsharing_amount_query, transaction_id=transaction_id)
-    assert (code, left["unsplit_amount"]) == (200, 0)
+    assert (code, left["unsplit_amount"], left["mall_info"]["splittable_amount"]) == (200, 0, 0)
 
     # Refunds: 20.00, then 30.00, then the rest. Each claws back from every receiver in
     # proportion: merchants return through the channel, the guide's share becomes owed.

@@ -15,7 +15,9 @@ from ledger import accounts
 from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.transfers import Transfer
 from splitting import postings
-from splitting.funds import OrderFunds, RefundPlan, plan_refund, reserve_split, settle_split, unfreeze
+from splitting.funds import (
+    OrderFunds, RefundPlan, give_up, plan_refund, reserve_split, set_asides_fen, settle_split, unfreeze,
+)
 from splitting.rules import (
     BPS_DENOMINATOR, DEFAULT_MAX_RATIO_BPS, FEE_RATE_BPS_MAX, RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX,
     Approval, Contract, SplitRefused, cap_fen, check_contract,
@@ -99,7 +101,7 @@ def test_two_splits_in_flight_cannot_overspend_the_cap_together():
     funds = reserve_split(paid(), [(COMMISSION, True, 2000)])
     error = refused(reserve_split, funds, [(BRAND, True, 1001)])
     assert error.code == "ratio_exceeded"
-    assert error.detail == {"cap": 3000, "already": 2000, "requested": 1001}
+    assert error.detail == {"cap": 3000, "already": 2000, "asked": 1001, "allowed": 1000, "reserved": 0}
     assert reserve_split(funds, [(BRAND, True, 1000)]).splittable_fen == 0
 
 
@@ -590,3 +592,45 @@ def test_random_histories_conserve_money_and_keep_every_rule(data, paid_fen, con
         history.refund(history.funds.refundable_fen)
         history.check()
     assert history.funds.refunded_fen == paid_fen
+
+
+# -- the gateway's own splits keep their room inside the cap ------------------------------------
+
+
+def test_a_mall_split_cannot_take_the_room_set_aside_for_the_guide_and_the_commission():
+    funds = OrderFunds.paid(10_000, 0, 3000, guide_reward_bps=200, commission_bps=500)
+    assert (funds.reward_set_aside_fen, funds.commission_set_aside_fen) == (200, 500)
+    assert funds.splittable_fen == 2300
+    error = refused(reserve_split, funds, [(BRAND, True, 2301)])
+    assert error.code == "ratio_exceeded"
+    assert error.detail == {"asked": 2301, "allowed": 2300, "reserved": 700, "cap": 3000, "already": 0}
+    funds = split(funds, (BRAND, 2300))
+    # The reward then still fits, and its split ends the room kept for it.
+    funds = reserve_split(funds, [(GUIDE, False, 200)], "guide_reward")
+    assert (funds.reward_set_aside_fen, funds.commission_set_aside_fen) == (0, 500)
+    funds = settle_split(funds, GUIDE, 200, succeeded=True)
+    funds = reserve_split(funds, [(COMMISSION, True, 500)], "commission")
+    assert funds.set_aside_fen == 0 and funds.split_away_fen == 3000
+
+
+def test_the_gateways_own_split_may_not_use_the_other_set_aside():
+    funds = OrderFunds.paid(10_000, 0, 3000, guide_reward_bps=200, commission_bps=500)
+    funds = split(funds, (BRAND, 2300))
+    error = refused(reserve_split, funds, [(GUIDE, False, 201)], "guide_reward")
+    assert (error.code, error.detail["allowed"], error.detail["reserved"]) == ("ratio_exceeded", 200, 500)
+
+
+def test_giving_up_a_set_aside_frees_its_room_for_the_mall():
+    funds = OrderFunds.paid(10_000, 0, 3000, guide_reward_bps=200, commission_bps=500)
+    assert give_up(funds, "guide_reward").splittable_fen == 2500
+    assert give_up(give_up(funds, "guide_reward"), "commission").splittable_fen == 3000
+
+
+@given(paid_fen=st.integers(1, 10**9), max_ratio_bps=st.integers(0, 10_000),
+       reward_bps=st.integers(0, 10_000), commission_bps=st.integers(0, 10_000))
+def test_set_asides_never_exceed_the_cap(paid_fen, max_ratio_bps, reward_bps, commission_bps):
+    reward, commission = set_asides_fen(paid_fen, max_ratio_bps, reward_bps, commission_bps)
+    assert 0 <= reward and 0 <= commission
+    assert reward + commission <= cap_fen(paid_fen, max_ratio_bps)
+    if reward_bps + commission_bps <= max_ratio_bps:  # what check_contract guarantees
+        assert (reward, commission) == (paid_fen * reward_bps // 10_000, paid_fen * commission_bps // 10_000)

@@ -8,7 +8,7 @@ from gateway.api import caller_of, services_of
 from gateway.api.middleware import json_body
 from gateway.api.mall.common import paging, require_role
 from gateway.api.orders import json_response
-from gateway.errors import NoAuth, ResourceNotExists
+from gateway.errors import ResourceNotExists
 from gateway.repo import tenants as tenants_repo
 from gateway.repo import guides as guides_repo
 from gateway.services import onboarding, receivers
@@ -28,10 +28,15 @@ async def create_tenant(request: web.Request) -> web.Response:
 @routes.get("/v3/mall/tenants")
 async def list_tenants(request: web.Request) -> web.Response:
     caller = caller_of(request)
-    require_role(caller, "admin", "mall_app", "finance")
+    require_role(caller, "admin", "mall_app", "finance", "tenant")
     limit, offset = paging(request)
     async with services_of(request).pool.acquire() as conn:
-        found, total = await tenants_repo.tenants(conn, caller.mall_id, limit, offset)
+        if caller.role == "tenant":  # a store's list is itself
+            own = await tenants_repo.tenant(conn, caller.mall_id, caller.sub_mchid)
+            found = [own][offset:offset + limit] if own else []
+            total = 1 if own else 0
+        else:
+            found, total = await tenants_repo.tenants(conn, caller.mall_id, limit, offset)
     return json_response({"total_count": total, "offset": offset, "limit": limit,
                           "data": [t.as_json() for t in found]})
 
@@ -40,11 +45,9 @@ async def list_tenants(request: web.Request) -> web.Response:
 async def get_tenant(request: web.Request) -> web.Response:
     caller = caller_of(request)
     sub_mchid = request.match_info["sub_mchid"]
-    if caller.role == "tenant" and caller.sub_mchid != sub_mchid:
-        raise NoAuth("other_store", "a store sees only itself")
     async with services_of(request).pool.acquire() as conn:
         tenant = await tenants_repo.tenant(conn, caller.mall_id, sub_mchid)
-    if tenant is None:
+    if tenant is None or not caller.sees_store(tenant.sub_mchid):
         raise ResourceNotExists("tenant_not_found")
     return json_response(tenant.as_json())
 
