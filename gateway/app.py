@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import aiohttp
@@ -15,15 +16,16 @@ import structlog
 from aiohttp import web
 
 from gateway import auth
-from gateway.api import SERVICES, channel_notify, mall, middleware, openapi, orders, profitsharing, refunds
+from gateway.api import SERVICES, bills, channel_notify, mall, middleware, openapi, orders, profitsharing, refunds
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
 from gateway.db import create_pool
 from gateway.identity import load_or_create_identity
 from gateway.netguard import PublicOnlyResolver
+from gateway.nonces import NonceBook
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
-from gateway.services import next_store, onboarding, payments, points, scheduler
+from gateway.services import next_store, onboarding, payments, points, reconciliation, scheduler
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -55,6 +57,10 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     )
     identity = identity or load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
     app[middleware.CLIENT_KEYS] = auth.ClientKeyCache(settings.client_key_cache_s)
+    app[middleware.NONCES] = NonceBook(settings.nonce_batch_max)
+    signing_executor = (ThreadPoolExecutor(settings.signing_threads, thread_name_prefix="mallpay-sign")
+                        if settings.signing_threads else None)
+    app[middleware.SIGNING_EXECUTOR] = signing_executor
 
     async def services_ctx(app: web.Application):
         own_pool = pool is None
@@ -74,7 +80,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
                        coupons=next_store.CouponRuntime())
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
-        app[OUTBOX] = OutboxDelivery(svc, notify_session)
+        app[OUTBOX] = OutboxDelivery(svc, notify_session, signing_executor)
         app[channel_notify.OUTBOX_WAKEUP] = app[OUTBOX].wakeup
         svc.coupons.wakeup = app[OUTBOX].wakeup
         yield
@@ -84,15 +90,19 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         await notify_session.close()
         if own_pool:
             await the_pool.close()
+        if signing_executor is not None:
+            signing_executor.shutdown()
 
     async def workers_ctx(app: web.Application):
         svc = app[SERVICES]
-        tasks = [asyncio.create_task(app[OUTBOX].run_worker()) for _ in range(settings.outbox_workers)]
+        tasks = [asyncio.create_task(app[OUTBOX].run_worker(woken=index == 0))
+                 for index in range(settings.outbox_workers)]
         tasks.append(asyncio.create_task(_every(settings.reconcile_interval_s, payments.check_due_unpaid_orders, svc)))
         tasks.append(asyncio.create_task(_every(settings.jobs_poll_interval_ms / 1000, scheduler.run_due_jobs, svc)))
         tasks.append(asyncio.create_task(_every(settings.signature_window_s, _forget_old_nonces, svc)))
         tasks.append(asyncio.create_task(_every(settings.coupon_model_refit_interval_s, next_store.refit, svc)))
         tasks.append(asyncio.create_task(_every(settings.points_sync_poll_interval_ms / 1000, points.sync_due, svc)))
+        tasks.append(asyncio.create_task(_every(reconciliation.PLAN_INTERVAL_S, reconciliation.plan_daily, svc)))
         yield
         for task in tasks:
             task.cancel()
@@ -103,7 +113,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app.cleanup_ctx.append(services_ctx)
     if run_workers:
         app.cleanup_ctx.append(workers_ctx)
-    for module in (orders, channel_notify, mall, openapi, profitsharing, refunds):
+    for module in (orders, channel_notify, mall, openapi, profitsharing, refunds, bills):
         app.router.add_routes(module.routes)
     return app
 

@@ -8,8 +8,10 @@ timestamps and replayed nonces, and leaves the `Caller` on the request.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from concurrent.futures import Executor
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -17,6 +19,7 @@ from aiohttp import web
 from gateway import signing
 from gateway.errors import SignError
 from gateway.identity import GatewayIdentity
+from gateway.nonces import NonceBook
 from gateway.repo import clients
 from gateway.repo.clients import Caller
 
@@ -58,7 +61,7 @@ class ClientKeyCache:
             del self._entries[key]
 
 
-async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, clock,
+async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, nonces: NonceBook, clock,
                        window_s: int) -> Caller:
     try:
         auth = signing.parse_authorization(request.headers.get("Authorization"))
@@ -76,33 +79,52 @@ async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, cloc
                                       auth.nonce_str, body)
     if not signing.verify(public_key, message, auth.signature):
         raise SignError("signature_mismatch", "signature does not verify")
-    async with pool.acquire() as conn:
-        fresh = await clients.remember_nonce(conn, caller.client_id, auth.nonce_str, now)
-    if not fresh:
+    if not await nonces.remember(pool, caller.client_id, auth.nonce_str, now):
         raise SignError("nonce_replayed", "nonce_str was already used")
     return caller
 
 
 def signed_response_headers(identity: GatewayIdentity, body: bytes, clock) -> dict[str, str]:
-    timestamp = str(int(clock().timestamp()))
-    nonce = signing.new_nonce()
+    timestamp, nonce = str(int(clock().timestamp())), signing.new_nonce()
+    signature = identity.sign(signing.response_message(timestamp, nonce, body))
+    return _response_headers(identity, timestamp, nonce, signature)
+
+
+async def signed_response_headers_async(identity: GatewayIdentity, body: bytes, clock,
+                                        executor: Executor | None) -> dict[str, str]:
+    """The same headers, the RSA signature made on `executor`'s threads when there is one
+    (`cryptography` releases the GIL while it signs, so the event loop serves meanwhile)."""
+    if executor is None:
+        return signed_response_headers(identity, body, clock)
+    timestamp, nonce = str(int(clock().timestamp())), signing.new_nonce()
+    message = signing.response_message(timestamp, nonce, body)
+    signature = await asyncio.get_running_loop().run_in_executor(executor, identity.sign, message)
+    return _response_headers(identity, timestamp, nonce, signature)
+
+
+def _response_headers(identity: GatewayIdentity, timestamp: str, nonce: str, signature: str) -> dict[str, str]:
     return {
         "Wechatpay-Timestamp": timestamp,
         "Wechatpay-Nonce": nonce,
         "Wechatpay-Serial": identity.public_key_id,
         "Wechatpay-Signature-Type": signing.SCHEMA,
-        "Wechatpay-Signature": identity.sign(signing.response_message(timestamp, nonce, body)),
+        "Wechatpay-Signature": signature,
     }
 
 
-def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock) -> None:
+# Bill files keep their own type (SDKs read non-JSON answers as bytes); all else is JSON.
+FILE_CONTENT_TYPES = frozenset({"text/csv", "application/x-gzip"})
+
+
+async def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock,
+                        executor: Executor | None = None) -> None:
     assert isinstance(response, web.Response), "streamed responses sign their own bytes"
     body = response.body or b""
     assert isinstance(body, bytes), type(body)
-    if body or response.status != 204:
+    if (body or response.status != 204) and response.content_type not in FILE_CONTENT_TYPES:
         response.content_type = "application/json"
         response.charset = "utf-8"
-    response.headers.update(signed_response_headers(identity, body, clock))
+    response.headers.update(await signed_response_headers_async(identity, body, clock, executor))
 
 
 def nonce_cutoff(now: datetime, window_s: int) -> datetime:

@@ -1,6 +1,6 @@
 """`mallpay` — the command line of the gateway (SPEC 8).
 
-serve | emulator | demo | migrate | client create | tenant create/list | export
+serve | emulator | demo | migrate | client create | tenant create/list | reconcile [show] | export | targeting
 Configuration comes from the environment (see the README); flags override a few.
 """
 
@@ -10,9 +10,11 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import date
 from pathlib import Path
 
 from gateway import signing
+from gateway import targeting_files
 from gateway.settings import Settings, SettingsError
 
 
@@ -97,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     c_report.set_defaults(run=_coupons_report)
     t_list = tenant.add_parser("list", help="list the mall's stores")
     t_list.set_defaults(run=_tenant_list)
+    targeting_files.add_commands(sub)
+
+    reconcile = sub.add_parser("reconcile", help="reconcile a China-time day against the channel's bills "
+                                                 "(books its payouts); 'show' prints the day's report")
+    reconcile.add_argument("action", nargs="?", choices=["show"], help="show the report instead of running")
+    reconcile.add_argument("--date", required=True, type=date.fromisoformat, help="the day, yyyy-MM-DD")
+    reconcile.set_defaults(run=_reconcile)
     return parser
 
 
@@ -301,6 +310,43 @@ def _tenant_list(settings: Settings, args) -> int:
         print(f"{tenant.sub_mchid}\t{tenant.floor}\t{tenant.category}\t{tenant.name}")
     print(f"{total} stores", file=sys.stderr)
     return 0
+
+
+def _reconcile(settings: Settings, args) -> int:
+    from gateway.app import one_shot_services
+    from gateway.channel import ChannelError
+    from gateway.errors import ChannelUnavailable
+    from gateway.repo import bills as bills_repo
+    from gateway.services import reconciliation
+
+    async def run():
+        url, _ = _with_database(settings)
+        from gateway.db.migrate import migrate
+        await migrate(url)
+        async with one_shot_services(settings, url) as svc:
+            if args.action != "show":
+                try:
+                    await reconciliation.reconcile_day(svc, settings.sp_mchid, args.date)
+                except ChannelError as exc:
+                    if exc.code != "STATEMENT_CREATING":
+                        raise
+                    raise ChannelUnavailable("bill_not_ready", "the channel's bills of that day are not ready "
+                                             "yet (from 10:00 China time the next day)") from None
+            async with svc.pool.acquire() as conn:
+                report = await bills_repo.report(conn, settings.sp_mchid, args.date)
+                items = await bills_repo.items(conn, settings.sp_mchid, args.date, 10_000, 0)
+        return report, items
+
+    done = _run_refusable(run())
+    if done is None:
+        return 1
+    report, items = done
+    if report is None:
+        print(f"mallpay: no reconciliation of {args.date} yet (run: mallpay reconcile --date {args.date})",
+              file=sys.stderr)
+        return 1
+    print(json.dumps(reconciliation.report_json(report, items), ensure_ascii=False, indent=2))
+    return 0 if not [i for i in items if i["healed_at"] is None] else 3
 
 
 async def _pool(settings: Settings):

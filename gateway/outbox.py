@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from concurrent.futures import Executor
 from datetime import timedelta
 
 import aiohttp
 import structlog
+from cachetools import TTLCache
 
 from gateway import signing
-from gateway.auth import signed_response_headers
+from gateway.auth import signed_response_headers_async
 from gateway.repo import clients as clients_repo
 from gateway.repo import outbox as outbox_repo
 from gateway.services.context import Services
@@ -27,6 +29,7 @@ log = structlog.get_logger(__name__)
 LEASE_MARGIN_S = 5
 ERROR_CHARS_MAX = 200
 RESOURCE_NONCE_CHARS = 12
+APIV3_KEYS_CACHED_MAX = 10_000
 
 
 def notification_body(row, apiv3_key: bytes) -> bytes:
@@ -57,26 +60,39 @@ def next_attempt_delay_s(schedule_s: tuple[int, ...], attempts_done: int) -> int
 
 
 class OutboxDelivery:
-    def __init__(self, svc: Services, session: aiohttp.ClientSession):
+    def __init__(self, svc: Services, session: aiohttp.ClientSession, signing_executor: Executor | None = None):
         self._svc = svc
         self._session = session
+        self._signing_executor = signing_executor
         self._timeout = aiohttp.ClientTimeout(total=svc.settings.outbox_delivery_timeout_s)
         self.wakeup = asyncio.Event()
+        # Clients' APIv3 keys, so a notification costs no key query; kept as long as
+        # client keys are (a removed client stops receiving within that time).
+        self._apiv3_keys = TTLCache(maxsize=APIV3_KEYS_CACHED_MAX, ttl=svc.settings.client_key_cache_s)
 
-    async def run_worker(self) -> None:
-        poll_s = self._svc.settings.outbox_poll_interval_ms / 1000
+    async def run_worker(self, woken: bool = True) -> None:
+        """Deliver until cancelled. After a batch shorter than `outbox_batch_max` nothing
+        else was due, so the worker pauses until the next poll, or, when `woken`, until a
+        payment sets `wakeup`: one worker per process is woken, so a payment costs one
+        claim rather than one per worker."""
+        settings = self._svc.settings
+        poll_s = settings.outbox_poll_interval_ms / 1000
         while True:
             try:
                 delivered = await self.deliver_due()
             except (OSError, asyncio.TimeoutError) as exc:
                 log.warning("outbox_pass_failed", error=type(exc).__name__)
                 delivered = 0
-            if delivered == 0:
-                try:
-                    await asyncio.wait_for(self.wakeup.wait(), poll_s)
-                except asyncio.TimeoutError:
-                    pass
-                self.wakeup.clear()
+            if delivered >= settings.outbox_batch_max:
+                continue
+            if not woken:
+                await asyncio.sleep(poll_s)
+                continue
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), poll_s)
+            except asyncio.TimeoutError:
+                pass
+            self.wakeup.clear()
 
     async def deliver_due(self) -> int:
         """One pass: claim up to `outbox_batch_max` due rows and try each once."""
@@ -105,14 +121,23 @@ class OutboxDelivery:
         log.info("notification_failed", event_id=row["event_id"], attempts=attempts_done,
                  dead=dead, error=error[:ERROR_CHARS_MAX])
 
+    async def _apiv3_key(self, client_id: str):
+        key = self._apiv3_keys.get(client_id)
+        if key is None:
+            async with self._svc.pool.acquire() as conn:
+                key = await clients_repo.apiv3_key(conn, client_id)
+            if key is not None:
+                self._apiv3_keys[client_id] = key
+        return key
+
     async def _attempt(self, row) -> str | None:
         """None when the client acknowledged; else a short reason for operators."""
-        async with self._svc.pool.acquire() as conn:
-            key = await clients_repo.apiv3_key(conn, row["client_id"])
+        key = await self._apiv3_key(row["client_id"])
         if key is None:
             return "client_removed"
         body = notification_body(row, key.reveal())
-        headers = signed_response_headers(self._svc.identity, body, self._svc.clock)
+        headers = await signed_response_headers_async(self._svc.identity, body, self._svc.clock,
+                                                      self._signing_executor)
         headers["Content-Type"] = "application/json; charset=utf-8"
         try:
             async with self._session.post(row["notify_url"], data=body, headers=headers,

@@ -42,6 +42,11 @@ class Settings:
     emulator_port: int = 8090
 
     signature_window_s: int = 300
+    nonce_batch_max: int = 256
+    # Threads that make the gateway's response and notification signatures; 0: on the
+    # event loop. RSA signing releases the GIL, so a thread lets one process use a
+    # second core for it.
+    signing_threads: int = 0
     body_bytes_max: int = 64 * 1024
 
     db_pool_size_min: int = 2
@@ -88,6 +93,13 @@ class Settings:
     points_sync_attempts_max: int = 12
     points_sync_retry_base_s: int = 5
 
+    # Reconciliation (SPEC 6): the channel's bills of day D (China time) are ready from
+    # 10:00 on D+1; the daily run starts this many minutes after midnight China time on
+    # D+1, retrying (job_retry_base_s backoff) while a bill is not ready yet.
+    reconcile_daily: bool = True
+    reconcile_at_minute: int = 10 * 60 + 30
+    reconcile_stores_concurrency: int = 4  # fund-flow bills downloaded at once
+
     log_level: str = "info"
     client_key_cache_s: float = 5.0
 
@@ -122,7 +134,7 @@ class Settings:
         if self.channel == CHANNEL_WECHATPAY and urlsplit(self.channel_url).scheme != "https":
             raise SettingsError("the real WeChat Pay channel is reached over https only")
         positive = (
-            "port", "serve_workers", "signature_window_s", "body_bytes_max",
+            "port", "serve_workers", "signature_window_s", "nonce_batch_max", "body_bytes_max",
             "db_pool_size_min", "db_pool_size_max", "outbox_workers", "outbox_batch_max",
             "outbox_poll_interval_ms", "reconcile_batch_max", "order_expire_after_s",
         )
@@ -138,6 +150,10 @@ class Settings:
             raise SettingsError("MALLPAY_COUPON_HOLDOUT_BPS must be 0 to 10000")
         if self.coupons_per_payment_max < 0 or self.points_per_yuan_default < 0:
             raise SettingsError("coupon and points counts cannot be negative")
+        if self.signing_threads < 0:
+            raise SettingsError("MALLPAY_SIGNING_THREADS must be 0 (sign on the event loop) or more")
+        if not 0 <= self.reconcile_at_minute < 24 * 60 or self.reconcile_stores_concurrency <= 0:
+            raise SettingsError("MALLPAY_RECONCILE_AT_MINUTE must be within a day, concurrency positive")
         if self.db_pool_size_min > self.db_pool_size_max:
             raise SettingsError("MALLPAY_DB_POOL_SIZE_MIN exceeds MALLPAY_DB_POOL_SIZE_MAX")
         if not self.notify_retry_schedule_s:

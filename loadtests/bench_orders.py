@@ -8,6 +8,7 @@ benchmark follows the gateway's argument building as it changes instead of copyi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -56,6 +57,10 @@ class RecordingConnection:
     async def fetchval(self, query: str, *args):
         self.calls.append((query, args))
         return "applied"
+
+    def transaction(self):
+        """_apply opens a transaction around the payment; recording needs none."""
+        return contextlib.nullcontext()
 
 
 def order_row(settings: Settings, client_id: str, sub_mchid: str, out_trade_no: str, fee_rate_bps: int,

@@ -10,13 +10,19 @@ Experiments:
                  and server transaction per acquire). The gateway uses none of what it
                  resets (no advisory locks on pooled connections, cursors, LISTEN or SET),
                  so this measures the pool created with a no-op `reset`.
+  workers-N      `mallpay serve --workers N`: N gateway processes on the port (N = 2..16),
+                 next to the one-process run in the same batch.
+  signing-threads-N  MALLPAY_SIGNING_THREADS=N: response and notification signatures on
+                 N threads instead of the event loop (N = 1..16).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-EXPERIMENTS = ("no-pool-reset",)
+EXPERIMENTS = (("no-pool-reset",) + tuple(f"workers-{n}" for n in range(2, 17))
+               + tuple(f"signing-threads-{n}" for n in range(1, 17)))
 
 
 def apply(names: set[str]) -> None:
@@ -33,9 +39,14 @@ def apply(names: set[str]) -> None:
 def main() -> int:
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
-    apply(set(sys.argv[1].split("+")))
+    names = set(sys.argv[1].split("+"))
+    apply(names)
+    for name in names:
+        if name.startswith("signing-threads-"):
+            os.environ["MALLPAY_SIGNING_THREADS"] = name.rsplit("-", 1)[1]
     from gateway.cli import main as mallpay
-    return mallpay(sys.argv[2:])
+    workers = [name.split("-", 1)[1] for name in names if name.startswith("workers-")]
+    return mallpay(sys.argv[2:] + (["--workers", workers[0]] if workers else []))
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ class Analysis:
             return
         inner = self.statement(source, scope)
         value = source.targetList[position].val if source.targetList else None
-        if _is_value(value):
+        if _is_value(value) or _rows_from_parameters(source):
             self._union(target.rel_id, PIN)
         else:
             for rel in self._resolve(value, inner):
@@ -241,6 +241,16 @@ def _cte(scope: Scope | None, name: str) -> Scope | None:
             return scope.ctes[name]
         scope = scope.parent
     return None
+
+
+def _rows_from_parameters(select) -> bool:
+    """`SELECT ... FROM unnest($1, $2)`: rows the caller sends, each routed by its own value."""
+    items = select.fromClause or ()
+    return bool(items) and all(
+        isinstance(item, ast.RangeFunction)
+        and all(_is_value(arg) for node in _walk(item.functions) if isinstance(node, ast.FuncCall)
+                for arg in node.args or ())
+        for item in items)
 
 
 def _names_mall_id(target: ast.ResTarget) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import Executor
 
 import structlog
 from aiohttp import web
@@ -13,6 +14,7 @@ from aiohttp import web
 from gateway import auth
 from gateway.api import CALLER, SERVICES
 from gateway.errors import ApiError, BodyTooLarge, ParamError, ResourceNotExists
+from gateway.nonces import NonceBook
 from gateway.wire import json_bytes
 
 log = structlog.get_logger(__name__)
@@ -50,7 +52,7 @@ async def sign_responses(request: web.Request, handler):
     # The channel does not verify what the gateway answers to its notifications.
     if not request.path.startswith("/channel/") and isinstance(response, web.Response):
         svc = request.app[SERVICES]
-        auth.sign_response(response, svc.identity, svc.clock)
+        await auth.sign_response(response, svc.identity, svc.clock, request.app[SIGNING_EXECUTOR])
     return response
 
 
@@ -92,7 +94,7 @@ async def authenticate(request: web.Request, handler):
         return await handler(request)
     svc = request.app[SERVICES]
     request[CALLER] = await auth.authenticate(
-        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], clock=svc.clock,
+        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], nonces=request.app[NONCES], clock=svc.clock,
         window_s=svc.settings.signature_window_s,
     )
     structlog.contextvars.bind_contextvars(client_id=request[CALLER].client_id)
@@ -103,6 +105,9 @@ async def authenticate(request: web.Request, handler):
 
 
 CLIENT_KEYS = web.AppKey("client_keys", auth.ClientKeyCache)
+NONCES = web.AppKey("nonces", NonceBook)
+# Threads that make response signatures (MALLPAY_SIGNING_THREADS); None: on the event loop.
+SIGNING_EXECUTOR = web.AppKey("signing_executor", Executor)
 
 
 async def json_body(request: web.Request):

@@ -36,6 +36,10 @@ def _param(name: str, where: str = "query") -> dict:
     return {"name": name, "in": where, "required": True, "schema": {"type": "string"}}
 
 
+def _optional(name: str) -> dict:
+    return {**_param(name), "required": False}
+
+
 SCOPE = [_param("sp_mchid"), _param("sub_mchid")]
 
 PATHS = {
@@ -101,6 +105,28 @@ PATHS = {
     "/v3/mall/ledger/trial-balance": {"get": _op("Trial balance of the mall's ledger (finance)",
                                                  result="TrialBalance")},
     "/v3/mall/notifications": {"get": _op("Notification delivery counts and dead letters (admin)")},
+    "/v3/bill/tradebill": {"get": _op(
+        "Apply for the trade bill of a China-time day (the caller's orders; a tenant: its store only)",
+        result="BillLink", params=[_param("bill_date"), _optional("sub_mchid"), _optional("bill_type"),
+                                   _optional("tar_type")])},
+    "/v3/profitsharing/bills": {"get": _op(
+        "Apply for the profit-sharing bill of a China-time day", result="BillLink",
+        params=[_param("bill_date"), _optional("sub_mchid"), _optional("tar_type")])},
+    "/v3/billdownload/file": {"get": _op(
+        "Download a bill applied for (WeChat's CSV, optionally GZIP; SHA-1 = hash_value; only by the client "
+        "that applied, within 10 minutes)", params=[_param("token")])},
+    "/v3/mall/payouts": {"get": _op(
+        "Payouts: money the channel paid from a store's balance to its bank (tenant: its own store only; "
+        "finance, admin: any or all)", result="Payouts",
+        params=[_optional("sub_mchid"), _param("from"), _param("to"), _optional("limit"), _optional("offset")])},
+    "/v3/mall/reconciliations": {
+        "get": _op("Reconciliation reports against the channel's bills, newest first (finance, admin)",
+                   params=[_optional("date"), _optional("limit"), _optional("offset")]),
+        "post": _op("Reconcile a past China-time day now: download its bills, book payouts, match (finance, admin)",
+                    body="ReconcileRequest", result="Reconciliation")},
+    "/v3/mall/reconciliations/{date}": {"get": _op(
+        "One day's reconciliation report with every discrepancy, what happened and what to do (finance, admin)",
+        result="Reconciliation", params=[_param("date", "path")])},
     "/v3/mall/coupon-campaigns": {
         "post": _op("Create a coupon campaign (admin; a store for its own store-funded ones)",
                     body="CouponCampaign", result="CouponCampaign"),
@@ -247,6 +273,28 @@ SCHEMAS = {
     "TrialBalance": {"type": "object", "properties": {
         "accounts": {"type": "array", "items": {"type": "object"}}, "totals": {"type": "object"},
         "balanced": {"type": "boolean"}}},
+    "Payouts": {"type": "object", "properties": {"offset": {"type": "integer"}, "limit": {"type": "integer"},
+        "data": {"type": "array", "items": {"type": "object", "properties": {
+            "sub_mchid": {"type": "string"}, "payout_id": {"type": "string"},
+            "amount": {"type": "integer", "description": "fen"}, "paid_at": {"type": "string"}}}}}},
+    "BillLink": {"type": "object", "properties": {
+        "download_url": {"type": "string"}, "hash_type": {"type": "string", "enum": ["SHA1"]},
+        "hash_value": {"type": "string"}}},
+    "ReconcileRequest": {"type": "object", "required": ["date"], "properties": {
+        "date": {"type": "string", "format": "date", "description": "a past China-time day"}}},
+    "Reconciliation": {"type": "object", "properties": {
+        "date": {"type": "string"}, "state": {"type": "string", "enum": ["running", "done"]},
+        "runs": {"type": "integer"}, "bills": {"type": "object", "description": "lines read per bill"},
+        "counts": {"type": "object", "description": "per bill: matched, missing_ours, missing_channel, "
+                                                    "amount_mismatch, status_mismatch, fee_mismatch"},
+        "started_at": {"type": "string"}, "finished_at": {"type": "string", "nullable": True},
+        "discrepancies": {"type": "array", "items": {"type": "object", "properties": {
+            "bill": {"type": "string", "enum": ["trade", "profitsharing", "fundflow"]},
+            "class": {"type": "string", "enum": ["missing_ours", "missing_channel", "amount_mismatch",
+                                                 "status_mismatch", "fee_mismatch"]},
+            "ref": {"type": "string"}, "sub_mchid": {"type": "string"}, "ours": {"type": "object", "nullable": True},
+            "channel": {"type": "object", "nullable": True}, "what": {"type": "string"},
+            "action": {"type": "string"}, "healed": {"type": "boolean"}}}}}},
 }
 
 DOCUMENT = {

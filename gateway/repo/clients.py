@@ -39,9 +39,11 @@ CLIENT_OF_MALL = "SELECT 1 FROM clients WHERE client_id = $1 AND mall_id = $2"
 
 CLIENT_KEY_EXISTS = "SELECT 1 FROM client_keys WHERE client_id = $1 AND serial_no = $2"
 
-REMEMBER_NONCE = """
-INSERT INTO request_nonces (client_id, nonce, seen_at) VALUES ($1, $2, $3)
+REMEMBER_NONCES = """
+INSERT INTO request_nonces (client_id, nonce, seen_at)
+SELECT client_id, nonce, seen_at FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(client_id, nonce, seen_at)
 ON CONFLICT DO NOTHING
+RETURNING client_id, nonce
 """
 
 FORGET_NONCES_BEFORE = "DELETE FROM request_nonces WHERE seen_at < $1"
@@ -91,10 +93,10 @@ async def apiv3_key(conn, client_id: str) -> Secret | None:
     return None if raw is None else Secret(bytes(raw))
 
 
-async def remember_nonce(conn, client_id: str, nonce: str, seen_at: datetime) -> bool:
-    """True when the nonce is new for this client; False for a replay."""
-    status = await conn.execute(REMEMBER_NONCE, client_id, nonce, seen_at)
-    return status.endswith(" 1")
+async def remember_nonces(conn, seen: list[tuple[str, str, datetime]]) -> set[tuple[str, str]]:
+    """Record (client_id, nonce, seen_at) rows; the (client_id, nonce) pairs that were new."""
+    rows = await conn.fetch(REMEMBER_NONCES, [s[0] for s in seen], [s[1] for s in seen], [s[2] for s in seen])
+    return {(row["client_id"], row["nonce"]) for row in rows}
 
 
 async def forget_nonces_before(conn, cutoff: datetime) -> int:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+# The order, at its store's fee rate, in one statement: nothing is inserted when the
+# store is not the mall's or the order exists already (the caller tells which apart).
 INSERT_ORDER = """
 INSERT INTO orders (mall_id, sub_mchid, out_trade_no, client_id, request_hash, sp_appid,
                     sub_appid, description, total_fen, currency, payer_sp_openid,
                     payer_sub_openid, notify_url, attach, profit_sharing, fee_rate_bps,
                     time_expire, mall_info, created_at, next_check_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+SELECT t.mall_id, t.sub_mchid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, t.fee_rate_bps,
+       $16, $17, $18, $19
+  FROM tenants t WHERE t.mall_id = $1 AND t.sub_mchid = $2
 ON CONFLICT (mall_id, sub_mchid, out_trade_no) DO NOTHING
 RETURNING *
 """
@@ -82,13 +86,13 @@ RETURNING o.*
 
 
 async def insert_order(conn, values: dict):
+    """The new order's row; None when it exists already or its store is not the mall's."""
     return await conn.fetchrow(
         INSERT_ORDER, values["mall_id"], values["sub_mchid"], values["out_trade_no"],
         values["client_id"], values["request_hash"], values["sp_appid"], values["sub_appid"],
         values["description"], values["total_fen"], values["currency"],
         values["payer_sp_openid"], values["payer_sub_openid"], values["notify_url"],
-        values["attach"], values["profit_sharing"], values["fee_rate_bps"],
-        values["time_expire"], values["mall_info"], values["created_at"], values["next_check_at"],
+        values["attach"], values["profit_sharing"], values["time_expire"], values["mall_info"], values["created_at"], values["next_check_at"],
     )
 
 

@@ -1,57 +1,27 @@
 """The next-store model in a gateway process: fitted from the mall's own payments at
 start and refitted on a schedule, swapped in whole so a ranking never sees half a model.
 
-Until the mall's history is loaded (or when it is empty) there is no model and offers
-follow the campaigns' own order (larger discount first).
+The model is `coupons.targeting.NextStoreModel`. Until the mall's history is loaded (or
+when it is empty) there is no model and offers follow the campaigns' own order (larger
+discount first). Fitting runs in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
 
 from coupons import repo as coupons_repo
+from coupons.targeting import NextStoreModel, Payment, Store
 from gateway.services.context import Services
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class Store:
-    sub_mchid: str
-    name: str
-    floor: str
-    category: str
-
-
-@dataclass(frozen=True)
-class Payment:
-    openid: str
-    sub_mchid: str
-    paid_at: datetime
-    amount_fen: int
-
-
-class PopularityModel:
-    """Stores by how many payments they had: the simple reference ranking."""
-
-    def __init__(self, counts: Counter):
-        self._counts = counts
-
-    @classmethod
-    def fit(cls, stores, payments) -> "PopularityModel":
-        return cls(Counter(p.sub_mchid for p in payments))
-
-    def rank(self, *, current: Payment, history, candidates, k: int) -> list[str]:
-        ranked = sorted((c for c in candidates if c != current.sub_mchid), key=lambda s: (-self._counts[s], s))
-        return ranked[:k]
-
-
-MODEL_CLASS = PopularityModel
+MODEL_CLASS = NextStoreModel
 
 
 @dataclass

@@ -25,15 +25,14 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
     key = (caller.mall_id, req.sub_mchid, req.out_trade_no)
     now = svc.clock()
     async with svc.pool.acquire() as conn:
-        tenant = await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid)
-        if tenant is None:
-            raise NoAuth("store_not_in_mall", "sub_mchid is not a store of this mall")
         async with conn.transaction():
-            row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, tenant, now))
+            row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
             if row is not None and "coupon_id" in req.mall_info:
                 await coupon_redemption.reserve(conn, row, now)
         if row is None:
             row = await orders_repo.order(conn, *key)
+        if row is None and await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid) is None:
+            raise NoAuth("store_not_in_mall", "sub_mchid is not a store of this mall")
     if row is None:
         raise Conflict("request_in_progress", "retry shortly")  # raced with a channel refusal
     if row["request_hash"] != req.request_hash:
@@ -62,7 +61,7 @@ def pay_params(svc: Services, row, prepay_id: str) -> dict:
     return svc.channel.jsapi_pay_params(app_id, prepay_id)
 
 
-def _order_values(svc: Services, caller: Caller, req: OrderRequest, tenant, now: datetime) -> dict:
+def _order_values(svc: Services, caller: Caller, req: OrderRequest, now: datetime) -> dict:
     expire = req.time_expire or now + timedelta(seconds=svc.settings.order_expire_after_s)
     return {
         "mall_id": caller.mall_id, "sub_mchid": req.sub_mchid, "out_trade_no": req.out_trade_no,
@@ -70,8 +69,7 @@ def _order_values(svc: Services, caller: Caller, req: OrderRequest, tenant, now:
         "sub_appid": req.sub_appid, "description": req.description, "total_fen": req.total_fen,
         "currency": req.currency, "payer_sp_openid": req.payer_sp_openid,
         "payer_sub_openid": req.payer_sub_openid, "notify_url": req.notify_url,
-        "attach": req.attach, "profit_sharing": req.profit_sharing,
-        "fee_rate_bps": tenant.fee_rate_bps, "time_expire": expire, "mall_info": req.mall_info,
+        "attach": req.attach, "profit_sharing": req.profit_sharing, "time_expire": expire, "mall_info": req.mall_info,
         "created_at": now,
         "next_check_at": now + timedelta(seconds=svc.settings.unpaid_order_query_after_s),
     }

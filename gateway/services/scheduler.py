@@ -8,7 +8,8 @@ and after `job_attempts_max` attempts the job is `dead` and visible to operators
 Kinds: `guide_reward` (the instant split to the shopping guide, as soon as the channel
 allows), `finish_order` (commission by contract and the rest unfrozen before the
 channel's auto-unfreeze), `sync_split` (follow a split until the channel finishes it),
-`refund_step` (split returns, then the refund, until the channel reports the end).
+`refund_step` (split returns, then the refund, until the channel reports the end),
+`reconcile_day` (the day's bills against our books, once the channel has them).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gateway.repo import orders as orders_repo
 from gateway.repo import splitting as repo
 from gateway.repo import tenants as tenants_repo
 from gateway.repo import guides as guides_repo
-from gateway.services import refunds, splits
+from gateway.services import reconciliation, refunds, splits
 from gateway.services.context import Services
 from gateway.services.receivers import ensure_mall_receiver
 from ledger import accounts
@@ -248,4 +249,5 @@ HANDLERS = {
     "finish_order": finish_order,
     splits.SYNC_SPLIT: sync_split,
     refunds.REFUND_STEP: refund_step,
+    reconciliation.RECONCILE_DAY: reconciliation.run_job,
 }

@@ -78,7 +78,8 @@ async def make_mall(database_url, aiohttp_server, keys_dir):
         emulator_url = str(emulator_server.make_url("")).rstrip("/")
         presets = {"outbox_poll_interval_ms": 20, "notify_retry_schedule_s": (1, 1, 1),
                    "reconcile_interval_s": 0.2, "db_pool_size_max": 8, "jobs_poll_interval_ms": 50,
-                   "split_first_try_after_s": 0, "split_retry_s": 1, "job_retry_base_s": 1}
+                   "split_first_try_after_s": 0, "split_retry_s": 1, "job_retry_base_s": 1,
+                   "reconcile_daily": False}  # tests run reconciliations themselves
         settings = settings.with_(channel_url=emulator_url, public_url=f"http://127.0.0.1:{port}",
                                   **{**presets, **overrides})
         gateway_app = create_app(settings, database_url=database_url, clock=clock)

@@ -189,6 +189,7 @@ DISTRIBUTION = {"orders": "mall_id", "tenants": "mall_id", "entries": "mall_id",
     " WHERE a.mall_id = $1",
     "WITH x AS (SELECT mall_id FROM orders WHERE mall_id = $1) SELECT * FROM x",
     "DELETE FROM request_nonces WHERE client_id = $1",
+    "INSERT INTO request_nonces (client_id, nonce) SELECT c, n FROM unnest($1::text[], $2::text[]) AS u(c, n)",
 ])
 def test_checker_accepts_queries_of_one_mall(sql):
     analysis = analyse(sql, DISTRIBUTION)
@@ -204,6 +205,7 @@ def test_checker_accepts_queries_of_one_mall(sql):
     ("SELECT * FROM accounts a WHERE a.mall_id = $1 AND EXISTS"
      " (SELECT 1 FROM entries e WHERE e.account = a.account)", ["entries"]),
     ("DELETE FROM request_nonces WHERE seen_at < $1", ["request_nonces"]),
+    ("INSERT INTO orders (mall_id, n) SELECT mall_id, n FROM tenants, unnest($1::int[]) AS u(n)", ["orders", "tenants"]),
 ])
 def test_checker_finds_queries_that_span_malls(sql, unpinned):
     assert analyse(sql, DISTRIBUTION).unpinned() == unpinned

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.api.mall import clients, coupon_campaigns, guides, ledger, members, notifications, tenants
+from gateway.api.mall import (
+    clients, coupon_campaigns, guides, ledger, members, notifications, payouts, reconciliations, tenants,
+)
 
-RESOURCES = (tenants, guides, clients, ledger, notifications, coupon_campaigns, members)
+RESOURCES = (tenants, guides, clients, ledger, notifications, payouts, reconciliations, coupon_campaigns, members)
 routes = [route for module in RESOURCES for route in module.routes]

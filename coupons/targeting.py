@@ -1,0 +1,285 @@
+"""The next-store model: after a payment, which other stores is this shopper most likely to
+buy at next (SPEC 7)?
+
+Every candidate store is described by features of three kinds, then scored by a
+conditional logit (a softmax over the mall's stores) whose weights are learned from data:
+
+- the mall's counts (`mall_counts.py`): popularity; transitions from the current store
+  (any gap, and within the day), from the one before it, and between their categories and
+  floors; what follows a payment at this hour and on this day type; when the candidate
+  sells; co-visitation (item-kNN) over shopping days and over shoppers;
+- the shopper's own history: visits with recency decay (a week, two months), how recently
+  and how often, the share of their purchases in the candidate's category and floor, their
+  own transitions from the current store, similarity to what they bought before, and what
+  they already bought today (a second coffee is rarely next, unless the data says so);
+- all of that again under four contexts, so the weights can differ for a shopper seen for
+  the first time, in the middle of a trip, in the evening, or with a long history.
+
+Fitting: counts from the earlier 70% of the window, examples (a payment and the store of
+the shopper's next payment, when it is another store) from the later 30%, so the weights
+learn how far each count can be trusted on payments it has not seen; the final counts then
+come from the whole window. New shoppers fall back on the mall's counts, new stores on
+their category's and floor's, and an unknown store on popularity.
+
+Pure: no clock, no randomness, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Collection, Sequence
+
+import numpy as np
+from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
+
+from coupons.baselines import top_k
+from coupons.mall_counts import MALL_TIME, MallCounts, hour_bucket, is_weekend, local_day, shopper_sequences
+
+
+@dataclass(frozen=True)
+class Store:
+    sub_mchid: str
+    name: str
+    floor: str
+    category: str
+
+
+@dataclass(frozen=True)
+class Payment:
+    openid: str
+    sub_mchid: str
+    paid_at: datetime  # aware
+    amount_fen: int
+
+
+HISTORY_MAX = 200           # a shopper's latest payments the model looks at
+FIT_SPLITS = (0.7,)         # examples after each cut, scored with the counts before it
+FIT_ROWS_MAX = 250_000      # examples x stores learned from (memory: 4 bytes x features each)
+FIT_ITERATIONS_MAX = 100
+L2 = 1e-3                   # on standardized weights
+SMOOTHING = 2.0             # pseudo-transitions drawn from popularity
+EVENING_HOUR = 19
+
+BASE_FEATURES = (
+    "popularity", "transition", "transition_same_day", "transition_from_previous", "category_transition",
+    "floor_transition", "same_floor", "same_category", "next_at_this_hour", "sells_at_this_hour",
+    "next_on_this_day_type", "co_visit_day", "co_visit_shopper",
+    "own_visits_week", "own_visits_two_months", "own_visit_count", "own_visit_share", "own_visited",
+    "own_recency", "bought_here_today", "category_bought_today", "own_category_share", "own_floor_share",
+    "own_transition", "own_similar", "own_store_in_category", "own_first_of_day", "own_category_transition",
+)
+CONTEXTS = ("first_payment", "in_a_trip", "evening", "history_length")
+INTERACTING = ("transition", "transition_same_day", "category_transition", "next_at_this_hour",
+               "co_visit_day", "own_visits_week", "own_visits_two_months", "own_visit_share",
+               "own_category_share", "own_transition", "own_similar", "category_bought_today",
+               "own_store_in_category", "own_first_of_day")
+FEATURES = BASE_FEATURES + tuple(f"{f}*{c}" for c in CONTEXTS for f in INTERACTING)
+_INTERACTING_AT = np.array([BASE_FEATURES.index(f) for f in INTERACTING])
+
+
+class NextStoreModel:
+    def __init__(self, counts: MallCounts, weights: np.ndarray):
+        assert weights.shape == (len(FEATURES),)
+        self.counts = counts
+        self.weights = weights
+        self._priors = _Priors(counts)
+
+    @classmethod
+    def fit(cls, stores: Sequence[Store], payments: Sequence[Payment]) -> "NextStoreModel":
+        ordered = sorted(payments, key=lambda p: p.paid_at)
+        examples = []
+        for start, end in zip(FIT_SPLITS, FIT_SPLITS[1:] + (1.0,)):
+            window = _Priors(MallCounts.count(stores, ordered[: int(len(ordered) * start)], index_of=ordered))
+            examples += [(window, *e) for e in _examples(ordered, int(len(ordered) * start), int(len(ordered) * end))]
+        n = len(MallCounts.count(stores, [], index_of=ordered).sub_mchids)
+        examples = examples[:: max(1, -(-len(examples) * n // FIT_ROWS_MAX))]
+        if examples:
+            weights = _fit_weights(examples)
+        else:  # too little history to learn from: transitions, own visits and popularity
+            weights = np.zeros(len(FEATURES))
+            for name in ("popularity", "transition", "own_visits_two_months"):
+                weights[FEATURES.index(name)] = 1.0
+        return cls(MallCounts.count(stores, ordered), weights)
+
+    def rank(self, *, current: Payment, history: Sequence[Payment], candidates: Collection[str],
+             k: int) -> list[str]:
+        """Up to k sub_mchids from `candidates`, best first, never current.sub_mchid. `history` is
+        this shopper's payments up to and including `current`, oldest first (may be only `current`)."""
+        scores = self._priors.features(current, history) @ self.weights
+        return top_k(self.counts, scores, current=current.sub_mchid, candidates=candidates, k=k)
+
+    def weights_by_feature(self) -> dict[str, float]:
+        return dict(zip(FEATURES, self.weights.tolist()))
+
+
+def _examples(ordered: Sequence[Payment], start: int, end: int):
+    """(current, history, next store) for each payment in ordered[start:end] followed by another store."""
+    late = {id(p) for p in ordered[start:end]}
+    for sequence in shopper_sequences(ordered).values():
+        for i in range(len(sequence) - 1):
+            if id(sequence[i]) in late and sequence[i + 1].sub_mchid != sequence[i].sub_mchid:
+                yield sequence[i], sequence[max(0, i + 1 - HISTORY_MAX): i + 1], sequence[i + 1].sub_mchid
+
+
+def _fit_weights(examples) -> np.ndarray:
+    """Maximum likelihood of the next store among all others (conditional logit, L2)."""
+    n, f = examples[0][0].counts.n, len(FEATURES)
+    x = np.empty((len(examples), n, f), dtype=np.float32)
+    penalty = np.zeros((len(examples), n))
+    chosen = np.empty(len(examples), dtype=int)
+    for e, (priors, current, history, next_store) in enumerate(examples):
+        x[e] = priors.features(current, history)
+        chosen[e] = priors.counts.index[next_store]
+        if current.sub_mchid in priors.counts.index:
+            penalty[e, priors.counts.index[current.sub_mchid]] = -np.inf
+    flat = x.reshape(-1, f)
+    mean, scale = flat.mean(axis=0), flat.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    x -= mean
+    x /= scale
+    rows = np.arange(len(examples))
+    chosen_sum = x[rows, chosen].astype(np.float64).sum(axis=0)
+
+    def loss_and_gradient(w):
+        logits = (flat @ w.astype(np.float32)).reshape(penalty.shape).astype(np.float64) + penalty
+        top = logits.max(axis=1, keepdims=True)
+        p = np.exp(logits - top)
+        total = p.sum(axis=1)
+        loss = -np.mean(logits[rows, chosen] - top[:, 0] - np.log(total)) + 0.5 * L2 * w @ w
+        p /= total[:, None]
+        expected = p.astype(np.float32).ravel() @ flat
+        gradient = (expected.astype(np.float64) - chosen_sum) / len(examples) + L2 * w
+        return loss, gradient
+
+    # One BLAS thread: the products are small enough that threads spinning for a core of a
+    # busy machine cost far more than they save (seen: 30 times slower on two shared cores).
+    with threadpool_limits(limits=1, user_api="blas"):
+        result = minimize(loss_and_gradient, np.zeros(f), jac=True, method="L-BFGS-B",
+                          options={"maxiter": FIT_ITERATIONS_MAX, "ftol": 1e-7})
+    return result.x / scale
+
+
+class _Priors:
+    """The counts turned into per-store log probabilities and lifts, once per fit."""
+
+    def __init__(self, counts: MallCounts):
+        self.counts = counts
+        n = counts.n
+        visits = counts.visits
+        self.pop = (visits + 1.0) / (visits.sum() + n)
+        self.log_pop = np.log(self.pop)
+        self.log_transition = self._log_rows(counts.transitions)
+        self.log_same_day = self._log_rows(counts.same_day)
+        self.log_category = self._grouped(counts.category_of, counts.transitions, within_share=True)
+        self.log_floor = self._grouped(counts.floor_of, counts.transitions, within_share=False)
+        known = np.vstack([np.eye(n), np.zeros((1, n))]).astype(bool)
+        self.same_floor = np.vstack([counts.floor_of[:, None] == counts.floor_of[None, :], np.zeros((1, n))])
+        self.same_category = np.vstack(
+            [counts.category_of[:, None] == counts.category_of[None, :], np.zeros((1, n))])
+        self.same_floor[known] = 0
+        self.same_category[known] = 0
+        self.next_at_hour = self._log_rows(counts.next_by_hour, strength=20.0) - self.log_pop
+        self.next_on_day_type = self._log_rows(counts.next_by_daytype, strength=20.0) - self.log_pop
+        hours = counts.hours_of_store + 12.0 * (counts.hours_of_store.sum(axis=0) + 1) / (
+            counts.hours_of_store.sum() + 12)
+        self.sells_at_hour = (np.log(hours / hours.sum(axis=1, keepdims=True))
+                              - np.log(hours.sum(axis=0) / hours.sum())).T
+        self.day_similarity = np.vstack([counts.day_similarity, np.zeros((1, n))])
+        self.shopper_similarity = np.vstack([counts.shopper_similarity, np.zeros((1, n))])
+        self.n_categories = int(counts.category_of.max(initial=0)) + 1
+        self.n_floors = int(counts.floor_of.max(initial=0)) + 1
+        in_category = np.bincount(counts.category_of, weights=visits + 1.0, minlength=self.n_categories)
+        self.share_in_category = (visits + 1.0) / in_category[counts.category_of]
+
+    def _log_rows(self, matrix: np.ndarray, strength: float = SMOOTHING) -> np.ndarray:
+        return np.log((matrix + strength * self.pop) / (matrix.sum(axis=1, keepdims=True) + strength))
+
+    def _grouped(self, group_of: np.ndarray, transitions: np.ndarray, *, within_share: bool) -> np.ndarray:
+        """log P(group of the candidate | group of the current store), plus with `within_share`
+        the candidate's share of its group's visits: the fallback for stores with few counts."""
+        groups = int(group_of.max(initial=0)) + 1
+        by_group = np.zeros((groups + 1, groups))
+        source = np.append(group_of, groups)
+        np.add.at(by_group, (np.repeat(source, len(group_of)), np.tile(group_of, len(source))),
+                  transitions.ravel())
+        prior = np.bincount(group_of, weights=self.counts.visits, minlength=groups) + 1.0
+        prior /= prior.sum()
+        log_group = np.log((by_group + SMOOTHING * prior) / (by_group.sum(axis=1, keepdims=True) + SMOOTHING))
+        rows = log_group[source][:, group_of]
+        if within_share:
+            visits = self.counts.visits + 1.0
+            rows = rows + np.log(visits / np.bincount(group_of, weights=visits, minlength=groups)[group_of])
+        return rows
+
+    def features(self, current: Payment, history: Sequence[Payment]) -> np.ndarray:
+        counts, n = self.counts, self.counts.n
+        row = counts.index.get(current.sub_mchid, n)
+        history = history[-HISTORY_MAX:] if history else [current]
+        previous = next((counts.index.get(p.sub_mchid, n) for p in reversed(history[:-1])
+                         if p.sub_mchid != current.sub_mchid), n)
+        own = _OwnHistory(self, current, history)
+        hour = hour_bucket(current.paid_at)
+        base = np.column_stack([
+            self.log_pop, self.log_transition[row], self.log_same_day[row], self.log_transition[previous],
+            self.log_category[row], self.log_floor[row], self.same_floor[row], self.same_category[row],
+            self.next_at_hour[hour], self.sells_at_hour[hour], self.next_on_day_type[is_weekend(current.paid_at)],
+            self.day_similarity[row], self.shopper_similarity[row], *own.features(),
+        ])
+        context = np.array([len(history) == 1, own.payments_today > 1,
+                            current.paid_at.astimezone(MALL_TIME).hour >= EVENING_HOUR,
+                            np.log1p(len(history)) / np.log1p(HISTORY_MAX)], dtype=float)
+        interactions = (base[:, _INTERACTING_AT][:, None, :] * context[None, :, None]).reshape(n, -1)
+        return np.hstack([base, interactions])
+
+
+class _OwnHistory:
+    """What the shopper's own payments say about each store."""
+
+    def __init__(self, priors: _Priors, current: Payment, history: Sequence[Payment]):
+        counts = priors.counts
+        n = counts.n
+        seen = [(counts.index[p.sub_mchid], p) for p in history if p.sub_mchid in counts.index]
+        stores = np.array([i for i, _ in seen], dtype=int)
+        age_days = np.array([(current.paid_at - p.paid_at).total_seconds() / 86400.0 for _, p in seen])
+        today = local_day(current.paid_at)
+        is_today = np.array([local_day(p.paid_at) == today for _, p in seen], dtype=bool)
+        self.payments_today = int(is_today.sum())
+        self.week = np.bincount(stores, weights=np.exp(-age_days / 7.0), minlength=n)
+        self.two_months = np.bincount(stores, weights=np.exp(-age_days / 60.0), minlength=n)
+        self.count = np.bincount(stores, minlength=n).astype(float)
+        self.share = self.count / max(len(history), 1)
+        self.visited = (self.count > 0).astype(float)
+        youngest = np.full(n, np.inf)
+        np.minimum.at(youngest, stores, age_days)
+        self.recency = np.exp(-youngest / 30.0)
+        self.today = np.bincount(stores[is_today], minlength=n).astype(float)
+        category_today = np.bincount(counts.category_of[stores[is_today]], minlength=priors.n_categories)
+        self.category_today = category_today[counts.category_of].astype(float)
+        weight = self.two_months.sum() + 1.0
+        self.category_share = (np.bincount(counts.category_of[stores], weights=np.exp(-age_days / 60.0),
+                                           minlength=priors.n_categories) / weight)[counts.category_of]
+        self.floor_share = (np.bincount(counts.floor_of[stores], weights=np.exp(-age_days / 60.0),
+                                        minlength=priors.n_floors) / weight)[counts.floor_of]
+        row = counts.index.get(current.sub_mchid, -1)
+        follows = [int(b) for a, b in zip(stores[:-1], stores[1:]) if a == row and b != row]
+        self.transitions = np.bincount(np.array(follows, dtype=int), minlength=n).astype(float)
+        self.similar = (self.two_months / weight) @ counts.shopper_similarity
+        in_category = np.bincount(counts.category_of, weights=self.two_months, minlength=priors.n_categories)
+        self.store_in_category = np.log((self.two_months + priors.share_in_category)
+                                        / (in_category[counts.category_of] + 1.0))
+        days = np.array([local_day(p.paid_at) for _, p in seen], dtype=int)
+        first = np.ones(len(days), dtype=bool)
+        first[1:] = days[1:] != days[:-1]
+        self.first_of_day = np.bincount(stores[first], weights=np.exp(-age_days[first] / 60.0), minlength=n)
+        categories = counts.category_of[stores]
+        source = counts.category_of[row] if row >= 0 else -1
+        after = categories[1:][(categories[:-1] == source) & (stores[1:] != stores[:-1])]
+        by_category = np.bincount(after, minlength=priors.n_categories).astype(float)
+        self.category_transitions = by_category[counts.category_of] / (len(after) + 1.0)
+
+    def features(self) -> list[np.ndarray]:
+        return [self.week, self.two_months, np.log1p(self.count), self.share, self.visited, self.recency,
+                self.today, self.category_today, self.category_share, self.floor_share, self.transitions,
+                self.similar, self.store_in_category, self.first_of_day, self.category_transitions]

@@ -1,0 +1,59 @@
+"""Payouts: money the channel paid from a store's balance to its bank. /v3/mall/payouts.
+
+A `tenant` client sees its own store's payouts only; another store's sub_mchid answers
+exactly as an unknown store does (404 RESOURCE_NOT_EXISTS). finance and admin see all.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from aiohttp import web
+
+from gateway.api import caller_of, services_of
+from gateway.api.mall.common import paging, require_role
+from gateway.api.orders import json_response
+from gateway.errors import ParamError, ResourceNotExists
+from gateway.repo import bills as bills_repo
+from gateway.repo import tenants as tenants_repo
+from gateway.services.reconciliation import day_window
+from gateway.wire import to_wechat_time
+from ledger.accounts import SUB_MCHID_RE
+
+routes = web.RouteTableDef()
+RANGE_DAYS_MAX = 366
+
+
+def day_param(request: web.Request, name: str) -> date:
+    text = request.query.get(name, "")
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ParamError(name, "bad_format", f"{name} must be yyyy-MM-DD (China time)") from None
+
+
+@routes.get("/v3/mall/payouts")
+async def list_payouts(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "tenant", "finance", "admin")
+    sub_mchid = request.query.get("sub_mchid")
+    if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):
+        raise ParamError("sub_mchid", "bad_format")
+    if caller.role == "tenant" and sub_mchid is None:
+        sub_mchid = caller.sub_mchid
+    first, last = day_param(request, "from"), day_param(request, "to")
+    if last < first or (last - first).days >= RANGE_DAYS_MAX:
+        raise ParamError("to", "out_of_range", f"from ≤ to, at most {RANGE_DAYS_MAX} days")
+    limit, offset = paging(request)
+    async with services_of(request).pool.acquire() as conn:
+        if sub_mchid is not None:
+            exists = await tenants_repo.tenant(conn, caller.mall_id, sub_mchid)
+            if exists is None or (caller.role == "tenant" and sub_mchid != caller.sub_mchid):
+                raise ResourceNotExists("tenant_not_found")
+        rows = await bills_repo.store_payouts(conn, caller.mall_id, sub_mchid, day_window(first)[0],
+                                              day_window(last)[1], limit, offset)
+    data = [{"sub_mchid": r["ref"].split("/")[0], "payout_id": r["ref"].partition("/")[2],
+             "amount": r["amount_fen"], "paid_at": to_wechat_time(r["created_at"])} for r in rows]
+    return json_response({"offset": offset, "limit": limit, "data": data})

@@ -1,0 +1,51 @@
+"""Replay protection's storage: each request's (client, nonce) remembered in PostgreSQL,
+many concurrent requests in one statement.
+
+A request waits for the statement that records its nonce, so a replay is refused before
+it has any effect, whichever gateway process it reaches. While one statement runs, the
+nonces of requests arriving meanwhile gather for the next, so under load a statement
+(one database transaction) carries many nonces, and when idle a request waits for no one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from gateway.repo import clients
+
+
+class NonceBook:
+    def __init__(self, batch_max: int):
+        assert batch_max > 0, batch_max
+        self._batch_max = batch_max
+        self._waiting: list[tuple[str, str, datetime, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def remember(self, pool, client_id: str, nonce: str, seen_at: datetime) -> bool:
+        """True when the nonce is new for this client; False for a replay."""
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append((client_id, nonce, seen_at, answer))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_all(pool))
+        return await answer
+
+    async def _write_all(self, pool) -> None:
+        while self._waiting:
+            batch = self._waiting[:self._batch_max]
+            del self._waiting[:self._batch_max]
+            try:
+                async with pool.acquire() as conn:
+                    stored = await clients.remember_nonces(conn, [(c, n, s) for c, n, s, _ in batch])
+            except BaseException as exc:  # handed to every waiter; the next batch tries again
+                for *_, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for client_id, nonce, _, answer in batch:
+                fresh = (client_id, nonce) in stored
+                stored.discard((client_id, nonce))  # the same nonce twice in one batch: once fresh
+                if not answer.done():
+                    answer.set_result(fresh)
