@@ -96,8 +96,8 @@ CREATE TABLE coupon_decisions (
 );
 CREATE INDEX coupon_decisions_at ON coupon_decisions (mall_id, decided_at);
 
--- A coupon used by a paid order: written with the payment (through the payment's rows)
--- by the writer below, which also marks the coupon used.
+-- A coupon used by a paid order: written with the payment (one of the payment's rows,
+-- through the writer below, which also marks the coupon used).
 CREATE TABLE coupon_redemptions (
     mall_id             text NOT NULL,
     coupon_id           text NOT NULL,
@@ -115,27 +115,24 @@ CREATE TABLE coupon_redemptions (
 );
 CREATE INDEX coupon_redemptions_campaign ON coupon_redemptions (mall_id, campaign_id);
 
-CREATE FUNCTION coupon_redemptions_insert_rows(p_rows jsonb) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION coupon_redemptions_insert_row(p_row jsonb) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    v_count integer;
+    v_coupon record;
 BEGIN
-    WITH used AS (
-        UPDATE coupons c SET state = 'used'
-          FROM jsonb_to_recordset(p_rows) AS r(mall_id text, coupon_id text, out_trade_no text)
-         WHERE c.mall_id = r.mall_id AND c.coupon_id = r.coupon_id
-           AND c.order_out_trade_no = r.out_trade_no AND c.state = 'reserved'
-        RETURNING 1)
-    SELECT count(*) INTO v_count FROM used;
-    IF v_count <> jsonb_array_length(p_rows) THEN
-        RAISE EXCEPTION 'a redeemed coupon was not reserved by its order' USING ERRCODE = 'check_violation';
+    UPDATE coupons SET state = 'used'
+     WHERE mall_id = p_row->>'mall_id' AND coupon_id = p_row->>'coupon_id'
+       AND order_out_trade_no = p_row->>'out_trade_no' AND state = 'reserved'
+    RETURNING * INTO v_coupon;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'coupon % was not reserved by order %', p_row->>'coupon_id', p_row->>'out_trade_no'
+            USING ERRCODE = 'check_violation';
     END IF;
     INSERT INTO coupon_redemptions (mall_id, coupon_id, campaign_id, sub_mchid, out_trade_no, openid, funder,
                                     discount_fen, original_total_fen, paid_fen, trigger_sub_mchid, redeemed_at)
-    SELECT r.mall_id, r.coupon_id, c.campaign_id, c.sub_mchid, r.out_trade_no, c.openid, c.funder,
-           c.discount_fen, r.original_total_fen, r.paid_fen, c.trigger_sub_mchid, r.redeemed_at
-      FROM jsonb_to_recordset(p_rows) AS r(mall_id text, coupon_id text, out_trade_no text,
-                                           original_total_fen bigint, paid_fen bigint, redeemed_at timestamptz)
-      JOIN coupons c ON c.mall_id = r.mall_id AND c.coupon_id = r.coupon_id;
+    VALUES (v_coupon.mall_id, v_coupon.coupon_id, v_coupon.campaign_id, v_coupon.sub_mchid,
+            p_row->>'out_trade_no', v_coupon.openid, v_coupon.funder, v_coupon.discount_fen,
+            (p_row->>'original_total_fen')::bigint, (p_row->>'paid_fen')::bigint, v_coupon.trigger_sub_mchid,
+            (p_row->>'redeemed_at')::timestamptz);
 END $$;
 
 -- Points per paid yuan of a store; stores without a rule earn the mall's default.
@@ -162,12 +159,12 @@ CREATE TABLE points_orders (
     CHECK (0 <= reversed_points AND reversed_points <= earned_points)
 );
 
-CREATE FUNCTION points_orders_insert_rows(p_rows jsonb) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION points_orders_insert_row(p_row jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO points_orders (mall_id, sub_mchid, out_trade_no, openid, points_per_yuan, paid_fen, earned_points)
     SELECT r.mall_id, r.sub_mchid, r.out_trade_no, r.openid, r.points_per_yuan, r.paid_fen, r.earned_points
-      FROM jsonb_to_recordset(p_rows) AS r(mall_id text, sub_mchid text, out_trade_no text, openid text,
-                                           points_per_yuan integer, paid_fen bigint, earned_points bigint);
+      FROM jsonb_to_record(p_row) AS r(mall_id text, sub_mchid text, out_trade_no text, openid text,
+                                       points_per_yuan integer, paid_fen bigint, earned_points bigint);
 END $$;
 
 -- Each points change, to be told to WeChat's business-circle points API exactly once:
@@ -198,7 +195,7 @@ CREATE TABLE points_syncs (
 );
 CREATE INDEX points_syncs_due ON points_syncs (next_attempt_at) WHERE state = 'pending';
 
-CREATE FUNCTION points_syncs_insert_rows(p_rows jsonb) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION points_syncs_insert_row(p_row jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO points_syncs (mall_id, kind, ref, sub_mchid, transaction_id, appid, openid, earn_points,
                               increased_points, points_update_time, no_points_remarks, total_points,
@@ -207,9 +204,9 @@ BEGIN
            r.increased_points, r.points_update_time, r.no_points_remarks,
            coalesce((SELECT a.balance_fen FROM accounts a WHERE a.mall_id = r.mall_id AND a.account = r.account), 0),
            r.points_update_time
-      FROM jsonb_to_recordset(p_rows) AS r(mall_id text, kind text, ref text, sub_mchid text, transaction_id text,
-                                           appid text, openid text, earn_points boolean, increased_points bigint,
-                                           points_update_time timestamptz, no_points_remarks text, account text)
+      FROM jsonb_to_record(p_row) AS r(mall_id text, kind text, ref text, sub_mchid text, transaction_id text,
+                                       appid text, openid text, earn_points boolean, increased_points bigint,
+                                       points_update_time timestamptz, no_points_remarks text, account text)
     ON CONFLICT (mall_id, kind, ref) DO NOTHING;
 END $$;
 

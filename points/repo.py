@@ -44,7 +44,7 @@ UPDATE points_syncs SET attempts = attempts + 1, last_error = $3, next_attempt_a
  WHERE mall_id = $1 AND sync_id = $2 AND state = 'pending'
 """
 
-INSERT_SYNCS = "SELECT points_syncs_insert_rows($1::jsonb)"
+INSERT_SYNC = "SELECT points_syncs_insert_row($1::jsonb)"
 
 SYNC_COUNTS = "SELECT state, count(*) AS n FROM points_syncs WHERE mall_id = $1 GROUP BY state"
 
@@ -65,8 +65,8 @@ async def add_reversed(conn, mall_id: str, sub_mchid: str, out_trade_no: str, po
     await conn.execute(ADD_REVERSED, mall_id, sub_mchid, out_trade_no, points)
 
 
-async def insert_syncs(conn, rows: list[dict]) -> None:
-    await conn.execute(INSERT_SYNCS, rows)
+async def insert_sync(conn, row: dict) -> None:
+    await conn.execute(INSERT_SYNC, row)
 
 
 async def claim_due_syncs(conn, now: datetime, lease_until: datetime, limit: int):

@@ -10,6 +10,7 @@ skipped (too many in flight), the notification goes out at the deadline without 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from datetime import datetime, timedelta, timezone
 
@@ -23,6 +24,7 @@ from gateway.services.context import Services
 from gateway.services.next_store import CouponRuntime, Payment, payment_of
 
 log = structlog.get_logger(__name__)
+OUTBOX_TABLE = "outbox"
 CHINA = timezone(timedelta(hours=8))
 COUPON_ID_BYTES = 12
 BPS = 10_000
@@ -31,6 +33,15 @@ BPS = 10_000
 def hold_until(svc: Services, now: datetime) -> datetime:
     """When the payment's notification goes out at the latest, coupons or not."""
     return now + timedelta(milliseconds=svc.settings.coupon_issue_budget_ms)
+
+
+def hold_notification(effects, deadline: datetime):
+    """The payment's effects with its TRANSACTION.SUCCESS due at `deadline` instead of at
+    once: issuing attaches its coupons and releases it earlier (see `attach_to_notification`)."""
+    rows = tuple((table, {**row, "next_attempt_at": deadline.isoformat()})
+                 if table == OUTBOX_TABLE and row.get("event_type") == "TRANSACTION.SUCCESS" else (table, row)
+                 for table, row in effects.rows)
+    return dataclasses.replace(effects, rows=rows)
 
 
 def start(svc: Services, key: tuple[str, str, str], deadline: datetime) -> None:

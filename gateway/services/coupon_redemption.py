@@ -10,7 +10,8 @@ rows); closing it releases it (with the close).
 from __future__ import annotations
 
 from coupons import repo as coupons_repo
-from coupons.campaigns import discounted_total_fen
+from coupons.campaigns import Funder, discounted_total_fen
+from coupons.postings import subsidy_transfer
 from coupons.issuing import AfterRefund, coupon_after_refund
 from gateway.errors import InvalidRequest
 from points import repo as points_repo
@@ -65,3 +66,19 @@ async def after_refund(conn, refund, now) -> None:
                                  valid_until=coupon["valid_until"], at=now)
     if policy is AfterRefund.RETURNED:
         await coupons_repo.return_coupon(conn, refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"], now)
+
+
+async def join_payment(conn, order, effects, paid_at):
+    """The payment's effects with its coupon's: the redemption row (which marks the
+    coupon used) and, for a mall-funded coupon, the subsidy the mall now owes the store."""
+    coupon = await coupons_repo.coupon_of_order(conn, order["mall_id"], order["sub_mchid"], order["out_trade_no"])
+    if coupon is None or coupon["state"] != "reserved":
+        return effects
+    effects = effects.with_row("coupon_redemptions", {
+        "mall_id": order["mall_id"], "coupon_id": coupon["coupon_id"], "out_trade_no": order["out_trade_no"],
+        "original_total_fen": order["mall_info"]["original_total"], "paid_fen": order["total_fen"],
+        "redeemed_at": paid_at.isoformat()})
+    if coupon["funder"] == Funder.MALL.value:
+        effects = effects.with_transfer(subsidy_transfer(order["sub_mchid"], order["out_trade_no"],
+                                                         coupon["discount_fen"]))
+    return effects

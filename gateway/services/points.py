@@ -73,15 +73,15 @@ async def reverse_for_refund(svc: Services, conn, refund, now: datetime) -> int:
     await ledger_repo.post_transfer(conn, mall_id, reverse_transfer(mall_id, openid, ref, due), now)
     await points_repo.add_reversed(conn, mall_id, sub_mchid, refund["out_trade_no"], due)
     appid = svc.settings.sp_appid
-    await points_repo.insert_syncs(conn, [_sync_row(mall_id, POINTS_REVERSE, ref, sub_mchid,
-                                                    refund["transaction_id"], appid, openid, -due, now)])
+    await points_repo.insert_sync(conn, _sync_row(mall_id, POINTS_REVERSE, ref, sub_mchid,
+                                                  refund["transaction_id"], appid, openid, -due, now))
     return due
 
 
 def _sync_row(mall_id, kind, ref, sub_mchid, transaction_id, appid, openid, points: int, at: datetime) -> dict:
     return {"mall_id": mall_id, "kind": kind, "ref": ref, "sub_mchid": sub_mchid, "transaction_id": transaction_id,
             "appid": appid, "openid": openid, "earn_points": points > 0, "increased_points": points,
-            "points_update_time": at,
+            "points_update_time": at.isoformat(),
             "no_points_remarks": None if points > 0 else (NO_POINTS_REMARK if points == 0 else REVERSED_REMARK),
             "account": member_account(mall_id, openid)}
 
@@ -117,3 +117,15 @@ async def _sync_one(svc: Services, row) -> None:
         return
     async with svc.pool.acquire() as conn:
         await points_repo.mark_synced(conn, row["mall_id"], row["sync_id"], svc.clock())
+
+
+async def join_payment(svc: Services, conn, order, effects, transaction_id: str, paid_at: datetime):
+    """The payment's effects with its points added: the earn transfer, the order's points
+    and the sync row (rows the payment's one transaction writes)."""
+    transfers, rows = await earning_effects(svc, conn, order, transaction_id, paid_at)
+    for transfer in transfers:
+        effects = effects.with_transfer(transfer)
+    for table, table_rows in rows.items():
+        for row in table_rows:
+            effects = effects.with_row(table, row)
+    return effects
