@@ -7,7 +7,9 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 from coupons import repo as coupons_repo
+from coupons.targeting import NextStoreModel
 from gateway.api import SERVICES
+from gateway.services import next_store
 from tests.e2e.test_order_flow import wait_for
 from tests.support import open_notification, order_body, register_client, SignedClient
 
@@ -211,3 +213,19 @@ async def _coupon_state(mall, coupon_id: str):
     async with mall.pool.acquire() as conn:
         row = await coupons_repo.coupon(conn, mall.settings.sp_mchid, coupon_id)
     return row["state"], row["order_out_trade_no"]
+
+
+async def test_the_model_is_fitted_from_the_malls_payments_and_orders_the_offers(make_mall):
+    mall = await make_mall(coupon_holdout_bps=0, coupon_issue_budget_ms=3000, coupons_per_payment_max=1)
+    a, b, c = mall.stores
+    svc = mall.gateway_app[SERVICES]
+    for i in range(6):  # shoppers who pay at A then at C: C is the next store after A
+        await pay(mall, a, f"HIST-A-{i:03d}", 3000, payer={"sp_openid": f"oHist{i}"})
+        await pay(mall, c, f"HIST-C-{i:03d}", 3000, payer={"sp_openid": f"oHist{i}"})
+    await next_store.refit(svc)
+    assert isinstance(svc.coupons.model, NextStoreModel)
+    for store in (b, c):
+        assert (await mall.admin.post("/v3/mall/coupon-campaigns", campaign_body(store))).status == 200
+    await pay(mall, a, "PAY-A-0040", 5000)
+    (coupon,) = await member_coupons(mall, 1)  # K = 1: the model's first choice
+    assert coupon["sub_mchid"] == c
