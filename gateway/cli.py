@@ -386,8 +386,10 @@ def _coupons_report(settings: Settings, args) -> int:
     from gateway.services import coupon_reports
     from gateway.services.context import Services
 
-    window_days = coupon_reports.window_days_of(
-        None if args.window_days is None else str(args.window_days), settings)
+    if args.window_days is not None and not 1 <= args.window_days <= coupon_reports.WINDOW_DAYS_MAX:
+        print(f"mallpay: --window-days must be 1 to {coupon_reports.WINDOW_DAYS_MAX}", file=sys.stderr)
+        return 2
+    window_days = args.window_days or settings.coupon_report_window_days
 
     async def report():
         pool = await _pool(settings)

@@ -46,6 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 import psutil
 
 import gateway_experiment
+import legacy_payment
 from bench_orders import (PAID_ORDERS, STATEMENT_TIMEOUT_MS, Shape, bench_services, channel_trade, derive_shape,
                           order_row, self_check, set_up, top_up_orders)
 from stack import (OUT_DIR, PY_SPY_RATE_HZ, fresh_database, install_signal_exit, py_spy, start_postgres,
@@ -63,13 +64,14 @@ EXPECTED_RATE_PER_S = 3_000  # first guess, raised to the best rate seen so far
 ORDERS_PER_MEASUREMENT_MIN = 20_000
 PGBENCH_THREADS = 2
 WORKER_EXTRA_S = 120  # pool set-up and shutdown beyond --seconds
-VARIANT_OPTIONS = ("uvloop", *gateway_experiment.EXPERIMENTS)
+VARIANT_OPTIONS = ("uvloop", "legacy", *gateway_experiment.EXPERIMENTS)
 RESULT_PREFIX = "RESULT "
 
 
 # -- the Python side (a child process per measurement) ---------------------------------------
 
-async def python_side(database_url: str, context: dict, clients: int, seconds: float, profile: bool) -> dict:
+async def python_side(database_url: str, context: dict, clients: int, seconds: float, profile: bool,
+                      apply=payments._apply) -> dict:
     settings = Settings()
     shape = await derive_shape(settings, context)
     sql, params = shape.next_order_for_python()
@@ -87,7 +89,7 @@ async def python_side(database_url: str, context: dict, clients: int, seconds: f
                 row = order_row(settings, context["client_id"], pick["sub_mchid"], pick["out_trade_no"],
                                 context["fee_rate_bps"], context["profit_sharing"], now)
                 trade = channel_trade(settings, pick["sub_mchid"], pick["out_trade_no"], pick["transaction_id"], now)
-                outcome = await payments._apply(svc, conn, row, trade)
+                outcome = await apply(svc, conn, row, trade)
             done["applied" if outcome == "applied" else "other"] += 1
 
     profiler = cProfile.Profile() if profile else None
@@ -118,10 +120,14 @@ def worker_main(args) -> int:
         import uvloop
         uvloop.install()
     # Experiments only, never the gateway's behaviour (see gateway_experiment.py).
-    gateway_experiment.apply(options - {"uvloop"})
+    gateway_experiment.apply(options - {"uvloop", "legacy"})
     spec = json.loads(Path(args.worker).read_text())
+    apply = payments._apply
+    if "legacy" in options:
+        legacy_payment.use_stdlib_json()
+        apply = legacy_payment.apply
     result = asyncio.run(python_side(spec["database_url"], spec["context"], args.clients[0], args.seconds,
-                                     args.cprofile))
+                                     args.cprofile, apply))
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
 
@@ -208,6 +214,7 @@ def main() -> int:
         server, server_dsn = start_postgres(stack)
         database_url = asyncio.run(fresh_database(server_dsn, DATABASE))
         asyncio.run(migrate(database_url))
+        asyncio.run(install_legacy(database_url))
         context = asyncio.run(set_up(database_url, settings, args.stores, args.profit_sharing))
         shape = asyncio.run(derive_shape(settings, context))
         script = out_dir / "payment_tx.sql"
@@ -280,6 +287,14 @@ def profile_python(args, database_url, settings, context, spec_path, out_dir: Pa
           f"{'py-spy' if spy else 'cProfile'}):\n{text}")
 
 
+async def install_legacy(database_url: str) -> None:
+    conn = await create_pool(database_url, min_size=1, max_size=1, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
+    try:
+        await legacy_payment.install(conn)
+    finally:
+        await conn.close()
+
+
 async def invariants(database_url: str) -> list[str]:
     pool = await create_pool(database_url, min_size=1, max_size=1, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
     try:
@@ -317,7 +332,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profit-sharing", action="store_true", help="orders paid frozen for splitting")
     parser.add_argument("--variants", nargs="+", default=["gateway"], metavar="VARIANT",
                         help="gateway-side variants to measure against pgbench: gateway, optionally with "
-                             "+uvloop and/or +no-pool-reset (an experiment), e.g. gateway gateway+uvloop")
+                             "+uvloop and/or +no-pool-reset (an experiment), e.g. gateway gateway+uvloop; "
+                             "legacy: the 16-argument function from before payment effects (legacy_payment.py)")
     parser.add_argument("--profile", action="store_true",
                         help="one extra profiled run of the first variant at the most clients (py-spy if installed)")
     parser.add_argument("--out", type=Path, help="output folder (default loadtests/out/bench-<timestamp>)")

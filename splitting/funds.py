@@ -61,11 +61,17 @@ class OrderFunds:
     commission_set_aside_fen: int = 0  # room in the cap kept for the automatic commission
 
     @classmethod
-    def paid(cls, paid_fen: int, fee_fen: int, max_ratio_bps: int, *, guide_reward_bps: int = 0,
-             commission_bps: int = 0) -> "OrderFunds":
-        """A newly paid order; `guide_reward_bps` when it names a guide of the store,
-        `commission_bps` when the contract splits the commission automatically."""
+    def paid(cls, paid_fen: int, fee_fen: int, max_ratio_bps: int, *, profit_sharing: bool = True,
+             guide_reward_bps: int = 0, commission_bps: int = 0) -> "OrderFunds":
+        """An order's funds as payment success opens them. With profit sharing the store's
+        share (all but the channel's fee) stays frozen for splitting, and room in the cap is
+        set aside for the gateway's own splits: `guide_reward_bps` when the order names a
+        guide of the store, `commission_bps` when the contract splits the commission
+        automatically. Without, the channel pays the store at once: nothing is frozen and
+        nothing can be split."""
         assert 0 <= fee_fen <= paid_fen and paid_fen > 0
+        if not profit_sharing:
+            return cls(paid_fen=paid_fen, fee_fen=fee_fen, max_ratio_bps=max_ratio_bps, frozen_fen=0, unfrozen=True)
         reward, commission = set_asides_fen(paid_fen, max_ratio_bps, guide_reward_bps, commission_bps)
         return cls(paid_fen=paid_fen, fee_fen=fee_fen, max_ratio_bps=max_ratio_bps,
                    frozen_fen=paid_fen - fee_fen, reward_set_aside_fen=reward,

@@ -9,7 +9,7 @@ leaves. No floating point anywhere: sums of parts always equal the whole.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 BPS_DENOMINATOR = 10_000
 # WeChat Pay's default cap on what may be split away from a store.
@@ -81,6 +81,12 @@ def check_automatic_within_cap(commission_bps: int, guide_reward_bps: int, max_r
     if automatic > max_ratio_bps:
         raise SplitRefused("ratio_exceeded", "commission and guide reward together exceed the cap",
                            max_ratio_bps=max_ratio_bps, automatic_bps=automatic)
+
+
+def finish_by(paid_at: datetime, freeze_days: int, margin_s: int) -> datetime:
+    """When the gateway must finish an order itself: `margin_s` before the channel
+    unfreezes it automatically, `freeze_days` after payment."""
+    return paid_at + timedelta(days=freeze_days, seconds=-margin_s)
 
 
 def share_fen(base_fen: int, ratio_bps: int) -> int:

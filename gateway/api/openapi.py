@@ -206,7 +206,7 @@ SCHEMAS = {
         "properties": {
             "sp_appid": {"type": "string"}, "sp_mchid": {"type": "string"}, "sub_appid": {"type": "string"},
             "sub_mchid": {"type": "string"}, "description": {"type": "string", "maxLength": 127},
-            "out_trade_no": {"type": "string", "pattern": "^[0-9A-Za-z_*-]{6,32}$"},
+            "out_trade_no": {"type": "string", "pattern": "^[0-9A-Za-z_*|-]{6,32}$"},
             "time_expire": {"type": "string", "format": "date-time"}, "attach": {"type": "string"},
             "notify_url": {"type": "string", "format": "uri"}, "goods_tag": {"type": "string"},
             "settle_info": {"type": "object", "properties": {"profit_sharing": {"type": "boolean"}}},

@@ -33,6 +33,16 @@ UPDATE jobs SET due_at = $3, last_error = $4, state = CASE WHEN $5 THEN 'dead' E
 COUNTS = "SELECT kind, state, count(*) AS n FROM jobs WHERE mall_id = $1 GROUP BY kind, state"
 
 
+# The jobs table's writer for rows that join another transaction as data (payment
+# success): migrations/0003 `jobs_insert_row`; `job_row` is the row it takes.
+TABLE = "jobs"
+
+
+def job_row(mall_id: str, kind: str, ref: str, due_at: datetime, now: str) -> dict:
+    """`now`: ISO 8601, as the caller formats it once for all its rows."""
+    return {"mall_id": mall_id, "kind": kind, "ref": ref, "due_at": due_at.isoformat(), "created_at": now}
+
+
 async def ensure_job(conn, mall_id: str, kind: str, ref: str, due_at: datetime, now: datetime) -> None:
     await conn.execute(ENSURE_JOB, mall_id, kind, ref, due_at, now)
 

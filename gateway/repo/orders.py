@@ -69,7 +69,20 @@ released AS (
 SELECT state FROM closed
 """
 
-APPLY_PAYMENT = "SELECT mallpay_apply_payment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+# An order about to be paid, with what its store's contract says the payment opens, and
+# whether the guide its mall_info names works for this store.
+ORDER_TO_PAY = """
+SELECT o.*, t.max_ratio_bps, t.approval_id, t.freeze_days, t.guide_reward_bps, t.commission_bps, t.auto_split,
+       g.guide_id IS NOT NULL AS guide_of_store
+  FROM orders o
+  JOIN tenants t USING (mall_id, sub_mchid)
+  LEFT JOIN guides g ON g.mall_id = o.mall_id AND g.guide_id = o.mall_info->>'guide_id' AND g.sub_mchid = o.sub_mchid
+ WHERE o.mall_id = $1 AND o.sub_mchid = $2 AND o.out_trade_no = $3
+"""
+
+# Payment success in one round trip (migrations/0003): the order's state change, then
+# the payment's effects as data: transfers ($10) and rows ($12) for the tables in $11.
+APPLY_PAYMENT = "SELECT mallpay_apply_payment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 
 # Unpaid orders due for a look at the channel, claimed so several gateway processes
 # never check the same order at once: claiming pushes next_check_at forward.
@@ -119,13 +132,16 @@ async def close_order(conn, key: tuple[str, str, str], closed_at: datetime) -> b
     return await conn.fetchval(CLOSE_ORDER, *key, closed_at) is not None
 
 
-async def apply_payment(conn, *, key, total_fen, transaction_id, payer_total_fen, bank_type,
-                        success_at, now, accounts, amounts, notification_id, resource, fee_fen,
-                        reward_due_at, finish_margin_s) -> str:
+async def order_to_pay(conn, mall_id: str, sub_mchid: str, out_trade_no: str):
+    return await conn.fetchrow(ORDER_TO_PAY, mall_id, sub_mchid, out_trade_no)
+
+
+async def apply_payment(conn, *, key, total_fen: int, paid: dict, now: datetime, transfers: list[tuple],
+                        rows: list[tuple[str, dict]]) -> str:
+    """`transfers`: (kind, ref, currency, accounts, amounts); `rows`: (table, row)."""
     return await conn.fetchval(
-        APPLY_PAYMENT, *key, total_fen, transaction_id, payer_total_fen, bank_type,
-        success_at, now, accounts, amounts, notification_id, resource, fee_fen, reward_due_at,
-        finish_margin_s,
+        APPLY_PAYMENT, *key, total_fen, paid["transaction_id"], paid["payer_total_fen"], paid["bank_type"],
+        paid["success_at"], now, transfers, [table for table, _ in rows], [row for _, row in rows],
     )
 
 

@@ -39,6 +39,10 @@ SELECT mall_id, $4, client_id, coalesce($10, notify_url), $5, $6, $7, $8, $9, $1
 ON CONFLICT (mall_id, event_type, ref) DO NOTHING
 """
 
+# The outbox's writer for rows that join another transaction as data (payment success):
+# migrations/0003 `outbox_insert_row`; `event_row` is the row it takes.
+TABLE = "outbox"
+
 COUNTS = "SELECT state, count(*) AS n FROM outbox WHERE mall_id = $1 GROUP BY state"
 
 DEAD = """
@@ -56,6 +60,14 @@ async def insert_order_event(conn, *, order_key, notification_id, event_type: st
                              notify_url: str | None = None) -> None:
     await conn.execute(INSERT_ORDER_EVENT, *order_key, notification_id, event_type, ref, summary,
                        original_type, resource, notify_url, now)
+
+
+def event_row(*, mall_id: str, notification_id, client_id: str, notify_url: str, event_type: str, ref: str,
+              summary: str, original_type: str, resource: dict, now: str) -> dict:
+    """One notification as `outbox_insert_row` takes it, due at once (`now`: ISO 8601)."""
+    return {"mall_id": mall_id, "notification_id": str(notification_id), "client_id": client_id,
+            "notify_url": notify_url, "event_type": event_type, "ref": ref, "summary": summary,
+            "original_type": original_type, "resource": resource, "next_attempt_at": now, "created_at": now}
 
 
 async def mark_delivered(conn, mall_id: str, event_id: int, delivered_at: datetime) -> None:

@@ -17,7 +17,7 @@ from gateway.errors import NoAuth, ParamError
 from gateway.repo.clients import Caller
 from gateway.wire import canonical_json, parse_wechat_time
 
-OUT_TRADE_NO_RE = re.compile(r"[0-9A-Za-z_*-]{6,32}")
+OUT_TRADE_NO_RE = re.compile(r"[0-9A-Za-z_*|-]{6,32}")  # WeChat Pay partner JSAPI: [0-9A-Za-z_\-|*]
 MCHID_RE = re.compile(r"[0-9]{1,32}")  # WeChat merchant ids are digits
 APPID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 OPENID_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")

@@ -11,15 +11,10 @@ from datetime import timedelta
 import structlog
 
 from gateway.channel import ChannelError, ChannelTrade, ChannelTradeState
-from gateway.repo import guides as guides_repo
 from gateway.repo import orders as orders_repo
-from gateway.services import coupon_issuing
-from gateway.repo import splitting as splitting_repo
-from gateway.repo import tenants as tenants_repo
+from gateway.services import coupon_issuing, coupon_redemption, points
 from gateway.services.context import Services
-from gateway.services.transaction_json import order_json
-from ledger.payments import channel_fee_fen, payment_transfer
-from splitting.funds import set_asides_fen
+from gateway.services.payment_effects import Paid, payment_effects
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +40,7 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
         return PaymentOutcome.OTHER_MALL
     key = (trade.sp_mchid, trade.sub_mchid, trade.out_trade_no)
     async with svc.pool.acquire() as conn:
-        row = await orders_repo.order(conn, *key)
+        row = await orders_repo.order_to_pay(conn, *key)
         if row is None:
             outcome = PaymentOutcome.NOT_FOUND
         elif row["state"] == "SUCCESS":
@@ -61,56 +56,34 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
     elif outcome is PaymentOutcome.APPLIED:
         log.info("payment_applied", sub_mchid=trade.sub_mchid, out_trade_no=trade.out_trade_no,
                  total_fen=trade.total_fen)
-        coupon_issuing.start(svc, (row["mall_id"], row["sub_mchid"], row["out_trade_no"]), now)
+        coupon_issuing.start(svc, (row["mall_id"], row["sub_mchid"], row["out_trade_no"]),
+                             coupon_issuing.hold_until(svc, now))
     return outcome
 
 
 async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None) -> str:
-    now = now or svc.clock()
+    """One round trip: the order's NOTPAY → SUCCESS and every effect of the payment
+    (`payment_effects`, the place where features join payment success): the coupon it
+    redeems and the points it earns join as rows and transfers."""
     if trade.total_fen != row["total_fen"]:
         return PaymentOutcome.AMOUNT_MISMATCH.value
-    transfer = payment_transfer(
-        sub_mchid=row["sub_mchid"], out_trade_no=row["out_trade_no"], total_fen=trade.total_fen,
-        fee_rate_bps=row["fee_rate_bps"], profit_sharing=row["profit_sharing"],
+    paid = Paid(transaction_id=trade.transaction_id, bank_type=trade.bank_type or "OTHERS",
+                success_at=trade.success_at or svc.clock(),
+                payer_total_fen=trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen)
+    now = now or svc.clock()
+    effects = payment_effects(
+        row, paid, notification_id=uuid.uuid4(), now=now,
+        split_first_try_after_s=svc.settings.split_first_try_after_s,
+        finish_before_unfreeze_s=svc.settings.finish_before_unfreeze_s,
     )
-    paid = {"transaction_id": trade.transaction_id, "bank_type": trade.bank_type or "OTHERS",
-            "success_at": trade.success_at or svc.clock(),
-            "payer_total_fen": trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen}
-    settings = svc.settings
-    key = (row["mall_id"], row["sub_mchid"], row["out_trade_no"])
-    async with conn.transaction():
-        outcome = await orders_repo.apply_payment(
-            conn, key=key, total_fen=trade.total_fen,
-            **paid, now=now, accounts=transfer.accounts, amounts=transfer.amounts_fen,
-            notification_id=uuid.uuid4(), resource=transaction_resource(row, paid),
-            fee_fen=channel_fee_fen(trade.total_fen, row["fee_rate_bps"]),
-            reward_due_at=paid["success_at"] + timedelta(seconds=settings.split_first_try_after_s),
-            finish_margin_s=settings.finish_before_unfreeze_s,
-        )
-        if outcome == PaymentOutcome.APPLIED.value and row["profit_sharing"]:
-            await _set_aside_automatic_splits(conn, key, row)
-    return outcome
-
-
-async def _set_aside_automatic_splits(conn, key, row) -> None:
-    """In the payment's transaction: keep room inside the order's cap for the guide's
-    reward and the automatic commission, so no split asked for later can take it."""
-    tenant = await tenants_repo.tenant(conn, key[0], key[1])
-    guide_id = row["mall_info"].get("guide_id")
-    guide = await guides_repo.guide(conn, key[0], guide_id) if guide_id else None
-    reward_bps = tenant.guide_reward_bps if guide is not None and guide["sub_mchid"] == key[1] else 0
-    funds = splitting_repo.funds_from_row(await conn.fetchrow(splitting_repo.FUNDS_BY_KEY, *key))
-    reward, commission = set_asides_fen(funds.paid_fen, funds.max_ratio_bps, reward_bps,
-                                        tenant.commission_bps if tenant.auto_split else 0)
-    await splitting_repo.set_aside(conn, key, reward, commission)
-
-
-def transaction_resource(row, paid: dict) -> dict:
-    """The decrypted resource of TRANSACTION.SUCCESS: the order as a query will show it once
-    paid (`paid`: the columns the payment sets), with mall_info always present."""
-    resource = order_json({**dict(row), **paid, "state": "SUCCESS"})
-    resource["mall_info"] = dict(row["mall_info"])
-    return resource
+    effects = await coupon_redemption.join_payment(conn, row, effects, paid.success_at)
+    effects = await points.join_payment(svc, conn, row, effects, paid.transaction_id, paid.success_at)
+    if svc.coupons is not None:  # a process that issues coupons lets issuing fill the notification
+        effects = coupon_issuing.hold_notification(effects, coupon_issuing.hold_until(svc, now))
+    return await orders_repo.apply_payment(
+        conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
+        paid=paid.columns(), now=now, transfers=effects.transfers_data(), rows=list(effects.rows),
+    )
 
 
 async def sync_with_channel(svc: Services, row):

@@ -35,6 +35,11 @@ async def test_report_counts_visits_per_arm_and_the_cli_prints_it(make_mall, dat
         else:
             await pay(mall, b, f"VISIT-{i:04d}", 4000, payer={"sp_openid": openid})
 
+    async def visits_paid():
+        async with mall.pool.acquire() as conn:
+            return await conn.fetchval("SELECT count(*) FROM orders WHERE out_trade_no LIKE 'VISIT-%'"
+                                       " AND state = 'SUCCESS'") == len(visitors)
+    await wait_for(visits_paid)
     report = (await mall.admin.get(f"/v3/mall/coupon-campaigns/{cid}/report?window_days=3")).json
     treated_visitors = [o for o in visitors if not held[o]]
     assert report["issued"] == len(coupons)

@@ -93,9 +93,12 @@ async def test_a_payment_hands_out_coupons_of_other_stores(make_mall):
     for store in (a, b, c):
         assert (await mall.admin.post("/v3/mall/coupon-campaigns", campaign_body(store))).status == 200
     await pay(mall, a, "PAY-A-0001", 5000)
+    event = await notified(mall, "PAY-A-0001")
+    in_notification = event["resource"]["mall_info"]["coupons"]
+    assert sorted(cp["sub_mchid"] for cp in in_notification) == [b, c]  # never the store just paid at
+    assert all(cp["amount"] == 2000 and cp["min_spend"] == 10000 for cp in in_notification)
     coupons = await member_coupons(mall, 2)
-    assert sorted(cp["sub_mchid"] for cp in coupons) == [b, c]  # never the store just paid at
-    assert all(cp["amount"] == 2000 and cp["min_spend"] == 10000 for cp in coupons)
+    assert sorted(cp["coupon_id"] for cp in coupons) == sorted(cp["coupon_id"] for cp in in_notification)
     assert {cp["state"] for cp in coupons} == {"issued"}
     # The per-shopper limit (1) holds for the next payment.
     await pay(mall, a, "PAY-A-0002", 5000)
@@ -216,7 +219,7 @@ async def _coupon_state(mall, coupon_id: str):
 
 
 async def test_the_model_is_fitted_from_the_malls_payments_and_orders_the_offers(make_mall):
-    mall = await make_mall(coupon_holdout_bps=0, coupon_issue_budget_ms=3000, coupons_per_payment_max=1)
+    mall = await make_mall(coupon_holdout_bps=0, coupon_issue_budget_ms=10000, coupons_per_payment_max=1)
     a, b, c = mall.stores
     svc = mall.gateway_app[SERVICES]
     for i in range(6):  # shoppers who pay at A then at C: C is the next store after A
@@ -229,3 +232,52 @@ async def test_the_model_is_fitted_from_the_malls_payments_and_orders_the_offers
     await pay(mall, a, "PAY-A-0040", 5000)
     (coupon,) = await member_coupons(mall, 1)  # K = 1: the model's first choice
     assert coupon["sub_mchid"] == c
+
+
+async def test_a_payment_racing_a_close_settles_the_coupon_exactly_once(make_mall):
+    """The channel's payment notice and the gateway's close reach the database together:
+    one of them moves the order off NOTPAY; the coupon ends used or released, never both."""
+    from datetime import datetime, timezone
+
+    from gateway.channel import ChannelTrade, ChannelTradeState
+    from gateway.repo import orders as orders_repo
+    from gateway.services import payments
+
+    mall = await make_mall(coupon_holdout_bps=0, coupon_issue_budget_ms=2000, db_pool_size_max=8)
+    a, b = mall.stores[0], mall.stores[1]
+    coupon_id = await issued_coupon(mall, a, b, "PAY-A-0050")
+    svc = mall.gateway_app[SERVICES]
+    info = {"coupon_id": coupon_id, "original_total": 12000}
+    outcomes = set()
+    for i in range(8):
+        no = f"RACE-CLOSE-{i:02d}"
+        assert (await mall.app.post("/v3/pay/partner/transactions/jsapi",
+                                    order_body(mall, b, no, 10000, mall_info=info))).status == 200
+        key = (mall.settings.sp_mchid, b, no)
+        async with mall.pool.acquire() as conn:
+            row = await orders_repo.order_to_pay(conn, *key)
+        trade = ChannelTrade(sp_mchid=key[0], sub_mchid=b, out_trade_no=no, transaction_id=f"42000{i:010d}",
+                             state=ChannelTradeState.SUCCESS, total_fen=10000, payer_total_fen=10000,
+                             currency="CNY", bank_type="OTHERS", success_at=datetime.now(timezone.utc),
+                             payer_sp_openid=SHOPPER, payer_sub_openid=None)
+
+        async def close():
+            async with mall.pool.acquire() as conn:
+                return await orders_repo.close_order(conn, key, datetime.now(timezone.utc))
+
+        async def pay_it():
+            async with mall.pool.acquire() as conn:
+                return await payments._apply(svc, conn, row, trade)
+        closed, applied = await asyncio.gather(close(), pay_it())
+        assert closed != (applied == "applied")  # exactly one of them won
+        state, holder = await _coupon_state(mall, coupon_id)
+        if closed:
+            assert (state, holder) == ("issued", None)
+        else:
+            assert (state, holder) == ("used", no)
+            outcomes.add("paid")
+            break
+        outcomes.add("closed")
+    async with mall.pool.acquire() as conn:
+        used = await conn.fetchval("SELECT count(*) FROM coupon_redemptions WHERE coupon_id = $1", coupon_id)
+    assert used == (1 if "paid" in outcomes else 0)

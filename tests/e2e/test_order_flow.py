@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support import open_notification, order_body
+from tests.support import open_notification, order_body, pay_order
 
 
 async def wait_for(predicate, timeout_s: float = 10.0, step_s: float = 0.02):
@@ -74,3 +74,20 @@ async def _balances(mall) -> dict:
     from ledger import repo
     async with mall.pool.acquire() as conn:
         return {name: balance for name, _, balance in await repo.trial_balance(conn, mall.settings.sp_mchid)}
+
+
+async def test_out_trade_no_with_a_pipe_is_created_paid_queried_and_closed(mall):
+    # WeChat Pay's partner JSAPI allows `|` in out_trade_no: [0-9A-Za-z_\-|*], 6 to 32.
+    store = mall.stores[2]
+    transaction_id = await pay_order(mall, store, "SHOP|2025|0001", 1200, profit_sharing=False)
+    # In a path `|` travels percent-encoded, and the client signs the path it sends.
+    queried = await mall.app.get(f"/v3/pay/partner/transactions/out-trade-no/SHOP%7C2025%7C0001"
+                                 f"?sp_mchid={mall.settings.sp_mchid}&sub_mchid={store}")
+    assert queried.status == 200, queried.json
+    assert (queried.json["out_trade_no"], queried.json["transaction_id"]) == ("SHOP|2025|0001", transaction_id)
+    assert (await mall.app.post("/v3/pay/partner/transactions/jsapi",
+                                order_body(mall, store, "SHOP|2025|0002"))).status == 200
+    closed = await mall.app.post("/v3/pay/partner/transactions/out-trade-no/SHOP%7C2025%7C0002/close",
+                                 {"sp_mchid": mall.settings.sp_mchid, "sub_mchid": store})
+    assert closed.status == 204
+    assert await mall.invariants() == []

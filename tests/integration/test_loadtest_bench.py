@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO_ROOT / "loadtests"))
 
 import bench_orders as orders  # noqa: E402  (loadtests/ is a folder of scripts, not a package)
 import bench_payment_tx as bench  # noqa: E402
+import legacy_payment  # noqa: E402
 
 STORES = 3
 ORDERS = 5_000  # more than either side pays in its short run here
@@ -58,6 +59,20 @@ async def test_python_side_pays_distinct_orders_through_apply(bench_db, db_pool)
         assert await conn.fetchval("SELECT count(DISTINCT transaction_id) FROM orders WHERE state = 'SUCCESS'") \
             == result["transactions"]
         assert await conn.fetchval("SELECT count(*) FROM outbox") == result["transactions"]
+        assert await conn.fetchval("SELECT count(*) FROM order_funds") == result["transactions"]
+        assert await ledger_repo.check_invariants(conn) == []
+
+
+async def test_legacy_side_pays_through_the_old_function(bench_db, db_pool):
+    database_url, _, context, _ = bench_db
+    async with db_pool.acquire() as conn:
+        await legacy_payment.install(conn)
+    result = await bench.python_side(database_url, context, clients=2, seconds=0.3, profile=False,
+                                     apply=legacy_payment.apply)
+    assert result["failed"] == 0 and result["transactions"] > 0
+    async with db_pool.acquire() as conn:
+        assert await conn.fetchval(orders.PAID_ORDERS) == result["transactions"]
+        assert await conn.fetchval("SELECT count(*) FROM order_funds") == result["transactions"]
         assert await ledger_repo.check_invariants(conn) == []
 
 

@@ -113,7 +113,7 @@ def test_bad_out_trade_no(out_trade_no):
     assert refused(body(out_trade_no=out_trade_no)) == ("out_trade_no", "bad_format")
 
 
-@pytest.mark.parametrize("out_trade_no", ["ABC123", "A" * 32, "a_b-c*1234", "2025030112345678901234567890abcd"])
+@pytest.mark.parametrize("out_trade_no", ["ABC123", "A" * 32, "a_b-c*1234", "2025030112345678901234567890abcd", "T|2025|0001"])
 def test_good_out_trade_no(out_trade_no):
     assert parse(body(out_trade_no=out_trade_no)).out_trade_no == out_trade_no
 

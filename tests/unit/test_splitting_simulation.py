@@ -184,13 +184,12 @@ class Mall:
         def effect():
             self.ledger.post(payment_transfer(sub_mchid=store, out_trade_no=out_trade_no, total_fen=total_fen,
                                               fee_rate_bps=contract.fee_rate_bps, profit_sharing=profit_sharing))
+            # Without profit sharing the channel pays the store at once: nothing to split.
+            funds = OrderFunds.paid(total_fen, fee_fen, contract.max_ratio_bps, profit_sharing=profit_sharing)
             if profit_sharing:
-                funds = OrderFunds.paid(total_fen, fee_fen, contract.max_ratio_bps)
                 unfreeze_by_s = self.now_s + contract.freeze_days * DAY_S
                 finish_by_s = unfreeze_by_s - FINISH_MARGIN_S
-            else:  # settled straight to the store's available balance: nothing to split
-                funds = OrderFunds(paid_fen=total_fen, fee_fen=fee_fen, max_ratio_bps=contract.max_ratio_bps,
-                                   frozen_fen=0, unfrozen=True)
+            else:
                 finish_by_s = unfreeze_by_s = None
             order = Order(store, out_trade_no, self.now_s, profit_sharing, guide, funds, finish_by_s, unfreeze_by_s,
                           unfrozen_fen=0 if profit_sharing else total_fen - fee_fen)
