@@ -71,7 +71,7 @@ class MallCounts:
         (in `payments` or `index_of`, so counts of windows of one history share a numbering)."""
         sub_mchids = [s.sub_mchid for s in stores]
         known = set(sub_mchids)
-        sub_mchids += sorted({p.sub_mchid for p in payments} | {p.sub_mchid for p in index_of} - known)
+        sub_mchids += sorted(({p.sub_mchid for p in payments} | {p.sub_mchid for p in index_of}) - known)
         index = {sub_mchid: i for i, sub_mchid in enumerate(sub_mchids)}
         by_id = {s.sub_mchid: s for s in stores}
         categories = _numbering([by_id[s].category if s in by_id else "" for s in sub_mchids])

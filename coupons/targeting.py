@@ -58,6 +58,7 @@ HISTORY_MAX = 200           # a shopper's latest payments the model looks at
 FIT_SPLITS = (0.7,)         # examples after each cut, scored with the counts before it
 FIT_ROWS_MAX = 250_000      # examples x stores learned from (memory: 4 bytes x features each)
 FIT_ITERATIONS_MAX = 100
+FIT_ALTERNATIVES_MIN = 50   # stores each example is contrasted with, at least (all if fewer)
 L2 = 1e-3                   # on standardized weights
 SMOOTHING = 2.0             # pseudo-transitions drawn from popularity
 EVENING_HOUR = 19
@@ -87,16 +88,19 @@ class NextStoreModel:
         self._priors = _Priors(counts)
 
     @classmethod
-    def fit(cls, stores: Sequence[Store], payments: Sequence[Payment]) -> "NextStoreModel":
+    def fit(cls, stores: Sequence[Store], payments: Sequence[Payment], *, seed: int = 0) -> "NextStoreModel":
+        """`seed` draws the alternatives each example is contrasted with when the mall has
+        too many stores to contrast it with all of them within FIT_ROWS_MAX."""
         ordered = sorted(payments, key=lambda p: p.paid_at)
         examples = []
         for start, end in zip(FIT_SPLITS, FIT_SPLITS[1:] + (1.0,)):
             window = _Priors(MallCounts.count(stores, ordered[: int(len(ordered) * start)], index_of=ordered))
             examples += [(window, *e) for e in _examples(ordered, int(len(ordered) * start), int(len(ordered) * end))]
         n = len(MallCounts.count(stores, [], index_of=ordered).sub_mchids)
-        examples = examples[:: max(1, -(-len(examples) * n // FIT_ROWS_MAX))]
+        width = min(n, max(FIT_ALTERNATIVES_MIN + 1, FIT_ROWS_MAX // max(len(examples), 1)))
+        examples = examples[:: max(1, -(-len(examples) * width // FIT_ROWS_MAX))]
         if examples:
-            weights = _fit_weights(examples)
+            weights = _fit_weights(examples, width, np.random.default_rng(seed))
         else:  # too little history to learn from: transitions, own visits and popularity
             weights = np.zeros(len(FEATURES))
             for name in ("popularity", "transition", "own_visits_two_months"):
@@ -123,22 +127,31 @@ def _examples(ordered: Sequence[Payment], start: int, end: int):
                 yield sequence[i], sequence[max(0, i + 1 - HISTORY_MAX): i + 1], sequence[i + 1].sub_mchid
 
 
-def _fit_weights(examples) -> np.ndarray:
-    """Maximum likelihood of the next store among all others (conditional logit, L2)."""
-    n, f = examples[0][0].counts.n, len(FEATURES)
-    x = np.empty((len(examples), n, f), dtype=np.float32)
-    penalty = np.zeros((len(examples), n))
-    chosen = np.empty(len(examples), dtype=int)
+def _fit_weights(examples, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Maximum likelihood of the next store against the other stores (conditional logit,
+    L2). With more stores than `width`, against a uniform sample of them, each sampled
+    alternative's logit raised by log(1 / its chance to be drawn) (sampled softmax)."""
+    f = len(FEATURES)
+    x = np.zeros((len(examples), width, f), dtype=np.float32)
+    penalty = np.full((len(examples), width), -np.inf)
     for e, (priors, current, history, next_store) in enumerate(examples):
-        x[e] = priors.features(current, history)
-        chosen[e] = priors.counts.index[next_store]
-        if current.sub_mchid in priors.counts.index:
-            penalty[e, priors.counts.index[current.sub_mchid]] = -np.inf
+        features = priors.features(current, history)
+        chosen = priors.counts.index[next_store]
+        others = np.array([i for i, s in enumerate(priors.counts.sub_mchids)
+                           if i != chosen and s != current.sub_mchid], dtype=int)
+        drawn = others if len(others) < width else rng.choice(others, width - 1, replace=False)
+        x[e, 0] = features[chosen]
+        x[e, 1: 1 + len(drawn)] = features[drawn]
+        penalty[e, 0] = 0.0
+        penalty[e, 1: 1 + len(drawn)] = np.log(len(others) / max(len(drawn), 1))
+    chosen = np.zeros(len(examples), dtype=int)
     flat = x.reshape(-1, f)
-    mean, scale = flat.mean(axis=0), flat.std(axis=0)
+    kept = np.isfinite(penalty).ravel()
+    mean, scale = flat[kept].mean(axis=0), flat[kept].std(axis=0)
     scale[scale < 1e-9] = 1.0
     x -= mean
     x /= scale
+    x[~np.isfinite(penalty)] = 0.0
     rows = np.arange(len(examples))
     chosen_sum = x[rows, chosen].astype(np.float64).sum(axis=0)
 

@@ -20,6 +20,7 @@ from aiohttp import web
 from emulator import bills, businesscircle, keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
 from emulator.auth import API_PREFIX, NonceCache, request_verifier, sign_headers
 from emulator.bill_book import BillState
+from emulator.clock import OFFSET_HEADER, SandboxClock
 from emulator.config import EmulatorConfig
 from emulator.funds import Funds
 from emulator.jobs import DelayedJobs
@@ -43,19 +44,23 @@ def utc_now() -> datetime:
 
 
 def create_emulator_app(config: EmulatorConfig, *, clock: Callable[[], datetime] = utc_now) -> web.Application:
+    clock = SandboxClock(clock)  # POST /sandbox/clock moves it; everything here reads it
     app = web.Application(
         client_max_size=config.request_body_bytes_max,
         middlewares=[
             _signed_answers(config, clock),
             _faults(config),
-            request_verifier(config.credentials, clock, config.signature_window_s,
+            # Signatures carry the unmoved time on both sides: the sandbox clock moves
+            # business time (payments, freezes, bills), never transport freshness.
+            request_verifier(config.credentials, clock.base, config.signature_window_s,
                              NonceCache(config.nonce_cache_entries_max, config.signature_window_s)),
         ],
     )
     app[keys.CONFIG] = config
+    app[keys.SANDBOX_CLOCK] = clock
     app[keys.CLOCK] = clock
     app[keys.ORDERS] = OrderBook(config.orders_max)
-    app[keys.NOTIFIER] = Notifier(config, clock)
+    app[keys.NOTIFIER] = Notifier(config, clock, signing_clock=clock.base)
     app[keys.FUNDS] = Funds(fee_rate_bps=config.fee_rate_bps, freeze_days=config.freeze_days,
                             trades_max=config.orders_max, merchants_max=config.merchants_max)
     app[keys.SPLITS] = SplitBook(orders_max=config.split_orders_max, relations_max=config.receivers_max,
@@ -85,7 +90,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[keys.JOBS].stop()  # before the notifier stops: a finishing job may still notify
 
 
-def _signed_answers(config: EmulatorConfig, clock: Callable[[], datetime]):
+def _signed_answers(config: EmulatorConfig, clock: SandboxClock):
     @web.middleware
     async def signed_answers(request: web.Request, handler) -> web.StreamResponse:
         try:
@@ -101,7 +106,8 @@ def _signed_answers(config: EmulatorConfig, clock: Callable[[], datetime]):
             log.exception("emulator.crash", path=request.path)
             response = error_response(500, "SYSTEM_ERROR", "系统错误")
         assert isinstance(response, web.Response) and isinstance(response.body, bytes), "answers are bytes"
-        response.headers.update(sign_headers(config.credentials, response.body, clock()))
+        response.headers.update(sign_headers(config.credentials, response.body, clock.base()))
+        response.headers[OFFSET_HEADER] = str(clock.offset_s)
         return response
 
     return signed_answers

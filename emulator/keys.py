@@ -9,6 +9,7 @@ from aiohttp import web
 
 from emulator.bill_book import BillState
 from emulator.points_book import PointsBook
+from emulator.clock import SandboxClock
 from emulator.config import EmulatorConfig
 from emulator.funds import Funds
 from emulator.jobs import DelayedJobs
@@ -19,6 +20,7 @@ from emulator.state import OrderBook
 
 CONFIG = web.AppKey("emulator_config", EmulatorConfig)
 CLOCK = web.AppKey("emulator_clock", Callable[[], datetime])
+SANDBOX_CLOCK = web.AppKey("emulator_sandbox_clock", SandboxClock)
 ORDERS = web.AppKey("emulator_orders", OrderBook)
 NOTIFIER = web.AppKey("emulator_notifier", Notifier)
 FUNDS = web.AppKey("emulator_funds", Funds)

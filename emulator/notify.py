@@ -75,9 +75,11 @@ class DeliveryRecord:
 
 
 class Notifier:
-    def __init__(self, config: EmulatorConfig, clock: Callable[[], datetime]):
+    def __init__(self, config: EmulatorConfig, clock: Callable[[], datetime], *,
+                 signing_clock: Callable[[], datetime] | None = None):
         self._config = config
-        self._clock = clock
+        self._clock = clock  # the events' times
+        self._signing_clock = signing_clock or clock  # the signatures' freshness
         self._semaphore = asyncio.Semaphore(config.notify_concurrency_max)
         self._tasks: set[asyncio.Task] = set()
         self._log: OrderedDict[str, DeliveryRecord] = OrderedDict()
@@ -179,7 +181,7 @@ class Notifier:
     async def _post(self, record: DeliveryRecord, body: bytes) -> bool:
         assert self._session is not None
         async with self._semaphore:
-            headers = sign_headers(self._config.credentials, body, self._clock())
+            headers = sign_headers(self._config.credentials, body, self._signing_clock())
             headers["Content-Type"] = "application/json; charset=utf-8"
             try:
                 async with self._session.post(record.notify_url, data=body, headers=headers) as resp:

@@ -20,7 +20,7 @@ from emulator.fields import MCHID_RE
 from emulator.funds import FundsFull
 from emulator.split_book import RECEIVER_TYPES, BookFull
 from emulator.state import CLOSED, PAID_STATES, Order, new_transaction_id, transaction_json
-from emulator.wire import EmulatorError, format_time, json_response, param_error, read_json_object
+from emulator.wire import EmulatorError, format_time, json_response, param_error, parse_time, read_json_object
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -105,6 +105,43 @@ async def receiver_funds(request: web.Request) -> web.Response:
         raise param_error("type must be MERCHANT_ID, PERSONAL_OPENID or PERSONAL_SUB_OPENID")
     received_fen = request.app[keys.FUNDS].received_fen(receiver_type, account)
     return json_response({"type": receiver_type, "account": account, "received_fen": received_fen})
+
+
+@routes.get("/sandbox/clock")
+async def read_clock(request: web.Request) -> web.Response:
+    return json_response(_clock_json(request.app[keys.SANDBOX_CLOCK]))
+
+
+@routes.post("/sandbox/clock")
+async def move_clock(request: web.Request) -> web.Response:
+    """Read (`{}`), set (`{"frozen_time": RFC 3339}`, as Stripe's test clocks name it) or
+    advance (`{"advance_s": N}`) the sandbox clock. It only goes forward; the automatic
+    unfreeze of orders past their freeze then happens at once."""
+    body = await read_json_object(request)
+    clock = request.app[keys.SANDBOX_CLOCK]
+    unknown = set(body) - {"advance_s", "frozen_time"}
+    if unknown or len(body) > 1:
+        raise param_error("give advance_s or frozen_time, or nothing to read the clock")
+    try:
+        if "advance_s" in body:
+            seconds = body["advance_s"]
+            if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0:
+                raise param_error("advance_s must be a whole number of seconds, not negative")
+            clock.advance(seconds)
+        elif "frozen_time" in body:
+            at = parse_time(body["frozen_time"]) if isinstance(body["frozen_time"], str) else None
+            if at is None:
+                raise param_error("frozen_time must be an RFC 3339 time with its offset")
+            clock.set_to(at)
+    except ValueError as exc:
+        raise param_error(str(exc)) from None
+    request.app[keys.FUNDS].sweep(clock())
+    log.info("emulator.clock_moved", offset_s=clock.offset_s)
+    return json_response(_clock_json(clock))
+
+
+def _clock_json(clock) -> dict:
+    return {"frozen_time": format_time(clock()), "offset_s": clock.offset_s}
 
 
 def _paid_json(order: Order, *, already_paid: bool) -> dict:

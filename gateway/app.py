@@ -25,6 +25,7 @@ from gateway.netguard import PublicOnlyResolver
 from gateway.nonces import NonceBook
 from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
+from gateway.sandbox_clock import OFFSET_HEADER as SANDBOX_OFFSET_HEADER, FollowedClock
 from gateway.services import next_store, onboarding, payments, points, reconciliation, scheduler
 from gateway.services.context import Services
 from gateway.settings import Settings
@@ -61,6 +62,8 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     signing_executor = (ThreadPoolExecutor(settings.signing_threads, thread_name_prefix="mallpay-sign")
                         if settings.signing_threads else None)
     app[middleware.SIGNING_EXECUTOR] = signing_executor
+    # With the emulator, business time follows its sandbox clock; signatures keep `clock`.
+    followed = FollowedClock(clock) if settings.channel_is_emulator else None
 
     async def services_ctx(app: web.Application):
         own_pool = pool is None
@@ -75,9 +78,11 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         the_channel = channel or WeChatPayChannel(
             channel_credentials(settings), settings.channel_url, session,
             settings.channel_timeout_s, clock,
+            on_answer_headers=None if followed is None else (
+                lambda headers: followed.follow_header(headers.get(SANDBOX_OFFSET_HEADER))),
         )
-        svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=clock, identity=identity,
-                       coupons=next_store.CouponRuntime())
+        svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=followed or clock,
+                       identity=identity, signature_clock=clock, coupons=next_store.CouponRuntime())
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
         app[OUTBOX] = OutboxDelivery(svc, notify_session, signing_executor)
@@ -103,6 +108,8 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         tasks.append(asyncio.create_task(_every(settings.coupon_model_refit_interval_s, next_store.refit, svc)))
         tasks.append(asyncio.create_task(_every(settings.points_sync_poll_interval_ms / 1000, points.sync_due, svc)))
         tasks.append(asyncio.create_task(_every(reconciliation.PLAN_INTERVAL_S, reconciliation.plan_daily, svc)))
+        if followed is not None and channel is None:
+            tasks.append(asyncio.create_task(_every(settings.sandbox_clock_poll_s, _read_sandbox_clock, svc)))
         yield
         for task in tasks:
             task.cancel()
@@ -148,4 +155,9 @@ async def _every(interval_s: float, job, svc: Services) -> None:
 
 async def _forget_old_nonces(svc: Services) -> None:
     async with svc.pool.acquire() as conn:
-        await clients_repo.forget_nonces_before(conn, auth.nonce_cutoff(svc.clock(), svc.settings.signature_window_s))
+        await clients_repo.forget_nonces_before(conn, auth.nonce_cutoff(svc.signature_clock(),
+                                                                         svc.settings.signature_window_s))
+
+
+async def _read_sandbox_clock(svc: Services) -> None:
+    await svc.channel.read_sandbox_clock()

@@ -112,16 +112,14 @@ def _response_headers(identity: GatewayIdentity, timestamp: str, nonce: str, sig
     }
 
 
-# Bill files keep their own type (SDKs read non-JSON answers as bytes); all else is JSON.
-FILE_CONTENT_TYPES = frozenset({"text/csv", "application/x-gzip"})
-
-
 async def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock,
                         executor: Executor | None = None) -> None:
     assert isinstance(response, web.Response), "streamed responses sign their own bytes"
     body = response.body or b""
     assert isinstance(body, bytes), type(body)
-    if (body or response.status != 204) and response.content_type not in FILE_CONTENT_TYPES:
+    # JSON unless the handler chose another type: bills and statements keep text/csv or
+    # application/x-gzip, which SDKs read as bytes.
+    if (body or response.status != 204) and response.content_type in ("application/octet-stream", "application/json"):
         response.content_type = "application/json"
         response.charset = "utf-8"
     response.headers.update(await signed_response_headers_async(identity, body, clock, executor))

@@ -1,6 +1,6 @@
 """`mallpay` — the command line of the gateway (SPEC 8).
 
-serve | emulator | demo | migrate | client create | tenant create/list | reconcile [show] | export | targeting
+serve | emulator | demo | migrate | client create | tenant create/list | reconcile [show] | statement | export | targeting
 Configuration comes from the environment (see the README); flags override a few.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gateway import signing
 from gateway import targeting_files
+from gateway.cli_jobs import add_jobs_commands
 from gateway.settings import Settings, SettingsError
 
 
@@ -106,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("action", nargs="?", choices=["show"], help="show the report instead of running")
     reconcile.add_argument("--date", required=True, type=date.fromisoformat, help="the day, yyyy-MM-DD")
     reconcile.set_defaults(run=_reconcile)
+    from gateway import cli_finance
+    cli_finance.add_commands(sub)
+    add_jobs_commands(sub)
     return parser
 
 

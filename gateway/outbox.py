@@ -136,7 +136,7 @@ class OutboxDelivery:
         if key is None:
             return "client_removed"
         body = notification_body(row, key.reveal())
-        headers = await signed_response_headers_async(self._svc.identity, body, self._svc.clock,
+        headers = await signed_response_headers_async(self._svc.identity, body, self._svc.signature_clock,
                                                       self._signing_executor)
         headers["Content-Type"] = "application/json; charset=utf-8"
         try:

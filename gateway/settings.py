@@ -70,6 +70,10 @@ class Settings:
     split_first_try_after_s: int = 65
     finish_before_unfreeze_s: int = 24 * 3600
     split_retry_s: int = 20
+    # The channel's own cap per store (merchant-configs) is asked again once this old.
+    channel_cap_fresh_s: int = 300
+    # With the emulator as the channel: how often the gateway reads its sandbox clock.
+    sandbox_clock_poll_s: float = 1.0
     jobs_batch_max: int = 32
     jobs_poll_interval_ms: int = 500
     job_attempts_max: int = 20

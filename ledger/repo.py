@@ -175,3 +175,195 @@ async def check_invariants(conn) -> list[str]:
             for row in await conn.fetch(query):
                 problems.append(f"{name}: {row['problem']}")
     return problems
+
+
+# --- statements, balances at an instant (SPEC 6) ---------------------------------------
+# A transfer's created_at is its instant: the balance "at T" is the sum of the entries of
+# transfers created before T, so day D's closing balance is day D+1's opening balance.
+
+STORE_ACCOUNTS = """
+SELECT account FROM accounts WHERE mall_id = $1 AND starts_with(account, 'tenant:' || $2 || ':') ORDER BY account
+"""
+
+# Both instants at once, for the named accounts (hot or not: from the entries, not the
+# running balance, so the instant can lie in the past).
+BALANCES_AT_TWO_INSTANTS = """
+SELECT a.account,
+       coalesce(sum(e.amount_fen) FILTER (WHERE t.created_at < $3), 0)::bigint AS opening_fen,
+       coalesce(sum(e.amount_fen) FILTER (WHERE t.created_at < $4), 0)::bigint AS closing_fen
+  FROM accounts a
+  LEFT JOIN entries e ON e.mall_id = a.mall_id AND e.account = a.account
+  LEFT JOIN transfers t ON t.mall_id = e.mall_id AND t.transfer_id = e.transfer_id
+ WHERE a.mall_id = $1 AND a.account = ANY($2::text[])
+ GROUP BY a.account
+"""
+
+# Every transfer of [$3, $4) touching one of the store's accounts ($2), with all its
+# entries and the business ids it belongs to (from the ref's key, per kind). The store's
+# entries are found by the (mall_id, account, transfer_id) index, their transfers by key:
+# no pass over the mall's other stores.
+STATEMENT_TRANSFERS = """
+WITH touched AS MATERIALIZED (
+    SELECT DISTINCT e.transfer_id FROM entries e WHERE e.mall_id = $1 AND e.account = ANY($2::text[])
+)
+SELECT t.transfer_id, t.kind, t.ref, t.created_at, p.accounts, p.amounts,
+       coalesce(o.out_trade_no, r.out_trade_no, s.out_trade_no, sr.out_trade_no) AS out_trade_no,
+       coalesce(o.transaction_id, r.transaction_id, s.transaction_id) AS transaction_id,
+       s.purpose AS split_purpose
+  FROM touched x
+  -- One key lookup per touched transfer (OFFSET 0 keeps the planner from turning this
+  -- into a hash join over every transfer of the day, all stores' included).
+ CROSS JOIN LATERAL (SELECT * FROM transfers t WHERE t.mall_id = $1 AND t.transfer_id = x.transfer_id OFFSET 0) t
+ CROSS JOIN LATERAL (SELECT array_agg(e.account ORDER BY e.account) AS accounts,
+                            array_agg(e.amount_fen ORDER BY e.account) AS amounts
+                       FROM entries e WHERE e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id) p
+  LEFT JOIN orders o ON t.kind = 'payment' AND o.mall_id = $1 AND o.sub_mchid = $5
+                    AND o.out_trade_no = split_part(t.ref, '/', 2)
+  LEFT JOIN refunds r ON t.kind IN ('refund', 'refund_held', 'owed_by_guide') AND r.mall_id = $1
+                     AND r.sub_mchid = $5 AND r.out_refund_no = split_part(t.ref, '/', 2)
+  LEFT JOIN split_orders s ON t.kind IN ('split', 'unfreeze', 'recovery') AND s.mall_id = $1
+                          AND s.sub_mchid = $5 AND s.out_order_no = split_part(t.ref, '/', 2)
+  LEFT JOIN split_returns sr ON t.kind = 'split_return' AND sr.mall_id = $1
+                            AND sr.sub_mchid = $5 AND sr.out_return_no = split_part(t.ref, '/', 2)
+ WHERE t.created_at >= $3 AND t.created_at < $4
+ ORDER BY t.created_at, t.transfer_id
+"""
+
+TRIAL_BALANCE_AT = """
+SELECT a.account, a.currency, coalesce(sum(e.amount_fen) FILTER (WHERE t.created_at < $2), 0)::bigint AS balance_fen
+  FROM accounts a
+  LEFT JOIN entries e ON e.mall_id = a.mall_id AND e.account = a.account
+  LEFT JOIN transfers t ON t.mall_id = e.mall_id AND t.transfer_id = e.transfer_id
+ WHERE a.mall_id = $1
+ GROUP BY a.account, a.currency
+ ORDER BY a.account
+"""
+
+ACCOUNT_BALANCE_AT = """
+SELECT a.account, a.currency, coalesce(sum(e.amount_fen) FILTER (WHERE t.created_at < $3), 0)::bigint AS balance_fen
+  FROM accounts a
+  LEFT JOIN entries e ON e.mall_id = a.mall_id AND e.account = a.account
+  LEFT JOIN transfers t ON t.mall_id = e.mall_id AND t.transfer_id = e.transfer_id
+ WHERE a.mall_id = $1 AND a.account = ANY($2::text[])
+ GROUP BY a.account, a.currency
+ ORDER BY a.account
+"""
+
+
+async def store_accounts(conn, mall_id: str, sub_mchid: str) -> list[str]:
+    return [r["account"] for r in await conn.fetch(STORE_ACCOUNTS, mall_id, sub_mchid)]
+
+
+async def balances_at_two_instants(conn, mall_id: str, names: list[str], first_at: datetime,
+                                   second_at: datetime) -> tuple[dict[str, int], dict[str, int]]:
+    rows = await conn.fetch(BALANCES_AT_TWO_INSTANTS, mall_id, names, first_at, second_at)
+    return ({r["account"]: r["opening_fen"] for r in rows}, {r["account"]: r["closing_fen"] for r in rows})
+
+
+async def statement_transfers(conn, mall_id: str, sub_mchid: str, names: list[str], from_at: datetime,
+                              to_at: datetime) -> list:
+    """Rows of STATEMENT_TRANSFERS; ledger.statements.LedgerTransfer is built by the caller."""
+    return await conn.fetch(STATEMENT_TRANSFERS, mall_id, names, from_at, to_at, sub_mchid)
+
+
+async def trial_balance_at(conn, mall_id: str, at: datetime) -> list[tuple[str, str, int]]:
+    rows = await conn.fetch(TRIAL_BALANCE_AT, mall_id, at)
+    return [(r["account"], r["currency"], r["balance_fen"]) for r in rows]
+
+
+async def balances_at(conn, mall_id: str, names: list[str], at: datetime) -> list[tuple[str, str, int]]:
+    rows = await conn.fetch(ACCOUNT_BALANCE_AT, mall_id, names, at)
+    return [(r["account"], r["currency"], r["balance_fen"]) for r in rows]
+
+
+# --- exports: PostgreSQL formats the rows inside COPY ... TO STDOUT --------------------
+# $1 mall, [$2, $3) the range of instants. Run inside one REPEATABLE READ READ ONLY
+# transaction with the header queries, so the whole file is one snapshot.
+
+EXPORT_ACCOUNTS = "SELECT account, currency FROM accounts WHERE mall_id = $1 ORDER BY account"
+
+EXPORT_COUNT = "SELECT count(*) FROM transfers WHERE mall_id = $1 AND created_at >= $2 AND created_at < $3"
+
+# A second pass over the range; only for a progress bar counted in CSV rows.
+EXPORT_ENTRY_COUNT = """
+SELECT count(*) FROM entries e JOIN transfers t ON t.mall_id = e.mall_id AND t.transfer_id = e.transfer_id
+ WHERE t.mall_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+"""
+
+# A long export must not trip the pool's per-statement timeout; it still has a bound.
+EXPORT_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', $1, true)"
+
+_AMOUNT_TEXT = """CASE WHEN e.currency = 'CNY' THEN (e.amount_fen::numeric / 100)::numeric(20, 2)::text
+            ELSE e.amount_fen::text END"""
+
+# Instants are written by PostgreSQL's own timestamptz output in UTC (EXPORT_TIMEZONE is
+# set for the export's transaction): to_char costs more than the whole row otherwise.
+EXPORT_TIMEZONE = "SELECT set_config('TimeZone', 'UTC', true)"
+
+# One row per entry: the transfer's columns repeated, its amount in fen (exact integers;
+# yuan would cost a numeric division per row, and the file is for machines).
+EXPORT_CSV = """
+SELECT t.transfer_id, t.created_at, t.kind, t.ref, t.currency, e.account, e.amount_fen
+  FROM transfers t
+  JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id
+ WHERE t.mall_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+ ORDER BY t.created_at, t.transfer_id, e.account
+"""
+
+# One JSON object per transfer with its postings. Written through COPY's csv format with
+# a quote and delimiter that JSON never contains raw (\x01, \x02), so rows come out as is.
+EXPORT_JSONL = """
+SELECT json_build_object('transfer_id', t.transfer_id, 'created_at', t.created_at, 'kind', t.kind, 'ref', t.ref,
+                         'currency', t.currency,
+                         'postings', json_agg(json_build_object('account', e.account, 'amount_fen', e.amount_fen)
+                                              ORDER BY e.account))
+  FROM transfers t
+  JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id
+ WHERE t.mall_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+ GROUP BY t.mall_id, t.transfer_id
+ ORDER BY t.created_at, t.transfer_id
+"""
+
+# One beancount transaction per transfer, dated in China time; $4 maps ledger names to
+# beancount names (ledger.export). Multi-line rows come out wrapped in the \x01 quote,
+# which the reader strips (the text itself never contains it).
+EXPORT_BEANCOUNT = f"""
+SELECT (t.created_at AT TIME ZONE 'Asia/Shanghai')::date || ' * "' || t.kind || '" "' || t.ref
+       || E'"\n  transfer_id: "' || t.transfer_id || '"'
+       || string_agg(E'\n  ' || ($4::text::jsonb ->> e.account) || '  ' || {_AMOUNT_TEXT} || ' ' || e.currency,
+                     '' ORDER BY e.account)
+       || E'\n'
+  FROM transfers t
+  JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id
+ WHERE t.mall_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+ GROUP BY t.mall_id, t.transfer_id
+ ORDER BY t.created_at, t.transfer_id
+"""
+
+EXPORT_QUERIES = {"csv": EXPORT_CSV, "jsonl": EXPORT_JSONL, "beancount": EXPORT_BEANCOUNT}
+RAW_ROW_QUOTE, RAW_ROW_DELIMITER = "\x01", "\x02"
+
+
+async def export_accounts(conn, mall_id: str) -> list[tuple[str, str]]:
+    return [(r["account"], r["currency"]) for r in await conn.fetch(EXPORT_ACCOUNTS, mall_id)]
+
+
+async def export_count(conn, mall_id: str, from_at: datetime, to_at: datetime) -> int:
+    return await conn.fetchval(EXPORT_COUNT, mall_id, from_at, to_at)
+
+
+async def export_entry_count(conn, mall_id: str, from_at: datetime, to_at: datetime) -> int:
+    return await conn.fetchval(EXPORT_ENTRY_COUNT, mall_id, from_at, to_at)
+
+
+async def copy_export(conn, fmt: str, mall_id: str, from_at: datetime, to_at: datetime, output, *,
+                      beancount_names_json: str | None = None, statement_timeout_ms: int) -> None:
+    """Stream the export's rows to `output` (an async callable taking bytes) by COPY."""
+    await conn.fetchval(EXPORT_STATEMENT_TIMEOUT, str(statement_timeout_ms))
+    await conn.fetchval(EXPORT_TIMEZONE)
+    args = [mall_id, from_at, to_at] + ([beancount_names_json] if fmt == "beancount" else [])
+    if fmt == "csv":
+        await conn.copy_from_query(EXPORT_QUERIES[fmt], *args, output=output, format="csv", header=True)
+    else:
+        await conn.copy_from_query(EXPORT_QUERIES[fmt], *args, output=output, format="csv",
+                                   quote=RAW_ROW_QUOTE, delimiter=RAW_ROW_DELIMITER)

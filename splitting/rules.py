@@ -63,10 +63,11 @@ def check_contract(contract: Contract) -> None:
         approval = contract.approval
         if approval is None:
             raise SplitRefused("approval_required", "a cap above 30% needs a high-ratio approval",
-                               max_ratio_bps=contract.max_ratio_bps)
+                               asked=contract.max_ratio_bps, allowed=DEFAULT_MAX_RATIO_BPS)
         if approval.max_ratio_bps < contract.max_ratio_bps:
-            raise SplitRefused("ratio_exceeded", "the cap is above what the approval allows",
-                               approved_max_ratio_bps=approval.max_ratio_bps)
+            # The same cause as no approval at all: none covers this cap.
+            raise SplitRefused("approval_required", "the cap is above what the approval allows",
+                               asked=contract.max_ratio_bps, allowed=approval.max_ratio_bps)
     if not 0 <= contract.fee_rate_bps <= FEE_RATE_BPS_MAX:
         raise SplitRefused("out_of_range", f"fee_rate_bps must be 0..{FEE_RATE_BPS_MAX}", field="fee_rate_bps")
     if not FREEZE_DAYS_MIN <= contract.freeze_days <= FREEZE_DAYS_MAX:
@@ -80,7 +81,7 @@ def check_automatic_within_cap(commission_bps: int, guide_reward_bps: int, max_r
     automatic = commission_bps + guide_reward_bps
     if automatic > max_ratio_bps:
         raise SplitRefused("ratio_exceeded", "commission and guide reward together exceed the cap",
-                           max_ratio_bps=max_ratio_bps, automatic_bps=automatic)
+                           asked=automatic, allowed=max_ratio_bps)
 
 
 def finish_by(paid_at: datetime, freeze_days: int, margin_s: int) -> datetime:

@@ -52,7 +52,7 @@ async def sign_responses(request: web.Request, handler):
     # The channel does not verify what the gateway answers to its notifications.
     if not request.path.startswith("/channel/") and isinstance(response, web.Response):
         svc = request.app[SERVICES]
-        await auth.sign_response(response, svc.identity, svc.clock, request.app[SIGNING_EXECUTOR])
+        await auth.sign_response(response, svc.identity, svc.signature_clock, request.app[SIGNING_EXECUTOR])
     return response
 
 
@@ -94,7 +94,7 @@ async def authenticate(request: web.Request, handler):
         return await handler(request)
     svc = request.app[SERVICES]
     request[CALLER] = await auth.authenticate(
-        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], nonces=request.app[NONCES], clock=svc.clock,
+        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], nonces=request.app[NONCES], clock=svc.signature_clock,
         window_s=svc.settings.signature_window_s,
     )
     structlog.contextvars.bind_contextvars(client_id=request[CALLER].client_id)

@@ -36,8 +36,9 @@ def _param(name: str, where: str = "query") -> dict:
     return {"name": name, "in": where, "required": True, "schema": {"type": "string"}}
 
 
-def _optional(name: str) -> dict:
-    return {**_param(name), "required": False}
+def _optional(name: str, description: str = "") -> dict:
+    optional = {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+    return {**optional, "description": description} if description else optional
 
 
 SCOPE = [_param("sp_mchid"), _param("sub_mchid")]
@@ -102,8 +103,20 @@ PATHS = {
                                                   params=[_param("mchid", "path")])},
     "/v3/mall/clients/{mchid}/keys/{serial_no}": {"delete": _op(
         "Revoke a client key", ok=204, params=[_param("mchid", "path"), _param("serial_no", "path")])},
-    "/v3/mall/ledger/trial-balance": {"get": _op("Trial balance of the mall's ledger (finance)",
-                                                 result="TrialBalance")},
+    "/v3/mall/ledger/trial-balance": {"get": _op(
+        "Trial balance of the mall's ledger, now or at an instant (finance, admin)", result="TrialBalance",
+        params=[_optional("at", "ISO 8601 instant with offset; transfers created before it count")])},
+    "/v3/mall/ledger/balances": {"get": _op(
+        "Balances of named accounts, now or at an instant (finance, admin)",
+        params=[_param("account"), _optional("at", "ISO 8601 instant with offset")])},
+    "/v3/mall/ledger/export": {"get": _op(
+        "Ledger transfers of a range as CSV, JSON Lines or beancount, streamed from one snapshot (finance, admin)",
+        params=[_param("from"), _param("to"), _optional("format", "csv (default), jsonl or beancount")])},
+    "/v3/mall/statements": {"get": _op(
+        "A store's statement for a China-time day or range, JSON or WeChat trade-bill style CSV "
+        "(a tenant: its own store only; finance, admin: any)",
+        params=[_param("sub_mchid"), _param("date"), _optional("to", "last day, inclusive (YYYY-MM-DD)"),
+                _optional("format", "json (default) or csv")])},
     "/v3/mall/notifications": {"get": _op("Notification delivery counts and dead letters (admin)")},
     "/v3/bill/tradebill": {"get": _op(
         "Apply for the trade bill of a China-time day (the caller's orders; a tenant: its store only)",
@@ -127,6 +140,13 @@ PATHS = {
     "/v3/mall/reconciliations/{date}": {"get": _op(
         "One day's reconciliation report with every discrepancy, what happened and what to do (finance, admin)",
         result="Reconciliation", params=[_param("date", "path")])},
+    "/v3/mall/jobs": {"get": _op("The scheduler's jobs in one state (default dead: gave up), with the last error (admin)",
+                                 params=[{**_param("state"), "required": False}])},
+    "/v3/mall/jobs/{job_id}": {"get": _op("One job and the operators' actions on it (admin)",
+                                          params=[_param("job_id", "path")])},
+    "/v3/mall/jobs/{job_id}/{action}": {"post": _op(
+        "retry (start over) or resolve (settled by hand) a dead job, with a reason; recorded with who and when (admin)",
+        body="JobAction", params=[_param("job_id", "path"), _param("action", "path")])},
     "/v3/mall/coupon-campaigns": {
         "post": _op("Create a coupon campaign (admin; a store for its own store-funded ones)",
                     body="CouponCampaign", result="CouponCampaign"),
@@ -148,7 +168,7 @@ PATHS = {
         "responses": {"204": {"description": "applied"}, "401": {"description": "rejected"},
                       "500": {"description": "not applied; the channel retries"}}}},
     "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3"}}}},
-    "/health": {"get": {"summary": "Liveness and database reachability",
+    "/health": {"get": {"summary": "Liveness and database reachability; dead_jobs: jobs that gave up",
                         "responses": {"200": {"description": "ok"}}}},
 }
 
@@ -157,6 +177,8 @@ _AMOUNT = {"type": "object", "required": ["total"], "properties": {
     "currency": {"type": "string", "enum": ["CNY"]}}}
 
 SCHEMAS = {
+    "JobAction": {"type": "object", "required": ["reason"], "properties": {
+        "reason": {"type": "string", "minLength": 1, "maxLength": 500}}},
     "SplitOrderRequest": {"type": "object", "required": [
         "sub_mchid", "transaction_id", "out_order_no", "receivers", "unfreeze_unsplit"], "properties": {
         "sub_mchid": {"type": "string"}, "appid": {"type": "string"}, "transaction_id": {"type": "string"},
@@ -318,6 +340,9 @@ async def document(_request: web.Request) -> web.Response:
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     from gateway.api import services_of
+    from gateway.repo import jobs as jobs_repo
     async with services_of(request).pool.acquire() as conn:
-        await conn.fetchval("SELECT 1")
-    return web.Response(body=b'{"status":"ok"}', content_type="application/json", charset="utf-8")
+        dead_jobs = await jobs_repo.dead_count(conn)
+    # Jobs that gave up wait for an operator (GET /v3/mall/jobs): counted, not a failure.
+    return web.Response(body=json_bytes({"status": "ok", "dead_jobs": dead_jobs}), content_type="application/json",
+                        charset="utf-8")

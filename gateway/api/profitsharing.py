@@ -14,7 +14,7 @@ from gateway.errors import InvalidRequest, NoAuth, OrderNotExist, ParamError, Re
 from gateway.repo import guides as guides_repo
 from gateway.repo import splitting as repo
 from gateway.repo import tenants as tenants_repo
-from gateway.services import receivers as receivers_service
+from gateway.services import channel_caps, receivers as receivers_service
 from gateway.services import splits
 from gateway.services.order_requests import MCHID_RE, OPENID_RE, request_hash
 
@@ -102,6 +102,7 @@ async def create_split(request: web.Request) -> web.Response:
         raise ParamError("appid", "appid_mchid_not_match")
     trade = await _trade(svc, caller, sub_mchid, transaction_id)
     parts = await _parts(svc, caller, sub_mchid, body.get("receivers"))
+    await channel_caps.refresh(svc, caller.mall_id, sub_mchid)  # prepare checks the lower cap
     key = (caller.mall_id, sub_mchid, trade["out_trade_no"])
     async with svc.pool.acquire() as conn, conn.transaction():
         split = await splits.prepare(
@@ -177,7 +178,10 @@ async def merchant_config(request: web.Request) -> web.Response:
         tenant = await tenants_repo.tenant(conn, caller.mall_id, request.match_info["sub_mchid"])
     if tenant is None or not caller.sees_store(tenant.sub_mchid):
         raise ResourceNotExists("tenant_not_found")
-    return json_response({"sub_mchid": tenant.sub_mchid, "max_ratio": tenant.max_ratio_bps})
+    # What the channel will actually accept: the lower of the contract's cap and its own.
+    channel = await channel_caps.refresh(svc, caller.mall_id, tenant.sub_mchid)
+    max_ratio = tenant.max_ratio_bps if channel is None else min(tenant.max_ratio_bps, channel)
+    return json_response({"sub_mchid": tenant.sub_mchid, "max_ratio": max_ratio})
 
 
 @routes.post("/v3/profitsharing/receivers/add")

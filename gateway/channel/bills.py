@@ -111,27 +111,37 @@ def fundflow_links_from(data: Mapping[str, Any]) -> list[BillLink]:
 # -- bill rows --------------------------------------------------------------------------
 
 def bill_time_from(text: str) -> datetime:
+    """'yyyy-MM-dd HH:mm:ss' in China time."""
+    if len(text) != 19 or text[10] != " ":
+        raise shapes.BillFormatError(f"not a bill time: {text!r}")
     try:
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TZ)
+        return datetime.fromisoformat(text).replace(tzinfo=CHINA_TZ)
     except ValueError:
         raise shapes.BillFormatError(f"not a bill time: {text!r}") from None
 
 
 def trade_lines_from(bill: shapes.Bill) -> list[ChannelTradeLine]:
     lines = []
+    payment, refund = TradeLineKind.PAYMENT, TradeLineKind.REFUND
     for row in bill.rows:
-        refund_no = str(row["商户退款单号"])
-        is_refund = refund_no not in ("", "0")
-        lines.append(ChannelTradeLine(
-            kind=TradeLineKind.REFUND if is_refund else TradeLineKind.PAYMENT,
-            sub_mchid=str(row["特约商户号"]), out_trade_no=str(row["商户订单号"]),
-            transaction_id=str(row["微信订单号"]), out_refund_no=refund_no if is_refund else None,
-            refund_id=str(row["微信退款单号"]) if is_refund else None,
-            amount_fen=int(row["退款金额"] if is_refund else row["订单金额"]), fee_fen=int(row["手续费"]),
-            state=str(row["退款状态"] if is_refund else row["交易状态"]), at=bill_time_from(str(row["交易时间"])),
-        ))
+        refund_no = row["商户退款单号"]
+        if refund_no not in ("", "0"):
+            lines.append(ChannelTradeLine(
+                refund, row["特约商户号"], row["商户订单号"], row["微信订单号"], refund_no, row["微信退款单号"],
+                row["退款金额"], row["手续费"], row["退款状态"], bill_time_from(row["交易时间"])))
+        else:
+            lines.append(ChannelTradeLine(
+                payment, row["特约商户号"], row["商户订单号"], row["微信订单号"], None, None, row["订单金额"],
+                row["手续费"], row["交易状态"], bill_time_from(row["交易时间"])))
     return lines
 
+
+# What the gateway reads of each bill (the rest of WeChat's columns are left unparsed).
+TRADE_COLUMNS = ("交易时间", "特约商户号", "微信订单号", "商户订单号", "交易状态", "微信退款单号", "商户退款单号", "退款金额",
+                 "退款状态", "手续费", "订单金额")
+SPLIT_COLUMNS = ("分账发起时间", "分账出资方", "微信订单号", "微信分账/回退单号", "商户分账/回退单号", "分账接收方", "分账金额",
+                 "业务类型", "处理状态")
+FUNDFLOW_COLUMNS = ("记账时间", "微信支付业务单号", "业务类型", "收支类型", "收支金额(元)")
 
 _SPLIT_KINDS = {shapes.SPLIT_BUSINESS: SplitLineKind.SPLIT, shapes.RETURN_BUSINESS: SplitLineKind.RETURN,
                 shapes.UNFREEZE_BUSINESS: SplitLineKind.UNFREEZE}

@@ -65,10 +65,16 @@ class WeChatPayChannel:
         clock: Callable[[], datetime],
         *,
         response_bytes_max: int = RESPONSE_BYTES_MAX,
+        on_answer_headers=None,
     ):
         self._credentials = credentials
         self._clock = clock
-        self._http = SignedTransport(credentials, base_url, session, timeout_s, clock, response_bytes_max)
+        self._http = SignedTransport(credentials, base_url, session, timeout_s, clock, response_bytes_max,
+                                     on_answer_headers)
+
+    async def read_sandbox_clock(self) -> None:
+        """The emulator only: follow its sandbox clock (gateway.sandbox_clock)."""
+        await self._http.read_sandbox_clock()
 
     # -- orders ------------------------------------------------------------------------
 
@@ -302,8 +308,10 @@ class WeChatPayChannel:
 
 
 def _parsed(data: bytes, kind: bill_shapes.BillKind, transform: Callable[[bill_shapes.Bill], T]) -> T:
+    columns = {bill_shapes.TRADE: tf_bills.TRADE_COLUMNS, bill_shapes.PROFITSHARING: tf_bills.SPLIT_COLUMNS,
+               bill_shapes.FUNDFLOW: tf_bills.FUNDFLOW_COLUMNS}[kind]
     try:
-        return transform(bill_shapes.parse_bill(kind, data))
+        return transform(bill_shapes.parse_bill(kind, data, columns=columns))
     except (bill_shapes.BillFormatError, KeyError, ValueError) as exc:
         raise ChannelError(tf.CODE_BAD_RESPONSE, f"bill file unreadable: {exc}", retryable=True) from None
 

@@ -54,6 +54,7 @@ class SignedTransport:
         timeout_s: float,
         clock: Callable[[], datetime],
         response_bytes_max: int = RESPONSE_BYTES_MAX,
+        on_answer_headers: Callable[[Mapping[str, str]], None] | None = None,
     ):
         assert timeout_s > 0 and response_bytes_max > 0
         self.credentials = credentials
@@ -62,9 +63,21 @@ class SignedTransport:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._clock = clock
         self._response_bytes_max = response_bytes_max
+        # The emulator's sandbox clock offset rides on its answers (gateway.sandbox_clock).
+        self._on_answer_headers = on_answer_headers
 
     def now(self) -> datetime:
         return self._clock()
+
+    async def read_sandbox_clock(self) -> None:
+        """Only with the emulator: ask its sandbox clock, so the gateway follows a move even
+        while it has nothing else to ask. An unreachable emulator changes nothing."""
+        assert self._on_answer_headers is not None
+        try:
+            async with self._session.get(self._base_url + "/sandbox/clock", timeout=self._timeout) as resp:
+                self._on_answer_headers(resp.headers)
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            log.warning("channel.sandbox_clock_unreachable", error=type(exc).__name__)
 
     def encrypt(self, text: str) -> str:
         """RSA-OAEP under the platform key; every request names that key in Wechatpay-Serial."""
@@ -84,6 +97,8 @@ class SignedTransport:
             ) as resp:
                 raw = await self._read_body(resp)
                 status, resp_headers = resp.status, resp.headers
+                if self._on_answer_headers is not None:
+                    self._on_answer_headers(resp_headers)
         except asyncio.TimeoutError:
             log.warning("channel.timeout", method=method, path=path)
             raise ChannelError(tf.CODE_TIMEOUT, "channel did not answer in time", retryable=True) from None

@@ -61,3 +61,82 @@ async def retry(conn, mall_id: str, job_id: int, due_at: datetime, error: str, d
 
 async def counts(conn, mall_id: str) -> list:
     return await conn.fetch(COUNTS, mall_id)
+
+
+# -- operators: what gave up, and their retries and resolutions --------------------------------
+
+JOBS_IN_STATE = """
+SELECT mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at
+  FROM jobs WHERE mall_id = $1 AND state = $2 ORDER BY job_id LIMIT $3 OFFSET $4
+"""
+
+JOBS_IN_STATE_COUNT = "SELECT count(*) FROM jobs WHERE mall_id = $1 AND state = $2"
+
+JOB_FOR_UPDATE = """
+SELECT mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at
+  FROM jobs WHERE mall_id = $1 AND job_id = $2 FOR UPDATE
+"""
+
+JOB = """
+SELECT mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at
+  FROM jobs WHERE mall_id = $1 AND job_id = $2
+"""
+
+# A retried job starts over with a full set of attempts; its last error stays for the record.
+RETRY_DEAD = """
+UPDATE jobs SET state = 'pending', attempts = 0, due_at = $3 WHERE mall_id = $1 AND job_id = $2 AND state = 'dead'
+RETURNING mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at
+"""
+
+RESOLVE_DEAD = """
+UPDATE jobs SET state = 'resolved', done_at = $3 WHERE mall_id = $1 AND job_id = $2 AND state = 'dead'
+RETURNING mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at
+"""
+
+INSERT_ACTION = """
+INSERT INTO job_actions (mall_id, job_id, action, acted_by, reason, last_error, acted_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING action_id, action, acted_by, reason, last_error, acted_at
+"""
+
+ACTIONS_OF_JOB = """
+SELECT action_id, action, acted_by, reason, last_error, acted_at FROM job_actions
+ WHERE mall_id = $1 AND job_id = $2 ORDER BY action_id
+"""
+
+DEAD_COUNT = "SELECT count(*) FROM jobs WHERE state = 'dead'"
+
+
+async def jobs_in_state(conn, mall_id: str, state: str, limit: int, offset: int) -> tuple[list, int]:
+    rows = await conn.fetch(JOBS_IN_STATE, mall_id, state, limit, offset)
+    return rows, await conn.fetchval(JOBS_IN_STATE_COUNT, mall_id, state)
+
+
+async def job_for_update(conn, mall_id: str, job_id: int):
+    return await conn.fetchrow(JOB_FOR_UPDATE, mall_id, job_id)
+
+
+async def job(conn, mall_id: str, job_id: int):
+    return await conn.fetchrow(JOB, mall_id, job_id)
+
+
+async def retry_dead(conn, mall_id: str, job_id: int, due_at: datetime):
+    return await conn.fetchrow(RETRY_DEAD, mall_id, job_id, due_at)
+
+
+async def resolve_dead(conn, mall_id: str, job_id: int, now: datetime):
+    return await conn.fetchrow(RESOLVE_DEAD, mall_id, job_id, now)
+
+
+async def insert_action(conn, mall_id: str, job_id: int, action: str, acted_by: str, reason: str,
+                        last_error: str | None, now: datetime):
+    return await conn.fetchrow(INSERT_ACTION, mall_id, job_id, action, acted_by, reason, last_error, now)
+
+
+async def actions_of_job(conn, mall_id: str, job_id: int) -> list:
+    return await conn.fetch(ACTIONS_OF_JOB, mall_id, job_id)
+
+
+async def dead_count(conn) -> int:
+    """Jobs that gave up, in every mall: what /health reports."""
+    return await conn.fetchval(DEAD_COUNT)

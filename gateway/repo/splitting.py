@@ -30,11 +30,18 @@ UPDATE order_funds SET reward_set_aside_fen = $4, commission_set_aside_fen = $5
  WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3
 """
 
+CHANNEL_CAP = "SELECT max_ratio_bps, checked_at FROM channel_caps WHERE mall_id = $1 AND sub_mchid = $2"
+
+SAVE_CHANNEL_CAP = """
+INSERT INTO channel_caps (mall_id, sub_mchid, max_ratio_bps, checked_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (mall_id, sub_mchid) DO UPDATE SET max_ratio_bps = excluded.max_ratio_bps, checked_at = excluded.checked_at
+"""
+
 INSERT_SPLIT_ORDER = """
 INSERT INTO split_orders (mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id, kind,
                           purpose, request_hash, parts, state, approval_id, client_id, created_at,
-                          unfreeze_unsplit)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PREPARED', $10, $11, $12, $13)
+                          unfreeze_unsplit, order_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PREPARED', $10, $11, $12, $13, $14)
 ON CONFLICT DO NOTHING
 RETURNING *
 """
@@ -42,8 +49,9 @@ RETURNING *
 # The gateway gave up one of its own splits: the record says what was due and why not.
 INSERT_GIVEN_UP_SPLIT = """
 INSERT INTO split_orders (mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id, kind,
-                          purpose, request_hash, parts, state, result, client_id, created_at, finished_at)
-VALUES ($1, $2, $3, $4, $5, 'split', $6, $7, $8, 'FAILED', $9, $10, $11, $11)
+                          purpose, request_hash, parts, state, result, client_id, created_at, finished_at,
+                          order_id)
+VALUES ($1, $2, $3, $4, $5, 'split', $6, $7, $8, 'FAILED', $9, $10, $11, $11, $12)
 ON CONFLICT DO NOTHING
 RETURNING *
 """
@@ -56,7 +64,7 @@ SELECT * FROM split_orders WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_n
 """
 
 MARK_SPLIT_ORDER = """
-UPDATE split_orders SET state = $4, order_id = coalesce($5, order_id), result = coalesce($6, result),
+UPDATE split_orders SET state = $4, order_id = coalesce(order_id, $5), result = coalesce($6, result),
                         finished_at = $7
  WHERE mall_id = $1 AND sub_mchid = $2 AND out_order_no = $3 AND state IN ('PREPARED', 'PROCESSING')
 RETURNING *
@@ -162,23 +170,30 @@ async def save_funds(conn, key, funds: OrderFunds) -> None:
                        funds.reward_set_aside_fen, funds.commission_set_aside_fen)
 
 
+async def channel_cap(conn, mall_id: str, sub_mchid: str):
+    return await conn.fetchrow(CHANNEL_CAP, mall_id, sub_mchid)
+
+
+async def save_channel_cap(conn, mall_id: str, sub_mchid: str, max_ratio_bps: int, now) -> None:
+    await conn.execute(SAVE_CHANNEL_CAP, mall_id, sub_mchid, max_ratio_bps, now)
+
+
 async def set_aside(conn, key, reward_fen: int, commission_fen: int) -> None:
     await conn.execute(SET_ASIDE, *key, reward_fen, commission_fen)
 
 
 async def insert_split_order(conn, *, mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id,
                              kind, purpose, request_hash, parts, approval_id, client_id, created_at,
-                             unfreeze_unsplit):
+                             unfreeze_unsplit, order_id):
     return await conn.fetchrow(INSERT_SPLIT_ORDER, mall_id, sub_mchid, out_order_no, out_trade_no,
                                transaction_id, kind, purpose, request_hash, parts, approval_id,
-                               client_id, created_at, unfreeze_unsplit)
+                               client_id, created_at, unfreeze_unsplit, order_id)
 
 
 async def insert_given_up_split(conn, *, mall_id, sub_mchid, out_order_no, out_trade_no, transaction_id,
-                                purpose, parts, reason, client_id, now):
+                                purpose, parts, result, client_id, now, order_id):
     return await conn.fetchrow(INSERT_GIVEN_UP_SPLIT, mall_id, sub_mchid, out_order_no, out_trade_no,
-                               transaction_id, purpose, "given_up", parts, {"fail_reason": reason},
-                               client_id, now)
+                               transaction_id, purpose, "given_up", parts, result, client_id, now, order_id)
 
 
 async def split_order(conn, mall_id: str, sub_mchid: str, out_order_no: str):

@@ -74,8 +74,8 @@ def _contract(given) -> dict:
         elif not isinstance(value, int) or isinstance(value, bool):
             raise ParamError(f"contract.{name}", "not_an_integer")
         elif name == "max_ratio_bps" and value > DEFAULT_MAX_RATIO_BPS:
-            raise InvalidRequest("ratio_exceeded", "a cap above 30% needs a high-ratio approval record",
-                                 max_ratio_bps=DEFAULT_MAX_RATIO_BPS)
+            raise InvalidRequest("approval_required", "a cap above 30% needs a high-ratio approval record",
+                                 asked=value, allowed=DEFAULT_MAX_RATIO_BPS)
         else:
             low, high = CONTRACT_LIMITS[name]
             if not low <= value <= high:
@@ -100,12 +100,13 @@ async def change_contract(pool, mall_id: str, sub_mchid: str, changes) -> Tenant
     itself changes only through an approval record (POST .../approvals)."""
     if not isinstance(changes, dict) or not changes:
         raise ParamError("body", "not_an_object")
-    if "max_ratio_bps" in changes:
-        raise InvalidRequest("approval_required", "the cap changes only with an approval record")
     async with pool.acquire() as conn, conn.transaction():
         tenant = await tenants_repo.tenant_for_update(conn, mall_id, sub_mchid)
         if tenant is None:
             raise ResourceNotExists("tenant_not_found")
+        if "max_ratio_bps" in changes:
+            raise InvalidRequest("approval_required", "the cap changes only with an approval record",
+                                 asked=changes["max_ratio_bps"], allowed=tenant.max_ratio_bps)
         validated = _contract(changes)
         terms = {name: getattr(tenant, name) for name in CONTRACT_DEFAULTS}
         terms.update({name: validated[name] for name in changes})

@@ -8,6 +8,7 @@ import structlog
 
 from gateway.channel import ChannelError, ChannelOrderRequest
 from gateway.errors import ChannelUnavailable, Conflict, InvalidRequest, NoAuth, OrderNotExist
+from gateway.repo import guides as guides_repo
 from gateway.repo import orders as orders_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
@@ -25,6 +26,7 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
     key = (caller.mall_id, req.sub_mchid, req.out_trade_no)
     now = svc.clock()
     async with svc.pool.acquire() as conn:
+        await _check_guide(conn, caller.mall_id, req)
         async with conn.transaction():
             row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
             if row is not None and "coupon_id" in req.mall_info:
@@ -53,6 +55,20 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
     response = {"prepay_id": prepay_id, "mall_info": {"pay_params": pay_params(svc, row, prepay_id)}}
     async with svc.pool.acquire() as conn:
         return await orders_repo.store_create_response(conn, key, prepay_id, response)
+
+
+async def _check_guide(conn, mall_id: str, req: OrderRequest) -> None:
+    """An order naming a guide names one of its own store: the reward would otherwise be
+    skipped without anyone knowing."""
+    guide_id = req.mall_info.get("guide_id")
+    if guide_id is None:
+        return
+    guide = await guides_repo.guide(conn, mall_id, guide_id)
+    if guide is None:
+        raise InvalidRequest("guide_not_found", "mall_info.guide_id names no guide of this mall", guide_id=guide_id)
+    if guide["sub_mchid"] != req.sub_mchid:
+        raise InvalidRequest("guide_of_another_store", "mall_info.guide_id names a guide of another store",
+                             guide_id=guide_id)
 
 
 def pay_params(svc: Services, row, prepay_id: str) -> dict:

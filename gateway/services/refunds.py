@@ -282,7 +282,9 @@ def refund_json(row) -> dict:
         "transaction_id": row["transaction_id"], "out_trade_no": row["out_trade_no"],
         "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
         "create_time": to_wechat_time(row["created_at"]), "status": STATUS[row["state"]],
-        "funds_account": "UNSETTLED",
+        # Where the store's part came from: the order's frozen (unsettled) money, or, once
+        # that ran short, the store's available balance.
+        "funds_account": "AVAILABLE" if plan["from_available_fen"] > 0 else "UNSETTLED",
         "amount": {"total": row["total_fen"], "refund": row["amount_fen"], "payer_total": row["total_fen"],
                    "payer_refund": row["amount_fen"], "settlement_total": row["total_fen"],
                    "settlement_refund": row["amount_fen"], "discount_refund": 0, "currency": "CNY",

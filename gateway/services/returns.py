@@ -77,8 +77,11 @@ async def advance(svc: Services, item, description: str = "退款前分账回退
         if answer is None:
             return item  # the channel has not seen the request yet
     state = RESULT_STATE[answer.result]
-    result = {"return_id": answer.return_id, "order_id": answer.order_id, "fail_reason": answer.fail_reason}
     async with svc.pool.acquire() as conn, conn.transaction():
+        split = await repo.split_order(conn, item["mall_id"], item["sub_mchid"], item["out_order_no"])
+        # The split's order_id as the gateway answers it (made when the split was accepted).
+        order_id = split["order_id"] if split is not None and split["order_id"] else answer.order_id
+        result = {"return_id": answer.return_id, "order_id": order_id, "fail_reason": answer.fail_reason}
         if state == "SUCCESS" and item["out_refund_no"] is None:
             trade_key = (item["mall_id"], item["sub_mchid"], item["out_trade_no"])
             _, funds = await repo.funds_for_update(conn, trade_key)

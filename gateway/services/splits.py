@@ -9,6 +9,7 @@ guide's instant reward, the commission at the deadline), goes through `prepare` 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -23,6 +24,7 @@ from gateway.errors import InvalidRequest, OrderNotExist
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import outbox as outbox_repo
 from gateway.repo import splitting as repo
+from gateway.services import channel_caps
 from gateway.services.context import Services
 from gateway.wire import canonical_json, to_wechat_time
 from ledger import repo as ledger_repo
@@ -32,6 +34,7 @@ from splitting.rules import DEFAULT_MAX_RATIO_BPS, SplitRefused, cap_fen
 
 log = structlog.get_logger(__name__)
 SYNC_SPLIT = "sync_split"
+ORDER_ID_DIGITS = 28  # as long as WeChat's
 
 
 def refused(exc: SplitRefused) -> InvalidRequest:
@@ -57,6 +60,10 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
         if existing["request_hash"] != request_hash:
             raise InvalidRequest("out_order_no_reused", "out_order_no was used with other fields")
         return existing
+    channel_cap_bps = await channel_caps.known(conn, mall_id, sub_mchid)
+    if channel_cap_bps is not None and channel_cap_bps < funds.max_ratio_bps:
+        # The channel would refuse more than its own cap: enforce the lower one.
+        funds = replace(funds, max_ratio_bps=channel_cap_bps)
     try:
         if kind == "unfreeze":
             amount, funds = order_funds.unfreeze(funds)
@@ -75,7 +82,7 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
         # A split beyond WeChat's default cap uses the store's high-ratio approval: record which.
         approval_id=row["approval_id"] if funds.split_away_fen > cap_fen(funds.paid_fen, DEFAULT_MAX_RATIO_BPS)
         else None,
-        client_id=client_id, created_at=svc.clock(), unfreeze_unsplit=unfreeze_unsplit,
+        client_id=client_id, created_at=svc.clock(), unfreeze_unsplit=unfreeze_unsplit, order_id=new_order_id(),
     )
     assert created is not None, "split order inserted under the funds lock"
     return created
@@ -87,11 +94,14 @@ async def give_up(svc: Services, conn, funds, *, key, transaction_id: str, out_o
     its own split for `purpose`. Its room in the cap is freed and the split order is kept
     as FAILED with the reason, so the API answers it like a split the channel refused."""
     mall_id, sub_mchid, out_trade_no = key
+    now, order_id = svc.clock(), new_order_id()
     await repo.save_funds(conn, key, order_funds.give_up(funds, purpose))
+    record = {"sub_mchid": sub_mchid, "transaction_id": transaction_id, "out_order_no": out_order_no,
+              "order_id": order_id, "parts": parts, "approval_id": None, "created_at": now}
     await repo.insert_given_up_split(
         conn, mall_id=mall_id, sub_mchid=sub_mchid, out_order_no=out_order_no, out_trade_no=out_trade_no,
-        transaction_id=transaction_id, purpose=purpose, parts=parts, reason=reason, client_id=None,
-        now=svc.clock())
+        transaction_id=transaction_id, purpose=purpose, parts=parts, result=closed_json(record, reason, now),
+        client_id=None, now=now, order_id=order_id)
     log.warning("split_given_up", purpose=purpose, out_order_no=out_order_no, reason=reason)
 
 
@@ -166,8 +176,8 @@ async def apply_result(svc: Services, split, answer: ChannelSplitOrder):
             await repo.save_funds(conn, trade_key, funds)
         row = await repo.mark_split_order(conn, key, "FINISHED", order_id=answer.order_id,
                                           result=split_json(split, answer), finished_at=now)
-        if moved and split["client_id"]:
-            await _notify_client(conn, svc, split, answer, moved)
+        if split["client_id"] and split["kind"] == "split":
+            await _notify_client(conn, svc, row, [(p, _fail_reason(answer, p)) for p in split["parts"]])
     return row
 
 
@@ -186,7 +196,11 @@ async def fail(svc: Services, split, reason: str) -> None:
             for part in split["parts"]:
                 funds = order_funds.settle_split(funds, part["ledger_account"], part["amount"], succeeded=False)
         await repo.save_funds(conn, trade_key, funds)
-        await repo.mark_split_order(conn, key, "FAILED", result={"fail_reason": reason}, finished_at=svc.clock())
+        now = svc.clock()
+        row = await repo.mark_split_order(conn, key, "FAILED", result=closed_json(current, reason, now),
+                                          finished_at=now)
+        if row is not None and split["client_id"] and split["kind"] == "split":
+            await _notify_client(conn, svc, row, [(p, reason) for p in split["parts"]])
     log.warning("split_failed", out_order_no=split["out_order_no"], reason=reason)
 
 
@@ -214,6 +228,22 @@ async def _settled(svc, split) -> bool:
     return row["state"] in ("FINISHED", "FAILED")
 
 
+def new_order_id() -> str:
+    """The split order's number as the gateway answers it, made when the split is
+    accepted (the channel's own comes later, or never for a split it refuses)."""
+    return "30" + "".join(str(secrets.randbelow(10)) for _ in range(ORDER_ID_DIGITS - 2))
+
+
+def _fail_reason(answer: ChannelSplitOrder, part: dict) -> str | None:
+    """None when the channel paid this receiver, else why not."""
+    for detail in answer.receivers:
+        if detail.account == part["account"] and detail.type.value == part["type"]:
+            if detail.result is ChannelSplitResult.SUCCESS:
+                return None
+            return detail.fail_reason or detail.result.value
+    return "NOT_IN_ANSWER"
+
+
 def _succeeded(answer: ChannelSplitOrder, part: dict) -> bool:
     for detail in answer.receivers:
         if detail.account == part["account"] and detail.type.value == part["type"]:
@@ -233,7 +263,8 @@ def _channel_request(svc: Services, split) -> ChannelSplitRequest:
 
 
 def split_json(split, answer: ChannelSplitOrder | None = None) -> dict:
-    """A split order in WeChat's shape, as the API answers it."""
+    """A split order in WeChat's shape, as the API answers it; `mall_info.approval_id`
+    names the high-ratio approval the split used, when it went above 30 %."""
     details = {(d.type.value, d.account): d for d in (answer.receivers if answer else ())}
     receivers = []
     for part in split["parts"]:
@@ -248,28 +279,57 @@ def split_json(split, answer: ChannelSplitOrder | None = None) -> dict:
             if detail.fail_reason:
                 line["fail_reason"] = detail.fail_reason
         receivers.append(line)
-    return {
+    return _with_approval(split, {
         "sub_mchid": split["sub_mchid"], "transaction_id": split["transaction_id"],
-        "out_order_no": split["out_order_no"], "order_id": answer.order_id if answer else (split["order_id"] or ""),
+        "out_order_no": split["out_order_no"], "order_id": split["order_id"],
         "state": answer.state.value if answer else "PROCESSING", "receivers": receivers,
-    }
+    })
 
 
-async def _notify_client(conn, svc: Services, split, answer, moved) -> None:
-    resource = {
-        "sp_mchid": split["mall_id"], "sub_mchid": split["sub_mchid"],
-        "transaction_id": split["transaction_id"], "order_id": answer.order_id,
-        "out_order_no": split["out_order_no"],
-        "receivers": [{"type": p["type"], "account": p["account"], "amount": p["amount"],
-                       "description": p["description"]} for p in split["parts"]
-                      if (p["ledger_account"], p["amount"]) in moved],
-        "success_time": to_wechat_time(svc.clock()),
-    }
-    await outbox_repo.insert_order_event(
-        conn, order_key=(split["mall_id"], split["sub_mchid"], split["out_trade_no"]),
-        notification_id=uuid.uuid4(), event_type="PROFITSHARING.SUCCESS",
-        ref=f"{split['sub_mchid']}/{split['out_order_no']}", summary="分账成功",
-        original_type="profitsharing", resource=resource, now=svc.clock())
+def closed_json(split, reason: str, now) -> dict:
+    """A split that will not happen, answered as WeChat answers a split it refused:
+    FINISHED, every receiver CLOSED with the reason."""
+    receivers = [{"amount": p["amount"], "description": p["description"], "type": p["type"],
+                  "account": p["account"], "result": "CLOSED", "fail_reason": reason,
+                  "create_time": to_wechat_time(split["created_at"]), "finish_time": to_wechat_time(now)}
+                 for p in split["parts"]]
+    return _with_approval(split, {
+        "sub_mchid": split["sub_mchid"], "transaction_id": split["transaction_id"],
+        "out_order_no": split["out_order_no"], "order_id": split["order_id"], "state": "FINISHED",
+        "receivers": receivers,
+    })
+
+
+def _with_approval(split, body: dict) -> dict:
+    if split["approval_id"] is not None:
+        body["mall_info"] = {"approval_id": split["approval_id"]}
+    return body
+
+
+async def _notify_client(conn, svc: Services, split, outcomes: list[tuple[dict, str | None]]) -> None:
+    """One notification per receiver, in WeChat's profit-sharing notification resource
+    (`receiver`: type, account, amount, description): PROFITSHARING.SUCCESS for each that
+    was paid; the mall's own PROFITSHARING.CLOSED, same resource with
+    `mall_info.fail_reason`, for each that was not."""
+    now = svc.clock()
+    for part, fail_reason in outcomes:
+        resource = {
+            "sp_mchid": split["mall_id"], "sub_mchid": split["sub_mchid"],
+            "transaction_id": split["transaction_id"], "order_id": split["order_id"],
+            "out_order_no": split["out_order_no"],
+            "receiver": {"type": part["type"], "account": part["account"], "amount": part["amount"],
+                         "description": part["description"]},
+            "success_time": to_wechat_time(now),
+        }
+        event_type, summary = ("PROFITSHARING.SUCCESS", "分账成功") if fail_reason is None else (
+            "PROFITSHARING.CLOSED", "分账失败")
+        if fail_reason is not None:
+            resource["mall_info"] = {"fail_reason": fail_reason}
+        await outbox_repo.insert_order_event(
+            conn, order_key=(split["mall_id"], split["sub_mchid"], split["out_trade_no"]),
+            notification_id=uuid.uuid4(), event_type=event_type,
+            ref=f"{split['sub_mchid']}/{split['out_order_no']}/{part['type']}/{part['account']}",
+            summary=summary, original_type="profitsharing", resource=resource, now=now)
 
 
 async def _schedule_sync(svc: Services, key, after_s: int) -> None:

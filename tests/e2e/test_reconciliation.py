@@ -185,3 +185,59 @@ async def test_daily_run_is_planned_once_and_runs_when_due(make_mall):
         assert await conn.fetchval("SELECT state FROM reconciliations WHERE bill_on = $1", day) == "done"
         counts = await conn.fetchval("SELECT counts FROM reconciliations WHERE bill_on = $1", day)
     assert counts["trade"]["matched"] == 1
+
+
+async def test_split_and_payout_discrepancies(make_mall):
+    mall, clock, day = await start(make_mall)
+    s1, s2, s3 = mall.stores
+    created = await mall.app.post("/v3/pay/partner/transactions/jsapi", order_body(
+        mall, s1, "REC-SPLIT", 10_000, settle_info={"profit_sharing": True}))
+    assert created.status == 200, created.json
+    paid = await mall.shopper_pays(s1, "REC-SPLIT")
+    await mall.app.get(f"/v3/pay/partner/transactions/out-trade-no/REC-SPLIT?sp_mchid={mall.settings.sp_mchid}"
+                       f"&sub_mchid={s1}")
+    split = await mall.app.post("/v3/profitsharing/orders", {
+        "sub_mchid": s1, "appid": mall.settings.sp_appid, "transaction_id": paid["transaction_id"],
+        "out_order_no": "P-REC-1", "unfreeze_unsplit": False,
+        "receivers": [{"type": "MERCHANT_ID", "account": mall.settings.sp_mchid, "amount": 500,
+                       "description": "商场佣金"}]})
+    assert split.status == 200, split.json
+
+    async def commission():
+        clock.now += timedelta(seconds=1)  # the gateway's split follow-up is due by this clock
+        return (await balances(mall.pool, mall.settings.sp_mchid)).get("mall:commission") == 500
+    await wait_until(commission, timeout_s=15, step_s=0.1, what="the split finished")
+    await pay(mall, s2, "REC-PAYOUT-2", 3_000)
+    await pay(mall, s3, "REC-PAYOUT-3", 4_000)
+    await tamper(mall, day, bill="profitsharing", action="alter_amount", match={"商户分账/回退单号": "P-REC-1"},
+                 amount_fen=501)
+    await tamper(mall, day, bill="profitsharing", action="add", row={
+        "分账发起时间": f"{day} 15:00:00", "分账出资方": s2, "微信订单号": "4200000000000000000000000002",
+        "微信分账/回退单号": "3008000000000000000000000009", "商户分账/回退单号": "P-NOT-OURS",
+        "分账接收方": mall.settings.sp_mchid, "分账金额": 300, "业务类型": "分账", "处理状态": "SUCCESS"})
+    next_day = day + timedelta(days=1)
+    await tamper(mall, next_day, bill=f"fundflow:{s2}", action="alter_amount", match={"业务类型": "提现"},
+                 amount_fen=3_000)  # more than the store holds: 3,000 less the fee
+    svc, mall_id = mall.gateway_app[SERVICES], mall.settings.sp_mchid
+
+    clock.now = at(next_day, 10, 31)
+    await reconciliation.reconcile_day(svc, mall_id, day)
+    clock.now = at(next_day + timedelta(days=1), 10, 31)
+    await reconciliation.reconcile_day(svc, mall_id, next_day)
+    await tamper(mall, next_day, bill=f"fundflow:{s3}", action="drop", match={"业务类型": "提现"})
+    await reconciliation.reconcile_day(svc, mall_id, next_day)  # s3's payout, booked, is gone from its bill
+
+    async with mall.pool.acquire() as conn:
+        items = {(r["bill_on"], r["bill"], r["class"], r["ref"]): r
+                 for r in await conn.fetch("SELECT * FROM reconciliation_items")}
+    assert set(items) == {
+        (day, "profitsharing", "amount_mismatch", f"{s1}/P-REC-1/{mall_id}"),
+        (day, "profitsharing", "missing_ours", f"{s2}/P-NOT-OURS/{mall_id}"),
+        (next_day, "fundflow", "missing_ours", f"{s2}/PO{s2}{next_day:%Y%m%d}000000"),
+        (next_day, "fundflow", "missing_channel", f"{s3}/PO{s3}{next_day:%Y%m%d}000001"),
+    }
+    refused = items[(next_day, "fundflow", "missing_ours", f"{s2}/PO{s2}{next_day:%Y%m%d}000000")]
+    assert "more than the store's available balance" in refused["what"]
+    book = await balances(mall.pool, mall_id)
+    assert book[f"tenant:{s2}:settled"] == 0 and book[f"tenant:{s2}:available"] == 3_000 - fee(3_000)
+    assert book[f"tenant:{s3}:settled"] == 4_000 - fee(4_000)  # booked once, kept: the ledger is append-only

@@ -89,6 +89,7 @@ async def test_guide_reward_split_unfreeze_and_refund_with_clawback(make_mall):
         "sub_mchid": store, "transaction_id": transaction_id, "out_refund_no": "RF-0001",
         "amount": {"refund": 10_000, "total": 10_000, "currency": "CNY"}})
     assert refund.status == 200, refund.json
+    assert refund.json["funds_account"] == "AVAILABLE", "the order was unfrozen: the store's balance pays"
     await wait_until(lambda: _refund_state(mall, store, "RF-0001", "SUCCESS"), timeout_s=15, what="refund")
     book = await balances(mall.pool, mall.settings.sp_mchid)
     assert book["mall:commission"] == 0  # returned through the channel
@@ -108,7 +109,8 @@ async def test_high_ratio_needs_an_approval(make_mall):
     await onboard(mall, store)
     refused = await mall.admin.post("/v3/mall/tenants", {
         "sub_mchid": "1900000303", "name": "Franchise", "contract": {"max_ratio_bps": 6000}})
-    assert refused.status == 400 and refused.json["detail"]["reason"] == "ratio_exceeded"
+    assert refused.status == 400 and refused.json["detail"] == {
+        "reason": "approval_required", "asked": 6000, "allowed": 3000}
     added = await mall.app.post("/v3/profitsharing/receivers/add", {
         "sub_mchid": store, "appid": mall.settings.sp_appid, "type": "MERCHANT_ID", "account": BRAND_HQ,
         "name": signing.oaep_encrypt(mall.gateway_public_key, "Linen Brand HQ Co., Ltd."),
@@ -200,3 +202,26 @@ async def test_an_admin_changes_a_contract_but_not_its_cap(make_mall):
     assert by_app.status == 403
     async with mall.pool.acquire() as conn:
         assert await conn.fetchval("SELECT commission_bps FROM tenants WHERE sub_mchid = $1", store) == 800
+
+
+async def test_an_order_naming_an_unknown_guide_or_another_stores_guide_is_refused(make_mall):
+    mall = await make_mall()
+    store, other = "1900000308", "1900000309"
+    await onboard(mall, store, guide_reward_bps=200)
+    await onboard(mall, other, guide_reward_bps=200)
+    guide = await mall.admin.post("/v3/mall/guides", {"guide_id": "G308", "sub_mchid": other,
+                                                      "openid": "oGuideOfOther0308", "name": "Wu"})
+    assert guide.status == 200, guide.json
+    for guide_id, reason in (("G404", "guide_not_found"), ("G308", "guide_of_another_store")):
+        created = await mall.app.post("/v3/pay/partner/transactions/jsapi", order_body(
+            mall, store, f"GUIDE-{guide_id}", 1_000, mall_info={"guide_id": guide_id}))
+        assert created.status == 400 and created.json["detail"] == {"reason": reason, "guide_id": guide_id}
+    async with mall.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM orders WHERE out_trade_no LIKE 'GUIDE-%'") == 0
+
+    # A refund of a still frozen order is paid from the order's unsettled money.
+    transaction_id = await paid_order(mall, store, "GUIDE-OK", 1_000)
+    refund = await mall.app.post("/v3/refund/domestic/refunds", {
+        "sub_mchid": store, "transaction_id": transaction_id, "out_refund_no": "GRF-1",
+        "amount": {"refund": 400, "total": 1_000, "currency": "CNY"}})
+    assert refund.status == 200 and refund.json["funds_account"] == "UNSETTLED", refund.json

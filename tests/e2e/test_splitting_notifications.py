@@ -75,24 +75,30 @@ async def test_a_finished_split_is_announced_once_with_what_moved(make_mall):
     created = await split(mall, store, transaction_id, "NS-1", [(mall_mchid, 700), (BRAND_HQ, 1200)])
     assert created.status == 200, created.json
 
-    [event] = await wait_until(lambda: notifications_of(mall, "PROFITSHARING.SUCCESS"),
-                               what="PROFITSHARING.SUCCESS at the mall backend")
-    assert event["resource_type"] == "encrypt-resource"
-    resource = event["resource"]
-    assert (resource["sp_mchid"], resource["sub_mchid"], resource["transaction_id"], resource["out_order_no"]) == (
-        mall_mchid, store, transaction_id, "NS-1")
-    assert resource["order_id"] and resource["success_time"]
-    assert sorted((r["type"], r["account"], r["amount"]) for r in resource["receivers"]) == sorted([
+    async def both():
+        found = notifications_of(mall, "PROFITSHARING.SUCCESS")
+        return found if len(found) >= 2 else None
+
+    events = await wait_until(both, what="PROFITSHARING.SUCCESS at the mall backend, one per receiver")
+    queried = await mall.app.get(f"/v3/profitsharing/orders/NS-1?sub_mchid={store}&transaction_id={transaction_id}")
+    for event in events:  # WeChat's profit-sharing notification resource: one receiver each
+        assert event["resource_type"] == "encrypt-resource"
+        resource = event["resource"]
+        assert (resource["sp_mchid"], resource["sub_mchid"], resource["transaction_id"], resource["out_order_no"],
+                resource["order_id"]) == (mall_mchid, store, transaction_id, "NS-1", queried.json["order_id"])
+        assert resource["success_time"]
+    assert sorted((e["resource"]["receiver"]["type"], e["resource"]["receiver"]["account"],
+                   e["resource"]["receiver"]["amount"]) for e in events) == sorted([
         ("MERCHANT_ID", mall_mchid, 700), ("MERCHANT_ID", BRAND_HQ, 1200)])
     books = await balances(mall.pool, mall_mchid)
     assert (books["mall:commission"], books[f"receiver:{BRAND_HQ}"]) == (700, 1200)
     assert books[f"tenant:{store}:frozen"] == 10_000 - 60 - 1900
 
-    # The channel sends one 分账动账通知 per merchant receiver; the backend hears once per split.
+    # The channel's own notices do not make the backend hear twice.
     await wait_until(lambda: outbox_drained(mall), what="outbox drained")
     await asyncio.sleep(0.2)
-    assert len(notifications_of(mall, "PROFITSHARING.SUCCESS")) == 1
-    assert await outbox_rows(mall, "PROFITSHARING.SUCCESS", f"{store}/NS-1") == 1
+    assert len(notifications_of(mall, "PROFITSHARING.SUCCESS")) == 2
+    assert await outbox_rows(mall, "PROFITSHARING.SUCCESS", f"{store}/NS-1/MERCHANT_ID/{BRAND_HQ}") == 1
 
     # A refused split is not announced and moves nothing.
     refused = await split(mall, store, transaction_id, "NS-2", [(BRAND_HQ, 1101)])
@@ -101,15 +107,18 @@ async def test_a_finished_split_is_announced_once_with_what_moved(make_mall):
     assert await balances(mall.pool, mall_mchid) == books
 
 
-async def test_a_split_that_fails_at_the_channel_is_not_announced(make_mall):
+async def test_a_split_that_fails_at_the_channel_is_announced_as_closed(make_mall):
     mall = await make_mall(emulator={"split_failure_rate": 1.0})
     store, mall_mchid = mall.stores[1], mall.settings.sp_mchid
     transaction_id = await pay_order(mall, store, "NSPLIT-2", 10_000)
     created = await split(mall, store, transaction_id, "NF-1", [(mall_mchid, 900)])
     assert created.status == 200, created.json
     queried = await wait_until(lambda: _finished_split(mall, store, transaction_id, "NF-1"), what="split finished")
-    assert [r["result"] for r in queried["receivers"]] == ["CLOSED"]
-    assert await outbox_rows(mall, "PROFITSHARING.SUCCESS", f"{store}/NF-1") == 0
+    assert [(r["result"], r["fail_reason"]) for r in queried["receivers"]] == [("CLOSED", "ACCOUNT_ABNORMAL")]
+    [event] = await wait_until(lambda: notifications_of(mall, "PROFITSHARING.CLOSED"), what="the backend told")
+    assert (event["resource"]["out_order_no"], event["resource"]["receiver"]["amount"],
+            event["resource"]["mall_info"]) == ("NF-1", 900, {"fail_reason": "ACCOUNT_ABNORMAL"})
+    assert notifications_of(mall, "PROFITSHARING.SUCCESS") == []
     books = await balances(mall.pool, mall_mchid)
     assert books["mall:commission"] == 0 and books[f"tenant:{store}:frozen"] == 10_000 - 60
     # The failed split's amount is splittable again.
@@ -253,3 +262,32 @@ def _event_type(body: bytes) -> bytes:
 
 async def _is(awaitable, wanted) -> bool:
     return (await awaitable) == wanted
+
+
+async def test_a_split_the_channel_refuses_answers_the_whole_split_order_and_tells_the_backend(make_mall):
+    """The channel lowered the store's cap after the gateway last asked: it refuses the
+    split outright. The query answers the split order as WeChat does (FINISHED, each
+    receiver CLOSED with the reason, an order_id), and the backend hears of it."""
+    mall = await make_mall()
+    store, mall_mchid = mall.stores[2], mall.settings.sp_mchid
+    transaction_id = await pay_order(mall, store, "NSPLIT-3", 10_000)
+    first = await split(mall, store, transaction_id, "NR-1", [(mall_mchid, 500)])
+    assert first.status == 200 and first.json["order_id"], first.json
+    async with mall.session.post(mall.emulator_url + "/sandbox/merchant-configs",
+                                 json={"sub_mchid": store, "max_ratio": 1000}) as resp:
+        assert resp.status == 200
+    refused = await split(mall, store, transaction_id, "NR-2", [(mall_mchid, 1000)])
+    assert refused.status == 400 and refused.json["detail"] == {"reason": "channel_refused", "channel_code": "RULE_LIMIT"}
+    queried = await mall.app.get(f"/v3/profitsharing/orders/NR-2?sub_mchid={store}&transaction_id={transaction_id}")
+    assert queried.status == 200, queried.json
+    body = queried.json
+    assert (body["state"], body["out_order_no"], body["transaction_id"], body["sub_mchid"]) == (
+        "FINISHED", "NR-2", transaction_id, store)
+    assert len(body["order_id"]) == 28 and body["order_id"].isdigit()
+    assert [(r["account"], r["amount"], r["result"], r["fail_reason"]) for r in body["receivers"]] == [
+        (mall_mchid, 1000, "CLOSED", "RULE_LIMIT")]
+    [event] = await wait_until(lambda: notifications_of(mall, "PROFITSHARING.CLOSED"), what="the backend told")
+    assert (event["resource"]["out_order_no"], event["resource"]["order_id"], event["resource"]["mall_info"]) == (
+        "NR-2", body["order_id"], {"fail_reason": "RULE_LIMIT"})
+    books = await balances(mall.pool, mall_mchid)
+    assert books["mall:commission"] == 500 and books[f"tenant:{store}:frozen"] == 10_000 - 60 - 500

@@ -118,6 +118,7 @@ async def test_profit_sharing_and_refunds_through_the_wechatpayv3_sdk(make_mall)
                                sub_mchid=store)
     assert code == 200 and (queried["result"], queried["amount"], queried["return_mchid"]) == (
         "SUCCESS", 400, BRAND_HQ), queried
+    assert queried["order_id"] == done["order_id"], "a return names the split's order_id as the split answers it"
     ledger = await book()
     assert ledger[f"receiver:{BRAND_HQ}"] == 600
     assert ledger[f"tenant:{store}:available"] == FLOAT_TOTAL - FLOAT_FEE + 400
@@ -181,16 +182,16 @@ async def test_profit_sharing_and_refunds_through_the_wechatpayv3_sdk(make_mall)
     assert await book() == ledger
 
     # The backend's notify endpoint opens the gateway's notifications with the SDK itself:
-    # the split once, each refund once.
+    # each receiver of the split once (WeChat's resource has one `receiver`), each refund once.
     def opened():
         events = [sdk.callback(headers, body) for headers, body in list(mall.sink.received)]
-        return events if sum(e is not None and e["event_type"] != "TRANSACTION.SUCCESS" for e in events) >= 4 else None
+        return events if sum(e is not None and e["event_type"] != "TRANSACTION.SUCCESS" for e in events) >= 6 else None
 
     events = await wait_until(lambda: asyncio.to_thread(opened), what="split and refund notifications")
     assert None not in events, "the SDK refused a notification of the gateway"
     split_events = [e["resource"] for e in events if e["event_type"] == "PROFITSHARING.SUCCESS"]
-    assert [(r["out_order_no"], sorted(x["amount"] for x in r["receivers"])) for r in split_events] == [
-        ("SDKP-1", [300, 500, 1000])]
+    assert sorted((r["out_order_no"], r["receiver"]["amount"]) for r in split_events) == [
+        ("SDKP-1", 300), ("SDKP-1", 500), ("SDKP-1", 1000)]
     refund_events = sorted((e["resource"]["out_refund_no"], e["resource"]["amount"]["refund"],
                             e["resource"]["refund_status"]) for e in events if e["event_type"] == "REFUND.SUCCESS")
     assert refund_events == [("SDKRF-1", 2_000, "SUCCESS"), ("SDKRF-2", 3_000, "SUCCESS"),

@@ -37,6 +37,7 @@ GLOBAL_QUERIES = {
     "gateway.repo.clients.FORGET_NONCES_BEFORE": "nonce clean-up drops every client's expired nonces",
     "ledger.repo.INVARIANT_QUERIES": "the ledger invariants are checked over all malls at once",
     "points.repo.CLAIM_DUE_SYNCS": "the points sync claims due changes of any mall",
+    "gateway.repo.jobs.DEAD_COUNT": "/health counts the jobs that gave up in every mall the process serves",
 }
 
 CATALOG_TABLES = """

@@ -51,7 +51,7 @@ def test_cap_above_30_percent_without_approval_is_refused():
     with pytest.raises(SplitRefused) as refused:
         check_contract(contract(max_ratio_bps=3001))
     assert refused.value.code == "approval_required"
-    assert refused.value.detail == {"max_ratio_bps": 3001}
+    assert refused.value.detail == {"asked": 3001, "allowed": 3000}
 
 
 def test_cap_above_30_percent_with_a_covering_approval_is_accepted():
@@ -63,8 +63,8 @@ def test_cap_above_30_percent_with_a_covering_approval_is_accepted():
 def test_cap_above_what_the_approval_allows_is_refused():
     with pytest.raises(SplitRefused) as refused:
         check_contract(contract(max_ratio_bps=8001, approval=approval(8000)))
-    assert refused.value.code == "ratio_exceeded"
-    assert refused.value.detail == {"approved_max_ratio_bps": 8000}
+    assert refused.value.code == "approval_required"
+    assert refused.value.detail == {"asked": 8001, "allowed": 8000}
 
 
 def test_commission_and_guide_reward_above_the_cap_are_refused():
@@ -72,7 +72,7 @@ def test_commission_and_guide_reward_above_the_cap_are_refused():
     with pytest.raises(SplitRefused) as refused:
         check_contract(contract(commission_bps=2000, guide_reward_bps=1001))
     assert refused.value.code == "ratio_exceeded"
-    assert refused.value.detail == {"max_ratio_bps": 3000, "automatic_bps": 3001}
+    assert refused.value.detail == {"asked": 3001, "allowed": 3000}
 
 
 def test_automatic_splits_above_the_cap_are_refused_even_with_a_high_ratio_approval():
@@ -140,7 +140,7 @@ def test_high_ratio_is_accepted_exactly_when_an_approval_covers_it(max_ratio_bps
     if granted is None:
         assert code == "approval_required"
     elif approved_bps < max_ratio_bps:
-        assert code == "ratio_exceeded"
+        assert code == "approval_required"  # one code per cause: no approval covers this cap
     else:
         assert code is None
 

@@ -123,3 +123,9 @@ def test_fitting_is_deterministic():
     stores, payments = cinema_mall()
     first, second = NextStoreModel.fit(stores, payments), NextStoreModel.fit(stores, payments)
     assert first.weights_by_feature() == second.weights_by_feature()
+
+
+def test_every_store_is_numbered_once_including_stores_only_paid_at():
+    counts = MallCounts.count(STORES, HISTORY + [pay("s5", "X", 0)], index_of=HISTORY + [pay("s6", "Y", 0)])
+    assert counts.sub_mchids == ["A", "B", "C", "D", "X", "Y"]
+    assert counts.visits.tolist() == [4, 2, 2, 2, 1, 0]

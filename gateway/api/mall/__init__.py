@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from gateway.api.mall import (
-    clients, coupon_campaigns, guides, ledger, members, notifications, payouts, reconciliations, tenants,
+    clients, coupon_campaigns, guides, jobs, ledger, members, notifications, payouts, reconciliations, statements,
+    tenants,
 )
 
-RESOURCES = (tenants, guides, clients, ledger, notifications, payouts, reconciliations, coupon_campaigns, members)
+RESOURCES = (tenants, guides, clients, ledger, notifications, payouts, reconciliations, statements, jobs,
+             coupon_campaigns, members)
 routes = [route for module in RESOURCES for route in module.routes]

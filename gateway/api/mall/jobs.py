@@ -1,0 +1,51 @@
+"""/v3/mall/jobs: the scheduler's work that gave up, for admins to retry or resolve."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api import caller_of, services_of
+from gateway.api.mall.common import paging, require_role
+from gateway.api.middleware import json_body
+from gateway.api.orders import json_response
+from gateway.errors import ParamError, ResourceNotExists
+from gateway.services import stuck_jobs
+
+routes = web.RouteTableDef()
+
+
+def _job_id(request: web.Request) -> int:
+    raw = request.match_info["job_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ResourceNotExists("job_not_found")
+    return int(raw)
+
+
+@routes.get("/v3/mall/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    limit, offset = paging(request)
+    return json_response(await stuck_jobs.list_jobs(services_of(request), caller.mall_id,
+                                                    request.query.get("state", "dead"), limit, offset))
+
+
+@routes.get("/v3/mall/jobs/{job_id}")
+async def get_job(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    return json_response(await stuck_jobs.job_with_actions(services_of(request), caller.mall_id, _job_id(request)))
+
+
+@routes.post("/v3/mall/jobs/{job_id}/{action}")
+async def act_on_job(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    action = request.match_info["action"]
+    if action not in stuck_jobs.ACTIONS:
+        raise ResourceNotExists("action_not_found")
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise ParamError("body", "not_an_object")
+    return json_response(await stuck_jobs.act(services_of(request), caller.mall_id, _job_id(request), action,
+                                              caller.client_id, body.get("reason")))

@@ -1,0 +1,48 @@
+"""A store's statement: GET /v3/mall/statements?sub_mchid&date[&to][&format=csv|json]."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from aiohttp import web
+
+from gateway.api import caller_of, services_of
+from gateway.api.mall.common import require_role
+from gateway.api.orders import json_response
+from gateway.errors import ParamError
+from gateway.services import statements
+from gateway.services.order_requests import MCHID_RE
+from ledger.statement_formats import statement_csv, statement_json
+
+routes = web.RouteTableDef()
+FORMATS = ("json", "csv")
+
+
+def parse_day(value: str | None, field: str) -> date:
+    try:
+        if value is None or len(value) != 10:
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ParamError(field, "required" if value is None else "bad_format", f"{field} is YYYY-MM-DD") from None
+
+
+@routes.get("/v3/mall/statements")
+async def get_statement(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "tenant", "finance", "admin")
+    sub_mchid = request.query.get("sub_mchid", "")
+    if not MCHID_RE.fullmatch(sub_mchid):
+        raise ParamError("sub_mchid", "required" if not sub_mchid else "bad_format")
+    from_on = parse_day(request.query.get("date"), "date")
+    to_on = parse_day(request.query["to"], "to") if "to" in request.query else from_on
+    fmt = request.query.get("format", "json")
+    if fmt not in FORMATS:
+        raise ParamError("format", "unknown_format", "format is csv or json")
+    statement = await statements.statement(services_of(request).pool, caller.mall_id, sub_mchid, from_on, to_on,
+                                           visible=caller.sees_store(sub_mchid))
+    if fmt == "json":
+        return json_response(statement_json(statement))
+    name = f"statement-{sub_mchid}-{from_on.isoformat()}-{to_on.isoformat()}.csv"
+    return web.Response(body=statement_csv(statement), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})

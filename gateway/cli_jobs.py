@@ -1,0 +1,73 @@
+"""`mallpay jobs list|show|retry|resolve`: the scheduler's work that gave up, for operators."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+
+def add_jobs_commands(sub) -> None:
+    jobs = sub.add_parser("jobs", help="scheduler jobs that gave up").add_subparsers(metavar="ACTION")
+    j_list = jobs.add_parser("list", help="list jobs in one state (default: dead) with their last error")
+    j_list.add_argument("--state", default="dead", choices=["dead", "pending", "done", "resolved"])
+    j_list.add_argument("--limit", type=int, default=100)
+    j_list.set_defaults(run=_list)
+    j_show = jobs.add_parser("show", help="one job and what operators did with it")
+    j_show.add_argument("job_id", type=int)
+    j_show.set_defaults(run=_show)
+    for action, text in (("retry", "start a dead job over"), ("resolve", "mark a dead job settled by hand")):
+        act = jobs.add_parser(action, help=text)
+        act.add_argument("job_id", type=int)
+        act.add_argument("--by", required=True, help="who decides (kept in the record)")
+        act.add_argument("--reason", required=True, help="why (kept in the record)")
+        act.set_defaults(run=_act, action=action)
+
+
+def _list(settings, args) -> int:
+    from gateway.services import stuck_jobs
+    found = _run(settings, lambda svc: stuck_jobs.list_jobs(svc, settings.sp_mchid, args.state, args.limit, 0))
+    if found is None:
+        return 1
+    for job in found["data"]:
+        print(f"{job['job_id']}\t{job['kind']}\t{job['ref']}\t{job['state']}\t{job['attempts']}\t{job['last_error']}")
+    print(f"{found['total_count']} {args.state} jobs", file=sys.stderr)
+    return 0
+
+
+def _show(settings, args) -> int:
+    from gateway.services import stuck_jobs
+    job = _run(settings, lambda svc: stuck_jobs.job_with_actions(svc, settings.sp_mchid, args.job_id))
+    if job is None:
+        return 1
+    print(json.dumps(job, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _act(settings, args) -> int:
+    from gateway.services import stuck_jobs
+    job = _run(settings, lambda svc: stuck_jobs.act(svc, settings.sp_mchid, args.job_id, args.action,
+                                                    args.by, args.reason))
+    if job is None:
+        return 1
+    print(json.dumps(job, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _run(settings, use):
+    """Run `use(svc)` against the database (migrated first); refusals print their code."""
+    from gateway.cli import _PoolClock, _pool
+    from gateway.errors import ApiError
+
+    async def run():
+        pool = await _pool(settings)
+        try:
+            return await use(_PoolClock(pool))
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(run())
+    except ApiError as exc:
+        print(f"mallpay: {exc.code} {exc.reason}: {exc.message}", file=sys.stderr)
+        return None

@@ -1,0 +1,72 @@
+"""A statement as JSON (amounts in fen, as WeChat's JSON APIs count) and as CSV in WeChat's
+trade-bill style: UTF-8 with a BOM so a spreadsheet opens it as UTF-8, a header row,
+every value prefixed with a backtick so spreadsheets keep ids as text, amounts in yuan,
+then a summary header and row, the accounts' balances and the tie line."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from ledger.money import yuan
+from ledger.statements import CHINA, COLUMNS, Statement
+
+BOM = "\ufeff"
+COLUMN_TITLES = {
+    "gross": "收款金额 gross", "fee": "手续费 fee", "commission": "佣金 commission",
+    "guide_rewards": "导购奖励 guide rewards", "other_splits": "其他分账 other splits",
+    "coupon_subsidy": "券补贴 coupon subsidy", "payout": "结算出款 payout", "other": "其他 other",
+    "net": "净额 net",
+}
+LINE_HEADER = ["交易时间 time", "类型 type", "特约商户号 sub_mchid", "商户订单号 out_trade_no",
+               "微信订单号 transaction_id", "业务单号 reference", "账本流水号 transfer_id",
+               *(COLUMN_TITLES[c] for c in COLUMNS)]
+ACCOUNT_HEADER = ["账户 account", "期初余额 opening", "本期发生 movements", "期末余额 closing", "相符 ties"]
+
+
+def statement_json(statement: Statement) -> dict:
+    return {
+        "sub_mchid": statement.sub_mchid,
+        "date": statement.from_on.isoformat(), "to": statement.to_on.isoformat(),
+        "timezone": "Asia/Shanghai",
+        "from_time": statement.from_at.isoformat(), "to_time": statement.to_at.isoformat(),
+        "currency": "CNY",
+        "lines": [{
+            "time": line.created_at.isoformat(), "type": line.kind, "label": line.label,
+            "out_trade_no": line.out_trade_no, "transaction_id": line.transaction_id,
+            "reference": line.reference, "transfer_id": line.transfer_id,
+            **line.amounts_fen,
+        } for line in statement.lines],
+        "totals": {"count": len(statement.lines), **statement.totals_fen},
+        "accounts": [{"account": t.account, "opening": t.opening_fen, "movements": t.movements_fen,
+                      "closing": t.closing_fen, "ties": t.ties} for t in statement.accounts],
+        "ties_to_ledger": statement.ties,
+        "tie_statement": statement.tie_text,
+    }
+
+
+def _ticked(values) -> list[str]:
+    return [f"`{'' if v is None else v}" for v in values]
+
+
+def statement_csv(statement: Statement) -> bytes:
+    out = io.StringIO()
+    out.write(BOM)
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(LINE_HEADER)
+    for line in statement.lines:
+        amounts = line.amounts_fen
+        writer.writerow(_ticked([
+            line.created_at.astimezone(CHINA).replace(tzinfo=None).isoformat(" ", "seconds"), line.label,
+            statement.sub_mchid, line.out_trade_no, line.transaction_id, line.reference, line.transfer_id,
+            *[yuan(amounts[c]) for c in COLUMNS]]))
+    writer.writerow(["总笔数 count", *(COLUMN_TITLES[c] for c in COLUMNS)])
+    writer.writerow(_ticked([len(statement.lines), *(yuan(statement.totals_fen[c]) for c in COLUMNS)]))
+    writer.writerow(ACCOUNT_HEADER)
+    for tie in statement.accounts:
+        writer.writerow(_ticked([tie.account, yuan(tie.opening_fen), yuan(tie.movements_fen),
+                                 yuan(tie.closing_fen), "是 yes" if tie.ties else "否 NO"]))
+    writer.writerow(["对账结论 reconciliation"])
+    writer.writerow(_ticked([statement.tie_text]))
+    return out.getvalue().encode("utf-8")
+

@@ -1,0 +1,191 @@
+"""A store's statement (SPEC 6): every ledger transfer that touched the store's accounts
+in a period of China-time days, each read into gross, fee, commission, guide rewards,
+other splits, coupon subsidy, payout and net; opening and closing balances of each of the
+store's accounts; and whether the statement ties to the ledger to the fen.
+
+How a transfer is read: every transfer balances, so what the store's own accounts gained
+is exactly what its counterparties gave up. Each counterparty entry lands in one column
+(`payer` → gross, `channel:fees` → fee, `mall:commission` → commission, ...), and
+`net = gross − fee − commission − guide_rewards − other_splits + coupon_subsidy − payout
+− other` equals the change of the store's proceeds accounts (all but `settled`). That
+identity is asserted per line; the tie is checked per account against balances the
+ledger reports at both instants, read independently of the lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+
+CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
+DAYS_PER_STATEMENT_MAX = 31
+
+COLUMNS = ("gross", "fee", "commission", "guide_rewards", "other_splits", "coupon_subsidy", "payout",
+           "other", "net")
+
+# What a transfer of each kind is, in the store's words (and the CSV's, as WeChat writes bills).
+LABELS = {
+    "payment": "支付 payment",
+    "refund": "退款 refund",
+    "refund_held": "退款挂起 refund held at the channel",
+    "split": "分账 split",
+    "split_return": "分账回退 split return",
+    "unfreeze": "解冻 unfreeze",
+    "owed_by_guide": "导购欠款 owed by guide",
+    "recovery": "导购欠款扣回 recovered from guide",
+    "payout": "结算出款 payout",
+    "coupon_subsidy": "券补贴 coupon subsidy",
+}
+SPLIT_PURPOSE_LABELS = {"guide_reward": "导购奖励 guide reward", "commission": "佣金 commission"}
+
+
+class PeriodError(ValueError):
+    """A period the statement cannot cover (reversed, or longer than the limit)."""
+
+
+def period_bounds(from_on: date, to_on: date) -> tuple[datetime, datetime]:
+    """China-time days from_on..to_on inclusive as a half-open UTC interval [from_at, to_at)."""
+    if to_on < from_on:
+        raise PeriodError("to_before_date")
+    if (to_on - from_on).days + 1 > DAYS_PER_STATEMENT_MAX:
+        raise PeriodError("period_too_long")
+    start = datetime.combine(from_on, time(0), CHINA)
+    end = datetime.combine(to_on + timedelta(days=1), time(0), CHINA)
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def store_prefix(sub_mchid: str) -> str:
+    return f"tenant:{sub_mchid}:"
+
+
+def settled_account(sub_mchid: str) -> str:
+    return f"tenant:{sub_mchid}:settled"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTransfer:
+    """One ledger transfer with all its entries, and the business ids it belongs to."""
+
+    transfer_id: int
+    kind: str
+    ref: str
+    created_at: datetime
+    entries: tuple[tuple[str, int], ...]   # (account, amount_fen)
+    out_trade_no: str | None = None
+    transaction_id: str | None = None
+    split_purpose: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    transfer_id: int
+    created_at: datetime
+    kind: str
+    label: str
+    reference: str           # the business key inside the ledger ref (out_refund_no, ...)
+    out_trade_no: str | None
+    transaction_id: str | None
+    amounts_fen: dict[str, int]                  # COLUMNS → fen
+    movements_fen: dict[str, int]                # the store's account → change
+
+
+@dataclass(frozen=True, slots=True)
+class AccountTie:
+    account: str
+    opening_fen: int
+    movements_fen: int
+    closing_fen: int            # what the ledger reports at the end instant
+    ties: bool                  # opening + movements == closing
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    sub_mchid: str
+    from_on: date
+    to_on: date
+    from_at: datetime
+    to_at: datetime
+    lines: tuple[Line, ...]
+    totals_fen: dict[str, int]
+    accounts: tuple[AccountTie, ...]
+    ties: bool
+    tie_text: str = field(default="")
+
+
+def _column_of(account: str, sub_mchid: str) -> str:
+    if account in ("payer", "channel:refunds_held"):
+        return "gross"
+    if account == "channel:fees":
+        return "fee"
+    if account == "mall:commission":
+        return "commission"
+    if account.startswith("guide:"):
+        return "guide_rewards"
+    if account.startswith("receiver:"):
+        return "other_splits"
+    if account == "mall:coupon_subsidy":
+        return "coupon_subsidy"
+    return "other"
+
+
+# Columns whose counterparty entry is what the store gave (a positive entry there means the
+# store's proceeds went down); gross and coupon subsidy are what the store received.
+_RECEIVED = {"gross", "coupon_subsidy"}
+
+
+def read_line(transfer: LedgerTransfer, sub_mchid: str) -> Line:
+    prefix, settled = store_prefix(sub_mchid), settled_account(sub_mchid)
+    amounts = dict.fromkeys(COLUMNS, 0)
+    movements: dict[str, int] = {}
+    for account, amount in transfer.entries:
+        if account.startswith(prefix):
+            movements[account] = movements.get(account, 0) + amount
+        else:
+            column = _column_of(account, sub_mchid)
+            amounts[column] += -amount if column in _RECEIVED else amount
+    amounts["payout"] = movements.get(settled, 0)
+    amounts["net"] = sum(amount for account, amount in movements.items() if account != settled)
+    expected = (amounts["gross"] - amounts["fee"] - amounts["commission"] - amounts["guide_rewards"]
+                - amounts["other_splits"] + amounts["coupon_subsidy"] - amounts["payout"] - amounts["other"])
+    assert expected == amounts["net"], (transfer, amounts)  # the transfer balances, so this holds
+    label = LABELS.get(transfer.kind, transfer.kind)
+    if transfer.kind == "split" and transfer.split_purpose in SPLIT_PURPOSE_LABELS:
+        label = SPLIT_PURPOSE_LABELS[transfer.split_purpose]
+    return Line(transfer_id=transfer.transfer_id, created_at=transfer.created_at, kind=transfer.kind,
+                label=label, reference=transfer.ref.split("/", 1)[-1], out_trade_no=transfer.out_trade_no,
+                transaction_id=transfer.transaction_id, amounts_fen=amounts, movements_fen=movements)
+
+
+def build_statement(*, sub_mchid: str, from_on: date, to_on: date, transfers: list[LedgerTransfer],
+                    opening_fen: dict[str, int], closing_fen: dict[str, int]) -> Statement:
+    """`opening_fen` / `closing_fen`: the ledger's balance of each of the store's accounts
+    at the period's start and end instants, read apart from `transfers`."""
+    from_at, to_at = period_bounds(from_on, to_on)
+    ordered = sorted(transfers, key=lambda t: (t.created_at, t.transfer_id))
+    for transfer in ordered:
+        assert from_at <= transfer.created_at < to_at, transfer
+    lines = tuple(read_line(t, sub_mchid) for t in ordered)
+    totals = {column: sum(line.amounts_fen[column] for line in lines) for column in COLUMNS}
+    moved: dict[str, int] = {}
+    for line in lines:
+        for account, amount in line.movements_fen.items():
+            moved[account] = moved.get(account, 0) + amount
+    ties = []
+    for account in sorted(set(opening_fen) | set(closing_fen) | set(moved)):
+        opening, movement, closing = opening_fen.get(account, 0), moved.get(account, 0), closing_fen.get(account, 0)
+        ties.append(AccountTie(account, opening, movement, closing, opening + movement == closing))
+    all_tie = all(t.ties for t in ties)
+    return Statement(sub_mchid=sub_mchid, from_on=from_on, to_on=to_on, from_at=from_at, to_at=to_at,
+                     lines=lines, totals_fen=totals, accounts=tuple(ties), ties=all_tie,
+                     tie_text=tie_text(ties, from_at, to_at))
+
+
+def tie_text(ties: list[AccountTie], from_at: datetime, to_at: datetime) -> str:
+    names = ", ".join(t.account for t in ties)
+    if all(t.ties for t in ties):
+        return (f"Ties to the ledger to the fen: for {names}, the opening balance at "
+                f"{from_at.isoformat()} plus this statement's movements equals the ledger's balance "
+                f"at {to_at.isoformat()}.")
+    broken = ", ".join(f"{t.account} (opening {t.opening_fen} + movements {t.movements_fen} ≠ closing "
+                       f"{t.closing_fen})" for t in ties if not t.ties)
+    return f"DOES NOT tie to the ledger: {broken}."
