@@ -68,11 +68,18 @@ async def after_refund(conn, refund, now) -> None:
         await coupons_repo.return_coupon(conn, refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"], now)
 
 
-async def join_payment(conn, order, effects, paid_at):
-    """The payment's effects with its coupon's: the redemption row (which marks the
-    coupon used) and, for a mall-funded coupon, the subsidy the mall now owes the store."""
+async def coupon_to_confirm(conn, order):
+    """The coupon the order reserved, read before the payment's one round trip."""
+    if "coupon_id" not in order["mall_info"]:
+        return None
     coupon = await coupons_repo.coupon_of_order(conn, order["mall_id"], order["sub_mchid"], order["out_trade_no"])
-    if coupon is None or coupon["state"] != "reserved":
+    return coupon if coupon is not None and coupon["state"] == "reserved" else None
+
+
+def join_payment(order, coupon, effects, paid_at):
+    """The payment's effects with its coupon's: the redemption row (its writer marks the
+    coupon used) and, for a mall-funded coupon, the subsidy the mall now owes the store."""
+    if coupon is None:
         return effects
     effects = effects.with_row("coupon_redemptions", {
         "mall_id": order["mall_id"], "coupon_id": coupon["coupon_id"], "out_trade_no": order["out_trade_no"],

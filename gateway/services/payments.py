@@ -47,7 +47,8 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
             outcome = PaymentOutcome.ALREADY_APPLIED
         else:
             now = svc.clock()
-            outcome = PaymentOutcome(await _apply(svc, conn, row, trade, now))
+            joins = await _joins(svc, conn, row)
+            outcome = PaymentOutcome(await _apply(svc, conn, row, trade, now, joins))
     if not outcome.settled:
         # The channel took money we cannot place: an operator must look. Not acking
         # keeps the channel retrying, so the case stays visible until resolved.
@@ -61,7 +62,7 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
     return outcome
 
 
-async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None) -> str:
+async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None, joins=None) -> str:
     """One round trip: the order's NOTPAY → SUCCESS and every effect of the payment
     (`payment_effects`, the place where features join payment success): the coupon it
     redeems and the points it earns join as rows and transfers."""
@@ -76,14 +77,26 @@ async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None) -> str
         split_first_try_after_s=svc.settings.split_first_try_after_s,
         finish_before_unfreeze_s=svc.settings.finish_before_unfreeze_s,
     )
-    effects = await coupon_redemption.join_payment(conn, row, effects, paid.success_at)
-    effects = await points.join_payment(svc, conn, row, effects, paid.transaction_id, paid.success_at)
+    if joins is not None:
+        effects = joins(effects, paid)
     if svc.coupons is not None:  # a process that issues coupons lets issuing fill the notification
         effects = coupon_issuing.hold_notification(effects, coupon_issuing.hold_until(svc, now))
     return await orders_repo.apply_payment(
         conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
         paid=paid.columns(), now=now, transfers=effects.transfers_data(), rows=list(effects.rows),
     )
+
+
+async def _joins(svc: Services, conn, row):
+    """What coupons and points read before the payment, as a pure step that adds their
+    transfers and rows to the payment's effects (so the payment stays one round trip)."""
+    coupon = await coupon_redemption.coupon_to_confirm(conn, row)
+    rate = await points.rate_for(svc, conn, row)
+
+    def join(effects, paid):
+        effects = coupon_redemption.join_payment(row, coupon, effects, paid.success_at)
+        return points.join_payment(row, rate, effects, paid.transaction_id, paid.success_at)
+    return join
 
 
 async def sync_with_channel(svc: Services, row):

@@ -36,25 +36,29 @@ def payer_of(order) -> tuple[str, str]:
     return order["payer_sub_openid"], order["sub_appid"]
 
 
-async def earning_effects(svc: Services, conn, order, transaction_id: str, paid_at: datetime):
-    """The payment's points: ([transfer], {table: rows}) to post with it. The member's
-    accounts are made first (an empty account is harmless if the payment fails)."""
+async def rate_for(svc: Services, conn, order) -> int:
+    """The store's points per yuan, read (and the member's accounts made: harmless if the
+    payment then fails) before the payment's one round trip."""
+    openid, _ = payer_of(order)
+    await ledger_repo.ensure_accounts(conn, order["mall_id"], points_accounts(order["mall_id"], openid))
+    rate = await points_repo.rule(conn, order["mall_id"], order["sub_mchid"])
+    return svc.settings.points_per_yuan_default if rate is None else rate
+
+
+def join_payment(order, rate: int, effects, transaction_id: str, paid_at: datetime):
+    """The payment's effects with its points: the earn transfer, the order's points and the
+    sync row to WeChat (rows the payment's one transaction writes)."""
     mall_id = order["mall_id"]
     openid, appid = payer_of(order)
-    rate = await points_repo.rule(conn, mall_id, order["sub_mchid"])
-    rate = svc.settings.points_per_yuan_default if rate is None else rate
     earned = points_earned(order["total_fen"], rate)
-    await ledger_repo.ensure_accounts(conn, mall_id, points_accounts(mall_id, openid))
     ref = f"{order['sub_mchid']}/{order['out_trade_no']}"
-    transfers = [earn_transfer(mall_id, openid, ref, earned)] if earned else []
-    rows = {
-        "points_orders": [{"mall_id": mall_id, "sub_mchid": order["sub_mchid"], "out_trade_no": order["out_trade_no"],
-                           "openid": openid, "points_per_yuan": rate, "paid_fen": order["total_fen"],
-                           "earned_points": earned}],
-        "points_syncs": [_sync_row(mall_id, POINTS_EARN, ref, order["sub_mchid"], transaction_id, appid, openid,
-                                   earned, paid_at)],
-    }
-    return transfers, rows
+    if earned:
+        effects = effects.with_transfer(earn_transfer(mall_id, openid, ref, earned))
+    effects = effects.with_row("points_orders", {
+        "mall_id": mall_id, "sub_mchid": order["sub_mchid"], "out_trade_no": order["out_trade_no"],
+        "openid": openid, "points_per_yuan": rate, "paid_fen": order["total_fen"], "earned_points": earned})
+    return effects.with_row("points_syncs", _sync_row(mall_id, POINTS_EARN, ref, order["sub_mchid"], transaction_id,
+                                                      appid, openid, earned, paid_at))
 
 
 async def reverse_for_refund(svc: Services, conn, refund, now: datetime) -> int:
@@ -118,14 +122,3 @@ async def _sync_one(svc: Services, row) -> None:
     async with svc.pool.acquire() as conn:
         await points_repo.mark_synced(conn, row["mall_id"], row["sync_id"], svc.clock())
 
-
-async def join_payment(svc: Services, conn, order, effects, transaction_id: str, paid_at: datetime):
-    """The payment's effects with its points added: the earn transfer, the order's points
-    and the sync row (rows the payment's one transaction writes)."""
-    transfers, rows = await earning_effects(svc, conn, order, transaction_id, paid_at)
-    for transfer in transfers:
-        effects = effects.with_transfer(transfer)
-    for table, table_rows in rows.items():
-        for row in table_rows:
-            effects = effects.with_row(table, row)
-    return effects

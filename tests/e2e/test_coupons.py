@@ -265,9 +265,12 @@ async def test_a_payment_racing_a_close_settles_the_coupon_exactly_once(make_mal
             async with mall.pool.acquire() as conn:
                 return await orders_repo.close_order(conn, key, datetime.now(timezone.utc))
 
+        async with mall.pool.acquire() as conn:
+            joins = await payments._joins(svc, conn, row)
+
         async def pay_it():
             async with mall.pool.acquire() as conn:
-                return await payments._apply(svc, conn, row, trade)
+                return await payments._apply(svc, conn, row, trade, joins=joins)
         closed, applied = await asyncio.gather(close(), pay_it())
         assert closed != (applied == "applied")  # exactly one of them won
         state, holder = await _coupon_state(mall, coupon_id)
