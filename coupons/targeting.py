@@ -10,18 +10,21 @@ conditional logit (a softmax over the mall's stores) whose weights are learned f
   sells; co-visitation (item-kNN) over shopping days and over shoppers;
 - the shopper's own history: visits with recency decay (a week, two months), how recently
   and how often, the share of their purchases in the candidate's category and floor, their
-  own transitions from the current store, similarity to what they bought before, and what
-  they already bought today (a second coffee is rarely next, unless the data says so);
-- all of that again under four contexts, so the weights can differ for a shopper seen for
-  the first time, in the middle of a trip, in the evening, or with a long history.
+  own transitions from the current store (and between categories), their favourite store
+  of each category, where their days start, similarity to what they bought before, and
+  what they already bought today (a second coffee is rarely next, unless the data says so);
+- the main ones again under four contexts, so the weights can differ for a shopper seen
+  for the first time, in the middle of a trip, in the evening, or with a long history.
 
 Fitting: counts from the earlier 70% of the window, examples (a payment and the store of
 the shopper's next payment, when it is another store) from the later 30%, so the weights
 learn how far each count can be trusted on payments it has not seen; the final counts then
-come from the whole window. New shoppers fall back on the mall's counts, new stores on
-their category's and floor's, and an unknown store on popularity.
+come from the whole window. In a mall of many stores each example is contrasted with a
+sample of the others (sampled softmax) so that more examples fit in FIT_ROWS_MAX. New
+shoppers fall back on the mall's counts, new stores on their category's and floor's, and
+an unknown store on popularity.
 
-Pure: no clock, no randomness, no I/O.
+Pure: no clock, no I/O; the only randomness is drawn from the seed given to `fit`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 from coupons.baselines import top_k
-from coupons.mall_counts import MALL_TIME, MallCounts, hour_bucket, is_weekend, local_day, shopper_sequences
+from coupons.mall_counts import MALL_TIME, MallCounts, hour_bucket, is_weekend, shopper_sequences
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ HISTORY_MAX = 200           # a shopper's latest payments the model looks at
 FIT_SPLITS = (0.7,)         # examples after each cut, scored with the counts before it
 FIT_ROWS_MAX = 250_000      # examples x stores learned from (memory: 4 bytes x features each)
 FIT_ITERATIONS_MAX = 100
-FIT_ALTERNATIVES_MIN = 50   # stores each example is contrasted with, at least (all if fewer)
+FIT_ALTERNATIVES_MIN = 25   # stores each example is contrasted with, at least (all if fewer)
 L2 = 1e-3                   # on standardized weights
 SMOOTHING = 2.0             # pseudo-transitions drawn from popularity
 EVENING_HOUR = 19
@@ -70,12 +73,13 @@ BASE_FEATURES = (
     "own_visits_week", "own_visits_two_months", "own_visit_count", "own_visit_share", "own_visited",
     "own_recency", "bought_here_today", "category_bought_today", "own_category_share", "own_floor_share",
     "own_transition", "own_similar", "own_store_in_category", "own_first_of_day", "own_category_transition",
+    "transition_share",
 )
 CONTEXTS = ("first_payment", "in_a_trip", "evening", "history_length")
 INTERACTING = ("transition", "transition_same_day", "category_transition", "next_at_this_hour",
                "co_visit_day", "own_visits_week", "own_visits_two_months", "own_visit_share",
                "own_category_share", "own_transition", "own_similar", "category_bought_today",
-               "own_store_in_category", "own_first_of_day")
+               "own_store_in_category", "own_first_of_day", "transition_share")
 FEATURES = BASE_FEATURES + tuple(f"{f}*{c}" for c in CONTEXTS for f in INTERACTING)
 _INTERACTING_AT = np.array([BASE_FEATURES.index(f) for f in INTERACTING])
 
@@ -184,6 +188,8 @@ class _Priors:
         self.pop = (visits + 1.0) / (visits.sum() + n)
         self.log_pop = np.log(self.pop)
         self.log_transition = self._log_rows(counts.transitions)
+        # the probability itself too: a logit adds logs, a blend adds probabilities
+        self.transition_share = np.exp(self.log_transition)
         self.log_same_day = self._log_rows(counts.same_day)
         self.log_category = self._grouped(counts.category_of, counts.transitions, within_share=True)
         self.log_floor = self._grouped(counts.floor_of, counts.transitions, within_share=False)
@@ -238,13 +244,18 @@ class _Priors:
             self.log_pop, self.log_transition[row], self.log_same_day[row], self.log_transition[previous],
             self.log_category[row], self.log_floor[row], self.same_floor[row], self.same_category[row],
             self.next_at_hour[hour], self.sells_at_hour[hour], self.next_on_day_type[is_weekend(current.paid_at)],
-            self.day_similarity[row], self.shopper_similarity[row], *own.features(),
+            self.day_similarity[row], self.shopper_similarity[row], *own.features(), self.transition_share[row],
         ])
         context = np.array([len(history) == 1, own.payments_today > 1,
                             current.paid_at.astimezone(MALL_TIME).hour >= EVENING_HOUR,
                             np.log1p(len(history)) / np.log1p(HISTORY_MAX)], dtype=float)
         interactions = (base[:, _INTERACTING_AT][:, None, :] * context[None, :, None]).reshape(n, -1)
         return np.hstack([base, interactions])
+
+
+def _mall_days(seconds: np.ndarray) -> np.ndarray:
+    """Day numbers in mall time of Unix times (the same days as `local_day`, numbered apart)."""
+    return np.floor((seconds + MALL_TIME.utcoffset(None).total_seconds()) / 86400.0).astype(int)
 
 
 class _OwnHistory:
@@ -255,9 +266,10 @@ class _OwnHistory:
         n = counts.n
         seen = [(counts.index[p.sub_mchid], p) for p in history if p.sub_mchid in counts.index]
         stores = np.array([i for i, _ in seen], dtype=int)
-        age_days = np.array([(current.paid_at - p.paid_at).total_seconds() / 86400.0 for _, p in seen])
-        today = local_day(current.paid_at)
-        is_today = np.array([local_day(p.paid_at) == today for _, p in seen], dtype=bool)
+        seconds = np.array([p.paid_at.timestamp() for _, p in seen])
+        age_days = (current.paid_at.timestamp() - seconds) / 86400.0
+        days = _mall_days(seconds)
+        is_today = days == _mall_days(np.array([current.paid_at.timestamp()]))[0]
         self.payments_today = int(is_today.sum())
         self.week = np.bincount(stores, weights=np.exp(-age_days / 7.0), minlength=n)
         self.two_months = np.bincount(stores, weights=np.exp(-age_days / 60.0), minlength=n)
@@ -282,7 +294,6 @@ class _OwnHistory:
         in_category = np.bincount(counts.category_of, weights=self.two_months, minlength=priors.n_categories)
         self.store_in_category = np.log((self.two_months + priors.share_in_category)
                                         / (in_category[counts.category_of] + 1.0))
-        days = np.array([local_day(p.paid_at) for _, p in seen], dtype=int)
         first = np.ones(len(days), dtype=bool)
         first[1:] = days[1:] != days[:-1]
         self.first_of_day = np.bincount(stores[first], weights=np.exp(-age_days[first] / 60.0), minlength=n)

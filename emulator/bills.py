@@ -47,7 +47,9 @@ NONCE_CHARS = 12
 def _bill_date(request: web.Request) -> date:
     text = request.query.get("bill_date", "")
     try:
-        return date.fromisoformat(text) if len(text) == 10 else date.fromisoformat("x")
+        if len(text) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text)
     except ValueError:
         raise param_error("bill_date must be yyyy-MM-DD") from None
 

@@ -116,7 +116,8 @@ def match(bill: Bill, ours: Mapping[str, Line], channel: Iterable[Line]) -> Outc
                         _add(seen.fee_fen, line.fee_fen), line.state)
         theirs[line.ref] = line
     matched, items = 0, []
-    for ref in sorted(theirs.keys() | ours.keys()):
+    # The bill's order, then what only our books have (no sort: a busy day has 100,000+ refs).
+    for ref in [*theirs, *(ref for ref in ours if ref not in theirs)]:
         mine, their = ours.get(ref), theirs.get(ref)
         found = []
         if mine is None:

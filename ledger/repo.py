@@ -216,7 +216,7 @@ SELECT t.transfer_id, t.kind, t.ref, t.created_at, p.accounts, p.amounts,
  CROSS JOIN LATERAL (SELECT * FROM transfers t WHERE t.mall_id = $1 AND t.transfer_id = x.transfer_id OFFSET 0) t
  CROSS JOIN LATERAL (SELECT array_agg(e.account ORDER BY e.account) AS accounts,
                             array_agg(e.amount_fen ORDER BY e.account) AS amounts
-                       FROM entries e WHERE e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id) p
+                       FROM entries e WHERE e.mall_id = $1 AND e.transfer_id = t.transfer_id) p
   LEFT JOIN orders o ON t.kind = 'payment' AND o.mall_id = $1 AND o.sub_mchid = $5
                     AND o.out_trade_no = split_part(t.ref, '/', 2)
   LEFT JOIN refunds r ON t.kind IN ('refund', 'refund_held', 'owed_by_guide') AND r.mall_id = $1

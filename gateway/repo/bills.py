@@ -12,7 +12,7 @@ SELECT o.sub_mchid, o.out_trade_no, o.total_fen, o.fee_rate_bps, f.fee_fen
 """
 
 ORDER_STATES = """
-SELECT o.sub_mchid, o.out_trade_no, o.state, o.total_fen
+SELECT o.sub_mchid, o.out_trade_no, o.state, o.total_fen, o.fee_rate_bps
   FROM orders o JOIN unnest($2::text[], $3::text[]) AS k(sub_mchid, out_trade_no)
     ON o.sub_mchid = k.sub_mchid AND o.out_trade_no = k.out_trade_no
  WHERE o.mall_id = $1

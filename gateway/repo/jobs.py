@@ -30,6 +30,8 @@ UPDATE jobs SET due_at = $3, last_error = $4, state = CASE WHEN $5 THEN 'dead' E
 """
 
 
+EXTEND_LEASE = "UPDATE jobs SET due_at = $3 WHERE mall_id = $1 AND job_id = $2 AND state = 'pending'"
+
 COUNTS = "SELECT kind, state, count(*) AS n FROM jobs WHERE mall_id = $1 GROUP BY kind, state"
 
 
@@ -57,6 +59,10 @@ async def finish(conn, mall_id: str, job_id: int, now: datetime) -> None:
 
 async def retry(conn, mall_id: str, job_id: int, due_at: datetime, error: str, dead: bool) -> None:
     await conn.execute(RETRY, mall_id, job_id, due_at, error, dead)
+
+
+async def extend_lease(conn, mall_id: str, job_id: int, lease_until: datetime) -> None:
+    await conn.execute(EXTEND_LEASE, mall_id, job_id, lease_until)
 
 
 async def counts(conn, mall_id: str) -> list:

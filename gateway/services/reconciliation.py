@@ -105,13 +105,13 @@ async def _trade_outcome(conn, mall_id: str, start: datetime, end: datetime, lin
                               [l.out_refund_no for l in unknown_refunds]):
         ref = f"{r['sub_mchid']}/refund/{r['out_refund_no']}"
         ours[ref] = Line(ref, r["sub_mchid"], "refund", r["amount_fen"], -(r["fee_back_fen"] or 0), r["state"])
-    unknown_payments = [l for l in lines if l.kind is TradeLineKind.PAYMENT and f"{l.sub_mchid}/{l.out_trade_no}"
-                        not in ours]
-    for r in await conn.fetch(repo.ORDER_STATES, mall_id, [l.sub_mchid for l in unknown_payments],
-                              [l.out_trade_no for l in unknown_payments]):
+    unknown_payments = {f"{l.sub_mchid}/{l.out_trade_no}": l for l in lines
+                        if l.kind is TradeLineKind.PAYMENT and f"{l.sub_mchid}/{l.out_trade_no}" not in ours}
+    for r in await conn.fetch(repo.ORDER_STATES, mall_id, [l.sub_mchid for l in unknown_payments.values()],
+                              [l.out_trade_no for l in unknown_payments.values()]):
         if r["state"] == "SUCCESS":  # paid on a neighbouring day in our books: compare all the same
             ref = f"{r['sub_mchid']}/{r['out_trade_no']}"
-            fee = next(l.fee_fen for l in unknown_payments if f"{l.sub_mchid}/{l.out_trade_no}" == ref)
+            fee = channel_fee_fen(r["total_fen"], r["fee_rate_bps"])
             ours[ref] = Line(ref, r["sub_mchid"], "payment", r["total_fen"], fee, "SUCCESS")
     return match(Bill.TRADE, ours, theirs)
 

@@ -38,6 +38,9 @@ from splitting.rules import SplitRefused, share_fen
 
 log = structlog.get_logger(__name__)
 JOB_TIMEOUT_S = 30
+# A day's reconciliation reads and matches a busy mall's whole day (100,000 orders take
+# seconds, more on a loaded host); its lease is extended to match before it starts.
+JOB_TIMEOUT_S_BY_KIND = {"reconcile_day": 600}
 BACKOFF_EXPONENT_MAX = 6
 ERROR_CHARS_MAX = 200
 
@@ -58,8 +61,13 @@ async def _run(svc: Services, job) -> None:
     handler = HANDLERS[job["kind"]]
     sub_mchid, _, key = job["ref"].partition("/")
     error = None
+    timeout_s = JOB_TIMEOUT_S_BY_KIND.get(job["kind"], JOB_TIMEOUT_S)
+    if timeout_s > JOB_TIMEOUT_S:
+        async with svc.pool.acquire() as conn:
+            await jobs_repo.extend_lease(conn, job["mall_id"], job["job_id"],
+                                         svc.clock() + timedelta(seconds=timeout_s * 2))
     try:
-        done = await asyncio.wait_for(handler(svc, job["mall_id"], sub_mchid, key), JOB_TIMEOUT_S)
+        done = await asyncio.wait_for(handler(svc, job["mall_id"], sub_mchid, key), timeout_s)
     except (ChannelError, ApiError, asyncio.TimeoutError, OSError) as exc:
         done, error = False, f"{type(exc).__name__}:{getattr(exc, 'code', '')}"
     now = svc.clock()

@@ -134,8 +134,12 @@ async def test_high_ratio_needs_an_approval(make_mall):
     split["transaction_id"], split["out_order_no"] = transaction_id, "B-0002"
     ok = await mall.app.post("/v3/profitsharing/orders", split)
     assert ok.status == 200, ok.json
+    # Which approval the split above 30 % used is in its answer, and in its query.
+    assert ok.json["mall_info"] == {"approval_id": approval.json["approval_id"]}
     await wait_until(lambda: _balance_is(mall, f"receiver:{BRAND_HQ}", 6000), what="brand split")
     await wait_until(lambda: _balance_is(mall, f"tenant:{store}:frozen", 10_000 - 60), what="rest unfrozen")
+    queried = await mall.app.get(f"/v3/profitsharing/orders/B-0002?sub_mchid={store}&transaction_id={transaction_id}")
+    assert queried.json["mall_info"] == {"approval_id": approval.json["approval_id"]}
 
 
 async def test_gateway_finishes_orders_before_the_auto_unfreeze(make_mall):
