@@ -9,6 +9,7 @@ WeChat answers 204, `dead` after `points_sync_attempts_max`.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 import structlog
@@ -26,6 +27,7 @@ log = structlog.get_logger(__name__)
 NO_POINTS_REMARK = "不足1元或门店不积分"  # WeChat asks why when nothing is earned (≤ 20 chars)
 REVERSED_REMARK = "退款扣回积分"
 SYNC_LEASE_S = 30
+OUTBOX_TABLE = "outbox"
 ERROR_CHARS_MAX = 200
 
 
@@ -57,8 +59,22 @@ def join_payment(order, rate: int, effects, transaction_id: str, paid_at: dateti
     effects = effects.with_row("points_orders", {
         "mall_id": mall_id, "sub_mchid": order["sub_mchid"], "out_trade_no": order["out_trade_no"],
         "openid": openid, "points_per_yuan": rate, "paid_fen": order["total_fen"], "earned_points": earned})
+    effects = _told_in_notification(effects, earned)
     return effects.with_row("points_syncs", _sync_row(mall_id, POINTS_EARN, ref, order["sub_mchid"], transaction_id,
                                                       appid, openid, earned, paid_at))
+
+
+def _told_in_notification(effects, earned: int):
+    """The TRANSACTION.SUCCESS resource carries the points the payment earned
+    (`mall_info.points.earned`)."""
+    rows = []
+    for table, row in effects.rows:
+        if table == OUTBOX_TABLE and row.get("event_type") == "TRANSACTION.SUCCESS":
+            resource = {**row["resource"], "mall_info": {**row["resource"].get("mall_info", {}),
+                                                         "points": {"earned": earned}}}
+            row = {**row, "resource": resource}
+        rows.append((table, row))
+    return dataclasses.replace(effects, rows=tuple(rows))
 
 
 async def reverse_for_refund(svc: Services, conn, refund, now: datetime) -> int:

@@ -25,6 +25,7 @@ async def test_a_mall_funded_redemption_is_owed_to_the_store_and_points_follow_r
     await mall.shopper_pays(b, "LEDGER-B-01")
     event = await notified(mall, "LEDGER-B-01")
     assert event["resource"]["amount"]["total"] == 10000
+    assert event["resource"]["mall_info"]["points"] == {"earned": 100}
     async with mall.pool.acquire() as conn:
         coupon = await coupons_repo.coupon(conn, mall.settings.sp_mchid, coupon_id)
     assert coupon["state"] == "used"
