@@ -1,1 +1,3 @@
-"""Cross-store coupons: targeting the next purchase (pure cores, no I/O, no clock)."""
+"""Cross-store coupons (SPEC 7): targeting the next purchase, campaign rules, issuance
+choice, redemption, uplift. Pure cores: no clock, no random numbers, no I/O; `repo.py`
+holds the SQL."""

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import structlog
 from aiohttp import web
 
-from emulator import bills, keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
+from emulator import bills, businesscircle, keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
 from emulator.auth import API_PREFIX, NonceCache, request_verifier, sign_headers
 from emulator.bill_book import BillState
 from emulator.clock import OFFSET_HEADER, SandboxClock
@@ -25,6 +25,7 @@ from emulator.config import EmulatorConfig
 from emulator.funds import Funds
 from emulator.jobs import DelayedJobs
 from emulator.notify import Notifier
+from emulator.points_book import PointsBook
 from emulator.refund_book import RefundBook
 from emulator.split_book import SplitBook
 from emulator.state import OrderBook
@@ -66,11 +67,13 @@ def create_emulator_app(config: EmulatorConfig, *, clock: Callable[[], datetime]
                                  configs_max=config.merchants_max, max_ratio_bps_default=config.max_ratio_bps_default)
     app[keys.REFUNDS] = RefundBook(config.refunds_max)
     app[keys.JOBS] = DelayedJobs(config.jobs_pending_max)
+    app[keys.POINTS] = PointsBook(config.points_notices_max, config.points_notify_failures,
+                                  config.points_notify_lost_answers)
     app[keys.BILLS] = BillState()
     app[keys.BILLS].payouts.start(clock())
     app.cleanup_ctx.append(_notifier_ctx)
     app.cleanup_ctx.append(_jobs_ctx)
-    for module in (orders, profitsharing, receivers, return_orders, refunds, sandbox, bills):
+    for module in (orders, profitsharing, receivers, return_orders, refunds, sandbox, bills, businesscircle):
         app.add_routes(module.routes)
     return app
 

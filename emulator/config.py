@@ -72,6 +72,12 @@ class EmulatorConfig:
     merchants_max: int = 10_000  # stores with a balance; payments for more are refused (429)
     jobs_pending_max: int = 10_000  # splits and refunds still PROCESSING; beyond: 429
 
+    # Business-circle points: the first `points_notify_failures` calls fail before any
+    # change (500); the next `points_notify_lost_answers` are recorded but answered 500,
+    # as when WeChat's answer is lost on the way back.
+    points_notify_failures: int = 0
+    points_notify_lost_answers: int = 0
+    points_notices_max: int = 100_000
     rng: random.Random = field(default_factory=random.Random)  # seed it for repeatable runs
 
     def __post_init__(self) -> None:
@@ -81,7 +87,8 @@ class EmulatorConfig:
         non_negative = (
             "notify_delay_ms", "notify_duplicate_count", "response_delay_ms", "retry_time_scale",
             "fee_rate_bps", "freeze_days", "split_after_payment_s", "split_finish_delay_ms",
-            "split_return_window_days", "refund_finish_delay_ms",
+            "split_return_window_days", "refund_finish_delay_ms", "points_notify_failures",
+            "points_notify_lost_answers",
         )
         for name in non_negative:
             if getattr(self, name) < 0:

@@ -8,6 +8,7 @@ from datetime import datetime
 from aiohttp import web
 
 from emulator.bill_book import BillState
+from emulator.points_book import PointsBook
 from emulator.clock import SandboxClock
 from emulator.config import EmulatorConfig
 from emulator.funds import Funds
@@ -26,4 +27,5 @@ FUNDS = web.AppKey("emulator_funds", Funds)
 SPLITS = web.AppKey("emulator_splits", SplitBook)
 REFUNDS = web.AppKey("emulator_refunds", RefundBook)
 JOBS = web.AppKey("emulator_jobs", DelayedJobs)
+POINTS = web.AppKey("emulator_points", PointsBook)
 BILLS = web.AppKey("emulator_bills", BillState)

@@ -28,7 +28,7 @@ from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
 from gateway.repo import jobs as jobs_repo
 from gateway.sandbox_clock import OFFSET_HEADER as SANDBOX_OFFSET_HEADER, FollowedClock
-from gateway.services import onboarding, payments, reconciliation, scheduler
+from gateway.services import next_store, onboarding, payments, points, reconciliation, scheduler
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -91,12 +91,15 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
                 lambda headers: followed.follow_header(headers.get(SANDBOX_OFFSET_HEADER))),
         )
         svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=followed or clock,
-                       identity=identity, signature_clock=clock)
+                       identity=identity, signature_clock=clock, coupons=next_store.CouponRuntime())
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
         app[OUTBOX] = OutboxDelivery(svc, notify_session, signing_executor)
         app[channel_notify.OUTBOX_WAKEUP] = app[OUTBOX].wakeup
+        svc.coupons.wakeup = app[OUTBOX].wakeup
         yield
+        for task in list(svc.coupons.tasks):  # issuing in flight: its payments are committed
+            task.cancel()
         await session.close()
         await notify_session.close()
         if own_pool:
@@ -114,6 +117,9 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         loops.start_every("nonce_cleanup", settings.signature_window_s, lambda: _forget_old_nonces(svc))
         loops.start_every("reconciliation_plan", reconciliation.PLAN_INTERVAL_S,
                           lambda: reconciliation.plan_daily(svc))
+        loops.start_every("coupon_model_refit", settings.coupon_model_refit_interval_s,
+                          lambda: next_store.refit(svc))
+        loops.start_every("points_sync", settings.points_sync_poll_interval_ms / 1000, lambda: points.sync_due(svc))
         if followed is not None and channel is None:
             loops.start_every("sandbox_clock", settings.sandbox_clock_poll_s, lambda: _read_sandbox_clock(svc))
         yield

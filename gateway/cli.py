@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     g_create.add_argument("--openid", required=True)
     g_create.add_argument("--name", required=True)
     g_create.set_defaults(run=_guide_create)
+    coupons = sub.add_parser("coupons", help="coupon campaigns").add_subparsers(metavar="ACTION")
+    c_report = coupons.add_parser("report", help="attribution and uplift per campaign and overall")
+    c_report.add_argument("--window-days", type=int, help="visits counted this many days after a decision")
+    c_report.add_argument("--json", action="store_true", help="the report as JSON")
+    c_report.set_defaults(run=_coupons_report)
     t_list = tenant.add_parser("list", help="list the mall's stores")
     t_list.set_defaults(run=_tenant_list)
     targeting_files.add_commands(sub)
@@ -377,6 +382,58 @@ def _use_uvloop() -> None:
     except ImportError:  # optional speed-up; the asyncio loop serves correctly
         return
     uvloop.install()
+
+
+
+def _coupons_report(settings: Settings, args) -> int:
+    from gateway.app import utc_now
+    from gateway.services import coupon_reports
+    from gateway.services.context import Services
+
+    if args.window_days is not None and not 1 <= args.window_days <= coupon_reports.WINDOW_DAYS_MAX:
+        print(f"mallpay: --window-days must be 1 to {coupon_reports.WINDOW_DAYS_MAX}", file=sys.stderr)
+        return 2
+    window_days = args.window_days or settings.coupon_report_window_days
+
+    async def report():
+        pool = await _pool(settings)
+        try:
+            svc = Services(settings=settings, pool=pool, channel=None, clock=utc_now, identity=None)
+            return await coupon_reports.mall_report(svc, settings.sp_mchid, window_days)
+        finally:
+            await pool.close()
+
+    result = asyncio.run(report())
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+    print(f"visits within {window_days} days of each decision; intervals are 95%")
+    for c in result["campaigns"]:
+        print(f"campaign {c['campaign_id']} {c['name']} (store {c['sub_mchid']}): issued {c['issued']}, "
+              f"redeemed {c['redeemed']}, discount {_yuan(c['discount_spent'])}, sales {_yuan(c['sales_driven'])}")
+        print("  " + _uplift_line(c["uplift"]))
+        for f in c["flows"]:
+            print(f"  {f['trigger_sub_mchid']} -> {f['redeeming_sub_mchid']}: {f['redeemed']} redeemed, "
+                  f"sales {_yuan(f['sales'])}")
+    print("overall: " + _uplift_line(result["overall"]["uplift"]))
+    return 0
+
+
+def _uplift_line(u: dict) -> str:
+    t, h = u["treated"], u["held_out"]
+    line = (f"treated {t['visits']}/{t['decisions']} visited, held out {h['visits']}/{h['decisions']}")
+    visits, sales = u["incremental_visits"], u["incremental_sales"]
+    if visits is None:
+        return line + "; too few decisions for an estimate"
+    cost = u["cost_per_incremental_visit"]
+    return (line + f"; incremental visits {visits['estimate']} [{visits['low']}, {visits['high']}], "
+            f"incremental sales {_yuan(sales['estimate'])} [{_yuan(sales['low'])}, {_yuan(sales['high'])}], "
+            f"cost per incremental visit {'n/a' if cost is None else _yuan(cost)}")
+
+
+def _yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}¥{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 if __name__ == "__main__":

@@ -97,6 +97,24 @@ class Settings:
     job_attempts_max: int = 20
     job_retry_base_s: int = 30
 
+    # Coupons (SPEC 7): K coupons at most per payment; issuing gets this long after the
+    # payment commits before its notification goes out without coupons.
+    coupons_per_payment_max: int = 3
+    coupon_issue_budget_ms: int = 300
+    coupon_issue_inflight_max: int = 64
+    coupon_holdout_bps: int = 1000
+    coupon_shopper_history_max: int = 50
+    coupon_model_refit_interval_s: float = 3600.0
+    coupon_model_history_days: int = 90
+    coupon_model_payments_max: int = 100_000
+    coupon_report_window_days: int = 7
+    # Points: per paid yuan unless the store has its own rule; synced to WeChat.
+    points_per_yuan_default: int = 1
+    points_sync_batch_max: int = 32
+    points_sync_poll_interval_ms: int = 500
+    points_sync_attempts_max: int = 12
+    points_sync_retry_base_s: int = 5
+
     # Reconciliation (SPEC 6): the channel's bills of day D (China time) are ready from
     # 10:00 on D+1; the daily run starts this many minutes after midnight China time on
     # D+1, retrying (job_retry_base_s backoff) while a bill is not ready yet.
@@ -159,6 +177,15 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
+        for name in ("coupon_issue_budget_ms", "coupon_issue_inflight_max", "coupon_model_refit_interval_s",
+                     "coupon_model_payments_max", "coupon_report_window_days", "points_sync_batch_max",
+                     "points_sync_attempts_max", "points_sync_poll_interval_ms"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
+        if not 0 <= self.coupon_holdout_bps <= 10000:
+            raise SettingsError("MALLPAY_COUPON_HOLDOUT_BPS must be 0 to 10000")
+        if self.coupons_per_payment_max < 0 or self.points_per_yuan_default < 0:
+            raise SettingsError("coupon and points counts cannot be negative")
         if self.signing_threads < 0:
             raise SettingsError("MALLPAY_SIGNING_THREADS must be 0 (sign on the event loop) or more")
         if not 0 <= self.reconcile_at_minute < 24 * 60 or self.reconcile_stores_concurrency <= 0:

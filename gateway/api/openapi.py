@@ -147,6 +147,22 @@ PATHS = {
     "/v3/mall/jobs/{job_id}/{action}": {"post": _op(
         "retry (start over) or resolve (settled by hand) a dead job, with a reason; recorded with who and when (admin)",
         body="JobAction", params=[_param("job_id", "path"), _param("action", "path")])},
+    "/v3/mall/coupon-campaigns": {
+        "post": _op("Create a coupon campaign (admin; a store for its own store-funded ones)",
+                    body="CouponCampaign", result="CouponCampaign"),
+        "get": _op("List coupon campaigns (a store sees its own)")},
+    "/v3/mall/coupon-campaigns/{campaign_id}": {
+        "get": _op("A coupon campaign with its committed budget", result="CouponCampaign",
+                   params=[_param("campaign_id", "path")]),
+        "patch": _op("Change budget, caps, end; pause, resume or end", body="CouponCampaignChange",
+                     result="CouponCampaign", params=[_param("campaign_id", "path")])},
+    "/v3/mall/coupon-campaigns/{campaign_id}/report": {"get": _op(
+        "Attribution and uplift over the hold-out (window_days, default from settings)",
+        params=[_param("campaign_id", "path")])},
+    "/v3/mall/members/{openid}/coupons": {"get": _op(
+        "A shopper's coupons (admin, mall_app)", params=[_param("openid", "path")])},
+    "/v3/mall/members/{openid}/points": {"get": _op(
+        "A shopper's mall points (admin, mall_app)", params=[_param("openid", "path")])},
     "/channel/wechatpay/notify": {"post": {
         "summary": "Payment notifications from WeChat Pay (signed by the channel, not a client)",
         "responses": {"204": {"description": "applied"}, "401": {"description": "rejected"},
@@ -257,6 +273,29 @@ SCHEMAS = {
         "mchid": {"type": "string"}, "sp_mchid": {"type": "string"}, "appid": {"type": "string"},
         "merchant_serial_no": {"type": "string"}, "apiv3_key": {"type": "string"},
         "public_key_id": {"type": "string"}, "public_key": {"type": "string"}}},
+    "CouponCampaign": {"type": "object", "required": [
+        "name", "sub_mchid", "funded_by", "discount", "budget", "per_shopper_max", "starts_at", "ends_at",
+        "coupon_valid_seconds"], "properties": {
+        "name": {"type": "string"}, "sub_mchid": {"type": "string", "description": "the redeeming store"},
+        "funded_by": {"type": "string", "enum": ["store", "mall"]},
+        "discount": {"type": "object", "required": ["type", "amount"], "properties": {
+            "type": {"type": "string", "enum": ["amount_off", "threshold"]},
+            "amount": {"type": "integer", "minimum": 1, "description": "fen"},
+            "threshold": {"type": "integer", "description": "fen; threshold discounts only"}}},
+        "budget": {"type": "object", "required": ["amount", "count"], "properties": {
+            "amount": {"type": "integer", "description": "fen"}, "count": {"type": "integer"}}},
+        "daily_count_max": {"type": "integer"}, "per_shopper_max": {"type": "integer"},
+        "starts_at": {"type": "string", "format": "date-time"}, "ends_at": {"type": "string", "format": "date-time"},
+        "coupon_valid_seconds": {"type": "integer"},
+        "trigger": {"type": "object", "properties": {
+            "stores": {"type": "array", "items": {"type": "string"}},
+            "floors": {"type": "array", "items": {"type": "string"}},
+            "categories": {"type": "array", "items": {"type": "string"}},
+            "min_spend": {"type": "integer", "description": "fen"}}}}},
+    "CouponCampaignChange": {"type": "object", "properties": {
+        "budget": {"type": "object"}, "daily_count_max": {"type": "integer"},
+        "per_shopper_max": {"type": "integer"}, "ends_at": {"type": "string", "format": "date-time"},
+        "state": {"type": "string", "enum": ["active", "paused", "ended"]}}},
     "TrialBalance": {"type": "object", "properties": {
         "accounts": {"type": "array", "items": {"type": "object"}}, "totals": {"type": "object"},
         "balanced": {"type": "boolean"}}},

@@ -326,3 +326,18 @@ class ChannelSplitNotice:
 # text; retryable stays False because retrying at once will not help.
 SPLIT_NOT_READY = "ORDER_NOT_READY"
 SPLIT_NOT_READY_CODES = frozenset({SPLIT_NOT_READY})
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPointsNotice:
+    """One points change of a paid transaction, for WeChat's business-circle points API."""
+
+    sub_mchid: str
+    transaction_id: str
+    appid: str
+    openid: str
+    earn_points: bool
+    increased_points: int
+    points_update_at: datetime
+    no_points_remarks: str | None
+    total_points: int

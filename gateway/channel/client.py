@@ -23,6 +23,7 @@ from gateway.channel import (
     ChannelError,
     ChannelOrderRequest,
     ChannelPaymentNotice,
+    ChannelPointsNotice,
     ChannelReceiver,
     ChannelReceiverType,
     ChannelRefund,
@@ -238,6 +239,12 @@ class WeChatPayChannel:
         data = await self.bill_file(tf_bills.BillKind.FUND_FLOW, bill_date, sub_mchid)
         return [] if data is None else _parsed(data, bill_shapes.FUNDFLOW,
                                                lambda bill: tf_bills.payout_lines_from(sub_mchid, bill))
+
+    # -- business-circle points ----------------------------------------------------------
+
+    async def notify_points(self, notice: ChannelPointsNotice) -> None:
+        """Tell WeChat what a paid transaction earned in mall points (204, no body)."""
+        await self._http.call("POST", "/v3/businesscircle/points/notify", tf.points_notice_body(notice))
 
     # -- notifications -------------------------------------------------------------------
 

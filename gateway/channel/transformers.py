@@ -162,3 +162,17 @@ def read_enum(kind: type[E], data: Mapping[str, Any], name: str) -> E:
         return kind(read_text(data, name))
     except ValueError:
         raise UnexpectedChannelResponse(f"{name} is not one of {kind.__name__}") from None
+
+
+def points_notice_body(notice) -> dict[str, Any]:
+    """POST /v3/businesscircle/points/notify (partner mode names the store)."""
+    body: dict[str, Any] = {
+        "sub_mchid": notice.sub_mchid, "transaction_id": notice.transaction_id, "appid": notice.appid,
+        "openid": notice.openid, "earn_points": notice.earn_points, "increased_points": notice.increased_points,
+        # WeChat's example carries milliseconds (2020-05-20T13:29:35.120+08:00).
+        "points_update_time": notice.points_update_at.astimezone(CHINA_TZ).isoformat(timespec="milliseconds"),
+        "total_points": notice.total_points,
+    }
+    if notice.no_points_remarks is not None:
+        body["no_points_remarks"] = notice.no_points_remarks
+    return body

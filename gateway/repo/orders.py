@@ -37,17 +37,36 @@ CREATE_RESPONSE = """
 SELECT create_response FROM orders WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3
 """
 
-# A request the channel refused for good leaves nothing behind.
+# A request the channel refused for good leaves nothing behind: a coupon it reserved is
+# the shopper's again.
 FORGET_UNOPENED_ORDER = """
-DELETE FROM orders
- WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3 AND request_hash = $4
-   AND create_response IS NULL AND state = 'NOTPAY'
+WITH forgotten AS (
+    DELETE FROM orders
+     WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3 AND request_hash = $4
+       AND create_response IS NULL AND state = 'NOTPAY'
+    RETURNING mall_id, sub_mchid, out_trade_no)
+UPDATE coupons c SET state = 'issued', order_out_trade_no = NULL
+  FROM forgotten f
+ WHERE c.mall_id = $1 AND c.mall_id = f.mall_id AND c.sub_mchid = f.sub_mchid
+   AND c.order_out_trade_no = f.out_trade_no
+   AND c.state = 'reserved'
 """
 
+# Closing releases the coupon the order reserved, in the same statement: only the one
+# statement that moves the order off NOTPAY releases it, so it is released exactly once
+# however a close races a payment or another close.
 CLOSE_ORDER = """
-UPDATE orders SET state = 'CLOSED', closed_at = $4
- WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3 AND state = 'NOTPAY'
-RETURNING state
+WITH closed AS (
+    UPDATE orders SET state = 'CLOSED', closed_at = $4
+     WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3 AND state = 'NOTPAY'
+    RETURNING mall_id, sub_mchid, out_trade_no, state),
+released AS (
+    UPDATE coupons c SET state = 'issued', order_out_trade_no = NULL
+      FROM closed o
+     WHERE c.mall_id = $1 AND c.mall_id = o.mall_id AND c.sub_mchid = o.sub_mchid
+       AND c.order_out_trade_no = o.out_trade_no
+       AND c.state = 'reserved')
+SELECT state FROM closed
 """
 
 # An order about to be paid, with what its store's contract says the payment opens, and

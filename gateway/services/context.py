@@ -19,6 +19,9 @@ class Services:
     channel: object  # gateway.channel.client.WeChatPayChannel
     clock: Clock  # business time: with the emulator, it follows the sandbox clock
     identity: GatewayIdentity
+    # Coupon issuing's in-process state (fitted next-store model, tasks in flight, the
+    # outbox's wake-up); None where nothing issues coupons (command-line actions).
+    coupons: object = None  # gateway.services.next_store.CouponRuntime
     signature_clock: Clock | None = None  # transport time for signatures; `clock` when None
 
     def __post_init__(self):

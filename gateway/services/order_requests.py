@@ -22,6 +22,7 @@ MCHID_RE = re.compile(r"[0-9]{1,32}")  # WeChat merchant ids are digits
 APPID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 OPENID_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
 GUIDE_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
+COUPON_ID_RE = re.compile(r"[0-9A-Za-z]{1,64}")
 DESCRIPTION_CHARS_MAX = 127
 ATTACH_CHARS_MAX = 128
 NOTIFY_URL_CHARS_MAX = 255
@@ -120,6 +121,8 @@ def _check_consistency(parsed: OrderRequest, body: dict, amount: dict, payer: di
             raise ParamError(name, "not_an_object")
     if "support_fapiao" in body and not isinstance(body["support_fapiao"], bool):
         raise ParamError("support_fapiao", "not_a_boolean")
+    if "coupon_id" in parsed.mall_info and "original_total" not in parsed.mall_info:
+        raise ParamError("mall_info.original_total", "required_with_coupon_id")
     original = parsed.mall_info.get("original_total")
     if original is not None and original < parsed.total_fen:
         raise ParamError("mall_info.original_total", "less_than_total")
@@ -255,9 +258,7 @@ def _mall_info(body: dict) -> dict:
         if name == "guide_id":
             result[name] = _text(info, name, GUIDE_ID_RE, field="mall_info.guide_id")
         elif name == "coupon_id":
-            # Coupon redemption arrives with the coupon engine; until then a coupon on
-            # an order is refused rather than silently ignored.
-            raise ParamError("mall_info.coupon_id", "coupon_not_applicable", "coupons are not redeemable yet")
+            result[name] = _text(info, name, COUPON_ID_RE, field="mall_info.coupon_id")
         elif name == "original_total":
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= ORDER_TOTAL_FEN_MAX:
                 raise ParamError("mall_info.original_total", "out_of_range")

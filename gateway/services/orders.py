@@ -12,7 +12,7 @@ from gateway.repo import guides as guides_repo
 from gateway.repo import orders as orders_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
-from gateway.services import payments
+from gateway.services import coupon_redemption, payments
 from gateway.services.context import Services
 from gateway.services.order_requests import OrderRequest
 from gateway.services.transaction_json import order_json
@@ -27,7 +27,10 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
     now = svc.clock()
     async with svc.pool.acquire() as conn:
         await _check_guide(conn, caller.mall_id, req)
-        row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
+        async with conn.transaction():
+            row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
+            if row is not None and "coupon_id" in req.mall_info:
+                await coupon_redemption.reserve(conn, row, now)
         if row is None:
             row = await orders_repo.order(conn, *key)
         if row is None and await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid) is None:

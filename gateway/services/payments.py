@@ -12,6 +12,7 @@ import structlog
 
 from gateway.channel import ChannelError, ChannelTrade, ChannelTradeState
 from gateway.repo import orders as orders_repo
+from gateway.services import coupon_issuing, coupon_redemption, points
 from gateway.services.context import Services
 from gateway.services.payment_effects import Paid, payment_effects
 
@@ -45,7 +46,9 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
         elif row["state"] == "SUCCESS":
             outcome = PaymentOutcome.ALREADY_APPLIED
         else:
-            outcome = PaymentOutcome(await _apply(svc, conn, row, trade))
+            now = svc.clock()
+            joins = await _joins(svc, conn, row)
+            outcome = PaymentOutcome(await _apply(svc, conn, row, trade, now, joins))
     if not outcome.in_books:
         # The channel took money we cannot place: an operator must look. Not acking
         # keeps the channel retrying, so the case stays visible until resolved.
@@ -54,27 +57,46 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
     elif outcome is PaymentOutcome.APPLIED:
         log.info("payment_applied", sub_mchid=trade.sub_mchid, out_trade_no=trade.out_trade_no,
                  total_fen=trade.total_fen)
+        coupon_issuing.start(svc, (row["mall_id"], row["sub_mchid"], row["out_trade_no"]),
+                             coupon_issuing.hold_until(svc, now))
     return outcome
 
 
-async def _apply(svc: Services, conn, row, trade: ChannelTrade) -> str:
+async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None, joins=None) -> str:
     """One round trip: the order's NOTPAY → SUCCESS and every effect of the payment
-    (`payment_effects`, the place where features join payment success)."""
+    (`payment_effects`, the place where features join payment success): the coupon it
+    redeems and the points it earns join as rows and transfers."""
     if trade.total_fen != row["total_fen"]:
         return PaymentOutcome.AMOUNT_MISMATCH.value
     paid = Paid(transaction_id=trade.transaction_id, bank_type=trade.bank_type or "OTHERS",
                 success_at=trade.success_at or svc.clock(),
                 payer_total_fen=trade.payer_total_fen if trade.payer_total_fen is not None else trade.total_fen)
-    now = svc.clock()
+    now = now or svc.clock()
     effects = payment_effects(
         row, paid, notification_id=uuid.uuid4(), now=now,
         split_first_try_after_s=svc.settings.split_first_try_after_s,
         finish_before_unfreeze_s=svc.settings.finish_before_unfreeze_s,
     )
+    if joins is not None:
+        effects = joins(effects, paid)
+    if svc.coupons is not None:  # a process that issues coupons lets issuing fill the notification
+        effects = coupon_issuing.hold_notification(effects, coupon_issuing.hold_until(svc, now))
     return await orders_repo.apply_payment(
         conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
         paid=paid.columns(), now=now, transfers=effects.transfers_data(), rows=list(effects.rows),
     )
+
+
+async def _joins(svc: Services, conn, row):
+    """What coupons and points read before the payment, as a pure step that adds their
+    transfers and rows to the payment's effects (so the payment stays one round trip)."""
+    coupon = await coupon_redemption.coupon_to_confirm(conn, row)
+    rate = await points.rate_for(svc, conn, row)
+
+    def join(effects, paid):
+        effects = coupon_redemption.join_payment(row, coupon, effects, paid.success_at)
+        return points.join_payment(row, rate, effects, paid.transaction_id, paid.success_at)
+    return join
 
 
 async def sync_with_channel(svc: Services, row):

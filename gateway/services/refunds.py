@@ -22,7 +22,7 @@ from gateway.repo import jobs as jobs_repo
 from gateway.repo import orders as orders_repo
 from gateway.repo import outbox as outbox_repo
 from splitting import repo
-from gateway.services import returns
+from gateway.services import coupon_redemption, points, returns
 from gateway.services.context import Services
 from gateway.services.splits import refused
 from gateway.wire import to_wechat_time
@@ -217,6 +217,8 @@ async def _money_left_store(svc: Services, refund, state: str, transfer_of, *, s
                 refund["sub_mchid"], refund["out_refund_no"], list(plan.owed)), now)
         await ledger_repo.post_transfer(conn, refund["mall_id"], transfer_of(
             refund["sub_mchid"], refund["out_refund_no"], plan), now)
+        await points.reverse_for_refund(svc, conn, refund, now)
+        await coupon_redemption.after_refund(conn, refund, now)
         await _announce(conn, svc, refund, row)
     return True
 

@@ -174,7 +174,8 @@ async def clocked_world(make_mall, monkeypatch, fee_rate_bps: int = 60, franchis
     def clock() -> datetime:
         return datetime.now(timezone.utc) + offset[0]
 
-    mall = await make_mall(clock=clock, emulator={"fee_rate_bps": fee_rate_bps, **emulator})
+    # The model books CNY only; mall points (PTS) are checked by their own tests.
+    mall = await make_mall(clock=clock, emulator={"fee_rate_bps": fee_rate_bps, **emulator}, points_per_yuan_default=0)
     world = World(mall, offset, ClockedClient(mall.app, clock), ClockedClient(mall.admin, clock), fee_rate_bps,
                   franchise)
     real_reward = scheduler.HANDLERS["guide_reward"]

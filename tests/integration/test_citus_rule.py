@@ -38,6 +38,7 @@ GLOBAL_QUERIES = {
     "ledger.repo.INVARIANT_QUERIES": "the ledger invariants are checked over all malls at once",
     "gateway.repo.orders.INVARIANT_QUERIES": "the payment invariants are checked over all malls at once",
     "splitting.repo.INVARIANT_QUERIES": "the splitting invariants are checked over all malls at once",
+    "points.repo.CLAIM_DUE_SYNCS": "the points sync claims due changes of any mall",
     "gateway.repo.jobs.DEAD_COUNT": "/health counts the jobs that gave up in every mall the process serves",
 }
 

@@ -1,4 +1,4 @@
-"""The shape of the code. The pure cores (ledger/, splitting/, coupons/) import no I/O and make nothing up: no clock, no
+"""The shape of the code. The pure cores (ledger/, splitting/, coupons/, points/) import no I/O and make nothing up: no clock, no
 random numbers, no ids, no aiohttp or asyncpg (STYLE habit 2). Storage adapters
 (`repo.py`) are the exception by design."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE_PACKAGES = ("ledger", "splitting", "coupons")
+CORE_PACKAGES = ("ledger", "splitting", "coupons", "points")
 FORBIDDEN_MODULES = {"aiohttp", "asyncpg", "random", "secrets", "uuid", "time", "os", "socket", "gateway"}
 FORBIDDEN_CALLS = {"now", "utcnow", "today"}
 

@@ -222,7 +222,8 @@ def test_description_at_its_limit():
 
 @pytest.mark.parametrize("mall_info, expected", [
     ({"points": 10}, ("mall_info.points", "unknown_field")),
-    ({"coupon_id": "C-1"}, ("mall_info.coupon_id", "coupon_not_applicable")),
+    ({"coupon_id": "C-1", "original_total": 99999}, ("mall_info.coupon_id", "bad_format")),
+    ({"coupon_id": "CPN1"}, ("mall_info.original_total", "required_with_coupon_id")),
     ({"guide_id": "g 1"}, ("mall_info.guide_id", "bad_format")),
     ({"original_total": 2000}, ("mall_info.original_total", "less_than_total")),
     ({"original_total": 1.5}, ("mall_info.original_total", "out_of_range")),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from gateway.api.mall import (
-    clients, guides, jobs, ledger, notifications, payouts, reconciliations, statements, tenants,
+    clients, coupon_campaigns, guides, jobs, ledger, members, notifications, payouts, reconciliations, statements,
+    tenants,
 )
 
-RESOURCES = (tenants, guides, clients, ledger, notifications, payouts, reconciliations, statements, jobs)
+RESOURCES = (tenants, guides, clients, ledger, notifications, payouts, reconciliations, statements, jobs,
+             coupon_campaigns, members)
 routes = [route for module in RESOURCES for route in module.routes]

@@ -1,0 +1,49 @@
+"""Coupon campaigns: /v3/mall/coupon-campaigns (admin, or a store for its own)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api import caller_of, services_of
+from gateway.api.mall.common import paging
+from gateway.api.middleware import json_body
+from gateway.api.orders import json_response
+from gateway.services import coupon_campaigns, coupon_reports
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v3/mall/coupon-campaigns")
+async def create_campaign(request: web.Request) -> web.Response:
+    svc, caller = services_of(request), caller_of(request)
+    return json_response(await coupon_campaigns.create_campaign(svc, caller, await json_body(request)))
+
+
+@routes.get("/v3/mall/coupon-campaigns")
+async def list_campaigns(request: web.Request) -> web.Response:
+    limit, offset = paging(request)
+    svc, caller = services_of(request), caller_of(request)
+    return json_response(await coupon_campaigns.list_campaigns(svc, caller, request.query.get("sub_mchid"),
+                                                               limit, offset))
+
+
+@routes.get("/v3/mall/coupon-campaigns/{campaign_id}")
+async def get_campaign(request: web.Request) -> web.Response:
+    row = await coupon_campaigns.campaign_row(services_of(request), caller_of(request),
+                                              request.match_info["campaign_id"])
+    return json_response(coupon_campaigns.campaign_json(row))
+
+
+@routes.patch("/v3/mall/coupon-campaigns/{campaign_id}")
+async def change_campaign(request: web.Request) -> web.Response:
+    svc, caller = services_of(request), caller_of(request)
+    return json_response(await coupon_campaigns.change_campaign(
+        svc, caller, request.match_info["campaign_id"], await json_body(request)))
+
+
+@routes.get("/v3/mall/coupon-campaigns/{campaign_id}/report")
+async def campaign_report(request: web.Request) -> web.Response:
+    svc, caller = services_of(request), caller_of(request)
+    row = await coupon_campaigns.campaign_row(svc, caller, request.match_info["campaign_id"])
+    window_days = coupon_reports.window_days_of(request.query.get("window_days"), svc.settings)
+    return json_response(await coupon_reports.campaign_report(svc, caller.mall_id, row, window_days))

@@ -1,0 +1,29 @@
+"""A shopper's coupons and points: /v3/mall/members/{openid}/... (admin, mall_app)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api import caller_of, services_of
+from gateway.api.mall.common import paging, require_role
+from gateway.api.orders import json_response
+from gateway.services import members
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v3/mall/members/{openid}/coupons")
+async def member_coupons(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin", "mall_app")
+    limit, offset = paging(request)
+    return json_response(await members.coupons(services_of(request), caller.mall_id,
+                                               members.openid_of(request.match_info["openid"]), limit, offset))
+
+
+@routes.get("/v3/mall/members/{openid}/points")
+async def member_points(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin", "mall_app")
+    return json_response(await members.points(services_of(request), caller.mall_id,
+                                              members.openid_of(request.match_info["openid"])))

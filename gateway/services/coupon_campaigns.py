@@ -1,0 +1,125 @@
+"""Coupon campaigns: create, read, change (budget, caps, end, pause), each validated.
+
+The admin manages every campaign; a store's own `tenant` credentials manage only the
+campaigns it funds itself. Any other store's campaign answers exactly as a missing one.
+"""
+
+from __future__ import annotations
+
+from coupons import repo as coupons_repo
+from coupons.postings import receivable_accounts
+from ledger import repo as ledger_repo
+from coupons.campaigns import CampaignInvalid, CampaignState, Funder, check_change, parse_campaign, parse_change
+from gateway.errors import InvalidRequest, NoAuth, ParamError, ResourceNotExists
+from gateway.repo import tenants as tenants_repo
+from gateway.repo.clients import Caller
+from gateway.services.context import Services
+
+STATE_ISSUES = frozenset({"below_committed", "campaign_ended"})
+
+
+def refused(exc: CampaignInvalid) -> Exception:
+    if exc.issue in STATE_ISSUES:
+        return InvalidRequest(exc.issue, exc.message, field=exc.field)
+    return ParamError(exc.field, exc.issue, exc.message)
+
+
+def _check_manager(caller: Caller) -> None:
+    if caller.role not in ("admin", "tenant"):
+        raise NoAuth("role_not_allowed", "this needs role admin or tenant")
+
+
+async def create_campaign(svc: Services, caller: Caller, body) -> dict:
+    _check_manager(caller)
+    if not isinstance(body, dict):
+        raise ParamError("body", "not_an_object")
+    try:
+        spec = parse_campaign(body)
+    except CampaignInvalid as exc:
+        raise refused(exc) from None
+    if caller.role == "tenant":
+        if spec.sub_mchid != caller.sub_mchid:
+            raise NoAuth("other_store", "a store creates campaigns for itself only")
+        if spec.funder is not Funder.STORE:
+            raise NoAuth("mall_funding_needs_admin", "only the mall's admin commits the mall's money")
+    async with svc.pool.acquire() as conn:
+        if await tenants_repo.tenant(conn, caller.mall_id, spec.sub_mchid) is None:
+            raise InvalidRequest("store_not_in_mall", "sub_mchid is not a store of this mall", field="sub_mchid")
+        for store in spec.trigger.stores:
+            if await tenants_repo.tenant(conn, caller.mall_id, store) is None:
+                raise InvalidRequest("store_not_in_mall", f"trigger store {store} is not in this mall",
+                                     field="trigger.stores")
+        if spec.funder is Funder.MALL:  # the account its discounts will be owed on
+            await ledger_repo.ensure_accounts(conn, caller.mall_id, receivable_accounts(spec.sub_mchid))
+        row = await coupons_repo.insert_campaign(conn, caller.mall_id, spec, svc.clock())
+    return campaign_json(row)
+
+
+async def campaign_row(svc: Services, caller: Caller, campaign_id: str):
+    """The campaign if the caller may see it; a missing-resource answer otherwise."""
+    _check_manager(caller)
+    if not campaign_id.isdigit() or len(campaign_id) > 18:
+        raise ResourceNotExists("campaign_not_found")
+    async with svc.pool.acquire() as conn:
+        row = await coupons_repo.campaign(conn, caller.mall_id, int(campaign_id))
+    if row is None or (caller.role == "tenant" and not _owns(caller, row)):
+        raise ResourceNotExists("campaign_not_found")
+    return row
+
+
+def _owns(caller: Caller, row) -> bool:
+    return row["sub_mchid"] == caller.sub_mchid and row["funder"] == Funder.STORE.value
+
+
+async def list_campaigns(svc: Services, caller: Caller, sub_mchid: str | None, limit: int, offset: int) -> dict:
+    _check_manager(caller)
+    if caller.role == "tenant":
+        sub_mchid = caller.sub_mchid
+    async with svc.pool.acquire() as conn:
+        rows, total = await coupons_repo.campaigns(conn, caller.mall_id, sub_mchid, limit, offset)
+    if caller.role == "tenant":
+        rows = [r for r in rows if _owns(caller, r)]
+    return {"total_count": total, "offset": offset, "limit": limit, "data": [campaign_json(r) for r in rows]}
+
+
+async def change_campaign(svc: Services, caller: Caller, campaign_id: str, body) -> dict:
+    row = await campaign_row(svc, caller, campaign_id)
+    if not isinstance(body, dict):
+        raise ParamError("body", "not_an_object")
+    campaign = coupons_repo.campaign_of(row)
+    try:
+        change = parse_change(body)
+        spec = check_change(campaign.state, campaign.spec, change, row["committed_fen"], row["committed_count"])
+    except CampaignInvalid as exc:
+        raise refused(exc) from None
+    state = change.state or campaign.state
+    async with svc.pool.acquire() as conn:
+        changed = await coupons_repo.change_campaign(conn, caller.mall_id, campaign.campaign_id, spec, state,
+                                                     svc.clock())
+        if changed is None:  # issuance committed more, or someone ended it, since we read it
+            fresh = await coupons_repo.campaign(conn, caller.mall_id, campaign.campaign_id)
+            if fresh["state"] == CampaignState.ENDED.value:
+                raise InvalidRequest("campaign_ended", "an ended campaign cannot change", field="state")
+            raise InvalidRequest("below_committed", "the budget is below what is already committed",
+                                 field="budget")
+    return campaign_json(changed)
+
+
+def campaign_json(row) -> dict:
+    body = {
+        "campaign_id": str(row["campaign_id"]), "name": row["name"], "sub_mchid": row["sub_mchid"],
+        "funded_by": row["funder"], "state": row["state"],
+        "discount": {"type": row["discount_kind"], "amount": row["discount_fen"]},
+        "budget": {"amount": row["budget_fen"], "count": row["budget_count"],
+                   "committed_amount": row["committed_fen"], "committed_count": row["committed_count"]},
+        "per_shopper_max": row["per_shopper_max"],
+        "starts_at": row["starts_at"].isoformat(), "ends_at": row["ends_at"].isoformat(),
+        "coupon_valid_seconds": row["coupon_valid_s"],
+        "trigger": {"stores": list(row["trigger_stores"]), "floors": list(row["trigger_floors"]),
+                    "categories": list(row["trigger_categories"]), "min_spend": row["trigger_min_spend_fen"]},
+    }
+    if row["discount_kind"] == "threshold":
+        body["discount"]["threshold"] = row["threshold_fen"]
+    if row["daily_count_max"] is not None:
+        body["daily_count_max"] = row["daily_count_max"]
+    return body
