@@ -8,12 +8,11 @@ import asyncio
 import json
 from datetime import date, datetime, timezone
 
-from gateway import cli
+from gateway import cli, invariants
 from gateway.db import create_pool
 from gateway.repo import bills as bills_repo
 from gateway.services import onboarding
 from gateway.settings import Settings
-from ledger import repo as ledger_repo
 
 DAY = date(2026, 11, 3)
 
@@ -47,6 +46,6 @@ async def test_show_and_run_from_the_command_line(database_url, tmp_path, monkey
         assert "could not be reached" in capsys.readouterr().err
         async with pool.acquire() as conn:
             assert await bills_repo.report(conn, settings.sp_mchid, date(2026, 11, 2)) is None
-            assert await ledger_repo.check_invariants(conn) == []
+            assert await invariants.check_invariants(conn) == []
     finally:
         await pool.close()
