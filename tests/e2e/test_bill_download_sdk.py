@@ -16,7 +16,8 @@ from gateway import signing
 from gateway.api import SERVICES
 from gateway.shapes import bills as shapes
 from gateway.wire import CHINA_TZ
-from tests.support import order_body, register_client, test_key, wait_until
+from tests.support import order_body, register_client, wait_until
+from tests.support import test_key as shared_key
 
 
 def sdk_for(mall, creds) -> WeChatPay:
@@ -75,7 +76,7 @@ async def test_download_bill_with_the_sdk(mall):
 
     # A store's own credentials: its own lines only; another store's bill is an empty day.
     store_creds = await register_client(mall.pool, mall_id=mall.settings.sp_mchid, role="tenant", sub_mchid=s1,
-                                        name="store one", private_key=test_key(1))
+                                        name="store one", private_key=shared_key(1))
     store = sdk_for(mall, store_creds)
     code, text = await asyncio.to_thread(store.trade_bill, bill_date=yesterday, tar_type="GZIP")
     assert code == 200, text
