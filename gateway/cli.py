@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     c_report.add_argument("--window-days", type=int, help="visits counted this many days after a decision")
     c_report.add_argument("--json", action="store_true", help="the report as JSON")
     c_report.set_defaults(run=_coupons_report)
+    points = sub.add_parser("points", help="mall points").add_subparsers(metavar="ACTION")
+    p_rule = points.add_parser("rule", help="set a store's points per paid yuan (show it without --points-per-yuan)")
+    p_rule.add_argument("--sub-mchid", required=True)
+    p_rule.add_argument("--points-per-yuan", type=int)
+    p_rule.set_defaults(run=_points_rule)
     t_list = tenant.add_parser("list", help="list the mall's stores")
     t_list.set_defaults(run=_tenant_list)
     targeting_files.add_commands(sub)
@@ -253,11 +258,12 @@ def _tenant_create(settings: Settings, args) -> int:
 
 
 class _PoolClock:
-    """What approving a ratio needs of the services: the pool and the time."""
+    """What approving a ratio or setting a points rule needs of the services: the pool,
+    the time and (for the mall's default rate) the settings."""
 
-    def __init__(self, pool):
+    def __init__(self, pool, settings: Settings | None = None):
         from gateway.app import utc_now
-        self.pool, self.clock = pool, utc_now
+        self.pool, self.clock, self.settings = pool, utc_now, settings
 
 
 def _tenant_approve(settings: Settings, args) -> int:
@@ -275,6 +281,27 @@ def _tenant_approve(settings: Settings, args) -> int:
     if approval is None:
         return 1
     print(json.dumps(approval, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _points_rule(settings: Settings, args) -> int:
+    from gateway.services import onboarding
+
+    async def rule():
+        pool = await _pool(settings)
+        try:
+            svc = _PoolClock(pool, settings)
+            if args.points_per_yuan is None:
+                return await onboarding.points_rule(svc, settings.sp_mchid, args.sub_mchid)
+            return await onboarding.set_points_rule(svc, settings.sp_mchid, args.sub_mchid,
+                                                    {"points_per_yuan": args.points_per_yuan})
+        finally:
+            await pool.close()
+
+    found = _run_refusable(rule())
+    if found is None:
+        return 1
+    print(json.dumps(found, ensure_ascii=False, indent=2))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 RULE = "SELECT points_per_yuan FROM points_rules WHERE mall_id = $1 AND sub_mchid = $2"
+RULE_ROW = "SELECT points_per_yuan, updated_at FROM points_rules WHERE mall_id = $1 AND sub_mchid = $2"
 
 SET_RULE = """
 INSERT INTO points_rules (mall_id, sub_mchid, points_per_yuan, updated_at) VALUES ($1, $2, $3, $4)
@@ -51,6 +52,10 @@ SYNC_COUNTS = "SELECT state, count(*) AS n FROM points_syncs WHERE mall_id = $1 
 
 async def rule(conn, mall_id: str, sub_mchid: str) -> int | None:
     return await conn.fetchval(RULE, mall_id, sub_mchid)
+
+
+async def rule_row(conn, mall_id: str, sub_mchid: str):
+    return await conn.fetchrow(RULE_ROW, mall_id, sub_mchid)
 
 
 async def set_rule(conn, mall_id: str, sub_mchid: str, points_per_yuan: int, now: datetime) -> None:

@@ -28,6 +28,9 @@ def points_accounts(mall_id: str, openid: str) -> list[AccountSpec]:
     ]
 
 
+POINTS_PER_YUAN_MAX = 1000  # a store's rule: 0 (earns nothing) to this many points per paid yuan
+
+
 def points_earned(paid_fen: int, points_per_yuan: int) -> int:
     """Whole paid yuan times the store's rate; fen below a yuan earn nothing."""
     assert paid_fen >= 0 and points_per_yuan >= 0

@@ -91,6 +91,12 @@ PATHS = {
                     params=[_param("sub_mchid", "path")]),
         "get": _op("The store's approvals (admin, finance)", params=[_param("sub_mchid", "path")]),
     },
+    "/v3/mall/tenants/{sub_mchid}/points-rule": {
+        "put": _op("Set the store's points per paid yuan, 0 to 1000 (admin)", body="PointsRuleChange",
+                   result="PointsRule", params=[_param("sub_mchid", "path")]),
+        "get": _op("The points the store's payments earn per yuan: its rule or the mall's default "
+                   "(admin, finance, the store)", result="PointsRule", params=[_param("sub_mchid", "path")]),
+    },
     "/v3/mall/tenants": {
         "post": _op("Onboard a store with its contract (admin)", body="Tenant", result="Tenant"),
         "get": _op("List the mall's stores", result="TenantPage"),
@@ -262,6 +268,12 @@ SCHEMAS = {
             "commission_bps": {"type": "integer"}, "max_ratio_bps": {"type": "integer", "maximum": 3000},
             "fee_rate_bps": {"type": "integer"}, "freeze_days": {"type": "integer"},
             "guide_reward_bps": {"type": "integer"}, "auto_split": {"type": "boolean"}}}}},
+    "PointsRuleChange": {"type": "object", "required": ["points_per_yuan"], "additionalProperties": False,
+                         "properties": {"points_per_yuan": {"type": "integer", "minimum": 0, "maximum": 1000}}},
+    "PointsRule": {"type": "object", "properties": {
+        "sub_mchid": {"type": "string"}, "points_per_yuan": {"type": "integer"},
+        "source": {"type": "string", "enum": ["store_rule", "mall_default"]},
+        "updated_at": {"type": "string", "nullable": True}}},
     "TenantPage": {"type": "object", "properties": {
         "total_count": {"type": "integer"}, "data": {"type": "array", "items": {"$ref": "#/components/schemas/Tenant"}}}},
     "NewClient": {"type": "object", "required": ["role", "public_key"], "properties": {

@@ -13,6 +13,8 @@ from gateway.repo.tenants import Tenant
 from gateway.services.order_requests import APPID_RE, MCHID_RE
 from ledger import accounts
 from ledger import repo as ledger_repo
+from points import repo as points_repo
+from points.rules import POINTS_PER_YUAN_MAX
 from splitting import rules
 from splitting.rules import DEFAULT_MAX_RATIO_BPS
 
@@ -112,6 +114,46 @@ async def change_contract(pool, mall_id: str, sub_mchid: str, changes) -> Tenant
         terms.update({name: validated[name] for name in changes})
         _check_automatic_within_cap(terms["commission_bps"], terms["guide_reward_bps"], tenant.max_ratio_bps)
         return await tenants_repo.update_contract(conn, mall_id, sub_mchid, terms)
+
+
+async def points_rule(svc, mall_id: str, sub_mchid: str) -> dict:
+    """The points a store's payments earn per yuan: its own rule, or the mall's default."""
+    async with svc.pool.acquire() as conn:
+        if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None:
+            raise ResourceNotExists("tenant_not_found")
+        row = await points_repo.rule_row(conn, mall_id, sub_mchid)
+    return _points_rule_json(svc, sub_mchid, row)
+
+
+async def set_points_rule(svc, mall_id: str, sub_mchid: str, fields) -> dict:
+    """Set a store's points per paid yuan. Orders already paid keep the rate they earned
+    by (refunds reverse at that rate); the next payment earns by the new one."""
+    if not isinstance(fields, dict):
+        raise ParamError("body", "not_an_object")
+    for name in fields:
+        if name != "points_per_yuan":
+            raise ParamError(name, "unknown_field")
+    if "points_per_yuan" not in fields:
+        raise ParamError("points_per_yuan", "required")
+    rate = fields["points_per_yuan"]
+    if isinstance(rate, bool) or not isinstance(rate, int):
+        raise ParamError("points_per_yuan", "not_an_integer")
+    if not 0 <= rate <= POINTS_PER_YUAN_MAX:
+        raise ParamError("points_per_yuan", "out_of_range", f"points_per_yuan: 0 to {POINTS_PER_YUAN_MAX}")
+    async with svc.pool.acquire() as conn, conn.transaction():
+        if await tenants_repo.tenant_for_update(conn, mall_id, sub_mchid) is None:
+            raise ResourceNotExists("tenant_not_found")
+        await points_repo.set_rule(conn, mall_id, sub_mchid, rate, svc.clock())
+        row = await points_repo.rule_row(conn, mall_id, sub_mchid)
+    return _points_rule_json(svc, sub_mchid, row)
+
+
+def _points_rule_json(svc, sub_mchid: str, row) -> dict:
+    if row is None:
+        return {"sub_mchid": sub_mchid, "points_per_yuan": svc.settings.points_per_yuan_default,
+                "source": "mall_default", "updated_at": None}
+    return {"sub_mchid": sub_mchid, "points_per_yuan": row["points_per_yuan"], "source": "store_rule",
+            "updated_at": row["updated_at"].isoformat()}
 
 
 def _check_automatic_within_cap(commission_bps: int, guide_reward_bps: int, max_ratio_bps: int) -> None:

@@ -61,6 +61,24 @@ async def change_contract(request: web.Request) -> web.Response:
     return json_response(tenant.as_json())
 
 
+@routes.put("/v3/mall/tenants/{sub_mchid}/points-rule")
+async def set_points_rule(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    return json_response(await onboarding.set_points_rule(services_of(request), caller.mall_id,
+                                                          request.match_info["sub_mchid"], await json_body(request)))
+
+
+@routes.get("/v3/mall/tenants/{sub_mchid}/points-rule")
+async def get_points_rule(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin", "finance", "tenant")
+    sub_mchid = request.match_info["sub_mchid"]
+    if not caller.sees_store(sub_mchid):
+        raise ResourceNotExists("tenant_not_found")
+    return json_response(await onboarding.points_rule(services_of(request), caller.mall_id, sub_mchid))
+
+
 @routes.post("/v3/mall/tenants/{sub_mchid}/approvals")
 async def approve_high_ratio(request: web.Request) -> web.Response:
     caller = caller_of(request)
