@@ -334,3 +334,40 @@ async def uplift_arms(conn, mall_id: str, campaign_id: int | None, window_days: 
 
 async def discount_spent(conn, mall_id: str, campaign_id: int | None) -> int:
     return await conn.fetchval(DISCOUNT_OF_TREATED, mall_id, campaign_id)
+
+
+SUBSIDY_PAYOUT = "SELECT * FROM coupon_subsidy_payouts WHERE mall_id = $1 AND out_payout_no = $2"
+
+# Nothing when a concurrent payout took the number first (its caller then compares).
+INSERT_SUBSIDY_PAYOUT = """
+INSERT INTO coupon_subsidy_payouts (mall_id, out_payout_no, sub_mchid, amount_fen, paid_at)
+VALUES ($1, $2, $3, $4, $5) ON CONFLICT (mall_id, out_payout_no) DO NOTHING RETURNING *
+"""
+
+# Locked while a refund decides what to take back of the mall's subsidy.
+MALL_REDEMPTION_FOR_UPDATE = """
+SELECT * FROM coupon_redemptions
+ WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3 AND funder = 'mall' FOR UPDATE
+"""
+
+ADD_SUBSIDY_REVERSED = """
+UPDATE coupon_redemptions SET subsidy_reversed_fen = subsidy_reversed_fen + $4
+ WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3 AND funder = 'mall'
+"""
+
+
+async def subsidy_payout(conn, mall_id: str, out_payout_no: str):
+    return await conn.fetchrow(SUBSIDY_PAYOUT, mall_id, out_payout_no)
+
+
+async def insert_subsidy_payout(conn, mall_id: str, out_payout_no: str, sub_mchid: str, amount_fen: int,
+                                paid_at: datetime):
+    return await conn.fetchrow(INSERT_SUBSIDY_PAYOUT, mall_id, out_payout_no, sub_mchid, amount_fen, paid_at)
+
+
+async def mall_redemption_for_update(conn, mall_id: str, sub_mchid: str, out_trade_no: str):
+    return await conn.fetchrow(MALL_REDEMPTION_FOR_UPDATE, mall_id, sub_mchid, out_trade_no)
+
+
+async def add_subsidy_reversed(conn, mall_id: str, sub_mchid: str, out_trade_no: str, amount_fen: int) -> None:
+    await conn.execute(ADD_SUBSIDY_REVERSED, mall_id, sub_mchid, out_trade_no, amount_fen)

@@ -91,6 +91,10 @@ PATHS = {
                     params=[_param("sub_mchid", "path")]),
         "get": _op("The store's approvals (admin, finance)", params=[_param("sub_mchid", "path")]),
     },
+    "/v3/mall/coupon-subsidies/payouts": {"post": _op(
+        "The mall pays a store what mall-funded coupons owe it (coupon_receivable → available), "
+        "idempotent by out_payout_no, never above the receivable (admin, finance)",
+        body="CouponSubsidyPayout", result="CouponSubsidyPayout")},
     "/v3/mall/tenants/{sub_mchid}/points-rule": {
         "put": _op("Set the store's points per paid yuan, 0 to 1000 (admin)", body="PointsRuleChange",
                    result="PointsRule", params=[_param("sub_mchid", "path")]),
@@ -268,6 +272,9 @@ SCHEMAS = {
             "commission_bps": {"type": "integer"}, "max_ratio_bps": {"type": "integer", "maximum": 3000},
             "fee_rate_bps": {"type": "integer"}, "freeze_days": {"type": "integer"},
             "guide_reward_bps": {"type": "integer"}, "auto_split": {"type": "boolean"}}}}},
+    "CouponSubsidyPayout": {"type": "object", "required": ["sub_mchid", "amount", "out_payout_no"], "properties": {
+        "sub_mchid": {"type": "string"}, "amount": {"type": "integer", "minimum": 1, "description": "fen"},
+        "out_payout_no": {"type": "string"}, "paid_at": {"type": "string", "readOnly": True}}},
     "PointsRuleChange": {"type": "object", "required": ["points_per_yuan"], "additionalProperties": False,
                          "properties": {"points_per_yuan": {"type": "integer", "minimum": 0, "maximum": 1000}}},
     "PointsRule": {"type": "object", "properties": {

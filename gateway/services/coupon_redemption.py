@@ -11,9 +11,15 @@ from __future__ import annotations
 
 from coupons import repo as coupons_repo
 from coupons.campaigns import Funder, discounted_total_fen
-from coupons.postings import subsidy_transfer
+from coupons.postings import (
+    coupon_receivable, payout_transfer, receivable_accounts, reverse_transfer, subsidy_to_reverse, subsidy_transfer,
+)
 from coupons.issuing import AfterRefund, coupon_after_refund
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, ParamError, ResourceNotExists
+from gateway.repo import tenants as tenants_repo
+from gateway.services.order_requests import OUT_TRADE_NO_RE
+from ledger import repo as ledger_repo
+from ledger.accounts import SUB_MCHID_RE
 from points import repo as points_repo
 
 NOT_APPLICABLE = "coupon_not_applicable"
@@ -56,16 +62,96 @@ async def _why_not(conn, order, openid: str, original_fen: int, now) -> str:
 
 async def after_refund(conn, refund, now) -> None:
     """Inside the refund's transaction, the written policy: a full refund gives the
-    coupon back while it is still valid; a partial refund keeps it used."""
+    coupon back while it is still valid; a partial refund keeps it used. A mall-funded
+    discount is taken back from the store's unpaid receivable in proportion to what was
+    refunded (the store no longer sold that part at a discount)."""
+    refunded_fen = await points_repo.refunded_of_order(conn, refund["mall_id"], refund["sub_mchid"],
+                                                       refund["out_trade_no"])
+    await _reverse_subsidy(conn, refund, refunded_fen, now)
     coupon = await coupons_repo.coupon_of_order(conn, refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"])
     if coupon is None or coupon["state"] != "used":
         return
-    refunded_fen = await points_repo.refunded_of_order(conn, refund["mall_id"], refund["sub_mchid"],
-                                                       refund["out_trade_no"])
     policy = coupon_after_refund(paid_fen=refund["total_fen"], refunded_fen=refunded_fen,
                                  valid_until=coupon["valid_until"], at=now)
     if policy is AfterRefund.RETURNED:
         await coupons_repo.return_coupon(conn, refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"], now)
+
+
+async def _reverse_subsidy(conn, refund, refunded_fen: int, now) -> None:
+    mall_id, sub_mchid = refund["mall_id"], refund["sub_mchid"]
+    redemption = await coupons_repo.mall_redemption_for_update(conn, mall_id, sub_mchid, refund["out_trade_no"])
+    if redemption is None:
+        return
+    receivable = await ledger_repo.balance_for_update(conn, mall_id, coupon_receivable(sub_mchid)) or 0
+    due = subsidy_to_reverse(discount_fen=redemption["discount_fen"], paid_fen=redemption["paid_fen"],
+                             refunded_fen=refunded_fen, reversed_already=redemption["subsidy_reversed_fen"],
+                             receivable_fen=receivable)
+    if due == 0:
+        return
+    await ledger_repo.post_transfer(conn, mall_id, reverse_transfer(sub_mchid, refund["out_refund_no"], due), now)
+    await coupons_repo.add_subsidy_reversed(conn, mall_id, sub_mchid, refund["out_trade_no"], due)
+
+
+PAYOUT_FIELDS = ("sub_mchid", "amount", "out_payout_no")
+
+
+async def pay_out_subsidy(svc, mall_id: str, fields) -> dict:
+    """The mall pays a store what its coupons' subsidies owe (receivable → available).
+    Idempotent by out_payout_no: the same request again answers the first payout; the
+    number with another store or amount is refused. Never more than the receivable."""
+    sub_mchid, amount_fen, out_payout_no = _payout_fields(fields)
+    async with svc.pool.acquire() as conn, conn.transaction():
+        done = await coupons_repo.subsidy_payout(conn, mall_id, out_payout_no)
+        if done is not None:
+            return _same_payout(done, sub_mchid, amount_fen)
+        if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None:
+            raise ResourceNotExists("tenant_not_found")
+        await ledger_repo.ensure_accounts(conn, mall_id, receivable_accounts(sub_mchid))
+        owed = await ledger_repo.balance_for_update(conn, mall_id, coupon_receivable(sub_mchid)) or 0
+        if amount_fen > owed:
+            raise InvalidRequest("above_receivable", "amount is more than the mall owes the store for coupons",
+                                 receivable=owed)
+        row = await coupons_repo.insert_subsidy_payout(conn, mall_id, out_payout_no, sub_mchid, amount_fen,
+                                                       svc.clock())
+        if row is None:  # a concurrent request took the number and committed first
+            return _same_payout(await coupons_repo.subsidy_payout(conn, mall_id, out_payout_no), sub_mchid,
+                                amount_fen)
+        await ledger_repo.post_transfer(conn, mall_id, payout_transfer(sub_mchid, out_payout_no, amount_fen),
+                                        row["paid_at"])
+    return _payout_json(row)
+
+
+def _payout_fields(fields) -> tuple[str, int, str]:
+    if not isinstance(fields, dict):
+        raise ParamError("body", "not_an_object")
+    for name in fields:
+        if name not in PAYOUT_FIELDS:
+            raise ParamError(name, "unknown_field")
+    for name in PAYOUT_FIELDS:
+        if name not in fields:
+            raise ParamError(name, "required")
+    sub_mchid, amount, out_payout_no = (fields[name] for name in PAYOUT_FIELDS)
+    if not isinstance(sub_mchid, str) or not SUB_MCHID_RE.fullmatch(sub_mchid):
+        raise ParamError("sub_mchid", "bad_format")
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ParamError("amount", "not_integer_fen")
+    if amount <= 0:
+        raise ParamError("amount", "out_of_range", "amount: at least 1 fen")
+    if not isinstance(out_payout_no, str) or not OUT_TRADE_NO_RE.fullmatch(out_payout_no):
+        raise ParamError("out_payout_no", "bad_format", "out_payout_no: 6 to 32 of [0-9A-Za-z_-|*]")
+    return sub_mchid, amount, out_payout_no
+
+
+def _same_payout(row, sub_mchid: str, amount_fen: int) -> dict:
+    if (row["sub_mchid"], row["amount_fen"]) != (sub_mchid, amount_fen):
+        raise InvalidRequest("out_payout_no_reused", "this out_payout_no paid another store or amount",
+                             sub_mchid=row["sub_mchid"], amount=row["amount_fen"])
+    return _payout_json(row)
+
+
+def _payout_json(row) -> dict:
+    return {"out_payout_no": row["out_payout_no"], "sub_mchid": row["sub_mchid"], "amount": row["amount_fen"],
+            "paid_at": row["paid_at"].isoformat()}
 
 
 async def coupon_to_confirm(conn, order):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from gateway.api.mall import (
-    clients, coupon_campaigns, guides, jobs, ledger, members, notifications, payouts, reconciliations, statements,
-    tenants,
+    clients, coupon_campaigns, coupon_subsidies, guides, jobs, ledger, members, notifications, payouts,
+    reconciliations, statements, tenants,
 )
 
 RESOURCES = (tenants, guides, clients, ledger, notifications, payouts, reconciliations, statements, jobs,
-             coupon_campaigns, members)
+             coupon_campaigns, members, coupon_subsidies)
 routes = [route for module in RESOURCES for route in module.routes]

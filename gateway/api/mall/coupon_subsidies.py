@@ -1,0 +1,21 @@
+"""The mall paying stores what mall-funded coupons owe them: /v3/mall/coupon-subsidies."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api import caller_of, services_of
+from gateway.api.middleware import json_body
+from gateway.api.mall.common import require_role
+from gateway.api.orders import json_response
+from gateway.services import coupon_redemption
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v3/mall/coupon-subsidies/payouts")
+async def pay_out(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin", "finance")
+    return json_response(await coupon_redemption.pay_out_subsidy(services_of(request), caller.mall_id,
+                                                                 await json_body(request)))
