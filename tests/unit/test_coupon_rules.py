@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from coupons.campaigns import (
     Campaign, CampaignChange, CampaignInvalid, CampaignState, DiscountKind, check_change,
@@ -125,3 +127,30 @@ def test_points_transfers_never_name_the_openid():
     earn = earn_transfer("1900000100", "oShopper1", "1900000201/ORDER1", 10)
     assert earn.currency == "PTS" and dict(zip(earn.accounts, earn.amounts_fen)) == {"points:issued": -10, account: 10}
     assert reverse_transfer("1900000100", "oShopper1", "1900000201/R1", 4).amounts_fen == [-4, 4]
+
+
+@given(discount=st.integers(1, 100_000), paid=st.integers(1, 1_000_000),
+       cuts=st.lists(st.integers(0, 1_000_000), max_size=6), receivable_extra=st.integers(0, 100_000))
+def test_refunds_take_back_a_mall_subsidy_at_most_once_and_all_of_it_at_a_full_refund(
+        discount, paid, cuts, receivable_extra):
+    from coupons.postings import subsidy_to_reverse
+    refunded_points = sorted({min(c, paid) for c in cuts}) + [paid]  # cumulative refunds ending in a full one
+    taken = 0
+    for refunded in refunded_points:
+        due = subsidy_to_reverse(discount_fen=discount, paid_fen=paid, refunded_fen=refunded,
+                                 reversed_already=taken, receivable_fen=discount + receivable_extra)
+        assert due >= 0
+        taken += due
+        assert taken == discount * refunded // paid
+    assert taken == discount
+
+
+def test_a_subsidy_take_back_never_exceeds_the_unpaid_receivable():
+    from coupons.postings import payout_transfer, subsidy_to_reverse
+    assert subsidy_to_reverse(discount_fen=2000, paid_fen=10000, refunded_fen=10000, reversed_already=610,
+                              receivable_fen=890) == 890
+    assert subsidy_to_reverse(discount_fen=2000, paid_fen=10000, refunded_fen=10000, reversed_already=0,
+                              receivable_fen=0) == 0
+    payout = payout_transfer("1900000202", "SUBPAY-0001", 500)
+    assert dict(zip(payout.accounts, payout.amounts_fen)) == {
+        "tenant:1900000202:coupon_receivable": -500, "tenant:1900000202:available": 500}
