@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 
+import orjson
+
 from ledger.money import yuan
 from ledger.statements import CHINA, COLUMNS, Statement
 
@@ -43,6 +45,12 @@ def statement_json(statement: Statement) -> dict:
         "ties_to_ledger": statement.ties,
         "tie_statement": statement.tie_text,
     }
+
+
+def statement_json_bytes(statement: Statement) -> bytes:
+    """`statement_json` as compact UTF-8 JSON, the bytes gateway.wire.json_bytes would give
+    (orjson writes the same: no spaces, non-ASCII as is), several times faster on a day of lines."""
+    return orjson.dumps(statement_json(statement))
 
 
 def _ticked(values) -> list[str]:
