@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 
+import orjson
+
 from ledger.money import yuan
 from ledger.statements import CHINA, COLUMNS, Statement
 
@@ -45,8 +47,22 @@ def statement_json(statement: Statement) -> dict:
     }
 
 
+def statement_json_bytes(statement: Statement) -> bytes:
+    """`statement_json` as compact UTF-8 JSON, the bytes gateway.wire.json_bytes would give
+    (orjson writes the same: no spaces, non-ASCII as is), several times faster on a day of lines."""
+    return orjson.dumps(statement_json(statement))
+
+
 def _ticked(values) -> list[str]:
     return [f"`{'' if v is None else v}" for v in values]
+
+
+class _TickedYuan(dict):
+    """fen → "`12.34", formatting each amount the first time it is asked for."""
+
+    def __missing__(self, amount_fen: int) -> str:
+        text = self[amount_fen] = f"`{yuan(amount_fen)}"
+        return text
 
 
 def statement_csv(statement: Statement) -> bytes:
@@ -55,22 +71,15 @@ def statement_csv(statement: Statement) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(LINE_HEADER)
     # Amounts repeat across lines (zeros above all): each distinct one is formatted once.
-    ticked_yuan: dict[int, str] = {}
+    ticked = _TickedYuan().__getitem__
     store = f"`{statement.sub_mchid}"
     rows = []
     for line in statement.lines:
-        cells = [f"`{line.created_at.astimezone(CHINA).replace(tzinfo=None).isoformat(' ', 'seconds')}",
-                 f"`{line.label}", store, "`" if line.out_trade_no is None else f"`{line.out_trade_no}",
-                 "`" if line.transaction_id is None else f"`{line.transaction_id}", f"`{line.reference}",
-                 f"`{line.transfer_id}"]
-        amounts = line.amounts_fen
-        for column in COLUMNS:
-            amount = amounts[column]
-            text = ticked_yuan.get(amount)
-            if text is None:
-                text = ticked_yuan[amount] = f"`{yuan(amount)}"
-            cells.append(text)
-        rows.append(cells)
+        # (isoformat of the China-time instant, less its "+08:00": "YYYY-MM-DD HH:MM:SS")
+        rows.append([f"`{line.created_at.astimezone(CHINA).isoformat(' ', 'seconds')[:19]}",
+                     f"`{line.label}", store, "`" if line.out_trade_no is None else f"`{line.out_trade_no}",
+                     "`" if line.transaction_id is None else f"`{line.transaction_id}", f"`{line.reference}",
+                     f"`{line.transfer_id}", *map(ticked, map(line.amounts_fen.__getitem__, COLUMNS))])
     writer.writerows(rows)
     writer.writerow(["总笔数 count", *(COLUMN_TITLES[c] for c in COLUMNS)])
     writer.writerow(_ticked([len(statement.lines), *(yuan(statement.totals_fen[c]) for c in COLUMNS)]))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from contextlib import ExitStack
@@ -33,7 +32,7 @@ from stack import fresh_database, start_postgres  # noqa: E402
 from gateway.db.migrate import migrate  # noqa: E402
 from gateway.services import onboarding, statements  # noqa: E402
 from ledger import repo as ledger_repo  # noqa: E402
-from ledger.statement_formats import statement_csv, statement_json  # noqa: E402
+from ledger.statement_formats import statement_csv, statement_json_bytes  # noqa: E402
 from loadtests.ledger_history import build_history  # noqa: E402
 
 MALL = "1900000100"
@@ -126,14 +125,14 @@ async def main() -> None:
             async with limit:
                 began = time.perf_counter()
                 found = await statements.statement(pool, MALL, store, DAY, DAY)
-                size = len(statement_csv(found)) + len(json.dumps(statement_json(found)))
+                size = len(statement_csv(found)) + len(statement_json_bytes(found))
                 results.append((time.perf_counter() - began, len(found.lines), found.ties, size))
 
         try:
             started = time.perf_counter()
             if args.all_stores:
                 for found in await statements.statements_of_all_stores(pool, MALL, DAY, DAY):
-                    size = len(statement_csv(found)) + len(json.dumps(statement_json(found)))
+                    size = len(statement_csv(found)) + len(statement_json_bytes(found))
                     results.append((time.perf_counter() - started, len(found.lines), found.ties, size))
             else:
                 await asyncio.gather(*(one(store) for store in stores))

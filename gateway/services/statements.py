@@ -69,10 +69,9 @@ _TENANT_PAGE = 1000
 
 
 def _transfer(r) -> LedgerTransfer:
-    return LedgerTransfer(
-        transfer_id=r["transfer_id"], kind=r["kind"], ref=r["ref"], created_at=r["created_at"],
-        entries=tuple(zip(r["accounts"], r["amounts"])), out_trade_no=r["out_trade_no"],
-        transaction_id=r["transaction_id"], split_purpose=r["split_purpose"])
+    return LedgerTransfer(r["transfer_id"], r["kind"], r["ref"], r["created_at"],
+                          tuple(zip(r["accounts"], r["amounts"])), r["out_trade_no"], r["transaction_id"],
+                          r["split_purpose"])
 
 
 async def trial_balance_at(pool, mall_id: str, at: datetime | None) -> list[tuple[str, str, int]]:

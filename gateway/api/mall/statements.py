@@ -8,11 +8,10 @@ from aiohttp import web
 
 from gateway.api import caller_of, services_of
 from gateway.api.mall.common import require_role
-from gateway.api.orders import json_response
 from gateway.errors import ParamError
 from gateway.services import statements
 from gateway.services.order_requests import MCHID_RE
-from ledger.statement_formats import statement_csv, statement_json
+from ledger.statement_formats import statement_csv, statement_json_bytes
 
 routes = web.RouteTableDef()
 FORMATS = ("json", "csv")
@@ -42,7 +41,8 @@ async def get_statement(request: web.Request) -> web.Response:
     statement = await statements.statement(services_of(request).pool, caller.mall_id, sub_mchid, from_on, to_on,
                                            visible=caller.sees_store(sub_mchid))
     if fmt == "json":
-        return json_response(statement_json(statement))
+        return web.Response(body=statement_json_bytes(statement), content_type="application/json",
+                            charset="utf-8")
     name = f"statement-{sub_mchid}-{from_on.isoformat()}-{to_on.isoformat()}.csv"
     return web.Response(body=statement_csv(statement), content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
