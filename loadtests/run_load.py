@@ -2,6 +2,7 @@
 
     python loadtests/run_load.py --users 64 --seconds 60 [--spawn-rate N] [--repeat K]
     python loadtests/run_load.py --users 8 64 --seconds 60 --repeat 3   # interleaved, with medians
+    python loadtests/run_load.py --users 8 --seconds 30 --coupons off on --repeat 2   # what coupons add
 
 Per run: a fresh database on the embedded PostgreSQL (root loadtests/out/data), migrated
 and seeded through the gateway's onboarding service (stores + one mall_app client written
@@ -25,7 +26,7 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
@@ -41,8 +42,10 @@ from gateway.db import create_pool
 from gateway.db.migrate import migrate
 from gateway.identity import load_or_create_identity
 from gateway.repo import outbox as outbox_repo
+from gateway.repo.clients import Caller
 from gateway.repo.tenants import Tenant
-from gateway.services import onboarding
+from gateway.services import coupon_campaigns, onboarding
+from gateway.services.context import Services
 from gateway.settings import Settings
 
 STEP_CREATE = "1 create order"
@@ -64,6 +67,17 @@ DRAIN_WAIT_S_MAX = 60.0
 PROFILE_GRACE_S = 5
 STATS_FLUSH_WAIT_S = 1.0
 NO_EXPERIMENT = "as-is"
+COUPONS_OFF = "off"
+COUPONS_ON = "on"
+# With --coupons on: one campaign per store (its coupons redeemable there, so every payment
+# elsewhere can trigger it), mall- and store-funded in turn, budgets no run can exhaust and
+# a per-shopper limit above what a shopper of the locustfile can collect.
+CAMPAIGN_DISCOUNT_FEN = 2000
+CAMPAIGN_THRESHOLD_FEN = 10000
+CAMPAIGN_BUDGET_COUNT = 100_000  # 2 million yuan each; a run issues a few thousand
+CAMPAIGN_PER_SHOPPER_MAX = 10_000
+CAMPAIGN_DAYS = 30
+COUPON_VALID_S = 7 * 86400
 POLL_S = 0.5
 
 
@@ -73,6 +87,11 @@ class RunResult:
     seconds: int
     out_dir: str
     experiment: str = "as-is"
+    coupons: str = COUPONS_OFF
+    campaigns: int = 0
+    coupons_issued: int = 0
+    coupon_decisions: dict = field(default_factory=dict)
+    outbox_delay_ms: dict = field(default_factory=dict)
     orders_per_s: float = 0.0
     payments_per_s: float = 0.0
     steps: list[dict] = field(default_factory=list)
@@ -101,18 +120,21 @@ def main() -> int:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     batch_dir = args.out or OUT_DIR / stamp
     experiments = args.gateway_experiments or [NO_EXPERIMENT]
-    plan = [(users, experiment) for _ in range(args.repeat) for users in args.users for experiment in experiments]
+    coupon_settings = args.coupons or [COUPONS_OFF]
+    plan = [(users, experiment, coupons) for _ in range(args.repeat) for users in args.users
+            for experiment in experiments for coupons in coupon_settings]
     results: list[RunResult] = []
     with ExitStack() as stack:
         server, server_dsn = start_postgres(stack)
-        for index, (users, experiment) in enumerate(plan, start=1):
+        for index, (users, experiment, coupons) in enumerate(plan, start=1):
             label = "" if experiment == NO_EXPERIMENT else f"-{experiment}"
+            label += "" if args.coupons is None else f"-coupons-{coupons}"
             run_dir = batch_dir / f"run{index:02d}-u{users}{label}"
             run_dir.mkdir(parents=True, exist_ok=True)
-            print(f"\n== run {index}/{len(plan)}: {users} users, {args.seconds} s, gateway {experiment} -> {run_dir}",
-                  flush=True)
+            print(f"\n== run {index}/{len(plan)}: {users} users, {args.seconds} s, gateway {experiment}, "
+                  f"coupons {coupons} -> {run_dir}", flush=True)
             result = one_run(args, users, experiment, server, server_dsn, f"load_{stamp.replace('-', '_')}_{index}",
-                             run_dir)
+                             run_dir, coupons)
             results.append(result)
             print_run(result)
             (run_dir / "summary.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
@@ -136,14 +158,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--gateway-experiments", nargs="+", metavar="NAME[+NAME]",
                         help=f"one run each (interleaved): '{NO_EXPERIMENT}' is the gateway as it is, other names "
                              "run it through loadtests/gateway_experiment.py (e.g. no-pool-reset)")
+    parser.add_argument("--coupons", nargs="+", choices=[COUPONS_ON, COUPONS_OFF],
+                        help="one run each (interleaved): 'on' seeds a coupon campaign at every store, so coupons "
+                             "of other stores are issued after each payment; 'off' seeds none (the default)")
     parser.add_argument("--profile-gateway", action="store_true",
                         help="sample the gateway with py-spy during the run (pip install py-spy)")
     parser.add_argument("--out", type=Path, help="output folder (default loadtests/out/<timestamp>)")
     return parser
 
 
-def one_run(args, users: int, experiment: str, server, server_dsn: str, database: str, run_dir: Path) -> RunResult:
-    result = RunResult(users=users, seconds=args.seconds, out_dir=str(run_dir), experiment=experiment)
+def one_run(args, users: int, experiment: str, server, server_dsn: str, database: str, run_dir: Path,
+            coupons: str = COUPONS_OFF) -> RunResult:
+    result = RunResult(users=users, seconds=args.seconds, out_dir=str(run_dir), experiment=experiment,
+                       coupons=coupons)
     database_url = asyncio.run(fresh_database(server_dsn, database, drop_like="load\\_%"))
     asyncio.run(migrate(database_url))
     gateway_port, emulator_port, notify_port = free_port(), free_port(), free_port()
@@ -153,6 +180,8 @@ def one_run(args, users: int, experiment: str, server, server_dsn: str, database
     identity = load_or_create_identity(None, DATA_ROOT)
     sub_mchids = [f"19{index + 1:08d}" for index in range(args.stores)]
     asyncio.run(seed(database_url, settings, identity, sub_mchids, run_dir / "client"))
+    if coupons == COUPONS_ON:
+        result.campaigns = asyncio.run(seed_campaigns(database_url, settings, identity, sub_mchids))
     with ExitStack() as stack:
         emulator, gateway = start_services(stack, args, experiment, settings, database_url, emulator_port,
                                            gateway_port, run_dir)
@@ -181,6 +210,7 @@ def one_run(args, users: int, experiment: str, server, server_dsn: str, database
     locust_result = read_locust_result(run_dir / "locust_result.json")
     read_steps(result, locust_result)
     asyncio.run(check_books(result, database_url, settings.sp_mchid, locust_result))
+    asyncio.run(read_delivery(result, database_url))
     if result.paid:
         result.cpu_ms_per_payment = {name: round(s * 1000 / result.paid, 2) for name, s in cpu_s.items()}
     result.gateway_core_share = cpu_s["gateway"] / wall_s if wall_s else 0.0
@@ -215,6 +245,32 @@ async def seed(database_url: str, settings: Settings, identity, sub_mchids: list
     finally:
         await pool.close()
     write_client_config(client_dir, settings, created, key, identity)
+
+
+async def seed_campaigns(database_url: str, settings: Settings, identity, sub_mchids: list[str]) -> int:
+    """A campaign at every store through the gateway's campaign service, as the mall's admin
+    would create it with POST /v3/mall/coupon-campaigns; returns how many."""
+    pool = await create_pool(database_url, min_size=1, max_size=2, statement_timeout_ms=30_000)
+    now = datetime.now(timezone.utc)
+    svc = Services(settings=settings, pool=pool, channel=None, clock=lambda: datetime.now(timezone.utc),
+                   identity=identity)
+    admin = Caller(client_id="load-admin", mall_id=settings.sp_mchid, sp_appid=settings.sp_appid, role="admin",
+                   sub_mchid=None, apiv3_key=signing.Secret(b"unused"))
+    try:
+        for number, sub_mchid in enumerate(sub_mchids):
+            await coupon_campaigns.create_campaign(svc, admin, {
+                "name": f"20 off 100 at {sub_mchid}", "sub_mchid": sub_mchid,
+                "funded_by": "mall" if number % 2 == 0 else "store",
+                "discount": {"type": "threshold", "amount": CAMPAIGN_DISCOUNT_FEN,
+                             "threshold": CAMPAIGN_THRESHOLD_FEN},
+                "budget": {"amount": CAMPAIGN_DISCOUNT_FEN * CAMPAIGN_BUDGET_COUNT, "count": CAMPAIGN_BUDGET_COUNT},
+                "per_shopper_max": CAMPAIGN_PER_SHOPPER_MAX,
+                "starts_at": (now - timedelta(hours=1)).isoformat(),
+                "ends_at": (now + timedelta(days=CAMPAIGN_DAYS)).isoformat(),
+                "coupon_valid_seconds": COUPON_VALID_S})
+    finally:
+        await pool.close()
+    return len(sub_mchids)
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -306,6 +362,29 @@ async def wait_outbox_drained(database_url: str) -> int:
         await conn.close()
 
 
+async def read_delivery(result: RunResult, database_url: str) -> None:
+    """Notification delay in the gateway (outbox delivered_at - created_at of every delivered
+    TRANSACTION.SUCCESS: held for coupon issuing, waiting for the outbox, sending), coupons
+    issued and coupon decisions of the run."""
+    conn = await asyncpg.connect(database_url, timeout=30)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, "
+            "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY delay_ms) AS p, max(delay_ms) AS max "
+            "FROM (SELECT extract(epoch FROM delivered_at - created_at) * 1000 AS delay_ms FROM outbox "
+            "      WHERE state = 'delivered' AND event_type = 'TRANSACTION.SUCCESS') AS d")
+        result.coupons_issued = await conn.fetchval("SELECT count(*) FROM coupons")
+        result.coupon_decisions = {r["treated"]: r["n"] for r in await conn.fetch(
+            "SELECT CASE WHEN held_out THEN 'held_out' ELSE 'treated' END AS treated, count(*) AS n "
+            "FROM coupon_decisions GROUP BY 1")}
+    finally:
+        await conn.close()
+    if row["n"]:
+        p50, p95, p99 = (float(x) for x in row["p"])
+        result.outbox_delay_ms = {"count": row["n"], "p50": round(p50, 1), "p95": round(p95, 1),
+                                  "p99": round(p99, 1), "max": round(float(row["max"]), 1)}
+
+
 def read_steps(result: RunResult, locust_result: dict) -> None:
     """Per-step figures from the Locust process's exit-time statistics (see locustfile)."""
     for step in sorted(locust_result["steps"], key=lambda s: s["name"]):
@@ -363,6 +442,12 @@ def print_run(r: RunResult) -> None:
               f"{s['p99_ms']:>6.0f} {s['max_ms']:>6.0f}")
     print(f"failures              {r.failures}")
     print(f"paid orders notified  {r.paid - r.notified_missing} of {r.paid}  (outbox {r.outbox}; receiver {r.receiver})")
+    if r.outbox_delay_ms:
+        d = r.outbox_delay_ms
+        print(f"notification delay    p50 {d['p50']:.0f}  p95 {d['p95']:.0f}  p99 {d['p99']:.0f}  max {d['max']:.0f} ms "
+              f"(outbox delivered_at - created_at, {d['count']} TRANSACTION.SUCCESS)")
+    print(f"coupons               {r.coupons}: {r.campaigns} campaigns, {r.coupons_issued} coupons issued, "
+          f"decisions {r.coupon_decisions or 'none'}")
     invariant_problems = [p for p in r.problems if p.startswith("invariant:")]
     print(f"ledger invariants     {'hold (check_invariants is empty)' if not invariant_problems else invariant_problems}")
     if r.cpu_ms_per_payment:
@@ -383,7 +468,8 @@ def print_run(r: RunResult) -> None:
 def print_comparison(results: list[RunResult]) -> None:
     print("\n== medians per configuration ==")
     groups: dict[tuple[int, str], list[RunResult]] = {}
-    for r in results:
+    without_coupons = [r for r in results if r.coupons == COUPONS_OFF] or results  # coupons: compared below
+    for r in without_coupons:
         groups.setdefault((r.users, r.experiment), []).append(r)
     med = statistics.median
     for (users, experiment), runs in groups.items():
@@ -403,6 +489,41 @@ def print_comparison(results: list[RunResult]) -> None:
         for experiment in experiments[1:]:
             _print_ratios(f"{users} users: {experiment} / {experiments[0]}",
                           groups.get((users, experiments[0]), []), groups.get((users, experiment), []))
+
+
+    print_coupon_comparison(results)
+
+
+def print_coupon_comparison(results: list[RunResult]) -> None:
+    """Notification delay with coupons on next to off, per user count and gateway experiment:
+    medians over runs, and the p99 added per interleaved pair (on minus the off beside it)."""
+    if not any(r.coupons == COUPONS_ON for r in results):
+        return
+    print("\n== coupons on vs off: notification delay (ms, p50/p95/p99) ==")
+    med = statistics.median
+    configs = list(dict.fromkeys((r.users, r.experiment) for r in results))
+    for users, experiment in configs:
+        by = {c: [r for r in results if (r.users, r.experiment, r.coupons) == (users, experiment, c)]
+              for c in (COUPONS_OFF, COUPONS_ON)}
+        for coupons, runs in by.items():
+            if not runs:
+                continue
+            delay = "/".join(f"{med(r.outbox_delay_ms.get(f'p{p}', 0) for r in runs):.0f}" for p in (50, 95, 99))
+            print(f"  {users:>4} users, gateway {experiment:<10} coupons {coupons:<3} ({len(runs)} runs): "
+                  f"payment end-to-end {_step_median(runs, STEP_END_TO_END)}  outbox delivered-created {delay}  "
+                  f"payments {med(r.payments_per_s for r in runs):.1f}/s  "
+                  f"coupons issued {sum(r.coupons_issued for r in runs)}")
+        pairs = list(zip(by[COUPONS_OFF], by[COUPONS_ON]))
+        if pairs:
+            e2e = [_step(on, STEP_END_TO_END)["p99_ms"] - _step(off, STEP_END_TO_END)["p99_ms"] for off, on in pairs]
+            outbox = [on.outbox_delay_ms.get("p99", 0) - off.outbox_delay_ms.get("p99", 0) for off, on in pairs]
+            print(f"  p99 added by coupons, per interleaved pair: payment end-to-end "
+                  + ", ".join(f"{x:+.0f}" for x in e2e) + f" ms (median {med(e2e):+.0f}); outbox "
+                  + ", ".join(f"{x:+.0f}" for x in outbox) + f" ms (median {med(outbox):+.0f})")
+
+
+def _step(r: RunResult, name: str) -> dict:
+    return next((s for s in r.steps if s["name"] == name), {"p99_ms": 0.0})
 
 
 def _print_ratios(label: str, base: list[RunResult], other: list[RunResult]) -> None:
