@@ -248,14 +248,15 @@ class NotificationRelay:
 # --- helpers for the splitting tests (SDK, notifications, simulation) ------------------
 
 
-def wechatpay_sdk(mall, *, gateway_public_key_pem: str | None = None):
-    """The public `wechatpayv3` SDK in partner mode, signing as the mall's app and holding
-    the gateway's public key: what a mall backend builds, with only the base URL changed."""
+def wechatpay_sdk(mall, *, creds: ClientCredentials | None = None, gateway_public_key_pem: str | None = None):
+    """The public `wechatpayv3` SDK in partner mode, signing as `creds` (the mall's app
+    unless told) and holding the gateway's public key: what a mall backend or a store
+    builds, with only the base URL changed."""
     from wechatpayv3 import WeChatPay, WeChatPayType
 
     from gateway.api import SERVICES
 
-    creds = mall.app.creds
+    creds = creds or mall.app.creds
     identity = mall.gateway_app[SERVICES].identity
     client = WeChatPay(
         wechatpay_type=WeChatPayType.MINIPROG, mchid=creds.mchid,

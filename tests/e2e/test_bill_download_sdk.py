@@ -10,25 +10,11 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
-from wechatpayv3 import WeChatPay, WeChatPayType
 
-from gateway import signing
-from gateway.api import SERVICES
 from gateway.shapes import bills as shapes
 from gateway.wire import CHINA_TZ
-from tests.support import order_body, register_client, wait_until
+from tests.support import order_body, register_client, wait_until, wechatpay_sdk
 from tests.support import test_key as shared_key
-
-
-def sdk_for(mall, creds) -> WeChatPay:
-    identity = mall.gateway_app[SERVICES].identity
-    client = WeChatPay(
-        wechatpay_type=WeChatPayType.MINIPROG, mchid=creds.mchid,
-        private_key=signing.private_key_pem(creds.private_key).decode(), cert_serial_no=creds.serial_no,
-        appid=mall.settings.sp_appid, apiv3_key=creds.apiv3_key.decode(), notify_url=mall.notify_url,
-        partner_mode=True, public_key=identity.public_key_pem.decode(), public_key_id=identity.public_key_id)
-    client._core._gate_way = mall.gateway_url
-    return client
 
 
 async def paid(mall, sub_mchid: str, out_trade_no: str, total_fen: int) -> None:
@@ -53,7 +39,7 @@ async def test_download_bill_with_the_sdk(mall):
     async with mall.pool.acquire() as conn:
         await conn.execute("UPDATE orders SET success_at = success_at - interval '1 day' WHERE state = 'SUCCESS'")
     yesterday = (datetime.now(CHINA_TZ) - timedelta(days=1)).date().isoformat()
-    backend = sdk_for(mall, mall.app.creds)
+    backend = wechatpay_sdk(mall)
 
     code, text = await asyncio.to_thread(backend.trade_bill, bill_date=yesterday)
     assert code == 200, text
@@ -77,7 +63,7 @@ async def test_download_bill_with_the_sdk(mall):
     # A store's own credentials: its own lines only; another store's bill is an empty day.
     store_creds = await register_client(mall.pool, mall_id=mall.settings.sp_mchid, role="tenant", sub_mchid=s1,
                                         name="store one", private_key=shared_key(1))
-    store = sdk_for(mall, store_creds)
+    store = wechatpay_sdk(mall, creds=store_creds)
     code, text = await asyncio.to_thread(store.trade_bill, bill_date=yesterday, tar_type="GZIP")
     assert code == 200, text
     own_link = json.loads(text)

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
-from wechatpayv3 import WeChatPay, WeChatPayType
+from wechatpayv3 import WeChatPay
 
-from gateway import signing
 from ledger.statements import CHINA
-from tests.support import SignedClient, pay_order, register_client, wait_until
+from tests.support import SignedClient, pay_order, register_client, wait_until, wechatpay_sdk
 from tests.support import test_key as shared_key
 
 
@@ -164,19 +163,6 @@ async def test_isolation_matrix_over_raw_signed_requests(two_stores):
         assert listed.status == 200 and owners(listed.json) == [own.sub_mchid], name
 
 
-def _sdk(mall, creds) -> WeChatPay:
-    from gateway.api import SERVICES
-
-    identity = mall.gateway_app[SERVICES].identity
-    client = WeChatPay(
-        wechatpay_type=WeChatPayType.MINIPROG, mchid=creds.mchid,
-        private_key=signing.private_key_pem(creds.private_key).decode(), cert_serial_no=creds.serial_no,
-        appid=mall.settings.sp_appid, apiv3_key=creds.apiv3_key.decode(), notify_url=mall.notify_url,
-        partner_mode=True, public_key=identity.public_key_pem.decode(), public_key_id=identity.public_key_id)
-    client._core._gate_way = mall.gateway_url
-    return client
-
-
 def _sdk_calls(sdk: WeChatPay, data: StoreData) -> dict:
     """The SDK's own methods for the store's reads (partner mode fills sp_mchid itself)."""
     return {
@@ -194,7 +180,7 @@ def _sdk_calls(sdk: WeChatPay, data: StoreData) -> dict:
 
 async def test_isolation_matrix_through_the_wechatpayv3_sdk(two_stores):
     mall, tenant, own, other = two_stores
-    sdk = _sdk(mall, tenant.creds)
+    sdk = wechatpay_sdk(mall, creds=tenant.creds)
     for name, call in _sdk_calls(sdk, own).items():
         code, text = await asyncio.to_thread(call)
         assert code == 200, (name, text)  # verified by the SDK: a signed answer of the store's own data
