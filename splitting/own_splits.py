@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from splitting.funds import GUIDE_REWARD, OrderFunds, reserve_split
-from splitting.rules import SplitRefused
+from splitting.funds import COMMISSION, GUIDE_REWARD, OrderFunds, reserve_split
+from splitting.rules import SplitRefused, share_fen
 
 
 def refusal(funds: OrderFunds, amounts: list[tuple[str, bool, int]], purpose: str) -> str | None:
@@ -54,3 +54,32 @@ def guide_reward(funds: OrderFunds, rewards_account: str, owed_fen: int) -> Guid
     if refused is not None:
         return GuideReward(reward_fen=reward, recovered_fen=0, paid_fen=0, refusal=refused)
     return GuideReward(reward_fen=reward, recovered_fen=recovered, paid_fen=paid)
+
+
+@dataclass(frozen=True, slots=True)
+class Commission:
+    """The automatic commission of one order at its finish, decided.
+
+    `due_fen` is the contract's share of what the shopper kept. `amount_fen` is what is
+    split: the due within the room kept for it and the money still frozen. `refusal`
+    says why a commission that is due cannot be made (then it is given up)."""
+
+    due_fen: int
+    amount_fen: int
+    refusal: str | None = None
+
+
+def commission(funds: OrderFunds, commission_bps: int, account: str) -> Commission:
+    """The commission on what the shopper kept (a refund before the finish takes its
+    part). After it the channel unfreezes the rest, so commission and release together
+    are what was still frozen."""
+    due = share_fen(funds.paid_fen - funds.refunded_fen, commission_bps)
+    if due <= 0:
+        return Commission(due_fen=0, amount_fen=0)
+    room = funds.room_fen(COMMISSION)
+    amount = min(due, room, funds.frozen_fen - funds.reserved_fen)
+    if amount > 0:
+        refused = refusal(funds, [(account, True, amount)], COMMISSION)
+    else:
+        refused = "no_room_in_cap" if room <= 0 else "nothing_frozen"
+    return Commission(due_fen=due, amount_fen=amount if refused is None else 0, refusal=refused)

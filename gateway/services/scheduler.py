@@ -34,7 +34,6 @@ from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
 from splitting import own_splits, postings
-from splitting.rules import share_fen
 
 log = structlog.get_logger(__name__)
 JOB_TIMEOUT_S = 30
@@ -183,19 +182,16 @@ async def _prepare_commission(svc: Services, key, row, tenant):
     out_order_no = f"CM{row['transaction_id']}"
     async with svc.pool.acquire() as conn, conn.transaction():
         _, funds = await repo.funds_for_update(conn, key)
-        due = share_fen(funds.paid_fen - funds.refunded_fen, tenant.commission_bps)
-        amount = min(due, funds.room_fen(order_funds.COMMISSION), funds.frozen_fen - funds.reserved_fen)
-        parts = [{"type": "MERCHANT_ID", "account": svc.settings.sp_mchid, "amount": amount,
+        decided = own_splits.commission(funds, tenant.commission_bps, accounts.MALL_COMMISSION)
+        parts = [{"type": "MERCHANT_ID", "account": svc.settings.sp_mchid, "amount": decided.amount_fen,
                   "description": "商场佣金", "ledger_account": accounts.MALL_COMMISSION, "returnable": True}]
-        if due <= 0:
+        if decided.due_fen <= 0:
             await repo.save_funds(conn, key, order_funds.give_up(funds, order_funds.COMMISSION))
             return None
-        reason = own_splits.refusal(funds, [(p["ledger_account"], p["returnable"], p["amount"]) for p in parts], order_funds.COMMISSION) if amount > 0 else (
-            "no_room_in_cap" if funds.room_fen(order_funds.COMMISSION) <= 0 else "nothing_frozen")
-        if reason is not None:
+        if decided.refusal is not None:
             await splits.give_up(svc, conn, funds, key=key, transaction_id=row["transaction_id"],
                                  out_order_no=out_order_no, purpose=order_funds.COMMISSION,
-                                 parts=[{**parts[0], "amount": due}], reason=reason)
+                                 parts=[{**parts[0], "amount": decided.due_fen}], reason=decided.refusal)
             return None
     await ensure_mall_receiver(svc, key[0], key[1])
     async with svc.pool.acquire() as conn, conn.transaction():

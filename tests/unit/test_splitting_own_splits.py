@@ -3,6 +3,8 @@ debt and the commission at the finish, decided on an order's funds (SPEC 5)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -10,10 +12,10 @@ from hypothesis import strategies as st
 from ledger import accounts
 from splitting import postings
 from splitting.funds import (
-    GUIDE_REWARD, OrderFunds, plan_refund, record_split_result, reserve_split, unfreeze,
+    COMMISSION, GUIDE_REWARD, OrderFunds, plan_refund, record_split_result, reserve_split, unfreeze,
 )
-from splitting.own_splits import guide_reward
-from splitting.rules import BPS_DENOMINATOR, SplitRefused
+from splitting.own_splits import commission, guide_reward
+from splitting.rules import BPS_DENOMINATOR, SplitRefused, share_fen
 
 STORE = "1900000201"
 GUIDE = accounts.guide_rewards("g1")
@@ -108,3 +110,77 @@ def test_reward_and_recovery_never_pay_more_than_earned_nor_leave_debt_negative(
         assert dict(zip(moved.accounts, moved.amounts_fen)) == {
             accounts.tenant_owed_by_guides(STORE): -decided.recovered_fen,
             accounts.guide_clawback("g1"): decided.recovered_fen}
+
+
+# -- the commission at the finish -----------------------------------------------------------------
+
+
+def test_the_commission_is_the_contracts_share_of_what_the_shopper_kept():
+    funds = OrderFunds.paid(10_000, 60, 3000, commission_bps=500)
+    decided = commission(funds, 500, MALL)
+    assert (decided.due_fen, decided.amount_fen, decided.refusal) == (500, 500, None)
+    _, funds = plan_refund(funds, 4000)
+    decided = commission(funds, 500, MALL)
+    assert (decided.due_fen, decided.amount_fen, decided.refusal) == (300, 300, None)
+
+
+def test_a_commission_without_room_or_frozen_money_is_refused_with_the_reason():
+    funds = OrderFunds.paid(10_000, 0, 3000)  # no room set aside: the mall may take the whole cap
+    funds = split(funds, BRAND, True, 3000)
+    decided = commission(funds, 500, MALL)
+    assert (decided.due_fen, decided.amount_fen, decided.refusal) == (500, 0, "no_room_in_cap")
+
+
+def test_no_commission_is_due_on_what_the_shopper_got_back():
+    funds = OrderFunds.paid(10_000, 0, 3000, commission_bps=500)
+    _, funds = plan_refund(funds, 9_981)  # 5% of the 19 fen kept is 0.95 fen: nothing
+    decided = commission(funds, 500, MALL)
+    assert (decided.due_fen, decided.amount_fen, decided.refusal) == (0, 0, None)
+
+
+def test_a_commission_after_refunds_took_the_frozen_money_is_refused_as_nothing_frozen():
+    funds = OrderFunds.paid(10_000, 0, 3000, commission_bps=500)
+    funds = split(funds, BRAND, True, 2500)  # 7500 frozen
+    _, funds = plan_refund(funds, 8_000)  # takes 7500 from frozen (returns 2000 of the brand's share)
+    assert funds.frozen_fen == 0
+    decided = commission(funds, 500, MALL)
+    assert (decided.due_fen, decided.amount_fen, decided.refusal) == (100, 0, "nothing_frozen")
+
+
+def test_no_commission_is_due_by_a_contract_without_one():
+    decided = commission(OrderFunds.paid(10_000, 0, 3000), 0, MALL)
+    assert (decided.due_fen, decided.amount_fen, decided.refusal) == (0, 0, None)
+
+
+@given(funds=order_states(may_be_unfrozen=False), commission_bps=st.integers(0, BPS_DENOMINATOR),
+       channel_pays=st.integers(0, 4))
+def test_commission_and_the_release_after_it_are_what_remained_frozen(funds, commission_bps, channel_pays):
+    """The finish: the commission (split with the rest released) moves exactly the order's
+    frozen money, to the mall and to the store; if the channel refuses the commission,
+    the release alone does."""
+    decided = commission(funds, commission_bps, MALL)
+    due = share_fen(funds.paid_fen - funds.refunded_fen, commission_bps)
+    assert decided.due_fen == due
+    assert 0 <= decided.amount_fen <= due
+    assert decided.amount_fen <= min(funds.room_fen(COMMISSION), funds.frozen_fen - funds.reserved_fen)
+    if due == 0 or decided.refusal is not None:
+        event(f"commission given up: {decided.refusal or 'nothing due'}")
+        assert decided.amount_fen == 0
+        return
+    assert decided.amount_fen > 0
+    event("commission " + ("in full" if decided.amount_fen == due else "cut to the room or the frozen money"))
+    frozen = funds.frozen_fen
+    succeeded = channel_pays > 0
+    after = record_split_result(reserve_split(funds, [(MALL, True, decided.amount_fen)], COMMISSION), MALL,
+                                decided.amount_fen, succeeded=succeeded)
+    assert after.split_away_fen <= after.cap_fen and after.commission_set_aside_fen == 0
+    released = 0
+    if after.frozen_fen:
+        released, after = unfreeze(after)
+    assert (decided.amount_fen if succeeded else 0) + released == frozen
+    ledger = Counter()
+    moved = [postings.split_transfer(STORE, "CM1", [(MALL, decided.amount_fen)])] if succeeded else []
+    moved += [postings.unfreeze_transfer(STORE, "CM1", released)] if released else []
+    for transfer in moved:
+        ledger.update(dict(zip(transfer.accounts, transfer.amounts_fen)))
+    assert ledger[accounts.tenant_frozen(STORE)] == -frozen and after.frozen_fen == 0
