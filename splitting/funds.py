@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 
 from ledger import accounts
 from splitting.rules import (
-    RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX, SplitRefused, cap_fen, share_fen, share_of_remaining,
+    DEFAULT_MAX_RATIO_BPS, RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX, SplitRefused, cap_fen, share_fen,
+    share_of_remaining,
 )
 
 # Who asks for a split: the mall's backend through the API, or the gateway on its own.
@@ -108,8 +109,22 @@ class OrderFunds:
     def refundable_fen(self) -> int:
         return self.paid_fen - self.refunded_fen
 
+    @property
+    def uses_approval(self) -> bool:
+        """Split away (or reserved) beyond WeChat's default cap: only a high-ratio
+        approval allows it, so a split that brings the order here names the approval."""
+        return self.split_away_fen > cap_fen(self.paid_fen, DEFAULT_MAX_RATIO_BPS)
+
     def line(self, account: str) -> Line | None:
         return next((line for line in self.lines if line.account == account), None)
+
+
+def capped(funds: OrderFunds, max_ratio_bps: int | None) -> OrderFunds:
+    """The order's funds under the channel's own cap when it is lower than the contract's
+    (the channel would refuse more); unchanged otherwise or when it is not known."""
+    if max_ratio_bps is None or max_ratio_bps >= funds.max_ratio_bps:
+        return funds
+    return replace(funds, max_ratio_bps=max_ratio_bps)
 
 
 def set_asides_fen(paid_fen: int, max_ratio_bps: int, guide_reward_bps: int, commission_bps: int) -> tuple[int, int]:
@@ -189,6 +204,29 @@ def unfreeze(funds: OrderFunds) -> tuple[int, OrderFunds]:
     if funds.reserved_fen:
         raise SplitRefused("split_in_flight", "a split of this order is still being processed")
     return funds.frozen_fen, replace(funds, unfrozen=True, frozen_fen=0)
+
+
+def undo_unfreeze(funds: OrderFunds, amount_fen: int) -> OrderFunds:
+    """The channel refused an unfreeze: what it would have released is frozen again."""
+    return replace(funds, unfrozen=False, frozen_fen=amount_fen)
+
+
+def release_rest(funds: OrderFunds) -> tuple[int, OrderFunds]:
+    """The channel released what is left of the order to the store on its own (after a
+    split that asked it to, or at its own deadline); nothing may be in flight. Returns
+    (released, funds); an order with nothing left frozen is simply marked released."""
+    if funds.frozen_fen:
+        return unfreeze(funds)
+    assert not funds.reserved_fen and not funds.unfrozen, funds
+    return 0, replace(funds, unfrozen=True)
+
+
+def record_return(funds: OrderFunds, account: str, fen: int) -> OrderFunds:
+    """A merchant receiver gave `fen` of its split back to the store at the mall's own
+    request (a return for a refund is in the refund's plan): its line counts it as
+    returned, so later refunds ask it only for what it still holds."""
+    return replace(funds, lines=tuple(replace(line, back_fen=line.back_fen + fen) if line.account == account
+                                      else line for line in funds.lines))
 
 
 @dataclass(frozen=True, slots=True)

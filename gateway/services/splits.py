@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import replace
 from datetime import timedelta
 
 import structlog
@@ -30,7 +29,7 @@ from gateway.wire import canonical_json, to_wechat_time
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
 from splitting import postings
-from splitting.rules import DEFAULT_MAX_RATIO_BPS, SplitRefused, cap_fen
+from splitting.rules import SplitRefused
 
 log = structlog.get_logger(__name__)
 SYNC_SPLIT = "sync_split"
@@ -60,10 +59,8 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
         if existing["request_hash"] != request_hash:
             raise InvalidRequest("out_order_no_reused", "out_order_no was used with other fields")
         return existing
-    channel_cap_bps = await channel_caps.known(conn, mall_id, sub_mchid)
-    if channel_cap_bps is not None and channel_cap_bps < funds.max_ratio_bps:
-        # The channel would refuse more than its own cap: enforce the lower one.
-        funds = replace(funds, max_ratio_bps=channel_cap_bps)
+    # The channel would refuse more than its own cap: enforce the lower one.
+    funds = order_funds.capped(funds, await channel_caps.known(conn, mall_id, sub_mchid))
     try:
         if kind == "unfreeze":
             amount, funds = order_funds.unfreeze(funds)
@@ -80,8 +77,7 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
         conn, mall_id=mall_id, sub_mchid=sub_mchid, out_order_no=out_order_no, out_trade_no=out_trade_no,
         transaction_id=transaction_id, kind=kind, purpose=purpose, request_hash=request_hash, parts=parts,
         # A split beyond WeChat's default cap uses the store's high-ratio approval: record which.
-        approval_id=row["approval_id"] if funds.split_away_fen > cap_fen(funds.paid_fen, DEFAULT_MAX_RATIO_BPS)
-        else None,
+        approval_id=row["approval_id"] if funds.uses_approval else None,
         client_id=client_id, created_at=svc.clock(), unfreeze_unsplit=unfreeze_unsplit, order_id=new_order_id(),
     )
     assert created is not None, "split order inserted under the funds lock"
@@ -168,8 +164,7 @@ async def apply_result(svc: Services, split, answer: ChannelSplitOrder):
                     split["sub_mchid"], split["out_order_no"], moved), now)
             if split["unfreeze_unsplit"] and not funds.unfrozen and not funds.reserved_fen:
                 # The channel released the rest to the store once this split was done.
-                amount, funds = (order_funds.unfreeze(funds) if funds.frozen_fen
-                                 else (0, replace(funds, unfrozen=True)))
+                amount, funds = order_funds.release_rest(funds)
                 if amount:
                     await ledger_repo.post_transfer(conn, split["mall_id"], postings.unfreeze_transfer(
                         split["sub_mchid"], split["out_order_no"], amount), now)
@@ -191,7 +186,7 @@ async def fail(svc: Services, split, reason: str) -> None:
         if current["state"] not in ("PREPARED", "PROCESSING"):
             return
         if split["kind"] == "unfreeze":
-            funds = replace(funds, unfrozen=False, frozen_fen=split["parts"][0]["amount"])
+            funds = order_funds.undo_unfreeze(funds, split["parts"][0]["amount"])
         else:
             for part in split["parts"]:
                 funds = order_funds.record_split_result(funds, part["ledger_account"], part["amount"], succeeded=False)

@@ -17,8 +17,8 @@ from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.transfers import Transfer
 from splitting import postings
 from splitting.funds import (
-    OrderFunds, RefundPlan, give_up, plan_refund, reserve_split, set_asides_fen, record_split_result, undo_refund,
-    unfreeze,
+    OrderFunds, RefundPlan, capped, give_up, plan_refund, record_return, release_rest, reserve_split, set_asides_fen,
+    record_split_result, undo_refund, undo_unfreeze, unfreeze,
 )
 from splitting.rules import (
     BPS_DENOMINATOR, DEFAULT_MAX_RATIO_BPS, FEE_RATE_BPS_MAX, RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX,
@@ -278,6 +278,34 @@ def test_a_refund_refused_after_an_unfreeze_releases_its_frozen_part_to_the_stor
     assert (funds.frozen_fen, funds.refunded_fen, funds.fee_refunded_fen, funds.unfrozen) == (0, 0, 0, True)
 
 
+def test_a_return_at_the_malls_request_leaves_less_for_later_refunds_to_ask():
+    funds = record_return(split(paid(10_000, max_ratio_bps=4000), (BRAND, 3000), (GUIDE, 1000)), BRAND, 1000)
+    assert lines(funds) == {BRAND: (3000, 1000), GUIDE: (1000, 0)}
+    plan, funds = plan_refund(funds, 5000)
+    assert (plan.returns, plan.owed) == (((BRAND, 1000),), ((GUIDE, 500),))  # half of the 2000 it still holds
+
+
+def test_the_channels_lower_cap_is_the_one_enforced():
+    funds = paid(10_000, max_ratio_bps=5000)
+    assert capped(funds, None) is funds and capped(funds, 6000) is funds
+    assert capped(funds, 2000).cap_fen == 2000
+    assert refused(reserve_split, capped(funds, 2000), [(BRAND, True, 2001)]).code == "ratio_exceeded"
+
+
+def test_a_split_beyond_the_default_cap_uses_the_approval():
+    funds = reserve_split(paid(10_000, max_ratio_bps=5000), [(BRAND, True, 3000)])
+    assert not funds.uses_approval
+    assert reserve_split(funds, [(COMMISSION, True, 1)]).uses_approval
+
+
+def test_a_refused_unfreeze_freezes_the_money_again_and_a_release_with_nothing_frozen_marks_the_order():
+    before = split(paid(10_000, 60), (BRAND, 1000))
+    released, funds = unfreeze(before)
+    assert undo_unfreeze(funds, released) == before
+    _, emptied = plan_refund(paid(10_000, 0), 10_000)
+    assert release_rest(emptied) == (0, replace(emptied, unfrozen=True))
+
+
 def test_recovery_settles_part_of_what_a_guide_owes_the_store():
     assert net(postings.recovery_transfer(STORE, "S9", "g1", 120)) == {OWED_BY_GUIDES: -120, GUIDE_CLAWBACK: 120}
 
@@ -440,9 +468,27 @@ class OrderHistory:
             event(f"unfreeze refused: {error.code}")
             return
         assert expected is None and released == f.frozen_fen and self.funds.frozen_fen == 0
+        # The channel could refuse it: then the order is exactly as it was.
+        assert undo_unfreeze(self.funds, released) == f
+        # The channel releasing the rest on its own moves the same money.
+        assert release_rest(f) == (released, self.funds)
         self.unfrozen_fen += released
         self.apply(postings.unfreeze_transfer(STORE, self.next_ref("U"), released),
                    {FROZEN: -released, AVAILABLE: released})
+
+    def give_back(self, index: int, fraction: Fraction) -> None:
+        """A merchant receiver returns part of what it still holds at the mall's request."""
+        holding = [line for line in self.funds.lines if line.returnable and line.split_fen > line.back_fen]
+        if not holding:
+            return
+        line = holding[index % len(holding)]
+        fen = max(1, int((line.split_fen - line.back_fen) * fraction))
+        f, self.funds = self.funds, record_return(self.funds, line.account, fen)
+        assert self.funds == replace(f, lines=tuple(replace(l, back_fen=l.back_fen + fen) if l is line else l
+                                                    for l in f.lines))
+        self.apply(postings.return_transfer(STORE, self.next_ref("RT"), line.account, fen),
+                   {line.account: -fen, AVAILABLE: fen})
+        event("split returned at the mall's request")
 
     def refund(self, refund_fen: int, *, pending: bool = False) -> None:
         f = self.funds
@@ -626,7 +672,8 @@ def refund_amount(data, funds: OrderFunds) -> int:
     return [refundable, 1, refundable + 1, 0][kind - 2]
 
 
-STEPS = st.sampled_from(["reserve"] * 3 + ["settle"] * 3 + ["refund"] * 2 + ["unfreeze"] + ["refund_end"] * 2)
+STEPS = st.sampled_from(["reserve"] * 3 + ["settle"] * 3 + ["refund"] * 2 + ["unfreeze"] + ["refund_end"] * 2
+                        + ["give_back"])
 
 
 @st.composite
@@ -662,6 +709,8 @@ def test_random_histories_conserve_money_and_keep_every_rule(data, paid_fen, con
             history.unfreeze()
         elif step == "refund":
             history.refund(refund_amount(data, history.funds), pending=data.draw(st.booleans()))
+        elif step == "give_back":
+            history.give_back(data.draw(st.integers(0, 4)), data.draw(st.fractions(0, 1)))
         elif step == "refund_end" and history.pending:
             history.end_refund(data.draw(st.integers(0, len(history.pending) - 1)), data.draw(st.booleans()))
         history.check()
