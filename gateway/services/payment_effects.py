@@ -89,8 +89,8 @@ def payment_effects(order, paid: Paid, *, notification_id, now: datetime, split_
     deadline = finish_by(paid.success_at, order["freeze_days"], finish_before_unfreeze_s)
     now_text = now.isoformat()
     effects = PaymentEffects().with_transfer(payment_transfer(
-        sub_mchid=sub_mchid, out_trade_no=out_trade_no, total_fen=order["total_fen"],
-        fee_rate_bps=order["fee_rate_bps"], profit_sharing=profit_sharing,
+        sub_mchid=sub_mchid, out_trade_no=out_trade_no, total_fen=order["total_fen"], fee_fen=fee_fen,
+        profit_sharing=profit_sharing,
     )).with_row(outbox_repo.TABLE, outbox_repo.event_row(
         mall_id=mall_id, notification_id=notification_id, client_id=order["client_id"],
         notify_url=order["notify_url"], event_type=TRANSACTION_SUCCESS, ref=ref, summary="支付成功",

@@ -408,9 +408,10 @@ class OrderHistory:
     """
 
     def __init__(self, paid_fen: int, fee_rate_bps: int, max_ratio_bps: int):
-        payment = payment_transfer(sub_mchid=STORE, out_trade_no="T1", total_fen=paid_fen,
-                                   fee_rate_bps=fee_rate_bps, profit_sharing=True)
-        self.funds = OrderFunds.paid(paid_fen, channel_fee_fen(paid_fen, fee_rate_bps), max_ratio_bps)
+        fee_fen = channel_fee_fen(paid_fen, fee_rate_bps)
+        payment = payment_transfer(sub_mchid=STORE, out_trade_no="T1", total_fen=paid_fen, fee_fen=fee_fen,
+                                   profit_sharing=True)
+        self.funds = OrderFunds.paid(paid_fen, fee_fen, max_ratio_bps)
         self.balances: Counter[str] = Counter()
         self.apply(payment, {accounts.PAYER: -paid_fen, FROZEN: self.funds.frozen_fen,
                              accounts.CHANNEL_FEES: self.funds.fee_fen})

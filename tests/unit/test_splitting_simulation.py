@@ -183,7 +183,7 @@ class Mall:
 
         def effect():
             self.ledger.post(payment_transfer(sub_mchid=store, out_trade_no=out_trade_no, total_fen=total_fen,
-                                              fee_rate_bps=contract.fee_rate_bps, profit_sharing=profit_sharing))
+                                              fee_fen=fee_fen, profit_sharing=profit_sharing))
             # Without profit sharing the channel pays the store at once: nothing to split.
             funds = OrderFunds.paid(total_fen, fee_fen, contract.max_ratio_bps, profit_sharing=profit_sharing)
             if profit_sharing:
