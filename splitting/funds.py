@@ -240,6 +240,22 @@ class RefundPlan:
     from_frozen_fen: int  # the store's part, frozen money of this order first
     from_available_fen: int  # then the store's available balance
 
+    def to_json(self) -> dict:
+        """The plan as the refund row stores it (JSON): this class's fields by name, the
+        (account, fen) pairs as two-element lists. `from_json` reads it back; queries
+        that sum a field in SQL name it as it is named here."""
+        return {"refund_fen": self.refund_fen, "returns": [[account, fen] for account, fen in self.returns],
+                "owed": [[account, fen] for account, fen in self.owed], "fee_back_fen": self.fee_back_fen,
+                "from_frozen_fen": self.from_frozen_fen, "from_available_fen": self.from_available_fen}
+
+    @classmethod
+    def from_json(cls, stored: dict) -> "RefundPlan":
+        return cls(refund_fen=stored["refund_fen"],
+                   returns=tuple((account, fen) for account, fen in stored["returns"]),
+                   owed=tuple((account, fen) for account, fen in stored["owed"]),
+                   fee_back_fen=stored["fee_back_fen"], from_frozen_fen=stored["from_frozen_fen"],
+                   from_available_fen=stored["from_available_fen"])
+
 
 def plan_refund(funds: OrderFunds, refund_fen: int) -> tuple[RefundPlan, OrderFunds]:
     """Each receiver gives back the share of its outstanding split that this refund is of

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import asdict
 from datetime import timedelta
 
 import structlog
@@ -60,7 +59,7 @@ async def request_refund(svc: Services, caller, req: dict) -> dict:
             conn, mall_id=caller.mall_id, sub_mchid=order["sub_mchid"], out_refund_no=req["out_refund_no"],
             out_trade_no=order["out_trade_no"], transaction_id=order["transaction_id"],
             amount_fen=req["amount_fen"], total_fen=order["total_fen"], reason=req.get("reason"),
-            notify_url=req.get("notify_url"), request_hash=req["request_hash"], plan=asdict(plan),
+            notify_url=req.get("notify_url"), request_hash=req["request_hash"], plan=plan.to_json(),
             refund_id="50" + "".join(str(secrets.randbelow(10)) for _ in range(28)),
             client_id=caller.client_id, created_at=svc.clock(),
         )
@@ -260,8 +259,7 @@ async def _announce(conn, svc: Services, refund, row) -> None:
 
 
 def _plan_of(refund) -> RefundPlan:
-    return RefundPlan(**{k: tuple(tuple(x) for x in v) if isinstance(v, list) else v
-                         for k, v in refund["plan"].items()})
+    return RefundPlan.from_json(refund["plan"])
 
 
 STATUS = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS", "ABNORMAL": "ABNORMAL",
@@ -270,7 +268,7 @@ STATUS = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCC
 
 def refund_json(row) -> dict:
     """A refund in WeChat's shape (the API's answer and query)."""
-    plan = row["plan"]
+    plan = _plan_of(row)
     body = {
         "refund_id": row["refund_id"], "out_refund_no": row["out_refund_no"],
         "transaction_id": row["transaction_id"], "out_trade_no": row["out_trade_no"],
@@ -278,11 +276,11 @@ def refund_json(row) -> dict:
         "create_time": to_wechat_time(row["created_at"]), "status": STATUS[row["state"]],
         # Where the store's part came from: the order's frozen (unsettled) money, or, once
         # that ran short, the store's available balance.
-        "funds_account": "AVAILABLE" if plan["from_available_fen"] > 0 else "UNSETTLED",
+        "funds_account": "AVAILABLE" if plan.from_available_fen > 0 else "UNSETTLED",
         "amount": {"total": row["total_fen"], "refund": row["amount_fen"], "payer_total": row["total_fen"],
                    "payer_refund": row["amount_fen"], "settlement_total": row["total_fen"],
                    "settlement_refund": row["amount_fen"], "discount_refund": 0, "currency": "CNY",
-                   "refund_fee": plan["fee_back_fen"]},
+                   "refund_fee": plan.fee_back_fen},
     }
     if row["success_at"]:
         body["success_time"] = to_wechat_time(row["success_at"])

@@ -4,7 +4,10 @@ unfreezes and refunds, and the ledger transfers of each step (SPEC 4 and 5)."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
+import json
+import re
+from dataclasses import asdict, fields, replace
+from pathlib import Path
 from datetime import datetime, timezone
 from fractions import Fraction
 
@@ -318,6 +321,17 @@ def test_a_refund_refused_after_a_later_one_was_planned_keeps_the_fee_in_step():
     assert third.fee_back_fen >= 0
 
 
+def test_sql_reads_only_fields_that_a_refund_plan_has():
+    """Queries that sum or list a plan's field in SQL (`plan->>'...'`) name it as the
+    dataclass does, so renaming a field cannot silently read nulls."""
+    root = Path(__file__).resolve().parents[2]
+    named = {name for path in (root / "gateway").rglob("*.py") for name in
+             re.findall(r"plan->>'(\w+)'", path.read_text())}
+    named |= {name for package in ("splitting", "ledger") for path in (root / package).rglob("*.py")
+              for name in re.findall(r"plan->>'(\w+)'", path.read_text())}
+    assert named and named <= {field.name for field in fields(RefundPlan)}, named
+
+
 def test_recovery_settles_part_of_what_a_guide_owes_the_store():
     assert net(postings.recovery_transfer(STORE, "S9", "g1", 120)) == {OWED_BY_GUIDES: -120, GUIDE_CLAWBACK: 120}
 
@@ -538,6 +552,10 @@ class OrderHistory:
         # Refused at once by the channel, the refund leaves the order exactly as it was,
         # but for the merchants' split returns already made (that money is with the store).
         returned = dict(plan.returns)
+        # The refund row stores the plan as JSON and reads back the same plan; the JSON is
+        # the one rows written before `to_json` existed hold.
+        stored = json.loads(json.dumps(plan.to_json()))
+        assert RefundPlan.from_json(stored) == plan and stored == json.loads(json.dumps(asdict(plan)))
         assert undo_refund(new, plan) == (0, replace(f, lines=tuple(
             replace(line, back_fen=line.back_fen + returned.get(line.account, 0)) for line in f.lines)))
 
