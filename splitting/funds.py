@@ -240,6 +240,12 @@ class RefundPlan:
     from_frozen_fen: int  # the store's part, frozen money of this order first
     from_available_fen: int  # then the store's available balance
 
+    @property
+    def available_draw_fen(self) -> int:
+        """What this refund takes from the store's available balance, net of the split
+        returns it brings into it first (negative: it brings more than it takes)."""
+        return self.from_available_fen - sum(fen for _, fen in self.returns)
+
     def to_json(self) -> dict:
         """The plan as the refund row stores it (JSON): this class's fields by name, the
         (account, fen) pairs as two-element lists. `from_json` reads it back; queries
@@ -305,3 +311,31 @@ def undo_refund(funds: OrderFunds, plan: RefundPlan) -> tuple[int, OrderFunds]:
     return released, replace(funds, refunded_fen=funds.refunded_fen - plan.refund_fen,
                              fee_refunded_fen=funds.fee_refunded_fen - plan.fee_back_fen,
                              frozen_fen=funds.frozen_fen + plan.from_frozen_fen - released, lines=lines)
+
+
+def allocate_returns(returns: tuple[tuple[str, int], ...],
+                     splits: list[tuple[str, list[tuple[str | None, str, int]]]],
+                     returned: dict[tuple[str, str], int]) -> list[tuple[str, str, str, int]]:
+    """Which splits each merchant receiver's share of a refund (`returns`, as the plan
+    has them) comes back from: the splits that paid it, newest first, each for no more
+    than the receiver still holds of it.
+
+    `splits` are the order's finished splits in the order they were made, each
+    (out_order_no, parts) with parts (ledger account, receiver's mchid, fen); `returned`
+    is what already came back, by (out_order_no, ledger account). Returns the split
+    returns to make, (out_order_no, ledger account, receiver's mchid, fen), in order."""
+    returned = dict(returned)
+    made = []
+    for account, due in returns:
+        for out_order_no, parts in reversed(splits):
+            for part_account, mchid, fen in parts:
+                if due == 0 or part_account != account:
+                    continue
+                take = min(fen - returned.get((out_order_no, account), 0), due)
+                if take <= 0:
+                    continue
+                made.append((out_order_no, account, mchid, take))
+                returned[(out_order_no, account)] = returned.get((out_order_no, account), 0) + take
+                due -= take
+        assert due == 0, f"split returns cannot cover {account}"
+    return made

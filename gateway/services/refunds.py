@@ -81,7 +81,7 @@ async def _check_store_can_pay(conn, mall_id: str, sub_mchid: str, plan: RefundP
     available balance, which the ledger mirrors."""
     available = await ledger_repo.balance_for_update(conn, mall_id, accounts.tenant_available(sub_mchid))
     committed = await repo.in_flight_refund_draw(conn, mall_id, sub_mchid)
-    need = plan.from_available_fen - sum(fen for _, fen in plan.returns)
+    need = plan.available_draw_fen
     if need > 0 and available - committed < need:
         raise InvalidRequest("store_balance_insufficient",
                              "the store's available balance cannot carry this refund now",
@@ -104,28 +104,18 @@ async def _order(svc: Services, mall_id: str, req: dict):
 async def _prepare_returns(svc, conn, trade_key, refund, plan: RefundPlan) -> None:
     """Each merchant receiver's share comes back from the splits that paid it, newest first."""
     mall_id, sub_mchid, out_trade_no = trade_key
-    splits = [s for s in await repo.split_orders_of_trade(conn, *trade_key) if s["state"] == "FINISHED"]
+    splits = [(s["out_order_no"], [(p.get("ledger_account"), p["account"], p["amount"]) for p in s["parts"]])
+              for s in await repo.split_orders_of_trade(conn, *trade_key)
+              if s["state"] == "FINISHED" and s["kind"] == "split"]
     returned = await repo.returned_by_split(conn, *trade_key)
-    number = 0
-    for account, due in plan.returns:
-        for split in reversed(splits):
-            for part in split["parts"]:
-                if due == 0 or part.get("ledger_account") != account or split["kind"] != "split":
-                    continue
-                room = part["amount"] - returned.get((split["out_order_no"], account), 0)
-                take = min(room, due)
-                if take <= 0:
-                    continue
-                number += 1
-                out_return_no = "RT" + hashlib.sha1(f"{refund['out_refund_no']}/{number}".encode()).hexdigest()[:30]
-                await repo.insert_return(
-                    conn, mall_id=mall_id, sub_mchid=sub_mchid, out_return_no=out_return_no,
-                    out_order_no=split["out_order_no"], out_trade_no=out_trade_no, return_mchid=part["account"],
-                    ledger_account=account, amount_fen=take, request_hash="refund", client_id=None,
-                    out_refund_no=refund["out_refund_no"], created_at=svc.clock())
-                returned[(split["out_order_no"], account)] = returned.get((split["out_order_no"], account), 0) + take
-                due -= take
-        assert due == 0, f"split returns cannot cover {account}"
+    for number, (out_order_no, account, mchid, fen) in enumerate(
+            order_funds.allocate_returns(plan.returns, splits, returned), start=1):
+        out_return_no = "RT" + hashlib.sha1(f"{refund['out_refund_no']}/{number}".encode()).hexdigest()[:30]
+        await repo.insert_return(
+            conn, mall_id=mall_id, sub_mchid=sub_mchid, out_return_no=out_return_no,
+            out_order_no=out_order_no, out_trade_no=out_trade_no, return_mchid=mchid,
+            ledger_account=account, amount_fen=fen, request_hash="refund", client_id=None,
+            out_refund_no=refund["out_refund_no"], created_at=svc.clock())
 
 
 async def drive(svc: Services, mall_id: str, sub_mchid: str, out_refund_no: str) -> bool:

@@ -20,7 +20,7 @@ from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.transfers import Transfer
 from splitting import postings
 from splitting.funds import (
-    OrderFunds, RefundPlan, capped, give_up, plan_refund, record_return, release_rest, reserve_split, set_asides_fen,
+    OrderFunds, RefundPlan, allocate_returns, capped, give_up, plan_refund, record_return, release_rest, reserve_split, set_asides_fen,
     record_split_result, undo_refund, undo_unfreeze, unfreeze,
 )
 from splitting.rules import (
@@ -332,6 +332,66 @@ def test_sql_reads_only_fields_that_a_refund_plan_has():
     assert named and named <= {field.name for field in fields(RefundPlan)}, named
 
 
+def test_a_refund_draws_on_the_stores_available_balance_net_of_the_returns_it_brings():
+    funds = split(paid(10_000, 60), (COMMISSION, 1000), (GUIDE, 500))
+    _, funds = unfreeze(funds)
+    plan, _ = plan_refund(funds, 10_000)
+    assert (plan.from_available_fen, plan.returns) == (9940, ((COMMISSION, 1000),))
+    assert plan.available_draw_fen == 8940  # the commission's return lands in available first
+    plan, _ = plan_refund(split(paid(10_000), (COMMISSION, 3000)), 5000)
+    assert (plan.from_frozen_fen, plan.available_draw_fen) == (5000, -1500)
+
+
+def test_a_refunds_returns_come_from_the_newest_splits_first():
+    splits = [("S1", [(BRAND, "b", 500), (COMMISSION, "m", 100)]), ("S2", [(BRAND, "b", 300)]),
+              ("S3", [(COMMISSION, "m", 50)])]
+    made = allocate_returns(((BRAND, 600), (COMMISSION, 120)), splits, {("S2", BRAND): 100})
+    assert made == [("S2", BRAND, "b", 200), ("S1", BRAND, "b", 400), ("S3", COMMISSION, "m", 50),
+                    ("S1", COMMISSION, "m", 70)]
+    with pytest.raises(AssertionError):
+        allocate_returns(((BRAND, 701),), splits, {("S2", BRAND): 100})
+
+
+@st.composite
+def paid_splits(draw):
+    """Up to five finished splits to two merchants, part of each perhaps returned already."""
+    splits, returned = [], {}
+    for number in range(draw(st.integers(1, 5))):
+        parts = []
+        for account in draw(st.lists(st.sampled_from([BRAND, COMMISSION]), min_size=1, max_size=2, unique=True)):
+            fen = draw(st.integers(1, 1000))
+            parts.append((account, account[-4:], fen))
+            returned[f"S{number}", account] = draw(st.integers(0, fen))
+        splits.append((f"S{number}", parts))
+    return splits, returned
+
+
+@given(data=st.data(), paid=paid_splits())
+def test_returns_cover_each_share_exactly_from_the_newest_splits_with_room(data, paid):
+    splits, returned = paid
+    room = Counter()
+    for out_order_no, parts in splits:
+        for account, _, fen in parts:
+            room[account] += fen - returned[out_order_no, account]
+    dues = tuple((account, data.draw(st.integers(1, room[account]))) for account in (BRAND, COMMISSION)
+                 if room[account] > 0 and data.draw(st.booleans()))
+    made = allocate_returns(dues, splits, returned)
+    after, taken = Counter(returned), Counter()
+    for out_order_no, account, mchid, fen in made:
+        assert fen > 0 and mchid == account[-4:]
+        after[out_order_no, account] += fen
+        taken[account] += fen
+    assert taken == Counter(dict(dues))
+    for out_order_no, parts in splits:
+        for account, _, fen in parts:
+            assert after[out_order_no, account] <= fen, "a split gave back more than it paid"
+    for account, _ in dues:  # an older split gives back only once every newer one is emptied
+        used = {out_order_no for out_order_no, a, _, _ in made if a == account}
+        oldest = min(i for i, (out_order_no, _) in enumerate(splits) if out_order_no in used)
+        for out_order_no, parts in splits[oldest + 1:]:
+            assert all(a != account or after[out_order_no, a] == fen for a, _, fen in parts)
+
+
 def test_recovery_settles_part_of_what_a_guide_owes_the_store():
     assert net(postings.recovery_transfer(STORE, "S9", "g1", 120)) == {OWED_BY_GUIDES: -120, GUIDE_CLAWBACK: 120}
 
@@ -431,6 +491,8 @@ class OrderHistory:
                              accounts.CHANNEL_FEES: self.funds.fee_fen})
         self.in_flight: list[list[tuple[str, bool, int]]] = []
         self.pending: list[RefundPlan] = []  # refunds the channel has not answered yet
+        self.splits: list[tuple[str, list[tuple[str, str, int]]]] = []  # finished splits, as made
+        self.returned: Counter[tuple[str, str]] = Counter()  # (split, account) -> returned from it
         self.last_plan: RefundPlan | None = None
         self.unfrozen_fen = self.from_frozen_fen = self.from_available_fen = 0
         self.serial = 0
@@ -482,7 +544,9 @@ class OrderHistory:
             expected = Counter({FROZEN: -sum(fen for _, fen in confirmed)})
             for account, fen in confirmed:
                 expected[account] += fen
-            self.apply(postings.split_transfer(STORE, self.next_ref("S"), confirmed), expected)
+            ref = self.next_ref("S")
+            self.apply(postings.split_transfer(STORE, ref, confirmed), expected)
+            self.splits.append((ref, [(account, account.split(":")[-1], fen) for account, fen in confirmed]))
 
     def unfreeze(self) -> None:
         f = self.funds
@@ -506,16 +570,17 @@ class OrderHistory:
 
     def give_back(self, index: int, fraction: Fraction) -> None:
         """A merchant receiver returns part of what it still holds at the mall's request."""
-        holding = [line for line in self.funds.lines if line.returnable and line.split_fen > line.back_fen]
+        holding = [(ref, account, fen - self.returned[ref, account]) for ref, parts in self.splits
+                   for account, _, fen in parts if RETURNABLE[account] and fen > self.returned[ref, account]]
         if not holding:
             return
-        line = holding[index % len(holding)]
-        fen = max(1, int((line.split_fen - line.back_fen) * fraction))
-        f, self.funds = self.funds, record_return(self.funds, line.account, fen)
-        assert self.funds == replace(f, lines=tuple(replace(l, back_fen=l.back_fen + fen) if l is line else l
-                                                    for l in f.lines))
-        self.apply(postings.return_transfer(STORE, self.next_ref("RT"), line.account, fen),
-                   {line.account: -fen, AVAILABLE: fen})
+        ref, account, room = holding[index % len(holding)]
+        fen = max(1, int(room * fraction))
+        f, self.funds = self.funds, record_return(self.funds, account, fen)
+        assert self.funds == replace(f, lines=tuple(replace(l, back_fen=l.back_fen + fen) if l.account == account
+                                                    else l for l in f.lines))
+        self.returned[ref, account] += fen
+        self.apply(postings.return_transfer(STORE, self.next_ref("RT"), account, fen), {account: -fen, AVAILABLE: fen})
         event("split returned at the mall's request")
 
     def refund(self, refund_fen: int, *, pending: bool = False) -> None:
@@ -560,7 +625,23 @@ class OrderHistory:
             replace(line, back_fen=line.back_fen + returned.get(line.account, 0)) for line in f.lines)))
 
         ref = self.next_ref("R")
-        for number, (account, fen) in enumerate(plan.returns):
+        # Each receiver's share comes back from the splits that paid it, newest first.
+        made = allocate_returns(plan.returns, self.splits, dict(self.returned))
+        taken = Counter()
+        for out_order_no, account, mchid, fen in made:
+            assert fen > 0 and mchid == account.split(":")[-1]
+            taken[account] += fen
+            self.returned[out_order_no, account] += fen
+            split_fen = next(fen for a, _, fen in dict(self.splits)[out_order_no] if a == account)
+            assert self.returned[out_order_no, account] <= split_fen, "returned more than a split paid"
+        assert taken == Counter(dict(plan.returns))
+        for account in taken:  # newest first: an older split gives back only once every newer one is emptied
+            used = {out_order_no for out_order_no, a, _, _ in made if a == account}
+            oldest = min(i for i, (out_order_no, _) in enumerate(self.splits) if out_order_no in used)
+            for out_order_no, parts in self.splits[oldest + 1:]:
+                assert all(a != account or self.returned[out_order_no, a] == fen for a, _, fen in parts), \
+                    "an older split gave back before a newer one was emptied"
+        for number, (out_order_no, account, _, fen) in enumerate(made):
             self.apply(postings.return_transfer(STORE, f"{ref}-{number}", account, fen),
                        {account: -fen, AVAILABLE: fen})
         self.from_frozen_fen += plan.from_frozen_fen
@@ -632,6 +713,10 @@ class OrderHistory:
         assert f.cap_fen <= f.paid_fen
         assert 0 <= f.refunded_fen <= f.paid_fen and 0 <= f.fee_refunded_fen <= f.fee_fen
         assert all(0 <= line.back_fen <= line.split_fen for line in f.lines)
+        for line in f.lines:  # what came back of each merchant's share is what its splits returned
+            if line.returnable:
+                assert line.back_fen == sum(fen for (_, account), fen in self.returned.items()
+                                            if account == line.account)
         in_flight = Counter()
         for account, _, fen in sum(self.in_flight, []):
             in_flight[account] += fen
