@@ -3,7 +3,7 @@
 from aiohttp import web
 
 from gateway.caller import Caller
-from gateway.errors import NoAuth
+from gateway.errors import ApiError, NoAuth
 from gateway.services.context import Services
 from gateway.wire import json_bytes
 
@@ -22,6 +22,13 @@ def services_of(request: web.Request) -> Services:
 def json_response(body: dict, status: int = 200) -> web.Response:
     return web.Response(status=status, body=json_bytes(body), content_type="application/json",
                         charset="utf-8")
+
+
+def json_or_missing(body: dict | None, missing: ApiError) -> web.Response:
+    """A service's answer, or `missing` raised when it found nothing the caller may see."""
+    if body is None:
+        raise missing
+    return json_response(body)
 
 
 def mall_app_of(request: web.Request) -> Caller:

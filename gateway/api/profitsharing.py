@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import signing
-from gateway.api import caller_of, json_response, mall_app_of, services_of
+from gateway.api import caller_of, json_or_missing, json_response, mall_app_of, services_of
 from gateway.api.middleware import json_body
 from gateway.api.requests import body_object, field, store_query
 from gateway.api.requests.profitsharing import parse_receiver_delete, parse_split, parse_unfreeze
@@ -28,9 +28,7 @@ async def query_split(request: web.Request) -> web.Response:
     sub_mchid = store_query(request)
     found = await profitsharing.find_split(services_of(request), caller_of(request), sub_mchid,
                                            request.match_info["out_order_no"], request.query.get("transaction_id"))
-    if found is None:
-        raise ResourceNotExists("split_not_found")
-    return json_response(found)
+    return json_or_missing(found, ResourceNotExists("split_not_found"))
 
 
 @routes.post("/v3/profitsharing/orders/unfreeze")
@@ -44,18 +42,14 @@ async def unfreeze(request: web.Request) -> web.Response:
 async def unsplit_amount(request: web.Request) -> web.Response:
     found = await profitsharing.unsplit_amount(services_of(request), caller_of(request),
                                                request.match_info["transaction_id"])
-    if found is None:
-        raise OrderNotExist("order_not_paid")
-    return json_response(found)
+    return json_or_missing(found, OrderNotExist("order_not_paid"))
 
 
 @routes.get("/v3/profitsharing/merchant-configs/{sub_mchid}")
 async def merchant_config(request: web.Request) -> web.Response:
     found = await profitsharing.merchant_config(services_of(request), caller_of(request),
                                                 request.match_info["sub_mchid"])
-    if found is None:
-        raise ResourceNotExists("tenant_not_found")
-    return json_response(found)
+    return json_or_missing(found, ResourceNotExists("tenant_not_found"))
 
 
 @routes.post("/v3/profitsharing/receivers/add")

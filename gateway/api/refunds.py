@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_response, mall_app_of, services_of
+from gateway.api import caller_of, json_or_missing, json_response, mall_app_of, services_of
 from gateway.api.middleware import json_body
 from gateway.api.requests import store_query
 from gateway.api.requests.refunds import parse_refund, parse_return
@@ -26,9 +26,7 @@ async def query_refund(request: web.Request) -> web.Response:
     sub_mchid = store_query(request)
     found = await refunds.find_refund(services_of(request), caller_of(request), sub_mchid,
                                       request.match_info["out_refund_no"])
-    if found is None:
-        raise ResourceNotExists("refund_not_found")
-    return json_response(found)
+    return json_or_missing(found, ResourceNotExists("refund_not_found"))
 
 
 @routes.post("/v3/profitsharing/return-orders")
@@ -43,6 +41,4 @@ async def query_return(request: web.Request) -> web.Response:
     sub_mchid = store_query(request)
     found = await returns.find_return(services_of(request), caller_of(request), sub_mchid,
                                       request.query.get("out_order_no"), request.match_info["out_return_no"])
-    if found is None:
-        raise ResourceNotExists("return_not_found")
-    return json_response(found)
+    return json_or_missing(found, ResourceNotExists("return_not_found"))

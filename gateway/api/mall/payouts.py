@@ -10,7 +10,7 @@ from datetime import date
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_response, services_of
+from gateway.api import caller_of, json_or_missing, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.errors import ParamError, ResourceNotExists
 from gateway.services import payouts
@@ -46,6 +46,4 @@ async def list_payouts(request: web.Request) -> web.Response:
     limit, offset = paging(request)
     found = await payouts.store_payouts(services_of(request), caller, sub_mchid, day_window(first)[0],
                                         day_window(last)[1], limit, offset)
-    if found is None:
-        raise ResourceNotExists("tenant_not_found")
-    return json_response(found)
+    return json_or_missing(found, ResourceNotExists("tenant_not_found"))

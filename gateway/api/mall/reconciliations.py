@@ -11,7 +11,7 @@ from datetime import date
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_response, services_of
+from gateway.api import caller_of, json_or_missing, json_response, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.mall.payouts import day_param
 from gateway.api.middleware import json_body
@@ -41,7 +41,7 @@ async def run(request: web.Request) -> web.Response:
     except ChannelError as exc:
         raise ChannelUnavailable("bill_not_ready" if exc.code == "STATEMENT_CREATING" else "channel_error",
                                  channel_code=exc.code) from None
-    return _answer(found)
+    return json_or_missing(found, ResourceNotExists("reconciliation_not_found"))
 
 
 @routes.get("/v3/mall/reconciliations")
@@ -61,10 +61,5 @@ async def get_report(request: web.Request) -> web.Response:
         bill_on = date.fromisoformat(request.match_info["date"])
     except ValueError:
         raise ResourceNotExists("reconciliation_not_found") from None
-    return _answer(await reconciliation.report(services_of(request), caller.mall_id, bill_on, ITEMS_MAX))
-
-
-def _answer(found: dict | None) -> web.Response:
-    if found is None:
-        raise ResourceNotExists("reconciliation_not_found")
-    return json_response(found)
+    found = await reconciliation.report(services_of(request), caller.mall_id, bill_on, ITEMS_MAX)
+    return json_or_missing(found, ResourceNotExists("reconciliation_not_found"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_response, services_of
+from gateway.api import caller_of, json_or_missing, json_response, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.middleware import json_body
 from gateway.errors import ResourceNotExists
@@ -32,10 +32,9 @@ async def list_tenants(request: web.Request) -> web.Response:
 
 @routes.get("/v3/mall/tenants/{sub_mchid}")
 async def get_tenant(request: web.Request) -> web.Response:
-    found = await onboarding.visible_tenant(services_of(request), caller_of(request), request.match_info["sub_mchid"])
-    if found is None:
-        raise ResourceNotExists("tenant_not_found")
-    return json_response(found)
+    found = await onboarding.visible_tenant(services_of(request), caller_of(request),
+                                            request.match_info["sub_mchid"])
+    return json_or_missing(found, ResourceNotExists("tenant_not_found"))
 
 
 @routes.patch("/v3/mall/tenants/{sub_mchid}/contract")

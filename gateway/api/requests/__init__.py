@@ -44,13 +44,19 @@ def field(body: dict, name: str, pattern: re.Pattern, *, required: bool = True) 
     return value
 
 
+def _given(container: dict, name: str, required: bool, field: str | None = None):
+    """The value, None when absent and optional; `required` refused when absent."""
+    value = container.get(name)
+    if value is None and required:
+        raise ParamError(field or name, "required")
+    return value
+
+
 def text(container: dict, name: str, pattern: re.Pattern, *, required: bool = True,
          field: str | None = None) -> str | None:
     field = field or name
-    value = container.get(name)
+    value = _given(container, name, required, field)
     if value is None:
-        if required:
-            raise ParamError(field, "required")
         return None
     if not isinstance(value, str):
         raise ParamError(field, "not_a_string")
@@ -60,10 +66,8 @@ def text(container: dict, name: str, pattern: re.Pattern, *, required: bool = Tr
 
 
 def bounded(container: dict, name: str, chars_max: int, *, required: bool) -> str | None:
-    value = container.get(name)
+    value = _given(container, name, required)
     if value is None:
-        if required:
-            raise ParamError(name, "required")
         return None
     if not isinstance(value, str):
         raise ParamError(name, "not_a_string")
@@ -73,12 +77,8 @@ def bounded(container: dict, name: str, chars_max: int, *, required: bool) -> st
 
 
 def sub_object(container: dict, name: str, *, required: bool) -> dict | None:
-    value = container.get(name)
-    if value is None:
-        if required:
-            raise ParamError(name, "required")
-        return None
-    if not isinstance(value, dict):
+    value = _given(container, name, required)
+    if value is not None and not isinstance(value, dict):
         raise ParamError(name, "not_an_object")
     return value
 
