@@ -67,11 +67,7 @@ async def find_split(svc: Services, caller: Caller, sub_mchid: str, out_order_no
         split = await repo.split_order(conn, caller.mall_id, sub_mchid, out_order_no)
     if split is None or split["transaction_id"] != transaction_id or not caller.sees_store(split["sub_mchid"]):
         return None
-    if split["state"] in ("PREPARED", "PROCESSING"):
-        await splits.sync(svc, caller.mall_id, sub_mchid, split["out_order_no"])
-        async with svc.pool.acquire() as conn:
-            split = await repo.split_order(conn, caller.mall_id, sub_mchid, split["out_order_no"])
-    return split_answer(split)
+    return split_answer(await splits.brought_up_to_date(svc, split))
 
 
 async def unsplit_amount(svc: Services, caller: Caller, transaction_id: str) -> dict | None:

@@ -233,6 +233,15 @@ async def sync(svc: Services, mall_id: str, sub_mchid: str, out_order_no: str) -
     return False
 
 
+async def brought_up_to_date(svc: Services, split):
+    """The split order row, asking the channel first while it is in flight."""
+    if split["state"] not in ("PREPARED", "PROCESSING"):
+        return split
+    key = (split["mall_id"], split["sub_mchid"], split["out_order_no"])
+    await sync(svc, *key)
+    return await _reload(svc, key)
+
+
 async def _finished(svc, split) -> bool:
     row = await _reload(svc, (split["mall_id"], split["sub_mchid"], split["out_order_no"]))
     return row["state"] in ("FINISHED", "FAILED")
