@@ -19,8 +19,6 @@ from tests.integration.test_channel_splits import (  # noqa: F401 -- fixtures sh
     SP_MCHID,
     STORE,
     World,
-    credentials,
-    session,
     start_world,
 )
 

@@ -16,7 +16,6 @@ from aiohttp import web
 from gateway import signing
 from gateway.channel import ChannelNotificationRejected, ChannelOrderRequest, ChannelTradeState
 from gateway.channel.client import WeChatPayChannel
-from gateway.channel.credentials import ensure_local_credentials
 from gateway.channel.transformers import format_wechat_time
 from emulator import EmulatorConfig, create_emulator_app
 
@@ -48,17 +47,6 @@ class Receiver:
                 self.arrived.clear()
                 await self.arrived.wait()
         await asyncio.wait_for(enough(), WAIT_S)
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory):
-    return ensure_local_credentials(tmp_path_factory.mktemp("data"), SP_MCHID)
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

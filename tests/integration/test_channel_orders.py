@@ -11,14 +11,12 @@ import json
 import random
 from datetime import datetime, timedelta, timezone
 
-import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
 from gateway import signing
 from gateway.channel import ChannelError, ChannelOrderRequest, ChannelTradeState
 from gateway.channel.client import WeChatPayChannel
-from gateway.channel.credentials import ensure_local_credentials
 from emulator import EmulatorConfig, create_emulator_app
 from emulator import keys as emulator_keys
 
@@ -29,17 +27,6 @@ OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory):
-    return ensure_local_credentials(tmp_path_factory.mktemp("data"), SP_MCHID)
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

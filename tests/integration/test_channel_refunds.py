@@ -31,9 +31,7 @@ from tests.integration.test_channel_splits import (  # noqa: F401 -- fixtures sh
     SP_MCHID,
     STORE,
     World,
-    credentials,
     eventually,
-    session,
     start_world,
 )
 

@@ -19,16 +19,10 @@ from wechatpayv3 import WeChatPay, WeChatPayType
 
 from gateway import signing
 from gateway.channel.client import WeChatPayChannel
-from gateway.channel.credentials import ensure_local_credentials
 from emulator import EmulatorConfig, create_emulator_app
 
 SP_MCHID = "1900000100"
 SUB_MCHID = "1900000201"
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory):
-    return ensure_local_credentials(tmp_path_factory.mktemp("data"), SP_MCHID)
 
 
 def sdk_client(credentials, base_url: str, notify_url: str) -> WeChatPay:

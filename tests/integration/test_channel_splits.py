@@ -37,9 +37,9 @@ from gateway.channel import (
     ChannelSplitState,
 )
 from gateway.channel.client import WeChatPayChannel
-from gateway.channel.credentials import ensure_local_credentials
 from emulator import EmulatorConfig, create_emulator_app
 from emulator import keys as emulator_keys
+from tests.support import wait_until
 
 SP_MCHID = "1900000100"
 SP_APPID = "wx8888888888888888"
@@ -81,17 +81,7 @@ class Receiver:
 
 async def eventually(predicate, what: str):
     """Poll a sync or async predicate until truthy, at most WAIT_S."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_S
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached in {WAIT_S} s")
-        await asyncio.sleep(0.01)
+    return await wait_until(predicate, timeout_s=WAIT_S, step_s=0.01, what=what)
 
 
 @dataclasses.dataclass
@@ -166,17 +156,6 @@ def split_request(transaction_id: str, out_order_no: str, *lines: tuple[ChannelR
         receivers=tuple(ChannelSplitReceiver(type=t, account=a, amount_fen=fen, description=f"share to {a}")
                         for t, a, fen in lines),
     )
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory):
-    return ensure_local_credentials(tmp_path_factory.mktemp("data"), SP_MCHID)
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture
