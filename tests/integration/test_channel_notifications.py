@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway import signing
 from gateway.channel import ChannelNotificationRejected, ChannelOrderRequest, ChannelTradeState
 from gateway.channel.client import WeChatPayChannel
+from gateway.channel.transport import SignedTransport
 from gateway.channel.transformers import format_wechat_time
 from emulator import EmulatorConfig, create_emulator_app
 
@@ -63,7 +64,7 @@ def world(aiohttp_server, session, credentials):
         knobs.setdefault("rng", random.Random(7))
         config = EmulatorConfig(credentials=credentials[1], **knobs)
         emulator = await aiohttp_server(create_emulator_app(config))
-        channel = WeChatPayChannel(credentials[0], str(emulator.make_url("")), session, 5.0, utc_now)
+        channel = WeChatPayChannel(SignedTransport(credentials[0], str(emulator.make_url("")), session, 5.0, utc_now))
         return World(receiver, emulator, channel, session, str(receiver_server.make_url("/channel/notify")))
 
     return start
@@ -197,7 +198,7 @@ async def test_forged_stale_or_foreign_notifications_are_rejected(world, credent
 
 
 def _channel(w: World, credentials, clock=utc_now) -> WeChatPayChannel:
-    return WeChatPayChannel(credentials, str(w.emulator.make_url("")), w.session, 5.0, clock)
+    return WeChatPayChannel(SignedTransport(credentials, str(w.emulator.make_url("")), w.session, 5.0, clock))
 
 
 def _sign_like_emulator(emulator_credentials, body: bytes) -> dict[str, str]:

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from gateway import signing
 from gateway.channel import ChannelError, ChannelOrderRequest, ChannelTradeState
 from gateway.channel.client import WeChatPayChannel
+from gateway.channel.transport import SignedTransport
 from emulator import EmulatorConfig, create_emulator_app
 from emulator import keys as emulator_keys
 
@@ -44,7 +45,7 @@ async def emulator(start_emulator):
 
 
 def channel_for(server, session, credentials, *, clock=utc_now, timeout_s=5.0) -> WeChatPayChannel:
-    return WeChatPayChannel(credentials, str(server.make_url("")), session, timeout_s, clock)
+    return WeChatPayChannel(SignedTransport(credentials, str(server.make_url("")), session, timeout_s, clock))
 
 
 @pytest.fixture
@@ -153,7 +154,7 @@ async def test_slow_channel_times_out_retryably(start_emulator, session, credent
 
 
 async def test_unreachable_channel_is_retryable(session, credentials, unused_tcp_port):
-    channel = WeChatPayChannel(credentials[0], f"http://127.0.0.1:{unused_tcp_port}", session, 2.0, utc_now)
+    channel = WeChatPayChannel(SignedTransport(credentials[0], f"http://127.0.0.1:{unused_tcp_port}", session, 2.0, utc_now))
     with pytest.raises(ChannelError) as down:
         await channel.close_order(SUB_MCHID, "MALL0000000001")
     assert (down.value.code, down.value.retryable) == ("CHANNEL_UNREACHABLE", True)

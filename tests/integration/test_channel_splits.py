@@ -37,6 +37,7 @@ from gateway.channel import (
     ChannelSplitState,
 )
 from gateway.channel.client import WeChatPayChannel
+from gateway.channel.transport import SignedTransport
 from emulator import EmulatorConfig, create_emulator_app
 from emulator import keys as emulator_keys
 from tests.support import wait_until
@@ -170,7 +171,7 @@ def start_world(aiohttp_server, session, credentials):
                  "profitsharing_notify_url": notify_url, **knobs}
         emulator = await aiohttp_server(create_emulator_app(EmulatorConfig(credentials=credentials[1], **knobs),
                                                             clock=clock))
-        channel = WeChatPayChannel(credentials[0], str(emulator.make_url("")), session, 5.0, clock)
+        channel = WeChatPayChannel(SignedTransport(credentials[0], str(emulator.make_url("")), session, 5.0, clock))
         return World(emulator, channel, session, clock, receiver, notify_url)
 
     return start
@@ -217,8 +218,8 @@ async def test_split_notice_reaches_the_mall_per_merchant_receiver_and_parses(st
     assert (notice.receiver_type, notice.receiver_account, notice.amount_fen) == (MERCHANT, SP_MCHID, 700)
     assert notice.event_id.startswith("EV-") and abs(notice.success_at - w.clock()) < timedelta(seconds=2)
     headers, body = next((h, b) for h, b in w.receiver.received if b'"PROFITSHARING.SUCCESS"' in b)
-    other_mall = WeChatPayChannel(dataclasses.replace(credentials[0], sp_mchid="1900000999"),
-                                  str(w.emulator.make_url("")), w.session, 5.0, w.clock)
+    other_mall = WeChatPayChannel(SignedTransport(dataclasses.replace(credentials[0], sp_mchid="1900000999"),
+                                                  str(w.emulator.make_url("")), w.session, 5.0, w.clock))
     with pytest.raises(ChannelNotificationRejected):
         other_mall.parse_notification(headers, body)
     with pytest.raises(ChannelNotificationRejected):  # a payment-only caller does not take it either
