@@ -57,8 +57,8 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
     elif outcome is PaymentOutcome.APPLIED:
         log.info("payment_applied", sub_mchid=trade.sub_mchid, out_trade_no=trade.out_trade_no,
                  total_fen=trade.total_fen)
-        coupon_issuing.start(svc, (row["mall_id"], row["sub_mchid"], row["out_trade_no"]),
-                             coupon_issuing.hold_until(svc, now))
+        if svc.coupons is not None:
+            coupon_issuing.start(svc, (row["mall_id"], row["sub_mchid"], row["out_trade_no"]))
     return outcome
 
 
@@ -79,8 +79,7 @@ async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None, joins=
     )
     if joins is not None:
         effects = joins(effects, paid)
-    if svc.coupons is not None:  # a process that issues coupons lets issuing fill the notification
-        effects = coupon_issuing.hold_notification(effects, coupon_issuing.hold_until(svc, now))
+    effects = coupon_issuing.join_payment(svc, row, effects, now)
     return await orders_repo.apply_payment(
         conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
         paid=paid.columns(), now=now, transfers=effects.transfers_data(), rows=list(effects.rows),
