@@ -40,6 +40,13 @@ SELECT * FROM coupon_campaigns
    AND committed_count < budget_count AND committed_fen + discount_fen <= budget_fen
 """
 
+# What a process keeps to tell, without a query, that a payment cannot be rewarded.
+CAMPAIGNS_THAT_MAY_ISSUE = """
+SELECT * FROM coupon_campaigns
+ WHERE mall_id = $1 AND state = 'active' AND $2 < ends_at
+   AND committed_count < budget_count AND committed_fen + discount_fen <= budget_fen
+"""
+
 # Budget: one conditional UPDATE; succeeds only while the coupon still fits.
 COMMIT_BUDGET = """
 UPDATE coupon_campaigns
@@ -178,8 +185,10 @@ SELECT coalesce(payer_sp_openid, payer_sub_openid) AS openid, sub_mchid, success
 
 
 # The payment's TRANSACTION.SUCCESS waits (next_attempt_at = the hold's deadline) for
-# issuing; issuing puts its coupons into the notification and releases it at once, but
-# only while no worker has claimed it (a claim moves next_attempt_at off the deadline).
+# issuing; issuing puts its coupons into the notification and releases it (due at $6:
+# now, or a lease when this process delivers it itself), but only while no worker has
+# claimed it (a claim moves next_attempt_at off the deadline). Returns the row as the
+# outbox's claim does (gateway/repo/outbox.py CLAIM_DUE).
 ATTACH_TO_NOTIFICATION = """
 UPDATE outbox
    SET resource = CASE WHEN jsonb_array_length($4::jsonb) = 0 THEN resource
@@ -187,7 +196,8 @@ UPDATE outbox
        next_attempt_at = $6
  WHERE mall_id = $1 AND event_type = 'TRANSACTION.SUCCESS' AND ref = $2 || '/' || $3
    AND state = 'pending' AND attempts = 0 AND next_attempt_at = $5
-RETURNING event_id
+RETURNING mall_id, event_id, notification_id, client_id, notify_url, event_type, summary, original_type, resource,
+          attempts, created_at
 """
 
 
@@ -274,6 +284,10 @@ async def change_campaign(conn, mall_id: str, campaign_id: int, spec: CampaignSp
 
 async def issuing_campaigns(conn, mall_id: str, at: datetime):
     return await conn.fetch(ISSUING_CAMPAIGNS, mall_id, at)
+
+
+async def campaigns_that_may_issue(conn, mall_id: str, at: datetime):
+    return await conn.fetch(CAMPAIGNS_THAT_MAY_ISSUE, mall_id, at)
 
 
 async def commit_budget(conn, mall_id: str, campaign_id: int, at: datetime):
@@ -372,9 +386,8 @@ async def intent_counts(conn, mall_id: str) -> dict[str, int]:
 
 
 async def attach_to_notification(conn, mall_id: str, trigger_key, coupons: list[dict], hold_until: datetime,
-                                 now: datetime) -> bool:
-    return await conn.fetchval(ATTACH_TO_NOTIFICATION, mall_id, *trigger_key, coupons, hold_until,
-                               now) is not None
+                                 due_at: datetime):
+    return await conn.fetchrow(ATTACH_TO_NOTIFICATION, mall_id, *trigger_key, coupons, hold_until, due_at)
 
 
 

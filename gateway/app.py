@@ -119,6 +119,8 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
                           lambda: reconciliation.plan_daily(svc))
         loops.start_every("coupon_model_refit", settings.coupon_model_refit_interval_s,
                           lambda: next_store.refit(svc))
+        loops.start_every("coupon_campaigns_refresh", settings.coupon_campaigns_refresh_s,
+                          lambda: next_store.refresh_campaigns(svc))
         loops.start_every("coupon_issue_retry", settings.coupon_issue_poll_interval_ms / 1000,
                           lambda: coupon_issuing.retry_due(svc))
         loops.start_every("points_sync", settings.points_sync_poll_interval_ms / 1000, lambda: points.sync_due(svc))

@@ -117,6 +117,9 @@ class Settings:
     coupon_issue_lease_s: int = 30
     coupon_issue_attempts_max: int = 8
     coupon_issue_retry_base_s: int = 5
+    # How stale a process's list of campaigns may be (a payment no campaign could reward
+    # costs issuing nothing); this process's own campaign changes are seen at once.
+    coupon_campaigns_refresh_s: float = 5.0
     # Coupons expired unused give their amount back to their campaign's budget.
     coupon_expiry_interval_s: float = 60.0
     coupon_expiry_batch_max: int = 1000
@@ -194,6 +197,7 @@ class Settings:
                      "points_sync_attempts_max", "points_sync_poll_interval_ms", "coupon_issue_retry_after_ms",
                      "coupon_issue_poll_interval_ms", "coupon_issue_batch_max", "coupon_issue_lease_s",
                      "coupon_issue_attempts_max", "coupon_issue_retry_base_s", "coupon_expiry_interval_s",
+                     "coupon_campaigns_refresh_s",
                      "coupon_expiry_batch_max"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"MALLPAY_{name.upper()} must be positive")

@@ -36,11 +36,28 @@ CHINA = timezone(timedelta(hours=8))
 COUPON_ID_BYTES = 12
 BPS = 10_000
 ERROR_CHARS_MAX = 200
+HAND_OVER_LEASE_FACTOR = 2  # a handed-over notification's lease: twice a delivery's timeout
 
 
 def hold_until(svc: Services, now: datetime) -> datetime:
     """When the payment's notification goes out at the latest, coupons or not."""
     return now + timedelta(milliseconds=svc.settings.coupon_issue_budget_ms)
+
+
+def may_issue(svc: Services, order, paid_at: datetime) -> bool:
+    """False when no campaign this process knows of (`CouponRuntime.campaigns`) could
+    reward the payment: it is then neither held nor issued for. Unsure means True."""
+    if svc.settings.coupons_per_payment_max == 0:
+        return False
+    runtime: CouponRuntime | None = svc.coupons
+    if runtime is None or runtime.campaigns is None:
+        return True
+    place = runtime.stores.get(order["sub_mchid"])
+    if place is None:  # a store newer than the list: its floor and category could match any
+        return any(c.spec.sub_mchid != order["sub_mchid"] and c.issues_at(paid_at) for c in runtime.campaigns)
+    paid = PaidAt(order["payer_sp_openid"] or order["payer_sub_openid"], order["sub_mchid"], *place,
+                  order["total_fen"], paid_at)
+    return bool(eligible(runtime.campaigns, paid))
 
 
 def join_payment(svc: Services, order, effects, now: datetime):
@@ -100,6 +117,7 @@ async def issue_after_payment(svc: Services, key) -> list[dict]:
     coupons it issued."""
     mall_id, sub_mchid, out_trade_no = key
     now = svc.clock()
+    hand_over = svc.coupons.hand_over if svc.coupons is not None else None
     async with svc.pool.acquire() as conn, conn.transaction():
         order = await coupons_repo.payment_to_issue_for(conn, *key)
         if order is None or order["state"] != "SUCCESS":
@@ -114,9 +132,15 @@ async def issue_after_payment(svc: Services, key) -> list[dict]:
                                                           svc.settings.coupon_shopper_history_max)
             chosen = offer(_ranked(svc, paid, history, candidates), candidates, svc.settings.coupons_per_payment_max)
             issued = await _decide_and_issue(svc, conn, paid, key, chosen, now)
-        released = order["hold_until"] is not None and await coupons_repo.attach_to_notification(
-            conn, mall_id, (sub_mchid, out_trade_no), [coupon_json(c) for c in issued], order["hold_until"], now)
-    if released and svc.coupons is not None and svc.coupons.wakeup is not None:
+        released = None
+        if order["hold_until"] is not None:
+            released = await coupons_repo.attach_to_notification(
+                conn, mall_id, (sub_mchid, out_trade_no), [coupon_json(c) for c in issued], order["hold_until"],
+                now if hand_over is None else now + timedelta(seconds=HAND_OVER_LEASE_FACTOR
+                                                              * svc.settings.outbox_delivery_timeout_s))
+    if released is not None and hand_over is not None:
+        hand_over(released)  # this process delivers it, leased: no claim
+    elif released is not None and svc.coupons.wakeup is not None:
         svc.coupons.wakeup.set()  # the outbox sends it now
     return issued
 

@@ -118,31 +118,39 @@ async def test_issuing_that_keeps_failing_is_retried_with_backoff_then_dead(make
 async def test_issuing_costs_one_database_transaction(make_mall, monkeypatch):
     """Reading the payment, the campaigns and the history, the hold-out decision, the
     coupons and their budgets, and releasing the held notification with them: one
-    transaction. Without campaigns, releasing the notification is that one transaction."""
+    transaction. A payment no campaign could reward costs issuing nothing at all."""
     mall = await make_mall(coupon_holdout_bps=0, coupon_issue_budget_ms=30_000, coupon_issue_retry_after_ms=60_000)
     a, b, c = mall.stores
-    monkeypatch.setattr(coupon_issuing, "start", lambda svc, key: None)
+    started = []
+    monkeypatch.setattr(coupon_issuing, "start", lambda svc, key: started.append(key))
     svc = mall.gateway_app[SERVICES]
     counting = _CountingPool(svc.pool)
     issuing = dataclasses.replace(svc, pool=counting)
 
     await pay(mall, a, "COST-A-0001", 5000)  # no campaign yet
-    await _intent_written(mall, "COST-A-0001")
-    assert await coupon_issuing.issue_after_payment(issuing, (mall.settings.sp_mchid, a, "COST-A-0001")) == []
-    assert counting.transactions == 1
-    event = await notified(mall, "COST-A-0001")  # released at once, long before its 30 s hold
+    event = await notified(mall, "COST-A-0001")  # not held for its 30 s
     assert "coupons" not in event["resource"]["mall_info"]
+    assert started == [] and await _rows(mall, "SELECT * FROM coupon_issue_intents") == []
 
-    await _campaigns(mall, b, c)
+    at_b, _ = await _campaigns(mall, b, c)
     await pay(mall, a, "COST-A-0002", 5000)
     await _intent_written(mall, "COST-A-0002")
-    counting.transactions = 0
-    issued = await coupon_issuing.issue_after_payment(issuing, (mall.settings.sp_mchid, a, "COST-A-0002"))
+    assert started == [(mall.settings.sp_mchid, a, "COST-A-0002")]
+    issued = await coupon_issuing.issue_after_payment(issuing, started[0])
     assert len(issued) == 2 and counting.transactions == 1
-    event = await notified(mall, "COST-A-0002")
+    event = await notified(mall, "COST-A-0002")  # released with its coupons, long before its hold ends
     assert sorted(cp["sub_mchid"] for cp in event["resource"]["mall_info"]["coupons"]) == [b, c]
     assert (await mall.app.get(f"/v3/mall/members/{SHOPPER}/coupons")).json["total_count"] == 2
     assert await _rows(mall, "SELECT * FROM coupon_issue_intents") == []
+
+    ended = await mall.admin.request("PATCH", f"/v3/mall/coupon-campaigns/{at_b}", {"state": "ended"})
+    assert ended.status == 200, ended.json
+    started.clear()
+    await pay(mall, b, "COST-B-0003", 5000)  # C's campaign: per-shopper limit spent, but it could issue
+    await _intent_written(mall, "COST-B-0003")
+    await pay(mall, c, "COST-C-0004", 5000)  # B's campaign ended: nothing can reward a payment at C
+    await notified(mall, "COST-C-0004")
+    assert [key[2] for key in started] == ["COST-B-0003"]
     assert await mall.invariants() == []
 
 
