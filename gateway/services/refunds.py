@@ -24,7 +24,7 @@ from splitting import repo
 from gateway.services import coupon_redemption, points, returns
 from gateway.services.context import Services
 from gateway.services.splits import refused
-from gateway.wire import to_wechat_time
+from gateway.shapes.refunds import refund_json, refund_resource
 from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
@@ -73,6 +73,15 @@ async def request_refund(svc: Services, caller, req: dict) -> dict:
         log.warning("refund_step_deferred", code=exc.code)
     async with svc.pool.acquire() as conn:
         return refund_json(await repo.refund(conn, *key))
+
+
+async def find_refund(svc: Services, caller, sub_mchid: str, out_refund_no: str) -> dict | None:
+    """A refund as its query answers it; None when missing or another store's."""
+    async with svc.pool.acquire() as conn:
+        row = await repo.refund(conn, caller.mall_id, sub_mchid, out_refund_no)
+    if row is None or not caller.sees_store(row["sub_mchid"]):
+        return None
+    return refund_json(row)
 
 
 async def _check_store_can_pay(conn, mall_id: str, sub_mchid: str, plan: RefundPlan) -> None:
@@ -250,39 +259,3 @@ async def _announce(conn, svc: Services, refund, row) -> None:
 
 def _plan_of(refund) -> RefundPlan:
     return RefundPlan.from_json(refund["plan"])
-
-
-STATUS = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS", "ABNORMAL": "ABNORMAL",
-          "CLOSED": "CLOSED"}
-
-
-def refund_json(row) -> dict:
-    """A refund in WeChat's shape (the API's answer and query)."""
-    plan = _plan_of(row)
-    body = {
-        "refund_id": row["refund_id"], "out_refund_no": row["out_refund_no"],
-        "transaction_id": row["transaction_id"], "out_trade_no": row["out_trade_no"],
-        "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
-        "create_time": to_wechat_time(row["created_at"]), "status": STATUS[row["state"]],
-        # Where the store's part came from: the order's frozen (unsettled) money, or, once
-        # that ran short, the store's available balance.
-        "funds_account": "AVAILABLE" if plan.from_available_fen > 0 else "UNSETTLED",
-        "amount": {"total": row["total_fen"], "refund": row["amount_fen"], "payer_total": row["total_fen"],
-                   "payer_refund": row["amount_fen"], "settlement_total": row["total_fen"],
-                   "settlement_refund": row["amount_fen"], "discount_refund": 0, "currency": "CNY",
-                   "refund_fee": plan.fee_back_fen},
-    }
-    if row["success_at"]:
-        body["success_time"] = to_wechat_time(row["success_at"])
-    return body
-
-
-def refund_resource(row) -> dict:
-    body = refund_json(row)
-    return {
-        "sp_mchid": row["mall_id"], "sub_mchid": row["sub_mchid"], "out_trade_no": row["out_trade_no"],
-        "transaction_id": row["transaction_id"], "out_refund_no": row["out_refund_no"],
-        "refund_id": row["refund_id"], "refund_status": body["status"],
-        "success_time": body.get("success_time"), "user_received_account": "支付用户零钱",
-        "amount": {k: body["amount"][k] for k in ("total", "refund", "payer_total", "payer_refund")},
-    }
