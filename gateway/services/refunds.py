@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import timedelta
 
 import structlog
@@ -244,17 +244,11 @@ async def _closed(svc: Services, refund, reason: str) -> None:
         row = await repo.mark_refund(conn, key, "CLOSED", result={"fail_reason": reason})
         if row is None:
             return
-        owed = dict(plan.owed)
-        lines = tuple(replace(l, back_fen=l.back_fen - owed.get(l.account, 0)) for l in funds.lines)
-        frozen = funds.frozen_fen + plan.from_frozen_fen
-        if funds.unfrozen and plan.from_frozen_fen:
+        released, funds = order_funds.undo_refund(funds, plan)
+        if released:
             # The order was unfrozen meanwhile: the channel released this money to the store too.
             await ledger_repo.post_transfer(conn, refund["mall_id"], postings.unfreeze_transfer(
-                refund["sub_mchid"], refund["out_refund_no"], plan.from_frozen_fen), svc.clock())
-            frozen = funds.frozen_fen
-        funds = replace(funds, refunded_fen=funds.refunded_fen - plan.refund_fen,
-                        fee_refunded_fen=funds.fee_refunded_fen - plan.fee_back_fen,
-                        frozen_fen=frozen, lines=lines)
+                refund["sub_mchid"], refund["out_refund_no"], released), svc.clock())
         await repo.save_funds(conn, trade_key, funds)
         await _announce(conn, svc, refund, row)
     log.warning("refund_closed", out_refund_no=refund["out_refund_no"], reason=reason)
