@@ -24,7 +24,7 @@ from splitting import repo
 from gateway.services import coupon_redemption, points, returns
 from gateway.services.context import Services
 from gateway.services.splits import refused
-from gateway.shapes.refunds import refund_json, refund_resource
+from gateway.shapes.refunds import refund_json, refund_notice
 from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
@@ -243,18 +243,12 @@ async def _closed(svc: Services, refund, reason: str) -> None:
     log.warning("refund_closed", out_refund_no=refund["out_refund_no"], reason=reason)
 
 
-ANNOUNCEMENTS = {"SUCCESS": ("REFUND.SUCCESS", "退款成功"), "ABNORMAL": ("REFUND.ABNORMAL", "退款异常"),
-                 "CLOSED": ("REFUND.CLOSED", "退款关闭")}
-
-
 async def _announce(conn, svc: Services, refund, row) -> None:
     """The refund's end, to the client at the refund's notify_url (or the order's)."""
-    event_type, summary = ANNOUNCEMENTS[row["state"]]
     await outbox_repo.insert_order_event(
         conn, order_key=(refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"]),
-        notification_id=uuid.uuid4(), event_type=event_type,
-        ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary=summary, original_type="refund",
-        resource=refund_resource(row), now=svc.clock(), notify_url=refund["notify_url"])
+        notification_id=uuid.uuid4(), ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", now=svc.clock(),
+        notify_url=refund["notify_url"], **refund_notice(row).columns())
 
 
 def _plan_of(refund) -> RefundPlan:

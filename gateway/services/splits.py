@@ -25,7 +25,7 @@ from gateway.repo import outbox as outbox_repo
 from splitting import repo
 from gateway.services import channel_caps
 from gateway.services.context import Services
-from gateway.shapes.profitsharing import closed_json, split_json, split_resource
+from gateway.shapes.profitsharing import closed_json, split_json, split_notice
 from gateway.wire import canonical_json
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
@@ -277,20 +277,14 @@ def _channel_request(svc: Services, split) -> ChannelSplitRequest:
 
 
 async def _notify_client(conn, svc: Services, split, outcomes: list[tuple[dict, str | None]]) -> None:
-    """One notification per receiver, in WeChat's profit-sharing notification resource
-    (`receiver`: type, account, amount, description): PROFITSHARING.SUCCESS for each that
-    was paid; the mall's own PROFITSHARING.CLOSED, same resource with
-    `mall_info.fail_reason`, for each that was not."""
+    """One notification per receiver, as WeChat sends them (`split_notice`)."""
     now = svc.clock()
     for part, fail_reason in outcomes:
-        event_type, summary = ("PROFITSHARING.SUCCESS", "分账成功") if fail_reason is None else (
-            "PROFITSHARING.CLOSED", "分账失败")
         await outbox_repo.insert_order_event(
             conn, order_key=(split["mall_id"], split["sub_mchid"], split["out_trade_no"]),
-            notification_id=uuid.uuid4(), event_type=event_type,
+            notification_id=uuid.uuid4(),
             ref=f"{split['sub_mchid']}/{split['out_order_no']}/{part['type']}/{part['account']}",
-            summary=summary, original_type="profitsharing", resource=split_resource(split, part, fail_reason, now),
-            now=now)
+            now=now, **split_notice(split, part, fail_reason, now).columns())
 
 
 async def _schedule_sync(svc: Services, key, after_s: int) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from gateway.shapes.notifications import Notice
 from gateway.wire import to_wechat_time
 from splitting.funds import RefundPlan
 
 STATUS = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS", "ABNORMAL": "ABNORMAL",
           "CLOSED": "CLOSED"}
 USER_RECEIVED_ACCOUNT = "支付用户零钱"
+EVENTS = {"SUCCESS": ("REFUND.SUCCESS", "退款成功"), "ABNORMAL": ("REFUND.ABNORMAL", "退款异常"),
+          "CLOSED": ("REFUND.CLOSED", "退款关闭")}
 
 
 def refund_json(row) -> dict:
@@ -41,3 +44,9 @@ def refund_resource(row) -> dict:
         "success_time": body.get("success_time"), "user_received_account": USER_RECEIVED_ACCOUNT,
         "amount": {k: body["amount"][k] for k in ("total", "refund", "payer_total", "payer_refund")},
     }
+
+
+def refund_notice(row) -> Notice:
+    """The refund's end (SUCCESS, ABNORMAL or CLOSED), as the client is told it."""
+    event_type, summary = EVENTS[row["state"]]
+    return Notice(event_type, summary, "refund", refund_resource(row))
