@@ -29,7 +29,7 @@ from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
 from gateway.repo import jobs as jobs_repo
 from gateway.sandbox_clock import OFFSET_HEADER as SANDBOX_OFFSET_HEADER, FollowedClock
-from gateway.services import next_store, onboarding, payments, points, reconciliation, scheduler
+from gateway.services import coupon_issuing, next_store, onboarding, payments, points, reconciliation, scheduler
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -120,6 +120,10 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
                           lambda: reconciliation.plan_daily(svc))
         loops.start_every("coupon_model_refit", settings.coupon_model_refit_interval_s,
                           lambda: next_store.refit(svc))
+        loops.start_every("coupon_campaigns_refresh", settings.coupon_campaigns_refresh_s,
+                          lambda: next_store.refresh_campaigns(svc))
+        loops.start_every("coupon_issue_retry", settings.coupon_issue_poll_interval_ms / 1000,
+                          lambda: coupon_issuing.retry_due(svc))
         loops.start_every("points_sync", settings.points_sync_poll_interval_ms / 1000, lambda: points.sync_due(svc))
         if followed is not None and channel is None:
             loops.start_every("sandbox_clock", settings.sandbox_clock_poll_s, lambda: _read_sandbox_clock(svc))
