@@ -4,7 +4,11 @@ Each worker claims a batch of due rows, encrypts each resource with the client's
 key (AES-256-GCM), signs the body with the gateway key, POSTs it to the notify_url and
 records the outcome. Failures retry on WeChat's schedule; after the last retry the row
 is `dead` and shows in the operators' view. Several workers and processes run safely
-side by side: rows are claimed with FOR UPDATE SKIP LOCKED and a lease.
+side by side: rows are claimed with FOR UPDATE SKIP LOCKED and a lease, each process
+only its own mall's rows. An acknowledged delivery is recorded by the worker's next claim
+(the same statement), so delivering costs one transaction per claim, not one per row; a
+process that stops before that leaves the row to be delivered again after its lease
+(at least once, as before).
 """
 
 from __future__ import annotations
@@ -69,6 +73,9 @@ class OutboxDelivery:
         # Clients' APIv3 keys, so a notification costs no key query; kept as long as
         # client keys are (a removed client stops receiving within that time).
         self._apiv3_keys = TTLCache(maxsize=APIV3_KEYS_CACHED_MAX, ttl=svc.settings.client_key_cache_s)
+        self._mall_id = svc.settings.sp_mchid
+        # (event_id, delivered_at) acknowledged and not yet recorded: the next claim records them.
+        self._acknowledged: list[tuple[int, object]] = []
 
     def pause_after(self, *, woken: bool):
         """The pause between passes, for gateway.background. After a batch shorter than
@@ -92,12 +99,19 @@ class OutboxDelivery:
         return pause
 
     async def deliver_due(self) -> int:
-        """One pass: claim up to `outbox_batch_max` due rows and try each once."""
+        """One pass: record the deliveries acknowledged since the last pass, claim up to
+        `outbox_batch_max` due rows (one statement) and try each once."""
         settings = self._svc.settings
         now = self._svc.clock()
         lease = timedelta(seconds=settings.outbox_delivery_timeout_s + LEASE_MARGIN_S)
-        async with self._svc.pool.acquire() as conn:
-            rows = await outbox_repo.claim_due(conn, now, now + lease, settings.outbox_batch_max)
+        acknowledged, self._acknowledged = self._acknowledged, []
+        try:
+            async with self._svc.pool.acquire() as conn:
+                rows = await outbox_repo.claim_due(conn, self._mall_id, now, now + lease,
+                                                   settings.outbox_batch_max, acknowledged)
+        except BaseException:
+            self._acknowledged[:0] = acknowledged  # recorded by the next pass
+            raise
         if rows:
             # Every row's attempt finishes (and records its outcome) before a failure of one
             # is raised to the loop's supervisor; an unrecorded row is retried after its lease.
@@ -107,17 +121,24 @@ class OutboxDelivery:
                     raise outcome
         return len(rows)
 
+    async def flush(self) -> None:
+        """Record acknowledged deliveries now (when the workers stop)."""
+        acknowledged, self._acknowledged = self._acknowledged, []
+        if acknowledged:
+            async with self._svc.pool.acquire() as conn:
+                await outbox_repo.mark_delivered(conn, self._mall_id, acknowledged)
+
     async def _deliver(self, row) -> None:
         error = await self._attempt(row)
         now = self._svc.clock()
+        if error is None:
+            self._acknowledged.append((row["event_id"], now))
+            return
+        attempts_done = row["attempts"] + 1
+        delay_s = next_attempt_delay_s(self._svc.settings.notify_retry_schedule_s, attempts_done)
+        dead = delay_s is None
+        next_at = now + timedelta(seconds=delay_s or 0)
         async with self._svc.pool.acquire() as conn:
-            if error is None:
-                await outbox_repo.mark_delivered(conn, row["mall_id"], row["event_id"], now)
-                return
-            attempts_done = row["attempts"] + 1
-            delay_s = next_attempt_delay_s(self._svc.settings.notify_retry_schedule_s, attempts_done)
-            dead = delay_s is None
-            next_at = now + timedelta(seconds=delay_s or 0)
             await outbox_repo.mark_failed(conn, row["mall_id"], row["event_id"], error[:ERROR_CHARS_MAX],
                                           next_at, dead)
         log.info("notification_failed", event_id=row["event_id"], attempts=attempts_done,

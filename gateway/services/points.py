@@ -107,18 +107,27 @@ def _sync_row(mall_id, kind, ref, sub_mchid, transaction_id, appid, openid, poin
 
 
 async def sync_due(svc: Services) -> int:
-    """One pass of the points sync: claim due rows (bounded), tell WeChat, record."""
+    """One pass of the points sync: claim the mall's due rows (bounded), tell WeChat,
+    record the pass's accepted syncs in one statement."""
     settings = svc.settings
     now = svc.clock()
     async with svc.pool.acquire() as conn:
-        rows = await points_repo.claim_due_syncs(conn, now, now + timedelta(seconds=SYNC_LEASE_S),
+        rows = await points_repo.claim_due_syncs(conn, settings.sp_mchid, now, now + timedelta(seconds=SYNC_LEASE_S),
                                                  settings.points_sync_batch_max)
-    for row in rows:
-        await _sync_one(svc, row)
+    synced = []
+    try:
+        for row in rows:
+            if await _sync_one(svc, row):
+                synced.append((row["sync_id"], svc.clock()))
+    finally:
+        if synced:
+            async with svc.pool.acquire() as conn:
+                await points_repo.mark_synced(conn, settings.sp_mchid, synced)
     return len(rows)
 
 
-async def _sync_one(svc: Services, row) -> None:
+async def _sync_one(svc: Services, row) -> bool:
+    """True when WeChat accepted the change; a refusal is recorded here."""
     notice = ChannelPointsNotice(
         sub_mchid=row["sub_mchid"], transaction_id=row["transaction_id"], appid=row["appid"], openid=row["openid"],
         earn_points=row["earn_points"], increased_points=row["increased_points"],
@@ -134,7 +143,5 @@ async def _sync_one(svc: Services, row) -> None:
             await points_repo.mark_sync_failed(conn, row["mall_id"], row["sync_id"], exc.code[:ERROR_CHARS_MAX],
                                                svc.clock() + timedelta(seconds=delay_s), dead)
         log.warning("points_sync_failed", code=exc.code, attempts=attempts, dead=dead)
-        return
-    async with svc.pool.acquire() as conn:
-        await points_repo.mark_synced(conn, row["mall_id"], row["sync_id"], svc.clock())
-
+        return False
+    return True
