@@ -56,6 +56,12 @@ def notification_body(row, apiv3_key: bytes) -> bytes:
     })
 
 
+def lease_s(settings) -> float:
+    """How long a claimed (or handed over) row is kept off other workers: one delivery's
+    timeout and a margin."""
+    return settings.outbox_delivery_timeout_s + LEASE_MARGIN_S
+
+
 def next_attempt_delay_s(schedule_s: tuple[int, ...], attempts_done: int) -> int | None:
     """Delay before the next attempt after `attempts_done` failed ones; None: give up."""
     if attempts_done > len(schedule_s):
@@ -76,6 +82,7 @@ class OutboxDelivery:
         self._mall_id = svc.settings.sp_mchid
         # (event_id, delivered_at) acknowledged and not yet recorded: the next claim records them.
         self._acknowledged: list[tuple[int, object]] = []
+        self._handed: set[asyncio.Task] = set()
 
     def pause_after(self, *, woken: bool):
         """The pause between passes, for gateway.background. After a batch shorter than
@@ -103,7 +110,7 @@ class OutboxDelivery:
         `outbox_batch_max` due rows (one statement) and try each once."""
         settings = self._svc.settings
         now = self._svc.clock()
-        lease = timedelta(seconds=settings.outbox_delivery_timeout_s + LEASE_MARGIN_S)
+        lease = timedelta(seconds=lease_s(settings))
         acknowledged, self._acknowledged = self._acknowledged, []
         try:
             async with self._svc.pool.acquire() as conn:
@@ -121,8 +128,28 @@ class OutboxDelivery:
                     raise outcome
         return len(rows)
 
+    def hand_over(self, row) -> None:
+        """Deliver `row` now, without a claim: for code whose own statement has just made
+        the row due and leased it to this process (`next_attempt_at` = now + `lease_s`,
+        RETURNING `outbox_repo.CLAIMED_COLUMNS`), such as the release of a held
+        TRANSACTION.SUCCESS. Its outcome is recorded as a claimed row's is; if this process
+        stops first, the row is claimed again when the lease runs out."""
+        assert row["mall_id"] == self._mall_id, row["mall_id"]
+        task = asyncio.create_task(self._deliver_handed(row))
+        self._handed.add(task)
+        task.add_done_callback(self._handed.discard)
+
+    async def _deliver_handed(self, row) -> None:
+        try:
+            await self._deliver(row)
+        except Exception:  # the row stays leased and is claimed again after the lease
+            log.exception("handed_notification_failed", event_id=row["event_id"])
+
     async def flush(self) -> None:
-        """Record acknowledged deliveries now (when the workers stop)."""
+        """Record acknowledged deliveries now (when the workers stop); deliveries handed
+        over and still running are left to their lease."""
+        for task in list(self._handed):
+            task.cancel()
         acknowledged, self._acknowledged = self._acknowledged, []
         if acknowledged:
             async with self._svc.pool.acquire() as conn:

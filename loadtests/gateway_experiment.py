@@ -14,6 +14,10 @@ Experiments:
                  next to the one-process run in the same batch.
   signing-threads-N  MALLPAY_SIGNING_THREADS=N: response and notification signatures on
                  N threads instead of the event loop (N = 1..16).
+  cprofile       the gateway as it is, under cProfile (py-spy where it is installed is the
+                 better tool: cProfile slows Python code several-fold, so read shares, not
+                 times); the statistics go to loadtests/out/gateway-cprofile-<pid>.prof and
+                 the top functions by own time to a .txt beside it when the gateway stops.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 
-EXPERIMENTS = (("no-pool-reset",) + tuple(f"workers-{n}" for n in range(2, 17))
+EXPERIMENTS = (("no-pool-reset", "cprofile") + tuple(f"workers-{n}" for n in range(2, 17))
                + tuple(f"signing-threads-{n}" for n in range(1, 17)))
 
 
@@ -46,7 +50,31 @@ def main() -> int:
             os.environ["MALLPAY_SIGNING_THREADS"] = name.rsplit("-", 1)[1]
     from gateway.cli import main as mallpay
     workers = [name.split("-", 1)[1] for name in names if name.startswith("workers-")]
-    return mallpay(sys.argv[2:] + (["--workers", workers[0]] if workers else []))
+    argv = sys.argv[2:] + (["--workers", workers[0]] if workers else [])
+    if "cprofile" in names:
+        return profiled(lambda: mallpay(argv))
+    return mallpay(argv)
+
+
+def profiled(run) -> int:
+    import cProfile
+    import io
+    import pstats
+    from pathlib import Path
+    out = Path(__file__).resolve().parent / "out" / f"gateway-cprofile-{os.getpid()}.prof"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        return run()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(out)
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(40)
+        stats.sort_stats("cumulative").print_stats(60)
+        out.with_suffix(".txt").write_text(text.getvalue())
 
 
 if __name__ == "__main__":

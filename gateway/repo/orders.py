@@ -69,14 +69,16 @@ released AS (
 SELECT state FROM closed
 """
 
-# An order about to be paid, with what its store's contract says the payment opens, and
-# whether the guide its mall_info names works for this store.
+# An order about to be paid, with what its store's contract says the payment opens,
+# whether the guide its mall_info names works for this store, and the store's own points
+# rule (NULL: the mall's default), all in the one read before the payment.
 ORDER_TO_PAY = """
 SELECT o.*, t.max_ratio_bps, t.approval_id, t.freeze_days, t.guide_reward_bps, t.commission_bps, t.auto_split,
-       g.guide_id IS NOT NULL AS guide_of_store
+       g.guide_id IS NOT NULL AS guide_of_store, pr.points_per_yuan AS store_points_per_yuan
   FROM orders o
   JOIN tenants t USING (mall_id, sub_mchid)
   LEFT JOIN guides g ON g.mall_id = o.mall_id AND g.guide_id = o.mall_info->>'guide_id' AND g.sub_mchid = o.sub_mchid
+  LEFT JOIN points_rules pr ON pr.mall_id = o.mall_id AND pr.sub_mchid = o.sub_mchid
  WHERE o.mall_id = $1 AND o.sub_mchid = $2 AND o.out_trade_no = $3
 """
 

@@ -27,6 +27,10 @@ UPDATE outbox o SET next_attempt_at = $2
 RETURNING o.mall_id, o.event_id, o.notification_id, o.client_id, o.notify_url, o.event_type,
           o.summary, o.original_type, o.resource, o.attempts, o.created_at
 """
+# What a delivery needs of a row (CLAIM_DUE's RETURNING; also what a statement that hands a
+# row over to `gateway.outbox.OutboxDelivery.hand_over` returns).
+CLAIMED_COLUMNS = ("mall_id", "event_id", "notification_id", "client_id", "notify_url", "event_type",
+                   "summary", "original_type", "resource", "attempts", "created_at")
 
 # Deliveries acknowledged, recorded in one statement (when no claim follows soon).
 MARK_DELIVERED = """

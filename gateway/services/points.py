@@ -39,21 +39,24 @@ def payer_of(order) -> tuple[str, str]:
 
 
 async def rate_for(svc: Services, conn, order) -> int:
-    """The store's points per yuan, read (and the member's accounts made: harmless if the
-    payment then fails) before the payment's one round trip."""
-    openid, _ = payer_of(order)
-    await ledger_repo.ensure_accounts(conn, order["mall_id"], points_accounts(order["mall_id"], openid))
-    rate = await points_repo.rule(conn, order["mall_id"], order["sub_mchid"])
+    """The store's points per yuan: read with the order to pay (`orders_repo.ORDER_TO_PAY`,
+    column `store_points_per_yuan`), else asked for here."""
+    if "store_points_per_yuan" in order.keys():
+        rate = order["store_points_per_yuan"]
+    else:
+        rate = await points_repo.rule(conn, order["mall_id"], order["sub_mchid"])
     return svc.settings.points_per_yuan_default if rate is None else rate
 
 
 def join_payment(order, rate: int, effects, transaction_id: str, paid_at: datetime):
-    """The payment's effects with its points: the earn transfer, the order's points and the
-    sync row to WeChat (rows the payment's one transaction writes)."""
+    """The payment's effects with its points: the member's accounts, the earn transfer, the
+    order's points and the sync row to WeChat (rows the payment's one transaction writes)."""
     mall_id = order["mall_id"]
     openid, appid = payer_of(order)
     earned = points_earned(order["total_fen"], rate)
     ref = f"{order['sub_mchid']}/{order['out_trade_no']}"
+    for spec in points_accounts(mall_id, openid):  # made on first use, before the transfers (migrations/0014)
+        effects = effects.with_row(ledger_repo.ACCOUNTS_TABLE, ledger_repo.account_row(mall_id, spec))
     if earned:
         effects = effects.with_transfer(earn_transfer(mall_id, openid, ref, earned))
     effects = effects.with_row("points_orders", {

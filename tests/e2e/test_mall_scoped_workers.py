@@ -10,8 +10,8 @@ import uuid
 from datetime import timedelta
 
 from gateway.api import SERVICES
-from gateway.app import utc_now
-from gateway.outbox import OutboxDelivery
+from gateway.app import OUTBOX, utc_now
+from gateway.outbox import OutboxDelivery, lease_s
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import orders as orders_repo
 from gateway.repo import outbox as outbox_repo
@@ -107,3 +107,39 @@ async def test_each_malls_gateway_claims_only_its_own_rows(make_mall, aiohttp_se
     # leased above) and touch nothing of the first mall.
     assert await payments.check_due_unpaid_orders(other) == 0
     assert await points_service.sync_due(other) == 0
+
+
+async def test_a_row_handed_over_is_delivered_without_a_claim_and_recorded_by_the_next(mall):
+    """A statement that makes a notification due and leases it to this process (as the
+    release of a held TRANSACTION.SUCCESS can) hands it to delivery directly: no worker
+    could claim it (its lease is in the future), yet it arrives once and is recorded."""
+    outbox = mall.gateway_app[OUTBOX]
+    now = utc_now()
+    lease_until = now + timedelta(seconds=lease_s(mall.settings))
+    columns = ", ".join(outbox_repo.CLAIMED_COLUMNS)
+    async with mall.pool.acquire() as conn:
+        await pay(mall, mall.stores[0], "HAND-000001", 100)
+        await notified(mall, "HAND-000001")
+        row = await conn.fetchrow(
+            "INSERT INTO outbox (mall_id, notification_id, client_id, notify_url, event_type, ref, summary,"
+            " original_type, resource, next_attempt_at, created_at)"
+            " SELECT mall_id, $1, client_id, $2, 'REFUND.SUCCESS', $3, '退款成功', 'refund', '{\"n\": 1}', $4, $5"
+            "   FROM orders WHERE mall_id = $6 AND out_trade_no = 'HAND-000001'"
+            f" RETURNING {columns}",
+            uuid.uuid4(), mall.notify_url, f"{mall.stores[0]}/HANDREFUND", lease_until, now, mall.settings.sp_mchid)
+    received = len(mall.sink.received)
+    outbox.hand_over(row)
+
+    async def recorded():
+        async with mall.pool.acquire() as conn:
+            return await conn.fetchrow("SELECT state, attempts, next_attempt_at FROM outbox WHERE event_id = $1",
+                                       row["event_id"])
+    for _ in range(200):
+        state = await recorded()
+        if state["state"] == "delivered":
+            break
+        await asyncio.sleep(0.02)
+    assert tuple(state) == ("delivered", 1, lease_until)  # never claimed: the lease was never moved
+    assert len(mall.sink.received) == received + 1
+    headers, body = mall.sink.received[-1]
+    assert open_notification(headers, body, mall.gateway_public_key, mall.app.creds.apiv3_key)["resource"] == {"n": 1}
