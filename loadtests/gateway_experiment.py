@@ -14,7 +14,7 @@ Experiments:
                  next to the one-process run in the same batch.
   signing-threads-N  MALLPAY_SIGNING_THREADS=N: response and notification signatures on
                  N threads instead of the event loop (N = 1..16).
-  cprofile       the gateway as it is, under cProfile (py-spy where it is installed is the
+  cprofile       the gateway as it is, under cProfile in CPU time (py-spy where it is installed is the
                  better tool: cProfile slows Python code several-fold, so read shares, not
                  times); the statistics go to loadtests/out/gateway-cprofile-<pid>.prof and
                  the top functions by own time to a .txt beside it when the gateway stops.
@@ -63,7 +63,8 @@ def profiled(run) -> int:
     from pathlib import Path
     out = Path(__file__).resolve().parent / "out" / f"gateway-cprofile-{os.getpid()}.prof"
     out.parent.mkdir(parents=True, exist_ok=True)
-    profiler = cProfile.Profile()
+    import time
+    profiler = cProfile.Profile(time.process_time)  # CPU time: waiting for others is not ours
     profiler.enable()
     try:
         return run()
