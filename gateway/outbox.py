@@ -34,6 +34,7 @@ LEASE_MARGIN_S = 5
 ERROR_CHARS_MAX = 200
 RESOURCE_NONCE_CHARS = 12
 APIV3_KEYS_CACHED_MAX = 10_000
+IDLE_WORKER_POLL_FACTOR = 5
 
 
 def notification_body(row, apiv3_key: bytes) -> bytes:
@@ -87,15 +88,18 @@ class OutboxDelivery:
     def pause_after(self, *, woken: bool):
         """The pause between passes, for gateway.background. After a batch shorter than
         `outbox_batch_max` nothing else was due, so the worker pauses until the next poll,
-        or, when `woken`, until a payment sets `wakeup`: one worker per process is woken,
-        so a payment costs one claim rather than one per worker."""
+        or, when `woken`, until a payment (or the release of a held notification) sets
+        `wakeup`: one worker per process is woken, so a payment costs one claim rather
+        than one per worker."""
         poll_s = self._svc.settings.outbox_poll_interval_ms / 1000
 
         async def pause(delivered: int) -> None:
             if delivered >= self._svc.settings.outbox_batch_max:
                 return
             if not woken:
-                await asyncio.sleep(poll_s)
+                # The other workers are for backlogs and slow endpoints; found idle, they
+                # look less often (the woken worker polls every `poll_s` as well).
+                await asyncio.sleep(poll_s if delivered else poll_s * IDLE_WORKER_POLL_FACTOR)
                 return
             try:
                 await asyncio.wait_for(self.wakeup.wait(), poll_s)

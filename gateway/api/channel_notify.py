@@ -44,7 +44,7 @@ async def channel_notification(request: web.Request) -> web.Response:
         outcome = await payments.apply_trade(svc, notice.trade)
         if not outcome.in_books:
             return _fail(500, outcome.value)
-        if outcome is payments.PaymentOutcome.APPLIED:
+        if outcome is payments.PaymentOutcome.APPLIED and not payments.notification_held(svc):
             request.app[OUTBOX_WAKEUP].set()  # deliver now rather than at the next poll
     elif isinstance(notice, ChannelRefundNotice):
         await _refund_notice(svc, notice)

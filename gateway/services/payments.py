@@ -62,6 +62,13 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
     return outcome
 
 
+def notification_held(svc: Services) -> bool:
+    """Whether a payment's TRANSACTION.SUCCESS is written held for coupon issuing, which
+    then releases it and wakes the outbox itself (waking it at the payment would only
+    cost a claim that finds nothing due)."""
+    return svc.coupons is not None
+
+
 async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None, joins=None) -> str:
     """One round trip: the order's NOTPAY → SUCCESS and every effect of the payment
     (`payment_effects`, the place where features join payment success): the coupon it
@@ -79,7 +86,7 @@ async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None, joins=
     )
     if joins is not None:
         effects = joins(effects, paid)
-    if svc.coupons is not None:  # a process that issues coupons lets issuing fill the notification
+    if notification_held(svc):  # a process that issues coupons lets issuing fill the notification
         effects = coupon_issuing.hold_notification(effects, coupon_issuing.hold_until(svc, now))
     return await orders_repo.apply_payment(
         conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
