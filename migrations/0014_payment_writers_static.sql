@@ -72,6 +72,8 @@ BEGIN
             WHEN 'points_orders' THEN PERFORM points_orders_insert_row(p_rows[i]);
             WHEN 'points_syncs' THEN PERFORM points_syncs_insert_row(p_rows[i]);
             WHEN 'coupon_redemptions' THEN PERFORM coupon_redemptions_insert_row(p_rows[i]);
+            -- 0013 (coupon issuing's intents); PL/pgSQL resolves a call when it first runs it
+            WHEN 'coupon_issue_intents' THEN PERFORM coupon_issue_intents_insert_row(p_rows[i]);
             ELSE EXECUTE format('SELECT %I($1)', p_row_tables[i] || '_insert_row') USING p_rows[i];
         END CASE;
     END LOOP;
