@@ -78,6 +78,17 @@ INVARIANT_QUERIES = {
 }
 
 
+# Accounts as rows that join another transaction as data (payment success): written by
+# migrations/0014 `accounts_insert_row` before the transaction's transfers post to them.
+ACCOUNTS_TABLE = "accounts"
+
+
+def account_row(mall_id: str, spec: AccountSpec) -> dict:
+    """An account made on first use, as `accounts_insert_row` takes it."""
+    return {"mall_id": mall_id, "account": spec.name, "currency": spec.currency, "bound": spec.bound.value,
+            "hot": spec.hot}
+
+
 async def ensure_accounts(conn, mall_id: str, specs: list[AccountSpec]) -> None:
     await conn.executemany(
         ENSURE_ACCOUNT,

@@ -49,10 +49,13 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
     now = svc.clock()
     async with svc.pool.acquire() as conn:
         await _check_guide(conn, caller.mall_id, req)
-        async with conn.transaction():
+        if "coupon_id" in req.mall_info:  # the order and its coupon's reservation, together
+            async with conn.transaction():
+                row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
+                if row is not None:
+                    await coupon_redemption.reserve(conn, row, now)
+        else:  # one statement: no BEGIN and COMMIT round trips around it
             row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
-            if row is not None and "coupon_id" in req.mall_info:
-                await coupon_redemption.reserve(conn, row, now)
         if row is None:
             row = await orders_repo.order(conn, *key)
         if row is None and await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid) is None:

@@ -48,7 +48,7 @@ async def run_due_jobs(svc: Services) -> int:
     settings = svc.settings
     now = svc.clock()
     async with svc.pool.acquire() as conn:
-        jobs = await jobs_repo.claim_due(conn, now, now + timedelta(seconds=JOB_TIMEOUT_S * 2),
+        jobs = await jobs_repo.claim_due(conn, settings.sp_mchid, now, now + timedelta(seconds=JOB_TIMEOUT_S * 2),
                                          settings.jobs_batch_max)
     for job in jobs:
         await _run(svc, job)
