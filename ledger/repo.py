@@ -6,6 +6,7 @@ runs them with the other modules' through gateway.invariants.check_invariants.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import orjson
@@ -554,7 +555,8 @@ WITH touched AS MATERIALIZED (
 
 # Every store of the mall at once: one pass over the period's transfers and their entries
 # (one range of the entries' primary key: $6..$7, the least and greatest transfer id of the
-# period, PERIOD_TRANSFER_IDS), stores told apart by their account names.
+# period, PERIOD_TRANSFER_IDS), stores told apart by their account names; only the stores
+# in $8 when it is not NULL (a share of the stores, for one of several connections).
 _all_stores_source = """
 WITH period AS MATERIALIZED (
     SELECT t.transfer_id, t.kind, t.ref, split_part(t.ref, '/', 2) AS key, t.created_at FROM transfers t
@@ -568,6 +570,7 @@ WITH period AS MATERIALIZED (
     SELECT e.transfer_id, split_part(e.account, ':', 2) AS store, e.account, e.amount_fen
       FROM ent e JOIN period d ON d.transfer_id = e.transfer_id
      WHERE starts_with(e.account, 'tenant:') AND strpos(substr(e.account, 8), ':') > 0
+       AND ($8::text[] IS NULL OR split_part(e.account, ':', 2) = ANY($8::text[]))
 )"""
 
 # The least and greatest transfer id of a period, and how many transfers it has (by the
@@ -612,18 +615,34 @@ async def shaped_statement(conn, mall_id: str, sub_mchid: str, names: list[str],
 
 
 async def shaped_statements_all_stores(conn, mall_id: str, from_at: datetime, to_at: datetime, *, csv: bool,
-                                       json: bool):
+                                       json: bool, stores: list[str] | None = None):
     """The rows of SHAPED_STATEMENTS_ALL_STORES, streamed: per store with a line in the
-    period, its summary then its lines; stores in sub_mchid order. Run inside a transaction."""
+    period (of `stores` only, when given), its summary then its lines; stores in sub_mchid
+    order. Run inside a transaction."""
     await conn.execute(SHAPED_SETTINGS)
     await conn.execute(SHAPED_ALL_STORES_SETTINGS)
     ids = await conn.fetchrow(PERIOD_TRANSFER_IDS, mall_id, from_at, to_at)
     if not ids["transfers"]:
         return
     async for row in conn.cursor(SHAPED_STATEMENTS_ALL_STORES[csv, json], mall_id, _LABELS_JSON,
-                                 _PURPOSE_LABELS_JSON, from_at, to_at, ids["first_id"], ids["last_id"],
+                                 _PURPOSE_LABELS_JSON, from_at, to_at, ids["first_id"], ids["last_id"], stores,
                                  prefetch=SHAPED_PREFETCH):
         yield row
+
+
+# One snapshot read by several connections (each in a REPEATABLE READ transaction): the
+# first exports it, the others adopt it before any other statement of their transaction.
+EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
+
+
+async def export_snapshot(conn) -> str:
+    return await conn.fetchval(EXPORT_SNAPSHOT)
+
+
+async def use_snapshot(conn, snapshot_id: str) -> None:
+    assert _SNAPSHOT_ID.fullmatch(snapshot_id), snapshot_id  # (SET takes no parameter)
+    await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
 
 
 _LABELS_JSON = orjson.dumps(LABELS).decode()

@@ -1,7 +1,8 @@
 """Statements for a busy mall's day: every store's statement, one after the other.
 
     python loadtests/bench_statements.py [--stores 200] [--orders 100000] [--concurrency N | --all-stores]
-                                         [--rounds 3] [--reference] [--server-dsn postgresql://...]
+                                         [--connections N] [--rounds 3] [--reference]
+                                         [--server-dsn postgresql://...]
 
 A fresh database gets one China-time day of a mall (loadtests/ledger_history.py, seeded):
 payments, guide rewards, commission and brand splits, split returns, unfreezes, refunds and
@@ -120,7 +121,9 @@ async def main() -> None:
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=1, help="statements built at once (one connection each)")
     parser.add_argument("--all-stores", action="store_true",
-                        help="build every store's statement in one pass (statements_of_all_stores)")
+                        help="build every store's statement in one pass (statements.rendered_of_all_stores)")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="with --all-stores: connections sharing the stores out over one snapshot")
     parser.add_argument("--rounds", type=int, default=3, help="rounds to take the median of")
     parser.add_argument("--reference", action="store_true",
                         help="also run the Python-built statements each round, compare bytes and report the ratio")
@@ -135,7 +138,8 @@ async def main() -> None:
         transfers = await seed(dsn, stores, args.orders)
         print(f"seeded {args.orders:,} orders of {args.stores} stores as {transfers:,} transfers "
               f"in {time.perf_counter() - started:.1f} s", flush=True)
-        pool = await asyncpg.create_pool(dsn, min_size=args.concurrency, max_size=args.concurrency)
+        size = max(args.concurrency, args.connections)
+        pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
         try:
             timings: dict[str, list[float]] = {"shaped": [], "reference": []}
             for n in range(args.rounds):
@@ -195,7 +199,8 @@ async def run(pool, stores: list[str], path: str, args) -> tuple[dict, list]:
 
     if args.all_stores:
         if path == "shaped":
-            for found in await statements.rendered_of_all_stores(pool, MALL, DAY, DAY, csv=True, json=True):
+            for found in await statements.rendered_of_all_stores(pool, MALL, DAY, DAY, csv=True, json=True,
+                                                                 connections=args.connections):
                 done(found, started, found.count)
         else:
             for found in await statements.statements_of_all_stores(pool, MALL, DAY, DAY):
@@ -210,7 +215,8 @@ def report(results: list, elapsed: float, args) -> str:
     lines = sum(r[1] for r in results)
     all_tie = all(r[2] for r in results)
     total_bytes = sum(r[3] for r in results)
-    mode = "in one pass" if args.all_stores else f"at concurrency {args.concurrency}"
+    mode = (f"in one pass over {args.connections} connection(s)" if args.all_stores
+            else f"at concurrency {args.concurrency}")
     return (f"{len(results)} statements ({lines:,} lines, CSV and JSON {total_bytes / 1e6:.1f} MB) in "
             f"{elapsed:.2f} s {mode}; slowest {slowest * 1000:.0f} ms; every statement ties: {all_tie}")
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import date, datetime, timezone
 
 from gateway.errors import ParamError, ResourceNotExists
@@ -92,31 +94,51 @@ async def rendered(pool, mall_id: str, sub_mchid: str, from_on: date, to_on: dat
 
 
 async def rendered_of_all_stores(pool, mall_id: str, from_on: date, to_on: date, *, csv: bool = False,
-                                 json: bool = False) -> list[RenderedStatement]:
+                                 json: bool = False, connections: int = 1) -> list[RenderedStatement]:
     """Every store's `rendered` statement, ordered by sub_mchid, from one snapshot and one
-    pass over the period (what a daily job wants)."""
+    pass over the period (what a daily job wants). `connections` > 1 shares the stores out
+    over that many connections of the pool reading the same snapshot (the period is read
+    by each; the lines, most of the work, are shared out)."""
     assert csv or json, "a format"
+    assert connections >= 1
     try:
         from_at, to_at = period_bounds(from_on, to_on)
     except PeriodError as error:
         raise ParamError("to", str(error), "to is on or after date, at most 31 days on") from None
     assembled: dict[str, tuple] = {}
-    async with pool.acquire() as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            stores: list[str] = []
-            while page := (await tenants_repo.tenants(conn, mall_id, _TENANT_PAGE, len(stores)))[0]:
-                stores += [tenant.sub_mchid for tenant in page]
-            names = await ledger_repo.all_store_accounts(conn, mall_id)
-            store_rows: list = []
-            async for row in ledger_repo.shaped_statements_all_stores(conn, mall_id, from_at, to_at, csv=csv,
-                                                                      json=json):
-                if row["count"] is not None and store_rows:  # the next store's summary
-                    assembled[store_rows[0]["store"]] = _assembled(store_rows, csv=csv, json=json)
-                    store_rows = []
-                store_rows.append(row)
-            if store_rows:
+
+    async def shaped(conn, share: list[str] | None) -> None:
+        store_rows: list = []
+        async for row in ledger_repo.shaped_statements_all_stores(conn, mall_id, from_at, to_at, csv=csv, json=json,
+                                                                  stores=share):
+            if row["count"] is not None and store_rows:  # the next store's summary
                 assembled[store_rows[0]["store"]] = _assembled(store_rows, csv=csv, json=json)
-            opening, closing = await ledger_repo.balances_at_two_instants(conn, mall_id, names, from_at, to_at)
+                store_rows = []
+            store_rows.append(row)
+        if store_rows:
+            assembled[store_rows[0]["store"]] = _assembled(store_rows, csv=csv, json=json)
+
+    async with contextlib.AsyncExitStack() as stack:
+        conn = await stack.enter_async_context(pool.acquire())
+        await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=True))
+        helpers = []
+        if connections > 1:
+            snapshot = await ledger_repo.export_snapshot(conn)
+            for _ in range(connections - 1):
+                helper = await stack.enter_async_context(pool.acquire())
+                await stack.enter_async_context(helper.transaction(isolation="repeatable_read", readonly=True))
+                await ledger_repo.use_snapshot(helper, snapshot)
+                helpers.append(helper)
+        stores: list[str] = []
+        while page := (await tenants_repo.tenants(conn, mall_id, _TENANT_PAGE, len(stores)))[0]:
+            stores += [tenant.sub_mchid for tenant in page]
+        names = await ledger_repo.all_store_accounts(conn, mall_id)
+        if helpers:
+            ordered = sorted(stores)
+            await asyncio.gather(*(shaped(c, ordered[n::connections]) for n, c in enumerate([conn, *helpers])))
+        else:
+            await shaped(conn, None)
+        opening, closing = await ledger_repo.balances_at_two_instants(conn, mall_id, names, from_at, to_at)
     accounts: dict[str, list[str]] = {store: [] for store in stores}
     for name in names:
         store = name.split(":", 2)[1]

@@ -125,6 +125,9 @@ async def test_shaped_statements_are_the_python_built_ones_byte_for_byte(db_pool
         last = first + timedelta(days=rng.randrange(0, 3))
         together = await statements.rendered_of_all_stores(db_pool, MALL, first, last, csv=True, json=True)
         assert [s.sub_mchid for s in together] == sorted([*STORES, "1900000299"])
+        shared_out = await statements.rendered_of_all_stores(db_pool, MALL, first, last, csv=True, json=True,
+                                                             connections=2)
+        assert shared_out == together
         for batch in together:
             expected = await _python_built(db_pool, batch.sub_mchid, first, last)
             assert (rendered_csv(batch), rendered_json_bytes(batch)) == expected
@@ -194,3 +197,19 @@ async def test_shaped_statements_write_awkward_ids_and_instants_as_python_does(d
     assert '"`4200,""quoted""\r\nline"'.encode() in rendered_csv(together[0])  # quoted, as CSV must
     assert b'"time":"' + (start + timedelta(hours=1, microseconds=120_000)).isoformat().encode() in (
         rendered_json_bytes(together[0]))
+
+
+async def test_connections_sharing_a_statement_run_read_one_snapshot(db_pool):
+    await _seed(db_pool, 8)
+    count = "SELECT count(*) FROM transfers WHERE mall_id = $1"
+    async with db_pool.acquire() as first, db_pool.acquire() as second, db_pool.acquire() as writer:
+        async with first.transaction(isolation="repeatable_read", readonly=True):
+            snapshot = await repo.export_snapshot(first)
+            before = await first.fetchval(count, MALL)
+            # A payment lands (and commits) between the export and the second connection's start.
+            assert await repo.post_transfer(writer, MALL, transfer_of("payment", f"{STORES[0]}/LATE01", accounts.CNY, [
+                Move("payer", accounts.tenant_frozen(STORES[0]), 100)]), datetime(2026, 11, 3, tzinfo=timezone.utc))
+            assert await writer.fetchval(count, MALL) == before + 1
+            async with second.transaction(isolation="repeatable_read", readonly=True):
+                await repo.use_snapshot(second, snapshot)
+                assert await second.fetchval(count, MALL) == before
