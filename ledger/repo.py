@@ -506,16 +506,16 @@ labels AS MATERIALIZED (  -- (texts, whatever jsonb codec the connection has)
       FROM per_store x JOIN sides c ON c.transfer_id = x.transfer_id
      GROUP BY x.store
 )
-SELECT l.store, l.count, l.totals, l.accounts, l.moved, {csv_line} AS csv_line, {json_line} AS json_line
+SELECT l.store, l.count, l.totals, l.accounts, l.moved, l.balance_accounts, l.opening, l.closing, {csv_line} AS csv_line, {json_line} AS json_line
   FROM (
     -- Per store: its summary row first (no instant), then its lines in order.
     SELECT s.store, NULL::timestamptz AS created_at, NULL::bigint AS transfer_id, s.count, s.totals,
-           m.accounts, m.moved, NULL::text AS china_at, NULL::text AS utc_at, NULL::text AS kind, NULL::text AS label, NULL::text AS reference,
+           m.accounts, m.moved, b.accounts AS balance_accounts, b.opening, b.closing, NULL::text AS china_at, NULL::text AS utc_at, NULL::text AS kind, NULL::text AS label, NULL::text AS reference,
            NULL::text AS out_trade_no, NULL::text AS transaction_id,
            {", ".join(f"NULL::bigint AS {column}" for column in COLUMNS)}
-      FROM summaries s JOIN moves m ON m.store = s.store
+      FROM summaries s JOIN moves m ON m.store = s.store LEFT JOIN balances b ON b.store = s.store
     UNION ALL
-    SELECT x.store, t.created_at, t.transfer_id, NULL, NULL, NULL, NULL,
+    SELECT x.store, t.created_at, t.transfer_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            {_time_texts(csv=csv, json=json)}, t.kind,
            coalesce(CASE WHEN t.kind = 'split' THEN labels.by_purpose ->> s.purpose END, labels.by_kind ->> t.kind,
                     t.kind),
@@ -538,19 +538,30 @@ SELECT l.store, l.count, l.totals, l.accounts, l.moved, {csv_line} AS csv_line, 
 # transfer_id) index, their transfers by key, no pass over the mall's other stores.
 # (Fragments, not queries: lower-case names keep them out of the checks of whole queries.)
 _one_store_source = """
-WITH touched AS MATERIALIZED (
-    SELECT DISTINCT e.transfer_id FROM entries e WHERE e.mall_id = $1 AND e.account = ANY($7::text[])
-), period AS MATERIALIZED (
-    SELECT t.transfer_id, t.kind, t.ref, split_part(t.ref, '/', 2) AS key, t.created_at
-      FROM touched x
+WITH touched_entries AS MATERIALIZED (
+    SELECT e.transfer_id, e.account, e.amount_fen FROM entries e WHERE e.mall_id = $1 AND e.account = ANY($7::text[])
+), touched AS MATERIALIZED (
+    SELECT t.transfer_id, t.kind, t.ref, t.created_at
+      FROM (SELECT DISTINCT transfer_id FROM touched_entries) x
      CROSS JOIN LATERAL (SELECT * FROM transfers t WHERE t.mall_id = $1 AND t.transfer_id = x.transfer_id OFFSET 0) t
-     WHERE t.created_at >= $4 AND t.created_at < $5
+), period AS MATERIALIZED (
+    SELECT transfer_id, kind, ref, split_part(ref, '/', 2) AS key, created_at FROM touched
+     WHERE created_at >= $4 AND created_at < $5
 ), ent AS MATERIALIZED (
     SELECT e.transfer_id, e.account, e.amount_fen
       FROM period p
      CROSS JOIN LATERAL (SELECT * FROM entries e WHERE e.mall_id = $1 AND e.transfer_id = p.transfer_id OFFSET 0) e
 ), own AS (
     SELECT transfer_id, $6::text AS store, account, amount_fen FROM ent WHERE starts_with(account, 'tenant:' || $6 || ':')
+), balances AS (
+    -- The store's accounts at both instants, from its entries found by account (the lines'
+    -- come from their transfers' entries): what BALANCES_AT_TWO_INSTANTS reads, in passing.
+    SELECT $6::text AS store, array_agg(account ORDER BY account) AS accounts,
+           array_agg(opening ORDER BY account) AS opening, array_agg(closing ORDER BY account) AS closing
+      FROM (SELECT e.account, coalesce(sum(e.amount_fen) FILTER (WHERE t.created_at < $4), 0)::bigint AS opening,
+                   coalesce(sum(e.amount_fen) FILTER (WHERE t.created_at < $5), 0)::bigint AS closing
+              FROM touched_entries e JOIN touched t ON t.transfer_id = e.transfer_id
+             GROUP BY e.account) b
 )"""
 
 # Every store of the mall at once: one pass over the period's transfers and their entries
@@ -571,6 +582,9 @@ WITH period AS MATERIALIZED (
       FROM ent e JOIN period d ON d.transfer_id = e.transfer_id
      WHERE starts_with(e.account, 'tenant:') AND strpos(substr(e.account, 8), ':') > 0
        AND ($8::text[] IS NULL OR split_part(e.account, ':', 2) = ANY($8::text[]))
+), balances AS (  -- (read apart, by BALANCES_AT_TWO_INSTANTS)
+    SELECT NULL::text AS store, NULL::text[] AS accounts, NULL::bigint[] AS opening, NULL::bigint[] AS closing
+     WHERE false
 )"""
 
 # The least and greatest transfer id of a period, and how many transfers it has (by the
@@ -596,9 +610,10 @@ SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true),
        set_config('DateStyle', 'ISO, YMD', true), set_config('plan_cache_mode', 'force_custom_plan', true)
 """
 
-# The all-stores query joins whole relations: hash joins, whatever the estimates of its
-# CTEs say (they are guesses, and a nested loop of a quarter million probes is not).
-SHAPED_ALL_STORES_SETTINGS = """
+# Relations are joined by hashing, whatever the estimates of the CTEs say (they are
+# guesses, and a nested loop over a CTE scan is quadratic); key lookups written as LATERAL
+# subqueries stay what they are, having no other plan.
+SHAPED_JOIN_SETTINGS = """
 SELECT set_config('enable_nestloop', 'off', true), set_config('enable_mergejoin', 'off', true)
 """
 
@@ -610,6 +625,7 @@ async def shaped_statement(conn, mall_id: str, sub_mchid: str, names: list[str],
     """The rows of SHAPED_STATEMENT for the store: its summary, then its lines (none at all
     when the period has no line). Run inside a transaction."""
     await conn.execute(SHAPED_SETTINGS)
+    await conn.execute(SHAPED_JOIN_SETTINGS)
     return await conn.fetch(SHAPED_STATEMENT[csv, json], mall_id, _LABELS_JSON, _PURPOSE_LABELS_JSON,
                             from_at, to_at, sub_mchid, names)
 
@@ -620,7 +636,7 @@ async def shaped_statements_all_stores(conn, mall_id: str, from_at: datetime, to
     period (of `stores` only, when given), its summary then its lines; stores in sub_mchid
     order. Run inside a transaction."""
     await conn.execute(SHAPED_SETTINGS)
-    await conn.execute(SHAPED_ALL_STORES_SETTINGS)
+    await conn.execute(SHAPED_JOIN_SETTINGS)
     ids = await conn.fetchrow(PERIOD_TRANSFER_IDS, mall_id, from_at, to_at)
     if not ids["transfers"]:
         return

@@ -88,7 +88,12 @@ async def rendered(pool, mall_id: str, sub_mchid: str, from_on: date, to_on: dat
             names = await ledger_repo.store_accounts(conn, mall_id, sub_mchid)
             rows = await ledger_repo.shaped_statement(conn, mall_id, sub_mchid, names, from_at, to_at,
                                                       csv=csv, json=json)
-            opening, closing = await ledger_repo.balances_at_two_instants(conn, mall_id, names, from_at, to_at)
+            if rows:  # the query read the balances too
+                opening, closing = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
+                opening.update(zip(rows[0]["balance_accounts"], rows[0]["opening"]))
+                closing.update(zip(rows[0]["balance_accounts"], rows[0]["closing"]))
+            else:
+                opening, closing = await ledger_repo.balances_at_two_instants(conn, mall_id, names, from_at, to_at)
     summary, csv_lines, json_lines = _assembled(rows, csv=csv, json=json)
     return _rendered(sub_mchid, from_on, to_on, summary, csv_lines, json_lines, opening, closing)
 
