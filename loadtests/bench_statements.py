@@ -148,7 +148,7 @@ async def main() -> None:
                     outputs, results = await run(pool, stores, path, args)
                     elapsed = time.perf_counter() - started
                     timings[path].append(elapsed)
-                    print(f"round {n + 1} {path}: {report(results, elapsed, args)}; load average "
+                    print(f"round {n + 1} {path}: {report(results, elapsed, args, path)}; load average "
                           f"{os.getloadavg()[0]:.1f}", flush=True)
                     if path == "shaped":
                         shaped_outputs = outputs
@@ -210,12 +210,13 @@ async def run(pool, stores: list[str], path: str, args) -> tuple[dict, list]:
     return outputs, results
 
 
-def report(results: list, elapsed: float, args) -> str:
+def report(results: list, elapsed: float, args, path: str) -> str:
     slowest = max(r[0] for r in results)
     lines = sum(r[1] for r in results)
     all_tie = all(r[2] for r in results)
     total_bytes = sum(r[3] for r in results)
-    mode = (f"in one pass over {args.connections} connection(s)" if args.all_stores
+    connections = args.connections if path == "shaped" else 1
+    mode = (f"in one pass over {connections} connection(s)" if args.all_stores
             else f"at concurrency {args.concurrency}")
     return (f"{len(results)} statements ({lines:,} lines, CSV and JSON {total_bytes / 1e6:.1f} MB) in "
             f"{elapsed:.2f} s {mode}; slowest {slowest * 1000:.0f} ms; every statement ties: {all_tie}")
