@@ -370,14 +370,15 @@ async def copy_export(conn, fmt: str, mall_id: str, from_at: datetime, to_at: da
 # written out here: each line's columns from its counterparty entries (the rules of
 # ledger.statements.COLUMN_OF_ACCOUNT / COLUMN_OF_PREFIX), then its CSV row and JSON object
 # exactly as ledger.statement_formats writes a Statement's (tests compare the bytes), then
-# per store: the count, the totals, each account's movement and the lines in order.
-# Decoding a quarter of a million rows and formatting them in Python cost more than the
-# whole query; this way one text per store and format crosses the wire.
+# per store: a summary row (count, totals, each account's movement), then its lines in
+# order, one row each with its written texts. Decoding a quarter of a million rows of
+# columns and formatting them in Python cost more than the whole query did.
 #
-# The line sources below give CTEs `period` (the transfers, with kind, ref, created_at),
-# `ent` (their entries) and `own` (the entries on a store's accounts, with `store`).
+# The line sources below give CTEs `period` (the transfers, with kind, ref, key, created_at),
+# `ent` (their entries), `own` (the entries on a store's accounts, with `store`) and
+# `balances` (the store's opening and closing balances, when the source reads them).
 # Parameters shared by every variant: $1 the mall, $2 / $3 the labels by kind / by split
-# purpose (jsonb), $4 / $5 the period [from, to).
+# purpose (JSON texts), $4 / $5 the period [from, to).
 
 
 def _sql_text(value: str) -> str:
