@@ -15,7 +15,7 @@ from gateway.repo import tenants as tenants_repo
 from gateway.caller import Caller
 from gateway.services import coupon_redemption, payments
 from gateway.services.context import Services
-from gateway.shapes.transactions import order_json
+from gateway.shapes.transactions import created_json, order_json
 from gateway.wire import to_wechat_time
 
 log = structlog.get_logger(__name__)
@@ -77,7 +77,7 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
             await orders_repo.forget_unopened_order(conn, key, req.request_hash)
         raise InvalidRequest("channel_rejected", "the payment channel refused the order",
                              channel_code=exc.code) from None
-    response = {"prepay_id": prepay_id, "mall_info": {"pay_params": pay_params(svc, row, prepay_id)}}
+    response = created_json(prepay_id, pay_params(svc, row, prepay_id))
     async with svc.pool.acquire() as conn:
         return await orders_repo.store_create_response(conn, key, prepay_id, response)
 
