@@ -57,7 +57,7 @@ def _act(settings, args) -> int:
 def _run(settings, use):
     """Run `use(svc)` against the database (migrated first); refusals print their code."""
     from gateway.cli import _PoolClock, _pool
-    from gateway.errors import ApiError
+    from gateway.api.middleware import REFUSALS, as_api_error
 
     async def run():
         pool = await _pool(settings)
@@ -68,6 +68,7 @@ def _run(settings, use):
 
     try:
         return asyncio.run(run())
-    except ApiError as exc:
-        print(f"mallpay: {exc.code} {exc.reason}: {exc.message}", file=sys.stderr)
+    except REFUSALS as refusal:
+        error = as_api_error(refusal)
+        print(f"mallpay: {error.code} {error.reason}: {error.message}", file=sys.stderr)
         return None

@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -17,12 +18,14 @@ from aiohttp import web
 from gateway import auth
 from gateway.api import CALLER, SERVICES
 from gateway.api import validation
+from gateway import domain_errors as domain
 from gateway.db import CONNECTION_BROKEN, DATABASE_UNAVAILABLE
 from gateway.errors import (
     ApiError, BodyReadTimeout, BodyTooLarge, DatabaseUnavailable, ResourceNotExists, UnsupportedContentType,
 )
 from gateway.nonces import NonceBook
 from gateway.wire import json_bytes
+from splitting.rules import SplitRefused
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +81,46 @@ async def sign_responses(request: web.Request, handler):
     return response
 
 
+@dataclass(frozen=True, slots=True)
+class WeChatError:
+    status: int
+    code: str
+    message: str  # WeChat's generic text, when the refusal has no message of its own
+
+
+# The one place the domain's refusals become WeChat's answers: the nearest listed class of
+# the exception (its own, else a base class) decides status, code and generic message.
+WECHAT_ERRORS: dict[type[Exception], WeChatError] = {
+    domain.InvalidField: WeChatError(400, "PARAM_ERROR", "参数错误"),
+    domain.Refused: WeChatError(400, "INVALID_REQUEST", "无效请求"),
+    SplitRefused: WeChatError(400, "INVALID_REQUEST", "无效请求"),
+    domain.NotPermitted: WeChatError(403, "NO_AUTH", "商户无权限"),
+    domain.NotFound: WeChatError(404, "RESOURCE_NOT_EXISTS", "资源不存在"),
+    domain.InProgress: WeChatError(409, "INVALID_REQUEST", "请求处理中，请稍后重试"),
+    domain.ChannelUnavailable: WeChatError(500, "SYSTEM_ERROR", "系统异常，请稍后重试"),
+}
+# WeChat names a missing order with its own code; any other missing thing is a resource.
+NOT_FOUND_BY_WHAT = {"order": WeChatError(404, "ORDER_NOT_EXIST", "订单不存在")}
+# What the gateway refuses as expected: the edge's own HTTP errors and the domain's.
+REFUSALS = (ApiError, *WECHAT_ERRORS)
+
+
+def as_api_error(refusal: Exception) -> ApiError:
+    """`refusal` (one of REFUSALS) as the WeChat error the client receives."""
+    if isinstance(refusal, ApiError):
+        return refusal
+    kind = next(WECHAT_ERRORS[k] for k in type(refusal).__mro__ if k in WECHAT_ERRORS)
+    if isinstance(refusal, domain.NotFound):
+        kind = NOT_FOUND_BY_WHAT.get(refusal.what, kind)
+    if isinstance(refusal, SplitRefused):
+        reason, message, detail = refusal.code, refusal.message, {"reason": refusal.code, **refusal.detail}
+    else:
+        reason, message, detail = refusal.reason, refusal.message, refusal.detail
+    error = ApiError(reason, message or kind.message)
+    error.status, error.code, error.detail = kind.status, kind.code, detail
+    return error
+
+
 def error_response(error: ApiError) -> web.Response:
     """The WeChat-style body of `error`. Never fails: a detail that cannot be encoded as
     UTF-8 JSON is escaped, and failing that the answer is a fixed SYSTEM_ERROR body."""
@@ -97,7 +140,8 @@ def error_response(error: ApiError) -> web.Response:
 async def errors(request: web.Request, handler):
     try:
         return await handler(request)
-    except ApiError as error:
+    except REFUSALS as refusal:
+        error = as_api_error(refusal)
         log.info("request_refused", code=error.code, reason=error.reason, status=error.status)
         return error_response(error)
     except web.HTTPRequestEntityTooLarge:

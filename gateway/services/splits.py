@@ -17,8 +17,8 @@ from datetime import timedelta
 import structlog
 
 from gateway.channel import (
-    SPLIT_NOT_READY_CODES, ChannelError, ChannelReceiverType, ChannelSplitOrder, ChannelSplitReceiver, ChannelSplitRequest,
-    ChannelSplitResult, ChannelSplitState,
+    ChannelError, ChannelReceiverType, ChannelSplitOrder, ChannelSplitReceiver, ChannelSplitRequest,
+    ChannelSplitResult, ChannelSplitState, SplitNotReady,
 )
 from gateway.errors import InvalidRequest, OrderNotExist
 from gateway.repo import jobs as jobs_repo
@@ -120,7 +120,7 @@ async def submit(svc: Services, split) -> object:
         else:
             answer = await svc.channel.request_split(_channel_request(svc, split))
     except ChannelError as exc:
-        if exc.retryable or exc.code in SPLIT_NOT_READY_CODES:
+        if exc.retryable or isinstance(exc, SplitNotReady):
             log.info("split_deferred", out_order_no=split["out_order_no"], code=exc.code)
             await _schedule_sync(svc, key, svc.settings.split_retry_s)
             return await _reload(svc, key)

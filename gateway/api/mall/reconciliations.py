@@ -16,7 +16,7 @@ from gateway.api.mall.common import paging, require_role
 from gateway.api.mall.payouts import day_param
 from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
-from gateway.channel import ChannelError
+from gateway.channel import BillNotReady, ChannelError
 from gateway.errors import ChannelUnavailable, ParamError, ResourceNotExists
 from gateway.repo import bills as repo
 from gateway.services import reconciliation
@@ -48,7 +48,7 @@ async def run(request: web.Request) -> web.Response:
     try:
         await reconciliation.reconcile_day(svc, caller.mall_id, bill_on)
     except ChannelError as exc:
-        raise ChannelUnavailable("bill_not_ready" if exc.code == "STATEMENT_CREATING" else "channel_error",
+        raise ChannelUnavailable("bill_not_ready" if isinstance(exc, BillNotReady) else "channel_error",
                                  channel_code=exc.code) from None
     return await _report(svc, caller.mall_id, bill_on)
 

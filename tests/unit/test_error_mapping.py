@@ -1,0 +1,68 @@
+"""The domain's refusals become exactly the WeChat bodies clients have always received."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway import domain_errors as domain
+from gateway.api.middleware import WECHAT_ERRORS, as_api_error, error_response
+from splitting.rules import SplitRefused
+
+
+def answer(refusal: Exception) -> tuple[int, dict]:
+    response = error_response(as_api_error(refusal))
+    return response.status, json.loads(response.body)
+
+
+CASES = [
+    (domain.InvalidField("amount.total", "out_of_range", "amount.total must be 1 to 100 fen"),
+     400, {"code": "PARAM_ERROR", "message": "amount.total must be 1 to 100 fen",
+           "detail": {"field": "amount.total", "issue": "out_of_range"}}),
+    (domain.InvalidField("openid", "invalid_openid"),
+     400, {"code": "PARAM_ERROR", "message": "openid: invalid_openid",
+           "detail": {"field": "openid", "issue": "invalid_openid"}}),
+    (domain.Refused("order_paid", "the order is paid and cannot be closed"),
+     400, {"code": "INVALID_REQUEST", "message": "the order is paid and cannot be closed",
+           "detail": {"reason": "order_paid"}}),
+    (domain.Refused("job_not_dead", state="done"),
+     400, {"code": "INVALID_REQUEST", "message": "无效请求", "detail": {"reason": "job_not_dead", "state": "done"}}),
+    (domain.KeyReused("out_trade_no"),
+     400, {"code": "INVALID_REQUEST", "message": "out_trade_no was used with other fields",
+           "detail": {"reason": "out_trade_no_reused"}}),
+    (domain.ChannelRefused("order", "INVALID_REQUEST", reason="channel_rejected"),
+     400, {"code": "INVALID_REQUEST", "message": "the payment channel refused the order",
+           "detail": {"reason": "channel_rejected", "channel_code": "INVALID_REQUEST"}}),
+    (domain.StoreBalanceInsufficient("not enough", needed=5, available=3),
+     400, {"code": "INVALID_REQUEST", "message": "not enough",
+           "detail": {"reason": "store_balance_insufficient", "needed": 5, "available": 3}}),
+    (SplitRefused("ratio_exceeded", "over the cap", asked=10, allowed=5),
+     400, {"code": "INVALID_REQUEST", "message": "over the cap",
+           "detail": {"reason": "ratio_exceeded", "asked": 10, "allowed": 5}}),
+    (domain.NotPermitted("role_cannot_close_orders"),
+     403, {"code": "NO_AUTH", "message": "商户无权限", "detail": {"reason": "role_cannot_close_orders"}}),
+    (domain.NotFound("order", "order_not_exist"),
+     404, {"code": "ORDER_NOT_EXIST", "message": "订单不存在", "detail": {"reason": "order_not_exist"}}),
+    (domain.NotFound("tenant"),
+     404, {"code": "RESOURCE_NOT_EXISTS", "message": "资源不存在", "detail": {"reason": "tenant_not_found"}}),
+    (domain.NotFound("split", message="no finished split with this out_order_no"),
+     404, {"code": "RESOURCE_NOT_EXISTS", "message": "no finished split with this out_order_no",
+           "detail": {"reason": "split_not_found"}}),
+    (domain.InProgress("request_in_progress", "retry shortly"),
+     409, {"code": "INVALID_REQUEST", "message": "retry shortly", "detail": {"reason": "request_in_progress"}}),
+    (domain.ChannelUnavailable(),
+     500, {"code": "SYSTEM_ERROR", "message": "系统异常，请稍后重试", "detail": {"reason": "channel_unavailable"}}),
+]
+
+
+@pytest.mark.parametrize("refusal, status, body", CASES, ids=lambda c: type(c).__name__ if isinstance(c, Exception) else "")
+def test_each_refusal_has_its_wechat_answer(refusal, status, body):
+    assert answer(refusal) == (status, body)
+
+
+def test_every_kind_of_refusal_is_mapped():
+    kinds = {cls for cls in vars(domain).values() if isinstance(cls, type) and issubclass(cls, domain.DomainError)}
+    unmapped = {k for k in kinds - {domain.DomainError} if not any(issubclass(k, m) for m in WECHAT_ERRORS)}
+    assert unmapped == set()
+    assert {type(case[0]) for case in CASES} >= kinds - {domain.DomainError}
