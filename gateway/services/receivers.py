@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from gateway.channel import ChannelError, ChannelReceiver, ChannelReceiverType
-from gateway.errors import ChannelUnavailable, InvalidRequest, NoAuth, ParamError, ResourceNotExists
+from gateway.domain_errors import ChannelRefused, ChannelUnavailable, InvalidField, NotFound, NotPermitted, Refused
 from gateway.repo import guides as guides_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
@@ -38,21 +38,20 @@ async def _add_at_channel(svc: Services, sub_mchid: str, type_: str, account: st
             type=ChannelReceiverType(type_), account=account, name=name, relation_type=relation_type))
     except ChannelError as exc:
         if exc.retryable:
-            raise ChannelUnavailable("channel_unavailable") from None
-        raise InvalidRequest("channel_refused", "the payment channel refused the receiver",
-                             channel_code=exc.code) from None
+            raise ChannelUnavailable() from None
+        raise ChannelRefused("receiver", exc.code) from None
 
 
 async def add_receiver(svc: Services, mall_id: str, sub_mchid: str, type_: str, account: str,
                        name: str | None, relation_type: str) -> dict:
     """A merchant receiver (the mall, a brand headquarters) for one store's splits."""
     if type_ != "MERCHANT_ID":
-        raise ParamError("type", "use_guides_for_persons",
-                         "persons receive splits as guides: POST /v3/mall/guides")
+        raise InvalidField("type", "use_guides_for_persons",
+                           "persons receive splits as guides: POST /v3/mall/guides")
     if not isinstance(account, str) or not MCHID_RE.fullmatch(account):
-        raise ParamError("account", "bad_format")
+        raise InvalidField("account", "bad_format")
     if not isinstance(relation_type, str) or relation_type not in RELATION_TYPES:
-        raise ParamError("relation_type", "unknown_relation_type")
+        raise InvalidField("relation_type", "unknown_relation_type")
     await _require_tenant(svc, mall_id, sub_mchid)
     await _add_at_channel(svc, sub_mchid, type_, account, name, relation_type)
     ledger_account = ledger_account_for(svc, type_, account)
@@ -75,23 +74,23 @@ async def ensure_mall_receiver(svc: Services, mall_id: str, sub_mchid: str) -> N
 
 async def register_guide(svc: Services, mall_id: str, fields: dict) -> dict:
     if not isinstance(fields, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     guide_id, sub_mchid = fields.get("guide_id"), fields.get("sub_mchid")
     openid, name = fields.get("openid"), fields.get("name")
     if not isinstance(guide_id, str) or not GUIDE_ID_RE.fullmatch(guide_id):
-        raise ParamError("guide_id", "bad_format")
+        raise InvalidField("guide_id", "bad_format")
     if not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid):
-        raise ParamError("sub_mchid", "bad_format")
+        raise InvalidField("sub_mchid", "bad_format")
     if not isinstance(openid, str) or not OPENID_RE.fullmatch(openid):
-        raise ParamError("openid", "bad_format")
+        raise InvalidField("openid", "bad_format")
     if not isinstance(name, str) or not 1 <= len(name) <= NAME_CHARS_MAX:
-        raise ParamError("name", "bad_length_or_characters")
+        raise InvalidField("name", "bad_length_or_characters")
     await _require_tenant(svc, mall_id, sub_mchid)
     await _add_at_channel(svc, sub_mchid, "PERSONAL_OPENID", openid, None, "STAFF")
     async with svc.pool.acquire() as conn, conn.transaction():
         created = await guides_repo.insert_guide(conn, mall_id, guide_id, sub_mchid, openid, name, svc.clock())
         if created is None:
-            raise InvalidRequest("guide_exists", "this guide_id or openid is already registered")
+            raise Refused("guide_exists", "this guide_id or openid is already registered")
         await ledger_repo.ensure_accounts(conn, mall_id, accounts.guide_accounts(guide_id))
         await guides_repo.insert_receiver(conn, mall_id, sub_mchid, "PERSONAL_OPENID", openid, "STAFF",
                                           accounts.guide_rewards(guide_id), svc.clock())
@@ -108,19 +107,19 @@ def guide_json(row) -> dict:
 async def approve_high_ratio(svc, mall_id: str, sub_mchid: str, fields: dict) -> dict:
     """Record who allowed how much and why, then raise the store's cap to it."""
     if not isinstance(fields, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     approved_by, reason, ratio = fields.get("approved_by"), fields.get("reason"), fields.get("max_ratio_bps")
     if not isinstance(approved_by, str) or not 1 <= len(approved_by) <= NAME_CHARS_MAX:
-        raise ParamError("approved_by", "required")
+        raise InvalidField("approved_by", "required")
     if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= REASON_CHARS_MAX:
-        raise ParamError("reason", "required")
+        raise InvalidField("reason", "required")
     if not isinstance(ratio, int) or isinstance(ratio, bool) or not 3001 <= ratio <= 10000:
-        raise ParamError("max_ratio_bps", "out_of_range", "a high ratio is 3001 to 10000 bps")
+        raise InvalidField("max_ratio_bps", "out_of_range", "a high ratio is 3001 to 10000 bps")
     now = svc.clock()
     async with svc.pool.acquire() as conn, conn.transaction():
         tenant = await tenants_repo.tenant(conn, mall_id, sub_mchid)
         if tenant is None:
-            raise ResourceNotExists("tenant_not_found")
+            raise NotFound("tenant")
         try:
             check_contract(Contract(
                 commission_bps=tenant.commission_bps, max_ratio_bps=ratio, fee_rate_bps=tenant.fee_rate_bps,
@@ -138,4 +137,4 @@ async def approve_high_ratio(svc, mall_id: str, sub_mchid: str, fields: dict) ->
 async def _require_tenant(svc: Services, mall_id: str, sub_mchid: str) -> None:
     async with svc.pool.acquire() as conn:
         if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None:
-            raise NoAuth("store_not_in_mall", "sub_mchid is not a store of this mall")
+            raise NotPermitted("store_not_in_mall", "sub_mchid is not a store of this mall")
