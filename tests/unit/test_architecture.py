@@ -118,3 +118,40 @@ def test_sql_only_in_repo_modules_and_migrations():
                 with_sql.add(rel)
     assert with_sql - SQL_OUTSIDE_REPO == set(), "SQL outside repo modules"
     assert SQL_OUTSIDE_REPO - with_sql == set(), "no more SQL there: remove from the list"
+
+
+# -- the channel's vocabulary stays in the channel (gateway/channel) ---------------------
+# WeChat's error codes mean something only to the channel client and its transformers,
+# which raise a kind of ChannelError that says it (ChannelNotFound, SplitNotReady...).
+
+def _wechat_codes() -> set[str]:
+    """Every error code the emulator answers with, as WeChat Pay does, plus the codes the
+    channel's transformers read that the emulator never sends."""
+    codes = set()
+    for path in _python("emulator"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "EmulatorError" and len(node.args) > 1
+                    and isinstance(node.args[1], ast.Constant)):
+                codes.add(node.args[1].value)
+    return codes | {"ORDERNOTEXIST", "ORDER_NOT_READY", "SYSTEMERROR", "BANKERROR"}
+
+
+def _domain_modules() -> list[Path]:
+    return _python("gateway/services") + [p for package in CORE_PACKAGES for p in _python(package)]
+
+
+def test_the_wechat_codes_are_found():
+    assert {"ORDER_NOT_EXIST", "NOT_ENOUGH", "STATEMENT_CREATING", "RESOURCE_NOT_EXISTS"} <= _wechat_codes()
+
+
+def test_services_and_cores_do_not_speak_wechat_codes():
+    codes = _wechat_codes()
+    speaking = set()
+    for path in _domain_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in codes:
+                speaking.add(f"{_rel(path)}:{node.lineno} {node.value}")
+            if isinstance(node, ast.Compare) and any(
+                    isinstance(side, ast.Attribute) and side.attr == "code" for side in [node.left, *node.comparators]):
+                speaking.add(f"{_rel(path)}:{node.lineno} compares a .code")
+    assert speaking == set(), "match a kind of ChannelError (gateway.channel) instead of WeChat's code"
