@@ -388,13 +388,13 @@ async def _pool(settings: Settings):
 
 def _run_refusable(coro):
     """Run a command; an expected refusal prints its code and reason instead of a trace."""
-    from gateway.api.middleware import REFUSALS, as_api_error
+    from gateway.api.middleware import REFUSALS, wechat_answer
     from gateway.channel import ChannelError
     try:
         return asyncio.run(coro)
     except REFUSALS as refusal:
-        error = as_api_error(refusal)
-        print(f"mallpay: {error.code} {error.reason}: {error.message}", file=sys.stderr)
+        answer = wechat_answer(refusal)
+        print(f"mallpay: {answer.code} {answer.reason}: {answer.message}", file=sys.stderr)
         return None
     except (ChannelError, OSError) as exc:
         print(f"mallpay: the payment channel could not be reached ({type(exc).__name__}); "

@@ -57,7 +57,7 @@ def _act(settings, args) -> int:
 def _run(settings, use):
     """Run `use(svc)` against the database (migrated first); refusals print their code."""
     from gateway.cli import _PoolClock, _pool
-    from gateway.api.middleware import REFUSALS, as_api_error
+    from gateway.api.middleware import REFUSALS, wechat_answer
 
     async def run():
         pool = await _pool(settings)
@@ -69,6 +69,6 @@ def _run(settings, use):
     try:
         return asyncio.run(run())
     except REFUSALS as refusal:
-        error = as_api_error(refusal)
-        print(f"mallpay: {error.code} {error.reason}: {error.message}", file=sys.stderr)
+        answer = wechat_answer(refusal)
+        print(f"mallpay: {answer.code} {answer.reason}: {answer.message}", file=sys.stderr)
         return None

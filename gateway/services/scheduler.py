@@ -21,7 +21,7 @@ from datetime import timedelta
 import structlog
 
 from gateway.channel import ChannelError
-from gateway.errors import ApiError
+from gateway.domain_errors import DomainError
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import orders as orders_repo
 from splitting import repo
@@ -68,8 +68,8 @@ async def _run(svc: Services, job) -> None:
                                          svc.clock() + timedelta(seconds=timeout_s * 2))
     try:
         done = await asyncio.wait_for(handler(svc, job["mall_id"], sub_mchid, key), timeout_s)
-    except (ChannelError, ApiError, asyncio.TimeoutError, OSError) as exc:
-        done, error = False, f"{type(exc).__name__}:{getattr(exc, 'code', '')}"
+    except (ChannelError, DomainError, asyncio.TimeoutError, OSError) as exc:
+        done, error = False, f"{type(exc).__name__}:{getattr(exc, 'code', None) or getattr(exc, 'reason', '')}"
     now = svc.clock()
     async with svc.pool.acquire() as conn:
         if done:

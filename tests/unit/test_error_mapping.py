@@ -7,12 +7,12 @@ import json
 import pytest
 
 from gateway import domain_errors as domain
-from gateway.api.middleware import WECHAT_ERRORS, as_api_error, error_response
+from gateway.api.middleware import WECHAT_ERRORS, error_response, wechat_answer
 from splitting.rules import SplitRefused
 
 
 def answer(refusal: Exception) -> tuple[int, dict]:
-    response = error_response(as_api_error(refusal))
+    response = error_response(wechat_answer(refusal))
     return response.status, json.loads(response.body)
 
 

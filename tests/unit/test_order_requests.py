@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from gateway.api.middleware import wechat_answer
 from gateway.errors import NoAuth, ParamError
 from gateway.repo.clients import Caller
 from gateway.services.order_requests import ORDER_TOTAL_FEN_MAX, parse_order_request
@@ -41,7 +42,7 @@ def refused(value, **kw) -> tuple[str, str]:
     with pytest.raises(ParamError) as caught:
         parse(value, **kw)
     error = caught.value
-    assert (error.status, error.code) == (400, "PARAM_ERROR")
+    assert (wechat_answer(error).status, wechat_answer(error).code) == (400, "PARAM_ERROR")
     assert set(error.detail) == {"field", "issue"}
     return error.detail["field"], error.detail["issue"]
 
@@ -256,7 +257,7 @@ def test_sp_mchid_of_another_mall_is_no_auth():
     with pytest.raises(NoAuth) as caught:
         parse(body(sp_mchid="1900000999"))
     error = caught.value
-    assert (error.status, error.code, error.detail["reason"]) == (403, "NO_AUTH", "sp_mchid_not_yours")
+    assert (wechat_answer(error).status, wechat_answer(error).code, error.detail["reason"]) == (403, "NO_AUTH", "sp_mchid_not_yours")
 
 
 @pytest.mark.parametrize("role, sub_mchid", [("tenant", "1900000201"), ("finance", None), ("admin", None)])
@@ -266,7 +267,7 @@ def test_only_mall_apps_create_orders(role, sub_mchid):
     with pytest.raises(NoAuth) as caught:
         parse(body(), caller=caller)
     error = caught.value
-    assert (error.status, error.code, error.detail["reason"]) == (403, "NO_AUTH", "role_cannot_create_orders")
+    assert (wechat_answer(error).status, wechat_answer(error).code, error.detail["reason"]) == (403, "NO_AUTH", "role_cannot_create_orders")
 
 
 # -- the idempotency hash ----------------------------------------------------------------------------------------
