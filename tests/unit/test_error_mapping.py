@@ -7,7 +7,9 @@ import json
 import pytest
 
 from gateway import domain_errors as domain
+from gateway import errors as request_errors
 from gateway.api.middleware import WECHAT_ERRORS, error_response, wechat_answer
+from gateway.services import own_bills
 from splitting.rules import SplitRefused
 
 
@@ -53,6 +55,26 @@ CASES = [
      409, {"code": "INVALID_REQUEST", "message": "retry shortly", "detail": {"reason": "request_in_progress"}}),
     (domain.ChannelUnavailable(),
      500, {"code": "SYSTEM_ERROR", "message": "系统异常，请稍后重试", "detail": {"reason": "channel_unavailable"}}),
+    (own_bills.NoStatement(),
+     400, {"code": "NO_STATEMENT_EXIST", "message": "账单文件不存在", "detail": {"reason": "no_statement"}}),
+    (own_bills.NotReady(),
+     400, {"code": "STATEMENT_CREATING", "message": "账单生成中，请在账单日次日再下载",
+           "detail": {"reason": "statement_creating"}}),
+    (request_errors.SignError("nonce_replayed", "nonce_str was already used"),
+     401, {"code": "SIGN_ERROR", "message": "nonce_str was already used", "detail": {"reason": "nonce_replayed"}}),
+    (request_errors.BodyTooLarge("body_too_large"),
+     413, {"code": "PARAM_ERROR", "message": "请求体过大", "detail": {"reason": "body_too_large"}}),
+    (request_errors.BodyReadTimeout("body_read_timeout", timeout_s=5),
+     408, {"code": "PARAM_ERROR", "message": "请求体读取超时", "detail": {"reason": "body_read_timeout", "timeout_s": 5}}),
+    (request_errors.UnsupportedContentType("content_type_not_json", field="Content-Type"),
+     400, {"code": "PARAM_ERROR", "message": "Content-Type 必须为 application/json",
+           "detail": {"reason": "content_type_not_json", "field": "Content-Type"}}),
+    (request_errors.DatabaseUnavailable("database_unavailable"),
+     503, {"code": "SYSTEM_ERROR", "message": "系统繁忙，请稍后重试", "detail": {"reason": "database_unavailable"}}),
+    (request_errors.OrderNotExist("order_not_exist"),
+     404, {"code": "ORDER_NOT_EXIST", "message": "订单不存在", "detail": {"reason": "order_not_exist"}}),
+    (request_errors.ResourceNotExists("bill_not_found"),
+     404, {"code": "RESOURCE_NOT_EXISTS", "message": "资源不存在", "detail": {"reason": "bill_not_found"}}),
 ]
 
 
@@ -62,7 +84,8 @@ def test_each_refusal_has_its_wechat_answer(refusal, status, body):
 
 
 def test_every_kind_of_refusal_is_mapped():
-    kinds = {cls for cls in vars(domain).values() if isinstance(cls, type) and issubclass(cls, domain.DomainError)}
+    kinds = {cls for module in (domain, request_errors, own_bills) for cls in vars(module).values()
+             if isinstance(cls, type) and issubclass(cls, domain.DomainError)}
     unmapped = {k for k in kinds - {domain.DomainError} if not any(issubclass(k, m) for m in WECHAT_ERRORS)}
     assert unmapped == set()
     assert {type(case[0]) for case in CASES} >= kinds - {domain.DomainError}
