@@ -46,10 +46,12 @@ class ChannelRefused(Refused):
 
 
 class StoreBalanceInsufficient(Refused):
-    """The store's available balance cannot cover its share of a refund."""
+    """The store's available balance (less what refunds in flight will draw) cannot carry
+    its part of a refund: `needed` fen against `available`."""
 
-    def __init__(self, message: str, **detail):
-        super().__init__("store_balance_insufficient", message, **detail)
+    def __init__(self, available: int, needed: int):
+        super().__init__("store_balance_insufficient", "the store's available balance cannot carry this refund now",
+                         available=available, needed=needed)
 
 
 class NotPermitted(DomainError):

@@ -10,11 +10,10 @@ from gateway.domain_errors import ChannelRefused, ChannelUnavailable, InvalidFie
 from gateway.repo import guides as guides_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
-from gateway.services.splits import refused
 from gateway.services.order_requests import MCHID_RE, OPENID_RE
 from ledger import accounts
 from ledger import repo as ledger_repo
-from splitting.rules import Approval, Contract, SplitRefused, check_contract
+from splitting.rules import Approval, Contract, check_contract
 
 GUIDE_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 NAME_CHARS_MAX = 64
@@ -120,14 +119,11 @@ async def approve_high_ratio(svc, mall_id: str, sub_mchid: str, fields: dict) ->
         tenant = await tenants_repo.tenant(conn, mall_id, sub_mchid)
         if tenant is None:
             raise NotFound("tenant")
-        try:
-            check_contract(Contract(
-                commission_bps=tenant.commission_bps, max_ratio_bps=ratio, fee_rate_bps=tenant.fee_rate_bps,
-                freeze_days=tenant.freeze_days, guide_reward_bps=tenant.guide_reward_bps,
-                auto_split=tenant.auto_split,
-                approval=Approval(approved_by=approved_by, approved_at=now, reason=reason, max_ratio_bps=ratio)))
-        except SplitRefused as exc:
-            raise refused(exc) from None
+        check_contract(Contract(
+            commission_bps=tenant.commission_bps, max_ratio_bps=ratio, fee_rate_bps=tenant.fee_rate_bps,
+            freeze_days=tenant.freeze_days, guide_reward_bps=tenant.guide_reward_bps,
+            auto_split=tenant.auto_split,
+            approval=Approval(approved_by=approved_by, approved_at=now, reason=reason, max_ratio_bps=ratio)))
         approval = await guides_repo.insert_approval(conn, mall_id, sub_mchid, approved_by, now, reason, ratio, now)
         await guides_repo.set_tenant_cap(conn, mall_id, sub_mchid, ratio, approval["approval_id"])
     return {"approval_id": approval["approval_id"], "sub_mchid": sub_mchid, "approved_by": approved_by,

@@ -68,7 +68,7 @@ async def _run(svc: Services, job) -> None:
                                          svc.clock() + timedelta(seconds=timeout_s * 2))
     try:
         done = await asyncio.wait_for(handler(svc, job["mall_id"], sub_mchid, key), timeout_s)
-    except (ChannelError, DomainError, asyncio.TimeoutError, OSError) as exc:
+    except (ChannelError, DomainError, SplitRefused, asyncio.TimeoutError, OSError) as exc:
         done, error = False, f"{type(exc).__name__}:{getattr(exc, 'code', None) or getattr(exc, 'reason', '')}"
     now = svc.clock()
     async with svc.pool.acquire() as conn:
