@@ -34,6 +34,7 @@ class DatabaseUnavailable(DomainError):
 
 
 # The names the handlers have long used, for the domain's refusals they raise.
+ApiError = DomainError
 ParamError = domain_errors.InvalidField
 InvalidRequest = domain_errors.Refused
 NoAuth = domain_errors.NotPermitted
