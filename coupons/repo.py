@@ -40,6 +40,13 @@ SELECT * FROM coupon_campaigns
    AND committed_count < budget_count AND committed_fen + discount_fen <= budget_fen
 """
 
+# What a process keeps to tell, without a query, that a payment cannot be rewarded.
+CAMPAIGNS_THAT_MAY_ISSUE = """
+SELECT * FROM coupon_campaigns
+ WHERE mall_id = $1 AND state = 'active' AND $2 < ends_at
+   AND committed_count < budget_count AND committed_fen + discount_fen <= budget_fen
+"""
+
 # Budget: one conditional UPDATE; succeeds only while the coupon still fits.
 COMMIT_BUDGET = """
 UPDATE coupon_campaigns
@@ -133,6 +140,41 @@ SELECT coalesce(payer_sp_openid, payer_sub_openid) AS openid, sub_mchid, success
  ORDER BY success_at DESC LIMIT $3
 """
 
+# The paid order issuing is for, with its store's floor and category; the order's issuing
+# intent is deleted by the same statement (its hold_until comes back: NULL when there was
+# none, e.g. already done), so the rest of the issuing transaction holds its row lock.
+PAYMENT_TO_ISSUE_FOR = """
+WITH intent AS (
+    DELETE FROM coupon_issue_intents
+     WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3
+    RETURNING hold_until
+)
+SELECT coalesce(o.payer_sp_openid, o.payer_sub_openid) AS openid, o.total_fen, o.success_at, o.state,
+       t.floor, t.category, (SELECT hold_until FROM intent) AS hold_until
+  FROM orders o JOIN tenants t USING (mall_id, sub_mchid)
+ WHERE o.mall_id = $1 AND o.sub_mchid = $2 AND o.out_trade_no = $3
+"""
+
+# Intents whose issuing did not finish where the payment was taken, for one worker: the
+# claim pushes due_at forward (a lease), so other workers and processes leave them alone
+# while this one issues; a worker that dies lets them come due again.
+CLAIM_DUE_INTENTS = """
+UPDATE coupon_issue_intents i SET due_at = $3, attempts = i.attempts + 1
+  FROM (SELECT mall_id, sub_mchid, out_trade_no FROM coupon_issue_intents
+         WHERE mall_id = $1 AND state = 'pending' AND due_at <= $2
+         ORDER BY due_at LIMIT $4
+         FOR UPDATE SKIP LOCKED) due
+ WHERE i.mall_id = due.mall_id AND i.sub_mchid = due.sub_mchid AND i.out_trade_no = due.out_trade_no
+RETURNING i.sub_mchid, i.out_trade_no, i.attempts
+"""
+
+INTENT_FAILED = """
+UPDATE coupon_issue_intents SET last_error = $4, due_at = $5, state = CASE WHEN $6 THEN 'dead' ELSE 'pending' END
+ WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3 AND state = 'pending'
+"""
+
+INTENT_COUNTS = "SELECT state, count(*) AS n FROM coupon_issue_intents WHERE mall_id = $1 GROUP BY state"
+
 SHOPPER_PAYMENTS = """
 SELECT coalesce(payer_sp_openid, payer_sub_openid) AS openid, sub_mchid, success_at, total_fen
   FROM orders
@@ -143,8 +185,10 @@ SELECT coalesce(payer_sp_openid, payer_sub_openid) AS openid, sub_mchid, success
 
 
 # The payment's TRANSACTION.SUCCESS waits (next_attempt_at = the hold's deadline) for
-# issuing; issuing puts its coupons into the notification and releases it at once, but
-# only while no worker has claimed it (a claim moves next_attempt_at off the deadline).
+# issuing; issuing puts its coupons into the notification and releases it (due at $6:
+# now, or a lease when this process delivers it itself), but only while no worker has
+# claimed it (a claim moves next_attempt_at off the deadline). Returns the row as the
+# outbox's claim does (gateway/repo/outbox.py CLAIM_DUE).
 ATTACH_TO_NOTIFICATION = """
 UPDATE outbox
    SET resource = CASE WHEN jsonb_array_length($4::jsonb) = 0 THEN resource
@@ -152,7 +196,8 @@ UPDATE outbox
        next_attempt_at = $6
  WHERE mall_id = $1 AND event_type = 'TRANSACTION.SUCCESS' AND ref = $2 || '/' || $3
    AND state = 'pending' AND attempts = 0 AND next_attempt_at = $5
-RETURNING event_id
+RETURNING mall_id, event_id, notification_id, client_id, notify_url, event_type, summary, original_type, resource,
+          attempts, created_at
 """
 
 
@@ -241,6 +286,10 @@ async def issuing_campaigns(conn, mall_id: str, at: datetime):
     return await conn.fetch(ISSUING_CAMPAIGNS, mall_id, at)
 
 
+async def campaigns_that_may_issue(conn, mall_id: str, at: datetime):
+    return await conn.fetch(CAMPAIGNS_THAT_MAY_ISSUE, mall_id, at)
+
+
 async def commit_budget(conn, mall_id: str, campaign_id: int, at: datetime):
     return await conn.fetchrow(COMMIT_BUDGET, mall_id, campaign_id, at)
 
@@ -309,10 +358,36 @@ async def shopper_payments(conn, mall_id: str, openid: str, until: datetime, lim
 
 
 
+INTENT_TABLE = "coupon_issue_intents"  # its writer: migrations/0013 coupon_issue_intents_insert_row
+
+
+def intent_row(*, mall_id: str, sub_mchid: str, out_trade_no: str, hold_until: datetime, due_at: datetime,
+               now: datetime) -> dict:
+    """A paid order's issuing intent as `coupon_issue_intents_insert_row` takes it."""
+    return {"mall_id": mall_id, "sub_mchid": sub_mchid, "out_trade_no": out_trade_no,
+            "hold_until": hold_until.isoformat(), "due_at": due_at.isoformat(), "created_at": now.isoformat()}
+
+
+async def payment_to_issue_for(conn, mall_id: str, sub_mchid: str, out_trade_no: str):
+    return await conn.fetchrow(PAYMENT_TO_ISSUE_FOR, mall_id, sub_mchid, out_trade_no)
+
+
+async def claim_due_intents(conn, mall_id: str, now: datetime, lease_until: datetime, limit: int):
+    return await conn.fetch(CLAIM_DUE_INTENTS, mall_id, now, lease_until, limit)
+
+
+async def intent_failed(conn, mall_id: str, sub_mchid: str, out_trade_no: str, error: str, retry_at: datetime,
+                        dead: bool) -> None:
+    await conn.execute(INTENT_FAILED, mall_id, sub_mchid, out_trade_no, error, retry_at, dead)
+
+
+async def intent_counts(conn, mall_id: str) -> dict[str, int]:
+    return {r["state"]: r["n"] for r in await conn.fetch(INTENT_COUNTS, mall_id)}
+
+
 async def attach_to_notification(conn, mall_id: str, trigger_key, coupons: list[dict], hold_until: datetime,
-                                 now: datetime) -> bool:
-    return await conn.fetchval(ATTACH_TO_NOTIFICATION, mall_id, *trigger_key, coupons, hold_until,
-                               now) is not None
+                                 due_at: datetime):
+    return await conn.fetchrow(ATTACH_TO_NOTIFICATION, mall_id, *trigger_key, coupons, hold_until, due_at)
 
 
 

@@ -108,6 +108,21 @@ class Settings:
     coupon_model_history_days: int = 90
     coupon_model_payments_max: int = 100_000
     coupon_report_window_days: int = 7
+    # Issuing that did not finish in its process (crash, error, out of time) is taken over
+    # by a worker of any process this long after the payment's notification hold ends;
+    # claimed with a lease, retried with backoff, `dead` after the last attempt.
+    coupon_issue_retry_after_ms: int = 5000
+    coupon_issue_poll_interval_ms: int = 1000
+    coupon_issue_batch_max: int = 32
+    coupon_issue_lease_s: int = 30
+    coupon_issue_attempts_max: int = 8
+    coupon_issue_retry_base_s: int = 5
+    # How stale a process's list of campaigns may be (a payment no campaign could reward
+    # costs issuing nothing); this process's own campaign changes are seen at once.
+    coupon_campaigns_refresh_s: float = 5.0
+    # Coupons expired unused give their amount back to their campaign's budget.
+    coupon_expiry_interval_s: float = 60.0
+    coupon_expiry_batch_max: int = 1000
     # Points: per paid yuan unless the store has its own rule; synced to WeChat.
     points_per_yuan_default: int = 1
     points_sync_batch_max: int = 32
@@ -179,7 +194,11 @@ class Settings:
                 raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
         for name in ("coupon_issue_budget_ms", "coupon_issue_inflight_max", "coupon_model_refit_interval_s",
                      "coupon_model_payments_max", "coupon_report_window_days", "points_sync_batch_max",
-                     "points_sync_attempts_max", "points_sync_poll_interval_ms"):
+                     "points_sync_attempts_max", "points_sync_poll_interval_ms", "coupon_issue_retry_after_ms",
+                     "coupon_issue_poll_interval_ms", "coupon_issue_batch_max", "coupon_issue_lease_s",
+                     "coupon_issue_attempts_max", "coupon_issue_retry_base_s", "coupon_expiry_interval_s",
+                     "coupon_campaigns_refresh_s",
+                     "coupon_expiry_batch_max"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
         if not 0 <= self.coupon_holdout_bps <= 10000:

@@ -13,6 +13,7 @@ from coupons.campaigns import CampaignInvalid, CampaignState, Funder, check_chan
 from gateway.domain_errors import InvalidField, NotFound, NotPermitted, Refused
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
+from gateway.services import next_store
 from gateway.services.context import Services
 
 STATE_ISSUES = frozenset({"below_committed", "campaign_ended"})
@@ -52,6 +53,7 @@ async def create_campaign(svc: Services, caller: Caller, body) -> dict:
         if spec.funder is Funder.MALL:  # the account its discounts will be owed on
             await ledger_repo.ensure_accounts(conn, caller.mall_id, receivable_accounts(spec.sub_mchid))
         row = await coupons_repo.insert_campaign(conn, caller.mall_id, spec, svc.clock())
+    await next_store.refresh_campaigns(svc)  # this process issues from it at once
     return campaign_json(row)
 
 
@@ -102,6 +104,7 @@ async def change_campaign(svc: Services, caller: Caller, campaign_id: str, body)
                 raise Refused("campaign_ended", "an ended campaign cannot change", field="state")
             raise Refused("below_committed", "the budget is below what is already committed",
                           field="budget")
+    await next_store.refresh_campaigns(svc)
     return campaign_json(changed)
 
 

@@ -1,10 +1,19 @@
 """Issuing coupons after a payment at store A: up to K coupons of other stores, chosen by
 the next-store model, within every budget and limit.
 
-It runs after the payment commits, as a task of its own with a deadline
-(`coupon_issue_budget_ms`). The payment's notification is written held until that
-deadline; issuing attaches its coupons and releases it. When issuing is slow, broken or
-skipped (too many in flight), the notification goes out at the deadline without them.
+The payment's own transaction writes an issuing intent (`coupon_issue_intents`) and its
+TRANSACTION.SUCCESS held until a deadline (`coupon_issue_budget_ms`). Right after the
+commit, issuing runs in the same process as a task of its own with that deadline: one
+database transaction reads what it needs, records the hold-out decision, issues, puts the
+coupons into the held notification and releases it, and deletes the intent. When issuing
+is slow, broken or skipped (too many in flight), the notification goes out at the
+deadline without coupons; when it did not finish at all (the process died after the
+commit, an error, a timeout), a worker of any process takes the intent over
+`coupon_issue_retry_after_ms` after the deadline (`retry_due`) and issues then.
+
+Exactly once per payment, however many try: the decision row is written first in the
+issuing transaction, with the coupons and the budget they commit, so a second attempt
+finds it and issues nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +27,6 @@ import structlog
 
 from coupons import repo as coupons_repo
 from coupons.issuing import PaidAt, eligible, held_out, offer
-from gateway.repo import orders as orders_repo
-from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
 from gateway.services.next_store import CouponRuntime, Payment, payment_of
 
@@ -28,11 +35,44 @@ OUTBOX_TABLE = "outbox"
 CHINA = timezone(timedelta(hours=8))
 COUPON_ID_BYTES = 12
 BPS = 10_000
+ERROR_CHARS_MAX = 200
+HAND_OVER_LEASE_FACTOR = 2  # a handed-over notification's lease: twice a delivery's timeout
 
 
 def hold_until(svc: Services, now: datetime) -> datetime:
     """When the payment's notification goes out at the latest, coupons or not."""
     return now + timedelta(milliseconds=svc.settings.coupon_issue_budget_ms)
+
+
+def may_issue(svc: Services, order, paid_at: datetime) -> bool:
+    """False when no campaign this process knows of (`CouponRuntime.campaigns`) could
+    reward the payment: it is then neither held nor issued for. Unsure means True."""
+    if svc.settings.coupons_per_payment_max == 0:
+        return False
+    runtime: CouponRuntime | None = svc.coupons
+    if runtime is None or runtime.campaigns is None:
+        return True
+    place = runtime.stores.get(order["sub_mchid"])
+    if place is None:  # a store newer than the list: its floor and category could match any
+        return any(c.spec.sub_mchid != order["sub_mchid"] and c.issues_at(paid_at) for c in runtime.campaigns)
+    paid = PaidAt(order["payer_sp_openid"] or order["payer_sub_openid"], order["sub_mchid"], *place,
+                  order["total_fen"], paid_at)
+    return bool(eligible(runtime.campaigns, paid))
+
+
+def join_payment(svc: Services, order, effects, now: datetime):
+    """The payment's effects with issuing made durable: the intent a worker takes over
+    should issuing not finish and, in a process that issues right after the commit
+    (`svc.coupons`), its TRANSACTION.SUCCESS held until the deadline. Elsewhere (a
+    command-line action) nothing is held and the intent is due at once."""
+    deadline = hold_until(svc, now) if svc.coupons is not None else now
+    intent = coupons_repo.intent_row(
+        mall_id=order["mall_id"], sub_mchid=order["sub_mchid"], out_trade_no=order["out_trade_no"],
+        hold_until=deadline, due_at=deadline + timedelta(milliseconds=svc.settings.coupon_issue_retry_after_ms
+                                                         if svc.coupons is not None else 0),
+        now=now)
+    effects = effects.with_row(coupons_repo.INTENT_TABLE, intent)
+    return hold_notification(effects, deadline) if svc.coupons is not None else effects
 
 
 def hold_notification(effects, deadline: datetime):
@@ -44,56 +84,92 @@ def hold_notification(effects, deadline: datetime):
     return dataclasses.replace(effects, rows=rows)
 
 
-def start(svc: Services, key: tuple[str, str, str], deadline: datetime) -> None:
-    """Issue for the paid order `key` in the background; never raises."""
+def start(svc: Services, key: tuple[str, str, str]) -> None:
+    """Issue for the paid order `key` in the background; never raises. Whatever does not
+    finish here is left to `retry_due` through the payment's intent."""
     runtime: CouponRuntime | None = svc.coupons
     if runtime is None or len(runtime.tasks) >= svc.settings.coupon_issue_inflight_max:
-        log.warning("coupon_issue_skipped", reason="no_runtime" if runtime is None else "inflight_max")
+        log.warning("coupon_issue_deferred", reason="no_runtime" if runtime is None else "inflight_max")
         return
-    task = asyncio.create_task(_issue_within_budget(svc, key, deadline))
+    task = asyncio.create_task(_issue_within_budget(svc, key))
     runtime.tasks.add(task)
     task.add_done_callback(runtime.tasks.discard)
 
 
-async def _issue_within_budget(svc: Services, key, deadline: datetime) -> None:
+async def _issue_within_budget(svc: Services, key) -> None:
     budget_s = svc.settings.coupon_issue_budget_ms / 1000
     try:
-        issued = await asyncio.wait_for(issue_after_payment(svc, key, deadline), budget_s)
+        issued = await asyncio.wait_for(issue_after_payment(svc, key), budget_s)
     except asyncio.TimeoutError:
         log.warning("coupon_issue_too_slow", budget_ms=svc.settings.coupon_issue_budget_ms)
         return
     except Exception:
         log.exception("coupon_issue_failed")
         return
-    if svc.coupons.wakeup is not None:
-        svc.coupons.wakeup.set()
     if issued:
         log.info("coupons_issued", count=len(issued))
 
 
-async def issue_after_payment(svc: Services, key, deadline: datetime | None = None) -> list[dict]:
-    """Decide and issue for one paid order, once: a second call for the same payment
-    finds its decision and issues nothing. Returns the coupons it issued."""
+async def issue_after_payment(svc: Services, key) -> list[dict]:
+    """Decide and issue for one paid order, once, in one database transaction: a second
+    call for the same payment finds its decision and issues nothing. Releases the
+    payment's held notification (with the coupons) while it is still held. Returns the
+    coupons it issued."""
     mall_id, sub_mchid, out_trade_no = key
     now = svc.clock()
-    async with svc.pool.acquire() as conn:
-        order = await orders_repo.order(conn, *key)
-        tenant = await tenants_repo.tenant(conn, mall_id, sub_mchid)
-        openid = order["payer_sp_openid"] or order["payer_sub_openid"]
-        paid = PaidAt(openid, sub_mchid, tenant.floor, tenant.category, order["total_fen"], order["success_at"])
+    hand_over = svc.coupons.hand_over if svc.coupons is not None else None
+    async with svc.pool.acquire() as conn, conn.transaction():
+        order = await coupons_repo.payment_to_issue_for(conn, *key)
+        if order is None or order["state"] != "SUCCESS":
+            return []
+        paid = PaidAt(order["openid"], sub_mchid, order["floor"], order["category"], order["total_fen"],
+                      order["success_at"])
         candidates = eligible([coupons_repo.campaign_of(r) for r in await coupons_repo.issuing_campaigns(
-            conn, mall_id, order["success_at"])], paid)
-        chosen = []
-        if candidates:
-            history = await coupons_repo.shopper_payments(conn, mall_id, openid, order["success_at"],
+            conn, mall_id, paid.paid_at)], paid)
+        issued = []
+        if candidates and svc.settings.coupons_per_payment_max:
+            history = await coupons_repo.shopper_payments(conn, mall_id, paid.openid, paid.paid_at,
                                                           svc.settings.coupon_shopper_history_max)
             chosen = offer(_ranked(svc, paid, history, candidates), candidates, svc.settings.coupons_per_payment_max)
-        async with conn.transaction():
-            issued = await _decide_and_issue(svc, conn, paid, key, chosen, now) if chosen else []
-            if deadline is not None:
-                await coupons_repo.attach_to_notification(conn, mall_id, (sub_mchid, out_trade_no),
-                                                          [coupon_json(c) for c in issued], deadline, now)
+            issued = await _decide_and_issue(svc, conn, paid, key, chosen, now)
+        released = None
+        if order["hold_until"] is not None:
+            released = await coupons_repo.attach_to_notification(
+                conn, mall_id, (sub_mchid, out_trade_no), [coupon_json(c) for c in issued], order["hold_until"],
+                now if hand_over is None else now + timedelta(seconds=HAND_OVER_LEASE_FACTOR
+                                                              * svc.settings.outbox_delivery_timeout_s))
+    if released is not None and hand_over is not None:
+        hand_over(released)  # this process delivers it, leased: no claim
+    elif released is not None and svc.coupons.wakeup is not None:
+        svc.coupons.wakeup.set()  # the outbox sends it now
     return issued
+
+
+async def retry_due(svc: Services) -> int:
+    """One pass of the issuing worker: take over the intents whose issuing did not finish
+    where the payment was taken (bounded), and issue for each."""
+    settings = svc.settings
+    now = svc.clock()
+    async with svc.pool.acquire() as conn:
+        claimed = await coupons_repo.claim_due_intents(
+            conn, settings.sp_mchid, now, now + timedelta(seconds=settings.coupon_issue_lease_s),
+            settings.coupon_issue_batch_max)
+    for intent in claimed:
+        key = (settings.sp_mchid, intent["sub_mchid"], intent["out_trade_no"])
+        try:
+            issued = await issue_after_payment(svc, key)
+        except Exception as exc:  # noqa: BLE001 — one payment's failure must not stop the others
+            dead = intent["attempts"] >= settings.coupon_issue_attempts_max
+            retry_at = svc.clock() + timedelta(
+                seconds=settings.coupon_issue_retry_base_s * 2 ** min(intent["attempts"] - 1, 10))
+            log.warning("coupon_issue_retry_failed", error=type(exc).__name__, attempts=intent["attempts"],
+                        dead=dead, exc_info=True)
+            async with svc.pool.acquire() as conn:
+                await coupons_repo.intent_failed(conn, *key, f"{type(exc).__name__}: {exc}"[:ERROR_CHARS_MAX],
+                                                 retry_at, dead)
+            continue
+        log.info("coupon_issue_taken_over", count=len(issued), attempts=intent["attempts"])
+    return len(claimed)
 
 
 def _ranked(svc: Services, paid: PaidAt, history, candidates) -> list[str]:
@@ -112,8 +188,7 @@ async def _decide_and_issue(svc: Services, conn, paid: PaidAt, key, chosen, now:
     held = held_out(secrets.randbelow(BPS), holdout_bps)
     first = await coupons_repo.insert_decision(
         conn, mall_id=mall_id, trigger_key=key[1:], openid=paid.openid, paid_at=paid.paid_at, decided_at=now,
-        holdout_bps=holdout_bps,
-        held_out=held, campaign_ids=[c.campaign_id for c in chosen])
+        holdout_bps=holdout_bps, held_out=held, campaign_ids=[c.campaign_id for c in chosen])
     if not first or held:
         return []
     issued = []

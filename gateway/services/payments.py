@@ -48,7 +48,8 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
         else:
             now = svc.clock()
             joins = await _joins(svc, conn, row)
-            outcome = PaymentOutcome(await _apply(svc, conn, row, trade, now, joins))
+            issuing = coupon_issuing.may_issue(svc, row, trade.success_at or now)
+            outcome = PaymentOutcome(await _apply(svc, conn, row, trade, now, joins, issuing))
     if not outcome.in_books:
         # The channel took money we cannot place: an operator must look. Not acking
         # keeps the channel retrying, so the case stays visible until resolved.
@@ -57,15 +58,16 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
     elif outcome is PaymentOutcome.APPLIED:
         log.info("payment_applied", sub_mchid=trade.sub_mchid, out_trade_no=trade.out_trade_no,
                  total_fen=trade.total_fen)
-        coupon_issuing.start(svc, (row["mall_id"], row["sub_mchid"], row["out_trade_no"]),
-                             coupon_issuing.hold_until(svc, now))
+        if issuing and svc.coupons is not None:
+            coupon_issuing.start(svc, (row["mall_id"], row["sub_mchid"], row["out_trade_no"]))
     return outcome
 
 
-async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None, joins=None) -> str:
+async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None, joins=None, issuing=None) -> str:
     """One round trip: the order's NOTPAY → SUCCESS and every effect of the payment
     (`payment_effects`, the place where features join payment success): the coupon it
-    redeems and the points it earns join as rows and transfers."""
+    redeems and the points it earns join as rows and transfers, and, when it may be
+    rewarded with coupons (`issuing`), the intent to issue them."""
     if trade.total_fen != row["total_fen"]:
         return PaymentOutcome.AMOUNT_MISMATCH.value
     paid = Paid(transaction_id=trade.transaction_id, bank_type=trade.bank_type or "OTHERS",
@@ -79,8 +81,8 @@ async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None, joins=
     )
     if joins is not None:
         effects = joins(effects, paid)
-    if svc.coupons is not None:  # a process that issues coupons lets issuing fill the notification
-        effects = coupon_issuing.hold_notification(effects, coupon_issuing.hold_until(svc, now))
+    if issuing if issuing is not None else coupon_issuing.may_issue(svc, row, paid.success_at):
+        effects = coupon_issuing.join_payment(svc, row, effects, now)
     return await orders_repo.apply_payment(
         conn, key=(row["mall_id"], row["sub_mchid"], row["out_trade_no"]), total_fen=trade.total_fen,
         paid=paid.columns(), now=now, transfers=effects.transfers_data(), rows=list(effects.rows),
