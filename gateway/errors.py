@@ -8,8 +8,7 @@ else is a bug: logged, and answered as a bare SYSTEM_ERROR with no internals in 
 
 from __future__ import annotations
 
-from gateway import domain_errors
-from gateway.domain_errors import DomainError, NotFound
+from gateway.domain_errors import DomainError
 
 
 class SignError(DomainError):
@@ -31,22 +30,3 @@ class UnsupportedContentType(DomainError):
 class DatabaseUnavailable(DomainError):
     """The database is away (restarting, connections dropped, pool exhausted); nothing was
     committed by this request, or it was committed once and a retry returns it."""
-
-
-# The names the handlers have long used, for the domain's refusals they raise.
-ApiError = DomainError
-ParamError = domain_errors.InvalidField
-InvalidRequest = domain_errors.Refused
-NoAuth = domain_errors.NotPermitted
-Conflict = domain_errors.InProgress
-ChannelUnavailable = domain_errors.ChannelUnavailable
-
-
-class OrderNotExist(NotFound):
-    def __init__(self, reason: str, message: str | None = None):
-        super().__init__("order", reason, message)
-
-
-class ResourceNotExists(NotFound):
-    def __init__(self, reason: str, message: str | None = None):
-        super().__init__("resource", reason, message)

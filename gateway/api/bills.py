@@ -19,7 +19,7 @@ from aiohttp import web
 
 from gateway.api import caller_of, json_response, services_of
 from gateway.api.mall.common import require_role
-from gateway.errors import ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import own_bills
 from ledger.accounts import SUB_MCHID_RE
 
@@ -36,14 +36,14 @@ def _request(request: web.Request, bill: str) -> own_bills.BillRequest:
     except ValueError:
         bill_on = None
     if bill_on is None:
-        raise ParamError("bill_date", "bad_format", "bill_date must be yyyy-MM-DD")
+        raise InvalidField("bill_date", "bad_format", "bill_date must be yyyy-MM-DD")
     sub_mchid = request.query.get("sub_mchid")
     if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):
-        raise ParamError("sub_mchid", "bad_format")
+        raise InvalidField("sub_mchid", "bad_format")
     if request.query.get("tar_type") not in (None, "GZIP"):
-        raise ParamError("tar_type", "bad_value", "tar_type must be GZIP or absent")
+        raise InvalidField("tar_type", "bad_value", "tar_type must be GZIP or absent")
     if bill == "trade" and request.query.get("bill_type", "ALL") != "ALL":
-        raise ParamError("bill_type", "bad_value", "only bill_type=ALL is served")
+        raise InvalidField("bill_type", "bad_value", "only bill_type=ALL is served")
     if caller.role == "tenant":
         if sub_mchid not in (None, caller.sub_mchid):
             raise own_bills.NoStatement()  # exactly what a store with nothing that day gets
@@ -74,7 +74,7 @@ async def download(request: web.Request) -> web.Response:
     svc, caller = services_of(request), caller_of(request)
     req = own_bills.read_token(svc, request.query.get("token", ""), caller.client_id)
     if req is None:
-        raise ResourceNotExists("bill_not_found")
+        raise NotFound("bill")
     data = await own_bills.bill_bytes(svc, caller.mall_id, req)
     if req.gzip_it:
         return web.Response(body=data, content_type="application/x-gzip")

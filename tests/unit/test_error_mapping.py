@@ -71,10 +71,6 @@ CASES = [
            "detail": {"reason": "content_type_not_json", "field": "Content-Type"}}),
     (request_errors.DatabaseUnavailable("database_unavailable"),
      503, {"code": "SYSTEM_ERROR", "message": "系统繁忙，请稍后重试", "detail": {"reason": "database_unavailable"}}),
-    (request_errors.OrderNotExist("order_not_exist"),
-     404, {"code": "ORDER_NOT_EXIST", "message": "订单不存在", "detail": {"reason": "order_not_exist"}}),
-    (request_errors.ResourceNotExists("bill_not_found"),
-     404, {"code": "RESOURCE_NOT_EXISTS", "message": "资源不存在", "detail": {"reason": "bill_not_found"}}),
 ]
 
 
