@@ -48,7 +48,8 @@ def test_the_check_sees_core_modules():
 
 INFRASTRUCTURE = {"aiohttp", "asyncpg", "gateway", "emulator"}
 API_IMPORTING_REPO: set[str] = set()  # handlers call one service function; they read no repo
-SERVICES_RAISING_HTTP_ERRORS: set[str] = set()  # services raise gateway.domain_errors, never the request's own (gateway.errors)
+# Services raise gateway.domain_errors, never the request's own refusals (gateway.errors).
+SERVICES_RAISING_HTTP_ERRORS: set[str] = set()
 SQL_OUTSIDE_REPO = {"gateway/demo/run.py"}  # the demo's summary counts rows
 SQL_START = re.compile(r"^\s*(?:--[^\n]*\n\s*)*(SELECT|INSERT INTO|UPDATE|DELETE FROM|WITH)\s")
 REPO_MODULES = re.compile(r"^(gateway\.repo(\.|$)|(ledger|splitting|coupons|points)\.repo$)")

@@ -74,7 +74,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("refusal, status, body", CASES, ids=lambda c: type(c).__name__ if isinstance(c, Exception) else "")
+@pytest.mark.parametrize("refusal, status, body", CASES,
+                         ids=lambda c: type(c).__name__ if isinstance(c, Exception) else "")
 def test_each_refusal_has_its_wechat_answer(refusal, status, body):
     assert answer(refusal) == (status, body)
 

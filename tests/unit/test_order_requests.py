@@ -256,8 +256,8 @@ def test_body_not_an_object(value):
 def test_sp_mchid_of_another_mall_is_no_auth():
     with pytest.raises(NotPermitted) as caught:
         parse(body(sp_mchid="1900000999"))
-    error = caught.value
-    assert (wechat_answer(error).status, wechat_answer(error).code, error.detail["reason"]) == (403, "NO_AUTH", "sp_mchid_not_yours")
+    answer = wechat_answer(caught.value)
+    assert (answer.status, answer.code, answer.detail["reason"]) == (403, "NO_AUTH", "sp_mchid_not_yours")
 
 
 @pytest.mark.parametrize("role, sub_mchid", [("tenant", "1900000201"), ("finance", None), ("admin", None)])
@@ -266,8 +266,8 @@ def test_only_mall_apps_create_orders(role, sub_mchid):
                     apiv3_key=Secret(b"k" * 32))
     with pytest.raises(NotPermitted) as caught:
         parse(body(), caller=caller)
-    error = caught.value
-    assert (wechat_answer(error).status, wechat_answer(error).code, error.detail["reason"]) == (403, "NO_AUTH", "role_cannot_create_orders")
+    answer = wechat_answer(caught.value)
+    assert (answer.status, answer.code, answer.detail["reason"]) == (403, "NO_AUTH", "role_cannot_create_orders")
 
 
 # -- the idempotency hash ----------------------------------------------------------------------------------------
