@@ -98,9 +98,17 @@ def start(svc: Services, key: tuple[str, str, str]) -> None:
 
 async def _issue_within_budget(svc: Services, key) -> None:
     budget_s = svc.settings.coupon_issue_budget_ms / 1000
+    # Past the budget issuing is no longer waited for, but not cancelled either: a cancel
+    # landing between its commit and the hand-over would leave the released notification
+    # leased to nobody until the lease ends (seen: 10 s). The notification does not wait:
+    # it is due at the hold's end, and a late release finds it no longer held.
+    issuing = asyncio.ensure_future(issue_after_payment(svc, key))
+    _RUNNING.add(issuing)  # a reference until it ends (asyncio keeps none of its own)
+    issuing.add_done_callback(_RUNNING.discard)
     try:
-        issued = await asyncio.wait_for(issue_after_payment(svc, key), budget_s)
+        issued = await asyncio.wait_for(asyncio.shield(issuing), budget_s)
     except asyncio.TimeoutError:
+        issuing.add_done_callback(_log_late_failure)
         log.warning("coupon_issue_too_slow", budget_ms=svc.settings.coupon_issue_budget_ms)
         return
     except Exception:
@@ -108,6 +116,14 @@ async def _issue_within_budget(svc: Services, key) -> None:
         return
     if issued:
         log.info("coupons_issued", count=len(issued))
+
+
+_RUNNING: set = set()
+
+
+def _log_late_failure(issuing: asyncio.Future) -> None:
+    if not issuing.cancelled() and issuing.exception() is not None:
+        log.error("coupon_issue_failed_late", error=repr(issuing.exception()))
 
 
 async def issue_after_payment(svc: Services, key) -> list[dict]:

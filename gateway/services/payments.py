@@ -127,7 +127,8 @@ async def check_due_unpaid_orders(svc: Services) -> int:
     now = svc.clock()
     recheck_at = now + timedelta(seconds=svc.settings.unpaid_order_query_after_s)
     async with svc.pool.acquire() as conn:
-        due = await orders_repo.claim_due_unpaid(conn, now, recheck_at, svc.settings.unpaid_check_batch_max)
+        due = await orders_repo.claim_due_unpaid(conn, svc.settings.sp_mchid, now, recheck_at,
+                                                 svc.settings.unpaid_check_batch_max)
     for row in due:
         fresh = await sync_with_channel(svc, row)
         if fresh is not None and fresh["state"] == "NOTPAY" and fresh["time_expire"] <= now:
