@@ -30,6 +30,7 @@ def test_the_payment_notice_is_the_paid_orders_query_answer():
 REFUND = {"refund_id": "5000000001", "out_refund_no": "R-1", "transaction_id": "4200000001",
           "out_trade_no": "ORDER-0001", "mall_id": "1900000100", "sub_mchid": "1900000201", "created_at": AT,
           "total_fen": 1000, "amount_fen": 400, "success_at": None,
+          # the plan as refund rows store it
           "plan": RefundPlan(refund_fen=400, returns=(), owed=(), fee_back_fen=2, from_frozen_fen=398,
                              from_available_fen=0).to_json()}
 
