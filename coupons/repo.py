@@ -121,6 +121,31 @@ UPDATE coupons SET state = 'issued', order_out_trade_no = NULL
 RETURNING coupon_id
 """
 
+# Coupons expired unused (a bounded batch, oldest first) become `expired` and give their
+# amount and count back to their campaigns' budgets, in one statement. A coupon an order
+# holds is `reserved`, never taken here; should that order close after the coupon's end,
+# the coupon is `issued` again and a later pass takes it.
+EXPIRE_COUPONS = """
+WITH expired AS (
+    UPDATE coupons c SET state = 'expired'
+     WHERE c.mall_id = $1 AND c.coupon_id IN (
+           SELECT coupon_id FROM coupons
+            WHERE mall_id = $1 AND state = 'issued' AND valid_until <= $2
+            ORDER BY valid_until LIMIT $3
+            FOR UPDATE SKIP LOCKED)
+       AND c.state = 'issued'
+    RETURNING c.campaign_id, c.discount_fen
+), by_campaign AS (
+    SELECT campaign_id, count(*)::integer AS coupons, sum(discount_fen)::bigint AS discount_fen
+      FROM expired GROUP BY campaign_id
+)
+UPDATE coupon_campaigns k
+   SET committed_fen = k.committed_fen - b.discount_fen, committed_count = k.committed_count - b.coupons
+  FROM by_campaign b
+ WHERE k.mall_id = $1 AND k.campaign_id = b.campaign_id
+RETURNING k.campaign_id, b.coupons, b.discount_fen
+"""
+
 ISSUED_FOR_PAYMENT = """
 SELECT c.coupon_id, c.sub_mchid, c.discount_fen, c.min_spend_fen, c.valid_until, k.name AS campaign_name,
        c.campaign_id
@@ -339,6 +364,10 @@ async def coupon_of_order(conn, mall_id: str, sub_mchid: str, out_trade_no: str)
 
 async def return_coupon(conn, mall_id: str, sub_mchid: str, out_trade_no: str, at: datetime) -> str | None:
     return await conn.fetchval(RETURN_COUPON, mall_id, sub_mchid, out_trade_no, at)
+
+
+async def expire_coupons(conn, mall_id: str, at: datetime, limit: int):
+    return await conn.fetch(EXPIRE_COUPONS, mall_id, at, limit)
 
 
 async def issued_for_payment(conn, mall_id: str, sub_mchid: str, out_trade_no: str):

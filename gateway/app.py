@@ -28,7 +28,9 @@ from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
 from gateway.repo import jobs as jobs_repo
 from gateway.sandbox_clock import OFFSET_HEADER as SANDBOX_OFFSET_HEADER, FollowedClock
-from gateway.services import coupon_issuing, next_store, onboarding, payments, points, reconciliation, scheduler
+from gateway.services import (
+    coupon_campaigns, coupon_issuing, next_store, onboarding, payments, points, reconciliation, scheduler,
+)
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -121,6 +123,8 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
                           lambda: next_store.refit(svc))
         loops.start_every("coupon_campaigns_refresh", settings.coupon_campaigns_refresh_s,
                           lambda: next_store.refresh_campaigns(svc))
+        loops.start_every("coupon_expiry", settings.coupon_expiry_interval_s,
+                          lambda: coupon_campaigns.release_expired(svc))
         loops.start_every("coupon_issue_retry", settings.coupon_issue_poll_interval_ms / 1000,
                           lambda: coupon_issuing.retry_due(svc))
         loops.start_every("points_sync", settings.points_sync_poll_interval_ms / 1000, lambda: points.sync_due(svc))

@@ -49,6 +49,8 @@ async def _why_not(conn, order, openid: str, original_fen: int, now) -> str:
         return "coupon_not_found"
     if coupon["sub_mchid"] != order["sub_mchid"]:
         return "other_store"
+    if coupon["state"] == "expired" or (coupon["state"] == "issued" and coupon["valid_until"] <= now):
+        return "coupon_expired"
     if coupon["state"] != "issued":
         return "coupon_in_use" if coupon["state"] == "reserved" else "coupon_used"
     if coupon["valid_until"] <= now:
