@@ -442,6 +442,12 @@ async def discount_spent(conn, mall_id: str, campaign_id: int | None) -> int:
 
 SUBSIDY_PAYOUT = "SELECT * FROM coupon_subsidy_payouts WHERE mall_id = $1 AND out_payout_no = $2"
 
+SUBSIDY_PAYOUTS = """
+SELECT *, count(*) OVER () AS total_count FROM coupon_subsidy_payouts
+ WHERE mall_id = $1 AND ($2::text IS NULL OR sub_mchid = $2)
+ ORDER BY paid_at DESC, out_payout_no LIMIT $3 OFFSET $4
+"""
+
 # Nothing when a concurrent payout took the number first (its caller then compares).
 INSERT_SUBSIDY_PAYOUT = """
 INSERT INTO coupon_subsidy_payouts (mall_id, out_payout_no, sub_mchid, amount_fen, paid_at)
@@ -462,6 +468,11 @@ UPDATE coupon_redemptions SET subsidy_reversed_fen = subsidy_reversed_fen + $4
 
 async def subsidy_payout(conn, mall_id: str, out_payout_no: str):
     return await conn.fetchrow(SUBSIDY_PAYOUT, mall_id, out_payout_no)
+
+
+async def subsidy_payouts(conn, mall_id: str, sub_mchid: str | None, limit: int, offset: int):
+    rows = await conn.fetch(SUBSIDY_PAYOUTS, mall_id, sub_mchid, limit, offset)
+    return rows, (rows[0]["total_count"] if rows else 0)
 
 
 async def insert_subsidy_payout(conn, mall_id: str, out_payout_no: str, sub_mchid: str, amount_fen: int,

@@ -68,6 +68,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app[HEALTH].add("database", _database_answers)
     app[HEALTH].add("background_loops", _loops_running)
     app[HEALTH].add("dead_jobs", _dead_jobs, required=False)
+    app[HEALTH].add("dead_points_syncs", _dead_points_syncs, required=False)
     app[middleware.NONCES] = NonceBook(settings.nonce_batch_max)
     signing_executor = (ThreadPoolExecutor(settings.signing_threads, thread_name_prefix="mallpay-sign")
                         if settings.signing_threads else None)
@@ -171,6 +172,12 @@ async def _dead_jobs(app: web.Application) -> CheckResult:
     # Jobs that gave up wait for an operator (GET /v3/mall/jobs): counted, not a failure.
     async with app[SERVICES].pool.acquire() as conn:
         return CheckResult(True, {"count": await jobs_repo.dead_count(conn)})
+
+
+async def _dead_points_syncs(app: web.Application) -> CheckResult:
+    # Points changes WeChat never took wait for an operator (GET /v3/mall/points/syncs).
+    svc = app[SERVICES]
+    return CheckResult(True, {"count": await points.dead_sync_count(svc, svc.settings.sp_mchid)})
 
 
 async def _forget_old_nonces(svc: Services) -> None:

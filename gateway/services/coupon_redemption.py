@@ -15,7 +15,7 @@ from coupons.postings import (
     coupon_receivable, payout_transfer, receivable_accounts, reverse_transfer, subsidy_to_reverse, subsidy_transfer,
 )
 from coupons.issuing import AfterRefund, coupon_after_refund
-from gateway.errors import InvalidRequest, ParamError, ResourceNotExists
+from gateway.errors import InvalidRequest, NoAuth, ParamError, ResourceNotExists
 from gateway.repo import tenants as tenants_repo
 from gateway.services.order_requests import OUT_TRADE_NO_RE
 from ledger import repo as ledger_repo
@@ -121,6 +121,20 @@ async def pay_out_subsidy(svc, mall_id: str, fields) -> dict:
         await ledger_repo.post_transfer(conn, mall_id, payout_transfer(sub_mchid, out_payout_no, amount_fen),
                                         row["paid_at"])
     return _payout_json(row)
+
+
+async def subsidy_payouts(svc, caller, sub_mchid: str | None, limit: int, offset: int) -> dict:
+    """The mall's coupon-subsidy payouts, newest first: all of them (or one store's) for the
+    admin and finance, a store's own for its `tenant` credentials whatever it asks for."""
+    if caller.role == "tenant":
+        sub_mchid = caller.sub_mchid
+    elif caller.role not in ("admin", "finance"):
+        raise NoAuth("role_not_allowed", "this needs role admin, finance or tenant")
+    if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):
+        raise ParamError("sub_mchid", "bad_format")
+    async with svc.pool.acquire() as conn:
+        rows, total = await coupons_repo.subsidy_payouts(conn, caller.mall_id, sub_mchid, limit, offset)
+    return {"total_count": total, "offset": offset, "limit": limit, "data": [_payout_json(r) for r in rows]}
 
 
 def _payout_fields(fields) -> tuple[str, int, str]:
