@@ -17,10 +17,11 @@ from datetime import datetime, timezone
 import structlog
 from aiohttp import web
 
+from gateway.sandbox_clock import OFFSET_HEADER
 from emulator import bills, businesscircle, keys, orders, profitsharing, receivers, refunds, return_orders, sandbox
 from emulator.auth import API_PREFIX, NonceCache, request_verifier, sign_headers
 from emulator.bill_book import BillState
-from emulator.clock import OFFSET_HEADER, SandboxClock
+from emulator.clock import SandboxClock
 from emulator.config import EmulatorConfig
 from emulator.funds import Funds
 from emulator.jobs import DelayedJobs

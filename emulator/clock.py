@@ -6,33 +6,20 @@ emulator reads the same time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
-# A sandbox may run far ahead (a year of bill days), never backwards past the real time
-# by more than that: what the books hold must stay in order.
-OFFSET_S_MAX = 400 * 86_400
-OFFSET_HEADER = "Mallpay-Sandbox-Clock-Offset"  # whole seconds the sandbox runs ahead
+# The bound is the gateway's too: it follows this clock (gateway.sandbox_clock).
+from gateway.sandbox_clock import OFFSET_S_MAX, OffsetClock
 
 
-class SandboxClock:
-    def __init__(self, base: Callable[[], datetime]):
-        self._base = base
-        self.offset_s = 0
-
-    def __call__(self) -> datetime:
-        return self._base() + timedelta(seconds=self.offset_s)
-
-    def base(self) -> datetime:
-        return self._base()
-
+class SandboxClock(OffsetClock):
     def advance(self, seconds: int) -> None:
         """Forward only: moving back would let later events carry earlier dates."""
         assert seconds >= 0
         self._set_offset(self.offset_s + seconds)
 
     def set_to(self, at: datetime) -> None:
-        offset = int((at - self._base()).total_seconds())
+        offset = int((at - self.base()).total_seconds())
         if offset < self.offset_s:
             raise ValueError("the sandbox clock does not go back")
         self._set_offset(offset)

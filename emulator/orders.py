@@ -19,7 +19,8 @@ from aiohttp import web
 from emulator import keys
 from emulator.auth import caller_mchid
 from emulator.fields import notify_url as checked_notify_url
-from emulator.fields import optional_text, text
+from emulator.fields import APPID_CHARS_MAX, MCHID_RE, optional_text, text
+from emulator.fields import mchid as checked_mchid
 from emulator.state import CLOSED, PAID_STATES, Order, new_prepay_id, transaction_json
 from emulator.wire import (
     EmulatorError,
@@ -28,6 +29,7 @@ from emulator.wire import (
     param_error,
     parse_time,
     read_json_object,
+    required_query,
 )
 
 log = structlog.get_logger(__name__)
@@ -36,11 +38,9 @@ routes = web.RouteTableDef()
 BASE = "/v3/pay/partner/transactions"
 # WeChat: out_trade_no is 6..32 of digits, letters, _ - | * (unique per merchant).
 OUT_TRADE_NO_RE = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
-MCHID_RE = re.compile(r"[0-9]{1,32}")
 DESCRIPTION_CHARS_MAX = 127
 ATTACH_CHARS_MAX = 128
 OPENID_CHARS_MAX = 128
-APPID_CHARS_MAX = 32
 
 
 @routes.post(BASE + "/jsapi")
@@ -100,9 +100,7 @@ async def close(request: web.Request) -> web.Response:
 
 
 def _query_merchants(request: web.Request) -> str:
-    sp_mchid, sub_mchid = request.query.get("sp_mchid"), request.query.get("sub_mchid")
-    if not sp_mchid or not sub_mchid:
-        raise param_error("sp_mchid and sub_mchid are required query parameters")
+    sp_mchid, sub_mchid = required_query(request, "sp_mchid", "sub_mchid")
     _require_caller(request, sp_mchid)
     return sub_mchid
 
@@ -123,9 +121,7 @@ def _validated_jsapi(body: dict[str, Any], mchid: str, http_hosts: tuple[str, ..
     sp_mchid = text(body, "sp_mchid", 32)
     if sp_mchid != mchid:
         raise param_error("sp_mchid does not match the merchant that signed the request")
-    sub_mchid = text(body, "sub_mchid", 32)
-    if not MCHID_RE.fullmatch(sub_mchid):
-        raise param_error("sub_mchid must be digits")
+    sub_mchid = checked_mchid(body, "sub_mchid")
     out_trade_no = text(body, "out_trade_no", 32)
     if not OUT_TRADE_NO_RE.fullmatch(out_trade_no):
         raise param_error("out_trade_no must be 6-32 of [0-9A-Za-z_-|*]")

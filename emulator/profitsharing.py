@@ -41,7 +41,7 @@ from emulator.split_book import (
     SplitBook, SplitLine, SplitOrder, split_order_json,
 )
 from emulator.state import new_split_detail_id, new_split_order_id
-from emulator.wire import EmulatorError, format_time, json_response, param_error, read_json_object
+from emulator.wire import EmulatorError, format_time, json_response, param_error, read_json_object, required_query
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -150,9 +150,7 @@ async def unfreeze(request: web.Request) -> web.Response:
 @routes.get(BASE + "/orders/{out_order_no}")
 async def query_split(request: web.Request) -> web.Response:
     ctx = context_of(request)
-    sub_mchid, transaction_id = request.query.get("sub_mchid"), request.query.get("transaction_id")
-    if not sub_mchid or not transaction_id:
-        raise param_error("sub_mchid and transaction_id are required query parameters")
+    sub_mchid, transaction_id = required_query(request, "sub_mchid", "transaction_id")
     order = ctx.book.order(sub_mchid, request.match_info["out_order_no"])
     if order is None or order.transaction_id != transaction_id or order.sp_mchid != ctx.sp_mchid:
         raise not_found()

@@ -3,11 +3,11 @@ JSON: the answer of POST/GET /v3/refund/domestic/refunds and the REFUND.* resour
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from emulator.bounded import Bounded
 from emulator.wire import format_time
 
 PROCESSING = "PROCESSING"
@@ -45,24 +45,20 @@ class Refund:
 
 class RefundBook:
     def __init__(self, refunds_max: int):
-        assert refunds_max > 0
-        self._refunds_max = refunds_max
-        self._refunds: OrderedDict[tuple[str, str], Refund] = OrderedDict()
+        self._refunds: Bounded[tuple[str, str], Refund] = Bounded(refunds_max)
 
     def __len__(self) -> int:
         return len(self._refunds)
 
     def all(self) -> list[Refund]:
-        return list(self._refunds.values())
+        return self._refunds.values()
 
     def get(self, sub_mchid: str, out_refund_no: str) -> Refund | None:
         return self._refunds.get((sub_mchid, out_refund_no))
 
     def add(self, refund: Refund) -> None:
         assert refund.key not in self._refunds, "an out_refund_no is used once"
-        while len(self._refunds) >= self._refunds_max:
-            self._refunds.popitem(last=False)
-        self._refunds[refund.key] = refund
+        self._refunds.add(refund.key, refund)
 
 
 def refund_json(refund: Refund) -> dict[str, Any]:
@@ -96,24 +92,23 @@ def refund_json(refund: Refund) -> dict[str, Any]:
     return data
 
 
+# What WeChat's REFUND.* notice carries of the refund's query answer.
+NOTICE_FIELDS = ("transaction_id", "out_trade_no", "refund_id", "out_refund_no")
+NOTICE_AMOUNT_FIELDS = ("total", "refund", "payer_total", "payer_refund")
+
+
 def refund_notice_resource(refund: Refund) -> dict[str, Any]:
-    """The decrypted resource of REFUND.SUCCESS / REFUND.ABNORMAL (partner mode)."""
+    """The decrypted resource of REFUND.SUCCESS / REFUND.ABNORMAL (partner mode): the
+    refund's own JSON narrowed to the notice's fields, with both merchants named."""
+    full = refund_json(refund)
     data: dict[str, Any] = {
         "sp_mchid": refund.sp_mchid,
         "sub_mchid": refund.sub_mchid,
-        "transaction_id": refund.transaction_id,
-        "out_trade_no": refund.out_trade_no,
-        "refund_id": refund.refund_id,
-        "out_refund_no": refund.out_refund_no,
-        "refund_status": refund.status,
-        "user_received_account": USER_RECEIVED_BALANCE,
-        "amount": {
-            "total": refund.total_fen,
-            "refund": refund.refund_fen,
-            "payer_total": refund.total_fen,
-            "payer_refund": refund.refund_fen,
-        },
+        **{name: full[name] for name in NOTICE_FIELDS},
+        "refund_status": full["status"],
+        "user_received_account": full["user_received_account"],
+        "amount": {name: full["amount"][name] for name in NOTICE_AMOUNT_FIELDS},
     }
-    if refund.success_at is not None:
-        data["success_time"] = format_time(refund.success_at)
+    if "success_time" in full:
+        data["success_time"] = full["success_time"]
     return data

@@ -30,7 +30,7 @@ from emulator.refund_book import (
     ABNORMAL, FUNDS_AVAILABLE, FUNDS_UNSETTLED, SUCCESS, Refund, refund_json, refund_notice_resource,
 )
 from emulator.state import PAID_STATES, Order, new_refund_id
-from emulator.wire import EmulatorError, json_response, param_error, read_json_object
+from emulator.wire import EmulatorError, json_response, param_error, read_json_object, required_query
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -88,9 +88,7 @@ async def create_refund(request: web.Request) -> web.Response:
 
 @routes.get(BASE + "/{out_refund_no}")
 async def query_refund(request: web.Request) -> web.Response:
-    sub_mchid = request.query.get("sub_mchid")
-    if not sub_mchid:
-        raise param_error("sub_mchid is a required query parameter")
+    (sub_mchid,) = required_query(request, "sub_mchid")
     refund = request.app[keys.REFUNDS].get(sub_mchid, request.match_info["out_refund_no"])
     if refund is None or refund.sp_mchid != caller_mchid(request):
         raise EmulatorError(404, "RESOURCE_NOT_EXISTS", "退款单不存在")

@@ -24,7 +24,7 @@ from emulator.split_book import (
     FAILED, FINISHED, KIND_SPLIT, MERCHANT_ID, SUCCESS, SplitOrder, SplitReturn, split_return_json,
 )
 from emulator.state import new_split_order_id
-from emulator.wire import EmulatorError, json_response, param_error, read_json_object
+from emulator.wire import EmulatorError, json_response, param_error, read_json_object, required_query
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -74,9 +74,7 @@ async def create_return(request: web.Request) -> web.Response:
 @routes.get(BASE + "/return-orders/{out_return_no}")
 async def query_return(request: web.Request) -> web.Response:
     ctx = context_of(request)
-    sub_mchid, out_order_no = request.query.get("sub_mchid"), request.query.get("out_order_no")
-    if not sub_mchid or not out_order_no:
-        raise param_error("sub_mchid and out_order_no are required query parameters")
+    sub_mchid, out_order_no = required_query(request, "sub_mchid", "out_order_no")
     split_return = ctx.book.split_return(sub_mchid, request.match_info["out_return_no"])
     order = ctx.book.order(sub_mchid, out_order_no)
     if split_return is None or split_return.out_order_no != out_order_no or order is None \

@@ -9,11 +9,11 @@ new ones are refused.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from emulator.bounded import Bounded
 from emulator.wire import format_time
 
 PROCESSING = "PROCESSING"
@@ -107,14 +107,12 @@ class BookFull(Exception):
 
 class SplitBook:
     def __init__(self, *, orders_max: int, relations_max: int, configs_max: int, max_ratio_bps_default: int):
-        assert orders_max > 0 and relations_max > 0 and configs_max > 0
-        self._orders_max = orders_max
+        assert relations_max > 0 and configs_max > 0
         self._relations_max = relations_max
         self._configs_max = configs_max
         self._max_ratio_bps_default = max_ratio_bps_default
-        self._orders: OrderedDict[tuple[str, str], SplitOrder] = OrderedDict()
-        self._by_order_id: dict[str, tuple[str, str]] = {}
-        self._returns: OrderedDict[tuple[str, str], SplitReturn] = OrderedDict()
+        self._orders: Bounded[tuple[str, str], SplitOrder] = Bounded(orders_max)
+        self._returns: Bounded[tuple[str, str], SplitReturn] = Bounded(orders_max)
         self._relations: dict[tuple[str, str, str], ReceiverRelation] = {}
         self._max_ratios: dict[str, int] = {}
 
@@ -124,25 +122,19 @@ class SplitBook:
         return self._orders.get((sub_mchid, out_order_no))
 
     def all_orders(self) -> list[SplitOrder]:
-        return list(self._orders.values())
+        return self._orders.values()
 
     def all_returns(self) -> list[SplitReturn]:
-        return list(self._returns.values())
+        return self._returns.values()
 
     def order_by_id(self, order_id: str) -> SplitOrder | None:
-        key = self._by_order_id.get(order_id)
-        return self._orders.get(key) if key else None
+        return self._orders.by_id(order_id)
 
     def order_id_taken(self, order_id: str) -> bool:
-        return order_id in self._by_order_id
+        return self._orders.id_taken(order_id)
 
     def add_order(self, order: SplitOrder) -> None:
-        assert order.key not in self._orders and order.order_id not in self._by_order_id
-        while len(self._orders) >= self._orders_max:
-            _, oldest = self._orders.popitem(last=False)
-            self._by_order_id.pop(oldest.order_id, None)
-        self._orders[order.key] = order
-        self._by_order_id[order.order_id] = order.key
+        self._orders.add(order.key, order, order.order_id)
 
     # -- split returns ----------------------------------------------------------------
 
@@ -150,10 +142,7 @@ class SplitBook:
         return self._returns.get((sub_mchid, out_return_no))
 
     def add_return(self, split_return: SplitReturn) -> None:
-        assert split_return.key not in self._returns
-        while len(self._returns) >= self._orders_max:
-            self._returns.popitem(last=False)
-        self._returns[split_return.key] = split_return
+        self._returns.add(split_return.key, split_return)
 
     # -- receivers and ratios -----------------------------------------------------------
 
@@ -201,12 +190,8 @@ def _line_json(line: SplitLine) -> dict[str, Any]:
         "account": line.account,
         "result": line.result,
         "detail_id": line.detail_id,
-        "create_time": format_time(line.created_at),
-        # WeChat documents finish_time as always present; while PENDING it repeats create_time.
-        "finish_time": format_time(line.finished_at or line.created_at),
+        **_outcome_json(line.created_at, line.finished_at, line.fail_reason),
     }
-    if line.fail_reason:
-        data["fail_reason"] = line.fail_reason
     return data
 
 
@@ -221,9 +206,15 @@ def split_return_json(split_return: SplitReturn) -> dict[str, Any]:
         "amount": split_return.amount_fen,
         "description": split_return.description,
         "result": split_return.result,
-        "create_time": format_time(split_return.created_at),
-        "finish_time": format_time(split_return.finished_at or split_return.created_at),
+        **_outcome_json(split_return.created_at, split_return.finished_at, split_return.fail_reason),
     }
-    if split_return.fail_reason:
-        data["fail_reason"] = split_return.fail_reason
+    return data
+
+
+def _outcome_json(created_at: datetime, finished_at: datetime | None, fail_reason: str | None) -> dict[str, Any]:
+    """When a receiver line or a return was made and finished, and why it failed if it did.
+    WeChat documents finish_time as always present; while PENDING it repeats create_time."""
+    data = {"create_time": format_time(created_at), "finish_time": format_time(finished_at or created_at)}
+    if fail_reason:
+        data["fail_reason"] = fail_reason
     return data

@@ -8,13 +8,13 @@ it answers 404), which keeps long load tests running in constant memory.
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from emulator.bounded import Bounded
 from emulator.wire import format_time
 
 log = structlog.get_logger(__name__)
@@ -114,10 +114,7 @@ def transaction_json(order: Order) -> dict[str, Any]:
 
 class OrderBook:
     def __init__(self, orders_max: int):
-        assert orders_max > 0
-        self._orders_max = orders_max
-        self._orders: OrderedDict[tuple[str, str], Order] = OrderedDict()
-        self._by_transaction_id: dict[str, tuple[str, str]] = {}
+        self._orders: Bounded[tuple[str, str], Order] = Bounded(orders_max)
         self.evicted_count = 0
 
     def __len__(self) -> int:
@@ -127,26 +124,21 @@ class OrderBook:
         return self._orders.get((sub_mchid, out_trade_no))
 
     def all(self) -> list[Order]:
-        return list(self._orders.values())
+        return self._orders.values()
 
     def by_transaction_id(self, transaction_id: str) -> Order | None:
-        key = self._by_transaction_id.get(transaction_id)
-        return self._orders.get(key) if key else None
+        return self._orders.by_id(transaction_id)
 
     def add(self, order: Order) -> None:
         assert order.key not in self._orders, "an out_trade_no is created once"
-        while len(self._orders) >= self._orders_max:
-            _, oldest = self._orders.popitem(last=False)
-            if oldest.transaction_id:
-                self._by_transaction_id.pop(oldest.transaction_id, None)
+        for oldest in self._orders.add(order.key, order):
             self.evicted_count += 1
             log.warning("emulator.order_evicted", sub_mchid=oldest.sub_mchid, out_trade_no=oldest.out_trade_no)
-        self._orders[order.key] = order
 
     def pay(self, order: Order, transaction_id: str, now: datetime) -> None:
-        assert transaction_id not in self._by_transaction_id, "transaction ids are unique"
+        assert not self._orders.id_taken(transaction_id), "transaction ids are unique"
         order.mark_paid(transaction_id, now)
-        self._by_transaction_id[transaction_id] = order.key
+        self._orders.name(order.key, transaction_id)
 
 
 def new_prepay_id(rng: random.Random, now: datetime) -> str:

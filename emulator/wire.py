@@ -2,18 +2,22 @@
 
 Deliberately independent of `gateway.channel.transformers`: the emulator is a second,
 separate reading of WeChat's documentation, so a mistake in the client is not mirrored
-here and caught by nobody.
+here and caught by nobody. Only the wire's byte conventions (compact UTF-8 JSON, RFC 3339
+in China time) come from `gateway.wire`, as the signing helpers come from `gateway.signing`.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-CHINA_TZ = timezone(timedelta(hours=8))
+# Re-exported for the emulator's modules, format_time under the emulator's name for it.
+from gateway.wire import CHINA_TZ, json_bytes  # noqa: F401
+from gateway.wire import to_wechat_time as format_time  # noqa: F401
+
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -31,11 +35,6 @@ def param_error(message: str) -> EmulatorError:
     return EmulatorError(400, "PARAM_ERROR", message)
 
 
-def json_bytes(data: Any) -> bytes:
-    # WeChat answers compact UTF-8 JSON; Chinese text is not \u-escaped.
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def json_response(data: Any, *, status: int = 200) -> web.Response:
     return web.Response(body=json_bytes(data), status=status, content_type=JSON_CONTENT_TYPE, charset="utf-8")
 
@@ -48,6 +47,17 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return json_response({"code": code, "message": message}, status=status)
 
 
+def required_query(request: web.Request, *names: str) -> tuple[str, ...]:
+    """The named query parameters, in order; PARAM_ERROR naming them all when one is
+    missing or empty."""
+    values = tuple(request.query.get(name) for name in names)
+    if not all(values):
+        if len(names) == 1:
+            raise param_error(f"{names[0]} is a required query parameter")
+        raise param_error(f"{', '.join(names[:-1])} and {names[-1]} are required query parameters")
+    return values
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     try:
@@ -57,12 +67,6 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise param_error("body must be a JSON object")
     return data
-
-
-def format_time(moment: datetime) -> str:
-    """WeChat's RFC 3339 in China time: 2018-06-08T10:34:56+08:00."""
-    assert moment.tzinfo is not None, "emulator times are aware"
-    return moment.astimezone(CHINA_TZ).replace(microsecond=0).isoformat()
 
 
 def parse_time(text: str) -> datetime | None:

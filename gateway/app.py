@@ -18,6 +18,7 @@ from gateway import auth
 from gateway.api import SERVICES, bills, channel_notify, health, mall, middleware, openapi, orders, profitsharing, refunds
 from gateway.background import BackgroundLoops
 from gateway.channel.client import WeChatPayChannel
+from gateway.channel.transport import SignedTransport
 from gateway.channel.credentials import ensure_local_credentials, load_channel_credentials_from_env
 from gateway.db import create_pool, ping
 from gateway.health import HEALTH, CheckResult, HealthChecks
@@ -87,12 +88,12 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         # Notifications go to addresses clients chose: public ones only (loopback for local runs).
         notify_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
             limit=HTTP_CONNECTIONS_MAX, resolver=PublicOnlyResolver(allow_loopback=settings.channel_is_emulator)))
-        the_channel = channel or WeChatPayChannel(
+        the_channel = channel or WeChatPayChannel(SignedTransport(
             channel_credentials(settings), settings.channel_url, session,
             settings.channel_timeout_s, clock,
             on_answer_headers=None if followed is None else (
                 lambda headers: followed.follow_header(headers.get(SANDBOX_OFFSET_HEADER))),
-        )
+        ))
         svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=followed or clock,
                        identity=identity, signature_clock=clock, coupons=next_store.CouponRuntime())
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
@@ -149,8 +150,8 @@ async def one_shot_services(settings: Settings, database_url: str, *, clock=utc_
                              statement_timeout_ms=settings.db_statement_timeout_ms)
     try:
         async with aiohttp.ClientSession() as session:
-            channel = WeChatPayChannel(channel_credentials(settings), settings.channel_url, session,
-                                       settings.channel_timeout_s, clock)
+            channel = WeChatPayChannel(SignedTransport(channel_credentials(settings), settings.channel_url,
+                                                       session, settings.channel_timeout_s, clock))
             identity = load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
             await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
             yield Services(settings=settings, pool=pool, channel=channel, clock=clock, identity=identity)

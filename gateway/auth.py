@@ -21,7 +21,7 @@ from gateway.errors import SignError
 from gateway.identity import GatewayIdentity
 from gateway.nonces import NonceBook
 from gateway.repo import clients
-from gateway.repo.clients import Caller
+from gateway.caller import Caller
 from gateway.wire import unix_seconds
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"

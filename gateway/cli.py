@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from datetime import date
@@ -182,14 +183,11 @@ def _client_create(settings: Settings, args) -> int:
     identity = load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
 
     async def register():
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
             return await onboarding.create_client(
                 pool, mall_id=settings.sp_mchid, role=args.role, sub_mchid=args.sub_mchid,
                 name=args.name or args.role, public_key_pem=signing.public_key_pem(key.public_key()).decode())
-        finally:
-            await pool.close()
 
     created = _run_refusable(register())
     if created is None:
@@ -237,8 +235,7 @@ def _tenant_create(settings: Settings, args) -> int:
         fields["sub_appid"] = args.sub_appid
 
     async def create():
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
             tenant = await onboarding.create_tenant(pool, onboarding.tenant_from_fields(settings.sp_mchid, fields))
             if high_ratio:
@@ -247,17 +244,11 @@ def _tenant_create(settings: Settings, args) -> int:
                     "max_ratio_bps": approved_ratio})
                 async with pool.acquire() as conn:
                     tenant = await tenants_repo.tenant(conn, settings.sp_mchid, args.sub_mchid)
-            return tenant
-        finally:
-            await pool.close()
+            return tenant.as_json()
 
     from gateway.repo import tenants as tenants_repo
     from gateway.services import receivers
-    tenant = _run_refusable(create())
-    if tenant is None:
-        return 1
-    print(json.dumps(tenant.as_json(), ensure_ascii=False, indent=2))
-    return 0
+    return _print_json_of(create())
 
 
 class _PoolClock:
@@ -273,39 +264,25 @@ def _tenant_approve(settings: Settings, args) -> int:
     from gateway.services import receivers
 
     async def approve():
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             return await receivers.approve_high_ratio(_PoolClock(pool), settings.sp_mchid, args.sub_mchid, {
                 "approved_by": args.approved_by, "reason": args.reason, "max_ratio_bps": args.max_ratio_bps})
-        finally:
-            await pool.close()
 
-    approval = _run_refusable(approve())
-    if approval is None:
-        return 1
-    print(json.dumps(approval, ensure_ascii=False, indent=2))
-    return 0
+    return _print_json_of(approve())
 
 
 def _points_rule(settings: Settings, args) -> int:
     from gateway.services import onboarding
 
     async def rule():
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             svc = _PoolClock(pool, settings)
             if args.points_per_yuan is None:
                 return await onboarding.points_rule(svc, settings.sp_mchid, args.sub_mchid)
             return await onboarding.set_points_rule(svc, settings.sp_mchid, args.sub_mchid,
                                                     {"points_per_yuan": args.points_per_yuan})
-        finally:
-            await pool.close()
 
-    found = _run_refusable(rule())
-    if found is None:
-        return 1
-    print(json.dumps(found, ensure_ascii=False, indent=2))
-    return 0
+    return _print_json_of(rule())
 
 
 def _guide_create(settings: Settings, args) -> int:
@@ -332,12 +309,9 @@ def _tenant_list(settings: Settings, args) -> int:
     from gateway.repo import tenants as tenants_repo
 
     async def listing():
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             async with pool.acquire() as conn:
                 return await tenants_repo.tenants(conn, settings.sp_mchid, 1000, 0)
-        finally:
-            await pool.close()
 
     found, total = asyncio.run(listing())
     for tenant in found:
@@ -383,12 +357,18 @@ def _reconcile(settings: Settings, args) -> int:
     return 0 if not [i for i in items if i["healed_at"] is None] else 3
 
 
+@contextlib.asynccontextmanager
 async def _pool(settings: Settings):
+    """A small pool on the gateway's database (migrated first), closed when the command ends."""
     from gateway.db import create_pool
     from gateway.db.migrate import migrate
     url, _ = _with_database(settings)
     await migrate(url)
-    return await create_pool(url, min_size=1, max_size=2, statement_timeout_ms=settings.db_statement_timeout_ms)
+    pool = await create_pool(url, min_size=1, max_size=2, statement_timeout_ms=settings.db_statement_timeout_ms)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 def _run_refusable(coro):
@@ -404,6 +384,15 @@ def _run_refusable(coro):
         print(f"mallpay: the payment channel could not be reached ({type(exc).__name__}); "
               "is it running (mallpay emulator)?", file=sys.stderr)
         return None
+
+
+def _print_json_of(coro) -> int:
+    """Run a command and print what it made as JSON (exit 0), or its refusal (exit 1)."""
+    made = _run_refusable(coro)
+    if made is None:
+        return 1
+    print(json.dumps(made, ensure_ascii=False, indent=2))
+    return 0
 
 
 def _use_uvloop() -> None:
@@ -426,12 +415,9 @@ def _coupons_report(settings: Settings, args) -> int:
     window_days = args.window_days or settings.coupon_report_window_days
 
     async def report():
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             svc = Services(settings=settings, pool=pool, channel=None, clock=utc_now, identity=None)
             return await coupon_reports.mall_report(svc, settings.sp_mchid, window_days)
-        finally:
-            await pool.close()
 
     result = asyncio.run(report())
     if args.json:

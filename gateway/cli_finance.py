@@ -38,11 +38,8 @@ def _statement(settings: Settings, args) -> int:
     async def run():
         from_on = parse_day(args.date, "date")
         to_on = parse_day(args.to, "to") if args.to else from_on
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             return await statements.statement(pool, settings.sp_mchid, args.sub_mchid, from_on, to_on)
-        finally:
-            await pool.close()
 
     found = _run_refusable(run())
     if found is None:
@@ -88,8 +85,7 @@ def _export(settings: Settings, args) -> int:
 
     async def run():
         from_at, to_at = export_range(args.from_, args.to)
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             with args.out.open("wb") as out:
                 async def write(chunk: bytes) -> None:
                     out.write(chunk)
@@ -104,8 +100,6 @@ def _export(settings: Settings, args) -> int:
 
                 return await exports.export(pool, settings.sp_mchid, from_at, to_at, args.format, write,
                                             started=started, count_entries=args.format == "csv" and not args.quiet)
-        finally:
-            await pool.close()
 
     count = _run_refusable(run())
     if progress.bar is not None:

@@ -60,11 +60,8 @@ def _run(settings, use):
     from gateway.errors import ApiError
 
     async def run():
-        pool = await _pool(settings)
-        try:
+        async with _pool(settings) as pool:
             return await use(_PoolClock(pool))
-        finally:
-            await pool.close()
 
     try:
         return asyncio.run(run())

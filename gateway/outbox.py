@@ -10,7 +10,6 @@ side by side: rows are claimed with FOR UPDATE SKIP LOCKED and a lease.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from concurrent.futures import Executor
 from datetime import timedelta
 
@@ -18,38 +17,16 @@ import aiohttp
 import structlog
 from cachetools import TTLCache
 
-from gateway import signing
 from gateway.auth import signed_response_headers_async
 from gateway.repo import clients as clients_repo
 from gateway.repo import outbox as outbox_repo
 from gateway.services.context import Services
-from gateway.wire import json_bytes, to_wechat_time
+from gateway.shapes.notifications import notification_body
 
 log = structlog.get_logger(__name__)
 LEASE_MARGIN_S = 5
 ERROR_CHARS_MAX = 200
-RESOURCE_NONCE_CHARS = 12
 APIV3_KEYS_CACHED_MAX = 10_000
-
-
-def notification_body(row, apiv3_key: bytes) -> bytes:
-    nonce = secrets.token_hex(RESOURCE_NONCE_CHARS // 2)
-    plaintext = json_bytes(row["resource"])
-    resource = {
-        "algorithm": "AEAD_AES_256_GCM",
-        "ciphertext": signing.aes_gcm_encrypt(apiv3_key, plaintext, nonce, row["original_type"]),
-        "nonce": nonce,
-        "associated_data": row["original_type"],
-        "original_type": row["original_type"],
-    }
-    return json_bytes({
-        "id": str(row["notification_id"]),
-        "create_time": to_wechat_time(row["created_at"]),
-        "event_type": row["event_type"],
-        "resource_type": "encrypt-resource",
-        "summary": row["summary"],
-        "resource": resource,
-    })
 
 
 def next_attempt_delay_s(schedule_s: tuple[int, ...], attempts_done: int) -> int | None:

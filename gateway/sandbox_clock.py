@@ -13,11 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-OFFSET_HEADER = "Mallpay-Sandbox-Clock-Offset"
-OFFSET_S_MAX = 400 * 86_400  # the emulator's own bound
+OFFSET_HEADER = "Mallpay-Sandbox-Clock-Offset"  # whole seconds the sandbox runs ahead
+# A sandbox may run far ahead (a year of bill days), never backwards past the real time
+# by more than that: what the books hold must stay in order. The emulator enforces it.
+OFFSET_S_MAX = 400 * 86_400
 
 
-class FollowedClock:
+class OffsetClock:
+    """`base` (the system's or a test's clock) plus whole seconds ahead: the emulator's
+    sandbox clock, and the gateway's clock that follows it."""
+
     def __init__(self, base: Callable[[], datetime]):
         self.base = base
         self.offset_s = 0
@@ -25,6 +30,8 @@ class FollowedClock:
     def __call__(self) -> datetime:
         return self.base() + timedelta(seconds=self.offset_s)
 
+
+class FollowedClock(OffsetClock):
     def follow(self, offset_s: int) -> None:
         """The emulator's offset; forward only, as the emulator's clock moves."""
         if 0 <= offset_s <= OFFSET_S_MAX and offset_s > self.offset_s:

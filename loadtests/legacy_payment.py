@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import gateway.db
-from gateway.services.payment_effects import transaction_resource
+from gateway.shapes.transactions import transaction_resource
 from ledger.payments import channel_fee_fen, payment_transfer
 
 FUNCTION = "bench_legacy_apply_payment"

@@ -234,3 +234,20 @@ def plan_refund(funds: OrderFunds, refund_fen: int) -> tuple[RefundPlan, OrderFu
     new = replace(funds, refunded_fen=refunded, fee_refunded_fen=fee_refunded, lines=tuple(lines),
                   frozen_fen=funds.frozen_fen - from_frozen)
     return plan, new
+
+
+def undo_refund(funds: OrderFunds, plan: RefundPlan) -> tuple[int, OrderFunds]:
+    """The channel refused a planned refund (or a split return it needed failed) and no
+    refund money moved: the order gets back its refundable amount, the fee given back and
+    the guides' shares recorded as owed. Merchants' split returns already made stay made:
+    that money is with the store, so their lines keep it as returned.
+
+    The plan's frozen part goes back to the freeze, unless the order was unfrozen
+    meanwhile: the channel then released that money to the store too. Returns (released,
+    funds): `released` is what to post as unfrozen (0 when it went back to the freeze)."""
+    owed = dict(plan.owed)
+    lines = tuple(replace(line, back_fen=line.back_fen - owed.get(line.account, 0)) for line in funds.lines)
+    released = plan.from_frozen_fen if funds.unfrozen else 0
+    return released, replace(funds, refunded_fen=funds.refunded_fen - plan.refund_fen,
+                             fee_refunded_fen=funds.fee_refunded_fen - plan.fee_back_fen,
+                             frozen_fen=funds.frozen_fen + plan.from_frozen_fen - released, lines=lines)

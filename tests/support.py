@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -188,6 +191,43 @@ async def wait_until(predicate, timeout_s: float = 10.0, step_s: float = 0.02, w
         if loop.time() > deadline:
             raise AssertionError(f"{what} not met within {timeout_s} s")
         await asyncio.sleep(step_s)
+
+
+@contextmanager
+def capture_log(level: str):
+    """The gateway's log lines at `level` into a StringIO, as `serve` configures them; the
+    logging set-up of the run is put back afterwards."""
+    import structlog
+
+    from gateway.logging import configure_logging
+
+    saved = structlog.get_config()
+    access_level = logging.getLogger("aiohttp.access").level
+    stream = io.StringIO()
+    configure_logging(level, stream=stream)
+    try:
+        yield stream
+    finally:
+        structlog.configure(**saved)
+        logging.getLogger("aiohttp.access").setLevel(access_level)
+
+
+async def seed_ledger_history(pool, mall_id: str, stores: list[str], days: list, *, seed: int,
+                              orders_per_day: int):
+    """A mall with `stores` and a seeded random history of `days` posted to its ledger
+    (loadtests.ledger_history); the history, for the expected figures."""
+    from ledger import repo as ledger_repo
+    from loadtests.ledger_history import build_history
+
+    await onboarding.ensure_mall(pool, mall_id, "wxmall", "Test mall")
+    for store in stores:
+        await add_tenant(pool, mall_id, store)
+    history = build_history(seed, stores, days, orders_per_day=orders_per_day)
+    async with pool.acquire() as conn:
+        await ledger_repo.ensure_accounts(conn, mall_id, history.account_specs())
+        for transfer, at in history.items:
+            assert await ledger_repo.post_transfer(conn, mall_id, transfer, at) is not None
+    return history
 
 
 async def balances(pool, mall_id: str) -> dict[str, int]:

@@ -17,9 +17,8 @@ from datetime import date
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
+from gateway.api import caller_of, json_response, services_of
 from gateway.api.mall.common import require_role
-from gateway.api.orders import json_response
 from gateway.errors import ApiError, ParamError, ResourceNotExists
 from gateway.services import own_bills
 from ledger.accounts import SUB_MCHID_RE

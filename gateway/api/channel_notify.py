@@ -13,12 +13,8 @@ import structlog
 from aiohttp import web
 
 from gateway.api import services_of
-from gateway.channel import (
-    ChannelNotificationRejected, ChannelPaymentNotice, ChannelRefundNotice, ChannelSplitNotice,
-    ChannelSplitNoticeKind,
-)
-from splitting import repo as splitting_repo
-from gateway.services import payments, refunds, returns, splits
+from gateway.channel import ChannelNotificationRejected
+from gateway.services import channel_notices, payments
 from gateway.wire import json_bytes
 
 routes = web.RouteTableDef()
@@ -40,35 +36,9 @@ async def channel_notification(request: web.Request) -> web.Response:
     except ChannelNotificationRejected as exc:
         log.warning("channel_notification_rejected", reason=str(exc))
         return _fail(401, "notification rejected")
-    if isinstance(notice, ChannelPaymentNotice):
-        outcome = await payments.apply_trade(svc, notice.trade)
-        if not outcome.in_books:
-            return _fail(500, outcome.value)
-        if outcome is payments.PaymentOutcome.APPLIED:
-            request.app[OUTBOX_WAKEUP].set()  # deliver now rather than at the next poll
-    elif isinstance(notice, ChannelRefundNotice):
-        await _refund_notice(svc, notice)
-    elif isinstance(notice, ChannelSplitNotice):
-        await _split_notice(svc, notice)
+    outcome = await channel_notices.apply_notice(svc, notice)
+    if outcome is not None and not outcome.in_books:
+        return _fail(500, outcome.value)
+    if outcome is payments.PaymentOutcome.APPLIED:
+        request.app[OUTBOX_WAKEUP].set()  # deliver now rather than at the next poll
     return web.Response(status=204)
-
-
-async def _split_notice(svc, notice: ChannelSplitNotice) -> None:
-    """One receiver's line of a split (or of a return): ask the channel for the whole."""
-    mall_id = svc.settings.sp_mchid
-    if notice.kind is ChannelSplitNoticeKind.SPLIT:
-        await splits.sync(svc, mall_id, notice.sub_mchid, notice.out_order_no)
-        return
-    async with svc.pool.acquire() as conn:  # for a return, WeChat sends the return's numbers
-        item = await splitting_repo.split_return(conn, mall_id, notice.sub_mchid, notice.out_order_no)
-    if item is not None and item["state"] in ("PREPARED", "PROCESSING"):
-        await returns.advance(svc, item, ask_only=True)
-
-
-async def _refund_notice(svc, notice: ChannelRefundNotice) -> None:
-    async with svc.pool.acquire() as conn:
-        refund = await splitting_repo.refund(conn, svc.settings.sp_mchid, notice.sub_mchid, notice.out_refund_no)
-    if refund is None:
-        log.error("refund_notice_unknown", out_refund_no=notice.out_refund_no)
-        return
-    await refunds.apply_channel_refund(svc, refund, notice.status, notice.success_at, notice.refund_id)

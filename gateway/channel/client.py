@@ -12,11 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
-
-import aiohttp
 
 from gateway import signing
 from gateway.channel import (
@@ -42,8 +40,7 @@ from gateway.channel import bills as tf_bills
 from gateway.channel import transformers as tf
 from gateway.channel import transformers_refunds as tf_refunds
 from gateway.channel import transformers_splits as tf_splits
-from gateway.channel.credentials import ChannelCredentials
-from gateway.channel.transport import RESPONSE_BYTES_MAX, SignedTransport, rejected
+from gateway.channel.transport import SignedTransport, rejected
 from gateway.shapes import bills as bill_shapes
 
 BILL_BYTES_MAX = 256 * 1024 * 1024  # one bill file as downloaded (GZIP or not)
@@ -56,21 +53,13 @@ _SPLIT_EVENTS = {kind.value: kind for kind in ChannelSplitNoticeKind}
 
 
 class WeChatPayChannel:
-    def __init__(
-        self,
-        credentials: ChannelCredentials,
-        base_url: str,
-        session: aiohttp.ClientSession,
-        timeout_s: float,
-        clock: Callable[[], datetime],
-        *,
-        response_bytes_max: int = RESPONSE_BYTES_MAX,
-        on_answer_headers=None,
-    ):
-        self._credentials = credentials
-        self._clock = clock
-        self._http = SignedTransport(credentials, base_url, session, timeout_s, clock, response_bytes_max,
-                                     on_answer_headers)
+    """WeChat Pay's partner APIs, per flow, over a signed transport (who we are, where the
+    channel is, how long to wait): `WeChatPayChannel(SignedTransport(credentials, url, ...))`."""
+
+    def __init__(self, transport: SignedTransport):
+        self._credentials = transport.credentials
+        self._clock = transport.now
+        self._http = transport
 
     async def read_sandbox_clock(self) -> None:
         """The emulator only: follow its sandbox clock (gateway.sandbox_clock)."""

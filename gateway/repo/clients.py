@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from gateway.caller import Caller  # re-exported: storage builds it from a key row
 from gateway.signing import Secret
 
 CLIENT_KEY = """
@@ -47,28 +48,6 @@ RETURNING client_id, nonce
 """
 
 FORGET_NONCES_BEFORE = "DELETE FROM request_nonces WHERE seen_at < $1"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The authenticated client behind a request."""
-
-    client_id: str
-    mall_id: str
-    sp_appid: str
-    role: str
-    sub_mchid: str | None
-    apiv3_key: Secret
-
-    def names_its_mall(self, sp_mchid: str | None) -> bool:
-        """Partner-mode SDKs send the client's own mchid as `sp_mchid`; the mall's own
-        sp_mchid is what a hand-written backend sends. Both name the caller's mall."""
-        return sp_mchid is not None and sp_mchid in (self.mall_id, self.client_id)
-
-    def sees_store(self, sub_mchid: str | None) -> bool:
-        """A tenant sees only its own store; another store's data must look missing,
-        so callers check this after the lookup and answer as for a missing resource."""
-        return self.role != "tenant" or sub_mchid == self.sub_mchid
 
 
 @dataclass(frozen=True, slots=True)

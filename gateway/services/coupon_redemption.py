@@ -17,7 +17,7 @@ from coupons.postings import (
 from coupons.issuing import AfterRefund, coupon_after_refund
 from gateway.errors import InvalidRequest, NoAuth, ParamError, ResourceNotExists
 from gateway.repo import tenants as tenants_repo
-from gateway.services.order_requests import OUT_TRADE_NO_RE
+from gateway.formats import OUT_TRADE_NO_RE
 from ledger import repo as ledger_repo
 from ledger.accounts import SUB_MCHID_RE
 from points import repo as points_repo

@@ -6,11 +6,12 @@ import secrets
 from dataclasses import dataclass
 
 from gateway import signing
+from gateway.caller import Caller
 from gateway.errors import InvalidRequest, ParamError, ResourceNotExists
+from gateway.formats import APPID_RE, MCHID_RE
 from gateway.repo import clients as clients_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.tenants import Tenant
-from gateway.services.order_requests import APPID_RE, MCHID_RE
 from ledger import accounts
 from ledger import repo as ledger_repo
 from points import repo as points_repo
@@ -94,6 +95,27 @@ async def create_tenant(pool, tenant: Tenant) -> Tenant:
             raise InvalidRequest("tenant_exists", "this sub_mchid is already onboarded")
         await ledger_repo.ensure_accounts(conn, tenant.mall_id, accounts.tenant_accounts(tenant.sub_mchid))
     return created
+
+
+async def tenants_page(svc, caller: Caller, limit: int, offset: int) -> dict:
+    """A page of the mall's stores; a store's own client sees a list of itself."""
+    async with svc.pool.acquire() as conn:
+        if caller.role == "tenant":
+            own = await tenants_repo.tenant(conn, caller.mall_id, caller.sub_mchid)
+            found = [own][offset:offset + limit] if own else []
+            total = 1 if own else 0
+        else:
+            found, total = await tenants_repo.tenants(conn, caller.mall_id, limit, offset)
+    return {"total_count": total, "offset": offset, "limit": limit, "data": [t.as_json() for t in found]}
+
+
+async def visible_tenant(svc, caller: Caller, sub_mchid: str) -> dict | None:
+    """One store, None when unknown or not the caller's to see."""
+    async with svc.pool.acquire() as conn:
+        tenant = await tenants_repo.tenant(conn, caller.mall_id, sub_mchid)
+    if tenant is None or not caller.sees_store(tenant.sub_mchid):
+        return None
+    return tenant.as_json()
 
 
 async def change_contract(pool, mall_id: str, sub_mchid: str, changes) -> Tenant:
@@ -211,6 +233,12 @@ async def add_client_key(pool, mall_id: str, client_id: str, public_key_pem: str
             raise InvalidRequest("key_exists", "this key was already added to the client (a revoked key stays revoked)")
         await clients_repo.insert_client_key(conn, client_id, serial_no, public_key_pem)
     return serial_no
+
+
+async def revoke_client_key(svc, mall_id: str, client_id: str, serial_no: str) -> bool:
+    """False when this mall's client has no such key in use."""
+    async with svc.pool.acquire() as conn:
+        return await clients_repo.revoke_client_key(conn, mall_id, client_id, serial_no, svc.clock())
 
 
 def _public_key(pem) -> object:

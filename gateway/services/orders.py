@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -11,14 +12,35 @@ from gateway.errors import ChannelUnavailable, Conflict, InvalidRequest, NoAuth,
 from gateway.repo import guides as guides_repo
 from gateway.repo import orders as orders_repo
 from gateway.repo import tenants as tenants_repo
-from gateway.repo.clients import Caller
+from gateway.caller import Caller
 from gateway.services import coupon_redemption, payments
 from gateway.services.context import Services
-from gateway.services.order_requests import OrderRequest
-from gateway.services.transaction_json import order_json
+from gateway.shapes.transactions import order_json
 from gateway.wire import to_wechat_time
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A partner JSAPI order to open, as parsed at the edge (`gateway.api.requests.orders`)."""
+
+    sp_appid: str
+    sp_mchid: str
+    sub_mchid: str
+    sub_appid: str | None
+    description: str
+    out_trade_no: str
+    time_expire: datetime | None
+    attach: str | None
+    notify_url: str
+    total_fen: int
+    currency: str
+    payer_sp_openid: str | None
+    payer_sub_openid: str | None
+    profit_sharing: bool
+    mall_info: dict
+    request_hash: str
 
 
 async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict:
@@ -113,8 +135,9 @@ def check_scope(caller: Caller, sp_mchid: str | None) -> None:
         raise NoAuth("role_cannot_read_orders")
 
 
-async def query_order(svc: Services, caller: Caller, sub_mchid: str, *, out_trade_no=None,
+async def query_order(svc: Services, caller: Caller, sp_mchid: str | None, sub_mchid: str, *, out_trade_no=None,
                       transaction_id=None) -> dict:
+    check_scope(caller, sp_mchid)
     async with svc.pool.acquire() as conn:
         if out_trade_no is not None:
             row = await orders_repo.order(conn, caller.mall_id, sub_mchid, out_trade_no)
@@ -135,7 +158,9 @@ def _worth_asking_channel(svc: Services, row) -> bool:
     return age_s >= svc.settings.query_sync_after_s
 
 
-async def close_order(svc: Services, caller: Caller, sub_mchid: str, out_trade_no: str) -> None:
+async def close_order(svc: Services, caller: Caller, sp_mchid: str | None, sub_mchid: str,
+                      out_trade_no: str) -> None:
+    check_scope(caller, sp_mchid)
     if caller.role != "mall_app":
         raise NoAuth("role_cannot_close_orders")
     key = (caller.mall_id, sub_mchid, out_trade_no)

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import outbox as outbox_repo
-from gateway.services.transaction_json import order_json
+from gateway.shapes.transactions import transaction_resource
 from ledger.payments import channel_fee_fen, payment_ref, payment_transfer
 from ledger.transfers import Transfer
 from splitting import repo as splitting_repo
@@ -106,11 +106,3 @@ def payment_effects(order, paid: Paid, *, notification_id, now: datetime, split_
             effects = effects.with_row(jobs_repo.TABLE,
                                        jobs_repo.job_row(mall_id, JOB_GUIDE_REWARD, ref, reward_due_at, now_text))
     return effects
-
-
-def transaction_resource(order, paid: dict) -> dict:
-    """The decrypted resource of TRANSACTION.SUCCESS: the order as a query will show it once
-    paid (`paid`: the columns the payment sets), with mall_info always present."""
-    resource = order_json({**dict(order), **paid, "state": "SUCCESS"})
-    resource["mall_info"] = dict(order["mall_info"])
-    return resource

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import asyncpg
 import structlog
 
+from gateway.caller import Caller
 from gateway.channel.bills import ChannelPayoutLine
+from gateway.repo import bills as bills_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
+from gateway.wire import to_wechat_time
 from ledger import repo as ledger_repo
 from ledger.payouts import payout_transfer
 
@@ -28,6 +31,21 @@ class PayoutBooking:
     booked: int = 0
     already_booked: int = 0
     refused: list[ChannelPayoutLine] = field(default_factory=list)  # more than the store has in our books
+
+
+async def store_payouts(svc: Services, caller: Caller, sub_mchid: str | None, from_at: datetime, to_at: datetime,
+                        limit: int, offset: int) -> dict | None:
+    """A page of payouts, of one store or (sub_mchid None) all; None when that store is not
+    the caller's to see, exactly as for an unknown store."""
+    async with svc.pool.acquire() as conn:
+        if sub_mchid is not None:
+            exists = await tenants_repo.tenant(conn, caller.mall_id, sub_mchid)
+            if exists is None or not caller.sees_store(sub_mchid):
+                return None
+        rows = await bills_repo.store_payouts(conn, caller.mall_id, sub_mchid, from_at, to_at, limit, offset)
+    data = [{"sub_mchid": r["ref"].split("/")[0], "payout_id": r["ref"].partition("/")[2],
+             "amount": r["amount_fen"], "paid_at": to_wechat_time(r["created_at"])} for r in rows]
+    return {"offset": offset, "limit": limit, "data": data}
 
 
 async def stores(svc: Services, mall_id: str) -> list[str]:

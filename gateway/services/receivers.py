@@ -3,20 +3,17 @@ the approvals that let a franchise store split more than 30% away."""
 
 from __future__ import annotations
 
-import re
-
 from gateway.channel import ChannelError, ChannelReceiver, ChannelReceiverType
 from gateway.errors import ChannelUnavailable, InvalidRequest, NoAuth, ParamError, ResourceNotExists
+from gateway.formats import GUIDE_ID_RE, MCHID_RE, OPENID_RE
 from gateway.repo import guides as guides_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
 from gateway.services.splits import refused
-from gateway.services.order_requests import MCHID_RE, OPENID_RE
 from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting.rules import Approval, Contract, SplitRefused, check_contract
 
-GUIDE_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 NAME_CHARS_MAX = 64
 REASON_CHARS_MAX = 500
 RELATION_TYPES = frozenset({"SERVICE_PROVIDER", "STORE", "STAFF", "STORE_OWNER", "PARTNER", "HEADQUARTER",
@@ -73,6 +70,35 @@ async def ensure_mall_receiver(svc: Services, mall_id: str, sub_mchid: str) -> N
                        svc.settings.mall_name, "SERVICE_PROVIDER")
 
 
+async def split_parts(svc: Services, mall_id: str, sub_mchid: str, receivers) -> list[dict]:
+    """A split's receivers (checked at the edge) as the split's parts: each with the ledger
+    account it is paid to, refused unless it is a receiver of this store."""
+    if any(r["type"] == "MERCHANT_ID" and r["account"] == svc.settings.sp_mchid for r in receivers):
+        await ensure_mall_receiver(svc, mall_id, sub_mchid)
+    parts = []
+    async with svc.pool.acquire() as conn:
+        for index, item in enumerate(receivers):
+            ledger_account = await _ledger_account(svc, conn, mall_id, sub_mchid, item["type"], item["account"])
+            if ledger_account is None:
+                raise InvalidRequest("receiver_not_registered", f"receivers[{index}] is not a receiver of this store")
+            parts.append({**item, "ledger_account": ledger_account, "returnable": item["type"] == "MERCHANT_ID"})
+    return parts
+
+
+async def _ledger_account(svc: Services, conn, mall_id: str, sub_mchid: str, type_: str, account: str) -> str | None:
+    if type_ == "MERCHANT_ID" and account == svc.settings.sp_mchid:
+        return ledger_account_for(svc, type_, account)
+    found = await guides_repo.receiver(conn, mall_id, sub_mchid, type_, account)
+    return None if found is None else found["ledger_account"]
+
+
+async def delete_receiver(svc: Services, mall_id: str, sub_mchid: str, type_: str, account: str) -> dict | None:
+    """None when the store has no such receiver."""
+    async with svc.pool.acquire() as conn:
+        row = await guides_repo.delete_receiver(conn, mall_id, sub_mchid, type_, account, svc.clock())
+    return None if row is None else {"sub_mchid": sub_mchid, "type": row["type"], "account": row["account"]}
+
+
 async def register_guide(svc: Services, mall_id: str, fields: dict) -> dict:
     if not isinstance(fields, dict):
         raise ParamError("body", "not_an_object")
@@ -96,6 +122,12 @@ async def register_guide(svc: Services, mall_id: str, fields: dict) -> dict:
         await guides_repo.insert_receiver(conn, mall_id, sub_mchid, "PERSONAL_OPENID", openid, "STAFF",
                                           accounts.guide_rewards(guide_id), svc.clock())
     return guide_json(created)
+
+
+async def guides_page(svc: Services, mall_id: str, limit: int, offset: int) -> dict:
+    async with svc.pool.acquire() as conn:
+        rows = await guides_repo.guides(conn, mall_id, limit, offset)
+    return {"data": [guide_json(r) for r in rows], "offset": offset, "limit": limit}
 
 
 def guide_json(row) -> dict:
@@ -133,6 +165,14 @@ async def approve_high_ratio(svc, mall_id: str, sub_mchid: str, fields: dict) ->
         await guides_repo.set_tenant_cap(conn, mall_id, sub_mchid, ratio, approval["approval_id"])
     return {"approval_id": approval["approval_id"], "sub_mchid": sub_mchid, "approved_by": approved_by,
             "approved_at": approval["approved_at"].isoformat(), "reason": reason, "max_ratio_bps": ratio}
+
+
+async def approvals(svc: Services, mall_id: str, sub_mchid: str) -> dict:
+    async with svc.pool.acquire() as conn:
+        rows = await guides_repo.approvals(conn, mall_id, sub_mchid)
+    return {"data": [{"approval_id": r["approval_id"], "approved_by": r["approved_by"],
+                      "approved_at": r["approved_at"].isoformat(), "reason": r["reason"],
+                      "max_ratio_bps": r["max_ratio_bps"]} for r in rows]}
 
 
 async def _require_tenant(svc: Services, mall_id: str, sub_mchid: str) -> None:

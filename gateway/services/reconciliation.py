@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time, timedelta
+from typing import Callable
 
 import structlog
 
@@ -26,7 +27,7 @@ from gateway.repo import bills as repo
 from gateway.repo import orders as orders_repo
 from gateway.services import payments, payouts
 from gateway.services.context import Services
-from gateway.wire import CHINA_TZ
+from gateway.wire import CHINA_TZ, to_wechat_time
 from ledger.payments import channel_fee_fen
 from ledger.reconciliation import Bill, Finding, Item, Line, match
 
@@ -184,18 +185,46 @@ def _row(item: Item) -> dict:
     }
 
 
-def report_json(report, items) -> dict:
+def summary_json(report, time_text: Callable[[datetime], str] = datetime.isoformat) -> dict:
+    """A day's report without its items; times as `time_text` writes them (the API in
+    WeChat's format, the command line in ISO 8601)."""
     return {
         "date": report["bill_on"].isoformat(), "state": report["state"], "runs": report["runs"],
         "bills": report["bills"], "counts": report["counts"],
-        "started_at": report["started_at"].isoformat(),
-        "finished_at": report["finished_at"].isoformat() if report["finished_at"] else None,
-        "discrepancies": [{
-            "bill": i["bill"], "class": i["class"], "ref": i["ref"], "sub_mchid": i["sub_mchid"],
-            "ours": i["ours"], "channel": i["channel"], "what": i["what"], "action": i["action"],
-            "healed": i["healed_at"] is not None,
-        } for i in items],
+        "started_at": time_text(report["started_at"]),
+        "finished_at": time_text(report["finished_at"]) if report["finished_at"] else None,
     }
+
+
+def report_json(report, items, time_text: Callable[[datetime], str] = datetime.isoformat) -> dict:
+    return {**summary_json(report, time_text), "discrepancies": [{
+        "bill": i["bill"], "class": i["class"], "ref": i["ref"], "sub_mchid": i["sub_mchid"],
+        "ours": i["ours"], "channel": i["channel"], "what": i["what"], "action": i["action"],
+        "healed": i["healed_at"] is not None,
+    } for i in items]}
+
+
+async def reports(svc: Services, mall_id: str, bill_on: date | None, limit: int, offset: int) -> dict:
+    """The reports, newest first (of one day when `bill_on` is given), for the API."""
+    async with svc.pool.acquire() as conn:
+        rows = await repo.reports(conn, mall_id, bill_on, limit, offset)
+    return {"offset": offset, "limit": limit, "data": [summary_json(r, to_wechat_time) for r in rows]}
+
+
+async def reconcile_and_report(svc: Services, mall_id: str, bill_on: date, items_max: int) -> dict | None:
+    """Run the day now (`reconcile_day`), then its report as `report` gives it."""
+    await reconcile_day(svc, mall_id, bill_on)
+    return await report(svc, mall_id, bill_on, items_max)
+
+
+async def report(svc: Services, mall_id: str, bill_on: date, items_max: int) -> dict | None:
+    """One day's report with up to `items_max` discrepancies, for the API; None before a run."""
+    async with svc.pool.acquire() as conn:
+        row = await repo.report(conn, mall_id, bill_on)
+        if row is None:
+            return None
+        items = await repo.items(conn, mall_id, bill_on, items_max, 0)
+    return report_json(row, items, to_wechat_time)
 
 
 # -- the daily run ------------------------------------------------------------------------

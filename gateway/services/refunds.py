@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import timedelta
 
 import structlog
@@ -25,7 +25,7 @@ from splitting import repo
 from gateway.services import coupon_redemption, points, returns
 from gateway.services.context import Services
 from gateway.services.splits import refused
-from gateway.wire import to_wechat_time
+from gateway.shapes.refunds import refund_json, refund_resource
 from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
@@ -74,6 +74,15 @@ async def request_refund(svc: Services, caller, req: dict) -> dict:
         log.warning("refund_step_deferred", code=exc.code)
     async with svc.pool.acquire() as conn:
         return refund_json(await repo.refund(conn, *key))
+
+
+async def find_refund(svc: Services, caller, sub_mchid: str, out_refund_no: str) -> dict | None:
+    """A refund as its query answers it; None when missing or another store's."""
+    async with svc.pool.acquire() as conn:
+        row = await repo.refund(conn, caller.mall_id, sub_mchid, out_refund_no)
+    if row is None or not caller.sees_store(row["sub_mchid"]):
+        return None
+    return refund_json(row)
 
 
 async def _check_store_can_pay(conn, mall_id: str, sub_mchid: str, plan: RefundPlan) -> None:
@@ -235,17 +244,11 @@ async def _closed(svc: Services, refund, reason: str) -> None:
         row = await repo.mark_refund(conn, key, "CLOSED", result={"fail_reason": reason})
         if row is None:
             return
-        owed = dict(plan.owed)
-        lines = tuple(replace(l, back_fen=l.back_fen - owed.get(l.account, 0)) for l in funds.lines)
-        frozen = funds.frozen_fen + plan.from_frozen_fen
-        if funds.unfrozen and plan.from_frozen_fen:
+        released, funds = order_funds.undo_refund(funds, plan)
+        if released:
             # The order was unfrozen meanwhile: the channel released this money to the store too.
             await ledger_repo.post_transfer(conn, refund["mall_id"], postings.unfreeze_transfer(
-                refund["sub_mchid"], refund["out_refund_no"], plan.from_frozen_fen), svc.clock())
-            frozen = funds.frozen_fen
-        funds = replace(funds, refunded_fen=funds.refunded_fen - plan.refund_fen,
-                        fee_refunded_fen=funds.fee_refunded_fen - plan.fee_back_fen,
-                        frozen_fen=frozen, lines=lines)
+                refund["sub_mchid"], refund["out_refund_no"], released), svc.clock())
         await repo.save_funds(conn, trade_key, funds)
         await _announce(conn, svc, refund, row)
     log.warning("refund_closed", out_refund_no=refund["out_refund_no"], reason=reason)
@@ -268,39 +271,3 @@ async def _announce(conn, svc: Services, refund, row) -> None:
 def _plan_of(refund) -> RefundPlan:
     return RefundPlan(**{k: tuple(tuple(x) for x in v) if isinstance(v, list) else v
                          for k, v in refund["plan"].items()})
-
-
-STATUS = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS", "ABNORMAL": "ABNORMAL",
-          "CLOSED": "CLOSED"}
-
-
-def refund_json(row) -> dict:
-    """A refund in WeChat's shape (the API's answer and query)."""
-    plan = row["plan"]
-    body = {
-        "refund_id": row["refund_id"], "out_refund_no": row["out_refund_no"],
-        "transaction_id": row["transaction_id"], "out_trade_no": row["out_trade_no"],
-        "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
-        "create_time": to_wechat_time(row["created_at"]), "status": STATUS[row["state"]],
-        # Where the store's part came from: the order's frozen (unsettled) money, or, once
-        # that ran short, the store's available balance.
-        "funds_account": "AVAILABLE" if plan["from_available_fen"] > 0 else "UNSETTLED",
-        "amount": {"total": row["total_fen"], "refund": row["amount_fen"], "payer_total": row["total_fen"],
-                   "payer_refund": row["amount_fen"], "settlement_total": row["total_fen"],
-                   "settlement_refund": row["amount_fen"], "discount_refund": 0, "currency": "CNY",
-                   "refund_fee": plan["fee_back_fen"]},
-    }
-    if row["success_at"]:
-        body["success_time"] = to_wechat_time(row["success_at"])
-    return body
-
-
-def refund_resource(row) -> dict:
-    body = refund_json(row)
-    return {
-        "sp_mchid": row["mall_id"], "sub_mchid": row["sub_mchid"], "out_trade_no": row["out_trade_no"],
-        "transaction_id": row["transaction_id"], "out_refund_no": row["out_refund_no"],
-        "refund_id": row["refund_id"], "refund_status": body["status"],
-        "success_time": body.get("success_time"), "user_received_account": "支付用户零钱",
-        "amount": {k: body["amount"][k] for k in ("total", "refund", "payer_total", "payer_refund")},
-    }

@@ -9,7 +9,7 @@ from gateway.channel import ChannelError, ChannelSplitReturnRequest, ChannelSpli
 from gateway.errors import ChannelUnavailable, InvalidRequest, ResourceNotExists
 from splitting import repo
 from gateway.services.context import Services
-from gateway.wire import to_wechat_time
+from gateway.shapes.profitsharing import return_json
 from ledger import repo as ledger_repo
 from splitting import postings
 
@@ -54,6 +54,19 @@ async def request_return(svc: Services, caller, fields: dict) -> dict:
     return return_json(item)
 
 
+async def find_return(svc: Services, caller, sub_mchid: str, out_order_no: str | None,
+                      out_return_no: str) -> dict | None:
+    """A split return as its query answers it, asking the channel while it is in flight;
+    None when missing, of another split, or another store's."""
+    async with svc.pool.acquire() as conn:
+        row = await repo.split_return(conn, caller.mall_id, sub_mchid, out_return_no)
+    if row is None or row["out_order_no"] != out_order_no or not caller.sees_store(row["sub_mchid"]):
+        return None
+    if row["state"] in ("PREPARED", "PROCESSING"):
+        row = await advance(svc, row)
+    return return_json(row)
+
+
 async def advance(svc: Services, item, description: str = "退款前分账回退", *, ask_only: bool = False):
     """Ask the channel for (or, with `ask_only` or once requested, about) one return;
     post it when it succeeded. A notification only asks: the request that is perhaps
@@ -95,20 +108,3 @@ async def advance(svc: Services, item, description: str = "退款前分账回退
             await ledger_repo.post_transfer(conn, item["mall_id"], postings.return_transfer(
                 item["sub_mchid"], item["out_return_no"], item["ledger_account"], item["amount_fen"]), svc.clock())
         return row or await repo.split_return(conn, *key)
-
-
-RESULT_OF_STATE = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS", "FAILED": "FAILED"}
-
-
-def return_json(row) -> dict:
-    result = row["result"] or {}
-    body = {"sub_mchid": row["sub_mchid"], "order_id": result.get("order_id") or "",
-            "out_order_no": row["out_order_no"], "out_return_no": row["out_return_no"],
-            "return_id": row["return_id"] or "", "return_mchid": row["return_mchid"],
-            "amount": row["amount_fen"], "description": "分账回退", "result": RESULT_OF_STATE[row["state"]],
-            "create_time": to_wechat_time(row["created_at"])}
-    if row["finished_at"]:
-        body["finish_time"] = to_wechat_time(row["finished_at"])
-    if result.get("fail_reason"):
-        body["fail_reason"] = result["fail_reason"]
-    return body

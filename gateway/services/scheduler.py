@@ -33,8 +33,7 @@ from gateway.services.receivers import ensure_mall_receiver
 from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
-from splitting import postings
-from splitting.rules import SplitRefused, share_fen
+from splitting import own_splits, postings
 
 log = structlog.get_logger(__name__)
 JOB_TIMEOUT_S = 30
@@ -116,40 +115,27 @@ async def _prepare_reward(svc: Services, order, guide, out_order_no: str):
                                  reason="guide_not_of_this_store")
             return None
         owed = -(await ledger_repo.balance_fen(conn, order["mall_id"], accounts.guide_clawback(guide["guide_id"])))
-        recovered = min(owed, reward)
-        parts = [{"type": "PERSONAL_OPENID", "account": guide["openid"], "amount": reward - recovered,
-                  "description": "导购奖励", "ledger_account": accounts.guide_rewards(guide["guide_id"]),
-                  "returnable": False}]
-        refusal = _refusal(funds, parts, order_funds.GUIDE_REWARD)
-        if refusal is not None:
+        rewards_account = accounts.guide_rewards(guide["guide_id"])
+        decided = own_splits.guide_reward(funds, rewards_account, owed)
+        parts = [{"type": "PERSONAL_OPENID", "account": guide["openid"], "amount": decided.paid_fen,
+                  "description": "导购奖励", "ledger_account": rewards_account, "returnable": False}]
+        if decided.refusal is not None:
             # The mall released the order, or refunds took its frozen money, first.
             await splits.give_up(svc, conn, funds, key=key, transaction_id=order["transaction_id"],
                                  out_order_no=out_order_no, purpose=order_funds.GUIDE_REWARD,
-                                 parts=[{**parts[0], "amount": reward}], reason=refusal)
+                                 parts=[{**parts[0], "amount": reward}], reason=decided.refusal)
             return None
-        if recovered:
+        if decided.recovered_fen:
             # Kept by the store against the guide's debt; it stays in the store's frozen funds.
             await ledger_repo.post_transfer(conn, order["mall_id"], postings.recovery_transfer(
-                order["sub_mchid"], out_order_no, guide["guide_id"], recovered), svc.clock())
-        if reward - recovered <= 0:
+                order["sub_mchid"], out_order_no, guide["guide_id"], decided.recovered_fen), svc.clock())
+        if decided.paid_fen <= 0:
             await repo.save_funds(conn, key, order_funds.give_up(funds, order_funds.GUIDE_REWARD))
             return None
         return await splits.prepare(
             svc, conn, key=key, transaction_id=order["transaction_id"], out_order_no=out_order_no,
             kind="split", purpose="guide_reward", parts=parts,
             request_hash=splits.parts_hash(parts), client_id=order["client_id"])
-
-
-def _refusal(funds, parts: list[dict], purpose: str) -> str | None:
-    """Why the rules would refuse this split of the gateway's own, or None."""
-    amounts = [(p["ledger_account"], p["returnable"], p["amount"]) for p in parts if p["amount"] > 0]
-    if not amounts:
-        return None
-    try:
-        order_funds.reserve_split(funds, amounts, purpose)
-    except SplitRefused as exc:
-        return exc.code
-    return None
 
 
 async def finish_order(svc: Services, mall_id: str, sub_mchid: str, out_trade_no: str) -> bool:
@@ -196,19 +182,16 @@ async def _prepare_commission(svc: Services, key, row, tenant):
     out_order_no = f"CM{row['transaction_id']}"
     async with svc.pool.acquire() as conn, conn.transaction():
         _, funds = await repo.funds_for_update(conn, key)
-        due = share_fen(funds.paid_fen - funds.refunded_fen, tenant.commission_bps)
-        amount = min(due, funds.room_fen(order_funds.COMMISSION), funds.frozen_fen - funds.reserved_fen)
-        parts = [{"type": "MERCHANT_ID", "account": svc.settings.sp_mchid, "amount": amount,
+        decided = own_splits.commission(funds, tenant.commission_bps, accounts.MALL_COMMISSION)
+        parts = [{"type": "MERCHANT_ID", "account": svc.settings.sp_mchid, "amount": decided.amount_fen,
                   "description": "商场佣金", "ledger_account": accounts.MALL_COMMISSION, "returnable": True}]
-        if due <= 0:
+        if decided.due_fen <= 0:
             await repo.save_funds(conn, key, order_funds.give_up(funds, order_funds.COMMISSION))
             return None
-        reason = _refusal(funds, parts, order_funds.COMMISSION) if amount > 0 else (
-            "no_room_in_cap" if funds.room_fen(order_funds.COMMISSION) <= 0 else "nothing_frozen")
-        if reason is not None:
+        if decided.refusal is not None:
             await splits.give_up(svc, conn, funds, key=key, transaction_id=row["transaction_id"],
                                  out_order_no=out_order_no, purpose=order_funds.COMMISSION,
-                                 parts=[{**parts[0], "amount": due}], reason=reason)
+                                 parts=[{**parts[0], "amount": decided.due_fen}], reason=decided.refusal)
             return None
     await ensure_mall_receiver(svc, key[0], key[1])
     async with svc.pool.acquire() as conn, conn.transaction():

@@ -26,7 +26,8 @@ from gateway.repo import outbox as outbox_repo
 from splitting import repo
 from gateway.services import channel_caps
 from gateway.services.context import Services
-from gateway.wire import canonical_json, to_wechat_time
+from gateway.shapes.profitsharing import closed_json, split_json, split_resource
+from gateway.wire import canonical_json
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
 from splitting import postings
@@ -43,6 +44,15 @@ def refused(exc: SplitRefused) -> InvalidRequest:
 
 def parts_hash(*values) -> str:
     return hashlib.sha256(canonical_json(list(values)).encode()).hexdigest()
+
+
+async def paid_trade(svc: Services, mall_id: str, sub_mchid: str, transaction_id: str):
+    """The paid order a split names by its transaction_id, with its funds."""
+    async with svc.pool.acquire() as conn:
+        row = await repo.funds_by_transaction(conn, mall_id, sub_mchid, transaction_id)
+    if row is None:
+        raise OrderNotExist("order_not_paid", "no paid order of this store with this transaction_id")
+    return row
 
 
 async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no: str, kind: str,
@@ -223,6 +233,15 @@ async def sync(svc: Services, mall_id: str, sub_mchid: str, out_order_no: str) -
     return False
 
 
+async def brought_up_to_date(svc: Services, split):
+    """The split order row, asking the channel first while it is in flight."""
+    if split["state"] not in ("PREPARED", "PROCESSING"):
+        return split
+    key = (split["mall_id"], split["sub_mchid"], split["out_order_no"])
+    await sync(svc, *key)
+    return await _reload(svc, key)
+
+
 async def _finished(svc, split) -> bool:
     row = await _reload(svc, (split["mall_id"], split["sub_mchid"], split["out_order_no"]))
     return row["state"] in ("FINISHED", "FAILED")
@@ -262,50 +281,6 @@ def _channel_request(svc: Services, split) -> ChannelSplitRequest:
     )
 
 
-def split_json(split, answer: ChannelSplitOrder | None = None) -> dict:
-    """A split order in WeChat's shape, as the API answers it; `mall_info.approval_id`
-    names the high-ratio approval the split used, when it went above 30 %."""
-    details = {(d.type.value, d.account): d for d in (answer.receivers if answer else ())}
-    receivers = []
-    for part in split["parts"]:
-        detail = details.get((part["type"], part["account"]))
-        line = {"amount": part["amount"], "description": part["description"], "type": part["type"],
-                "account": part["account"], "result": detail.result.value if detail else "PENDING"}
-        if detail is not None:
-            line["detail_id"] = detail.detail_id
-            line["create_time"] = to_wechat_time(detail.created_at)
-            if detail.finished_at:
-                line["finish_time"] = to_wechat_time(detail.finished_at)
-            if detail.fail_reason:
-                line["fail_reason"] = detail.fail_reason
-        receivers.append(line)
-    return _with_approval(split, {
-        "sub_mchid": split["sub_mchid"], "transaction_id": split["transaction_id"],
-        "out_order_no": split["out_order_no"], "order_id": split["order_id"],
-        "state": answer.state.value if answer else "PROCESSING", "receivers": receivers,
-    })
-
-
-def closed_json(split, reason: str, now) -> dict:
-    """A split that will not happen, answered as WeChat answers a split it refused:
-    FINISHED, every receiver CLOSED with the reason."""
-    receivers = [{"amount": p["amount"], "description": p["description"], "type": p["type"],
-                  "account": p["account"], "result": "CLOSED", "fail_reason": reason,
-                  "create_time": to_wechat_time(split["created_at"]), "finish_time": to_wechat_time(now)}
-                 for p in split["parts"]]
-    return _with_approval(split, {
-        "sub_mchid": split["sub_mchid"], "transaction_id": split["transaction_id"],
-        "out_order_no": split["out_order_no"], "order_id": split["order_id"], "state": "FINISHED",
-        "receivers": receivers,
-    })
-
-
-def _with_approval(split, body: dict) -> dict:
-    if split["approval_id"] is not None:
-        body["mall_info"] = {"approval_id": split["approval_id"]}
-    return body
-
-
 async def _notify_client(conn, svc: Services, split, outcomes: list[tuple[dict, str | None]]) -> None:
     """One notification per receiver, in WeChat's profit-sharing notification resource
     (`receiver`: type, account, amount, description): PROFITSHARING.SUCCESS for each that
@@ -313,23 +288,14 @@ async def _notify_client(conn, svc: Services, split, outcomes: list[tuple[dict, 
     `mall_info.fail_reason`, for each that was not."""
     now = svc.clock()
     for part, fail_reason in outcomes:
-        resource = {
-            "sp_mchid": split["mall_id"], "sub_mchid": split["sub_mchid"],
-            "transaction_id": split["transaction_id"], "order_id": split["order_id"],
-            "out_order_no": split["out_order_no"],
-            "receiver": {"type": part["type"], "account": part["account"], "amount": part["amount"],
-                         "description": part["description"]},
-            "success_time": to_wechat_time(now),
-        }
         event_type, summary = ("PROFITSHARING.SUCCESS", "分账成功") if fail_reason is None else (
             "PROFITSHARING.CLOSED", "分账失败")
-        if fail_reason is not None:
-            resource["mall_info"] = {"fail_reason": fail_reason}
         await outbox_repo.insert_order_event(
             conn, order_key=(split["mall_id"], split["sub_mchid"], split["out_trade_no"]),
             notification_id=uuid.uuid4(), event_type=event_type,
             ref=f"{split['sub_mchid']}/{split['out_order_no']}/{part['type']}/{part['account']}",
-            summary=summary, original_type="profitsharing", resource=resource, now=now)
+            summary=summary, original_type="profitsharing", resource=split_resource(split, part, fail_reason, now),
+            now=now)
 
 
 async def _schedule_sync(svc: Services, key, after_s: int) -> None:

@@ -4,9 +4,8 @@ another store, points earned, then refunds; the books balance at every step."""
 from __future__ import annotations
 
 from coupons import repo as coupons_repo
-from tests.e2e.test_coupons import SHOPPER, issued_coupon, notified
+from tests.e2e.test_coupons import SHOPPER, notified, ordered_with_coupon
 from tests.e2e.test_order_flow import wait_for
-from tests.support import order_body
 
 
 async def balances(mall) -> dict:
@@ -18,10 +17,8 @@ async def balances(mall) -> dict:
 async def test_a_mall_funded_redemption_is_owed_to_the_store_and_points_follow_refunds(make_mall):
     mall = await make_mall(coupon_holdout_bps=0, coupon_issue_budget_ms=2000)
     a, b = mall.stores[0], mall.stores[1]
-    coupon_id = await issued_coupon(mall, a, b, "LEDGER-A-01")  # pays 5000 at A: 50 points
-    info = {"coupon_id": coupon_id, "original_total": 12000}
-    assert (await mall.app.post("/v3/pay/partner/transactions/jsapi",
-                                order_body(mall, b, "LEDGER-B-01", 10000, mall_info=info))).status == 200
+    # Pays 5000 at A (50 points), then orders 10000 at B with the coupon.
+    coupon_id = (await ordered_with_coupon(mall, a, b, "LEDGER-A-01", "LEDGER-B-01"))["coupon_id"]
     await mall.shopper_pays(b, "LEDGER-B-01")
     event = await notified(mall, "LEDGER-B-01")
     assert event["resource"]["amount"]["total"] == 10000

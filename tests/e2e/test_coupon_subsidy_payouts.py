@@ -7,9 +7,8 @@ from datetime import datetime
 
 from ledger.statements import CHINA
 from tests.e2e.test_coupon_points_ledger import balances, refund
-from tests.e2e.test_coupons import issued_coupon, notified
+from tests.e2e.test_coupons import notified, ordered_with_coupon
 from tests.e2e.test_points_rule import store_client
-from tests.support import order_body
 
 PAYOUTS = "/v3/mall/coupon-subsidies/payouts"
 
@@ -17,10 +16,7 @@ PAYOUTS = "/v3/mall/coupon-subsidies/payouts"
 async def test_the_mall_pays_out_the_receivable_and_refunds_take_back_the_unpaid_share(make_mall):
     mall = await make_mall(coupon_holdout_bps=0, coupon_issue_budget_ms=2000)
     a, b = mall.stores[0], mall.stores[1]
-    coupon_id = await issued_coupon(mall, a, b, "SUBSIDY-A-01")
-    info = {"coupon_id": coupon_id, "original_total": 12000}
-    assert (await mall.app.post("/v3/pay/partner/transactions/jsapi",
-                                order_body(mall, b, "SUBSIDY-B-01", 10000, mall_info=info))).status == 200
+    await ordered_with_coupon(mall, a, b, "SUBSIDY-A-01", "SUBSIDY-B-01")
     await mall.shopper_pays(b, "SUBSIDY-B-01")
     await notified(mall, "SUBSIDY-B-01")
     receivable, available = f"tenant:{b}:coupon_receivable", f"tenant:{b}:available"

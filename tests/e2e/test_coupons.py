@@ -142,6 +142,16 @@ async def issued_coupon(mall, store_paid: str, store_target: str, out_trade_no: 
     return coupon["coupon_id"]
 
 
+async def ordered_with_coupon(mall, store_paid: str, store_target: str, paid_no: str, out_trade_no: str) -> dict:
+    """A coupon issued by a payment at `store_paid`, then an order of 10000 fen at
+    `store_target` redeeming it (12000 before its 2000 off); the order's mall_info."""
+    info = {"coupon_id": await issued_coupon(mall, store_paid, store_target, paid_no), "original_total": 12000}
+    created = await mall.app.post("/v3/pay/partner/transactions/jsapi",
+                                  order_body(mall, store_target, out_trade_no, 10000, mall_info=info))
+    assert created.status == 200, created.json
+    return info
+
+
 async def test_redemption_checks_the_discounted_total_and_a_close_releases_the_coupon(make_mall):
     mall = await make_mall(coupon_holdout_bps=0, coupon_issue_budget_ms=2000)
     a, b = mall.stores[0], mall.stores[1]
@@ -193,10 +203,8 @@ async def test_one_hundred_concurrent_redemptions_reserve_the_coupon_once(make_m
 async def test_a_redemption_racing_a_close_releases_exactly_once(make_mall):
     mall = await make_mall(coupon_holdout_bps=0, coupon_issue_budget_ms=2000)
     a, b = mall.stores[0], mall.stores[1]
-    coupon_id = await issued_coupon(mall, a, b, "PAY-A-0030")
-    info = {"coupon_id": coupon_id, "original_total": 12000}
-    assert (await mall.app.post("/v3/pay/partner/transactions/jsapi",
-                                order_body(mall, b, "CLOSE-B-01", 10000, mall_info=info))).status == 200
+    info = await ordered_with_coupon(mall, a, b, "PAY-A-0030", "CLOSE-B-01")
+    coupon_id = info["coupon_id"]
     close = {"sp_mchid": mall.settings.sp_mchid, "sub_mchid": b}
     results = await asyncio.gather(
         *(mall.app.post("/v3/pay/partner/transactions/out-trade-no/CLOSE-B-01/close", close) for _ in range(5)),

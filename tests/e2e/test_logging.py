@@ -3,18 +3,14 @@ openids never appear — checked on the bytes a whole payment day writes."""
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 
 import pytest
-import structlog
 
 from gateway import signing
 from gateway.api import SERVICES
 from gateway.channel.credentials import ensure_local_credentials
-from gateway.logging import configure_logging
-from tests.support import open_notification, order_body, wait_until
+from tests.support import capture_log, open_notification, order_body, wait_until
 
 CREATE = "/v3/pay/partner/transactions/jsapi"
 OPENID = "oLogProbe_Sh0pperOpenid_7xQ2"
@@ -22,13 +18,8 @@ OPENID = "oLogProbe_Sh0pperOpenid_7xQ2"
 
 @pytest.fixture
 def captured_log():
-    saved = structlog.get_config()
-    access_level = logging.getLogger("aiohttp.access").level
-    stream = io.StringIO()
-    configure_logging("debug", stream=stream)
-    yield stream
-    structlog.configure(**saved)
-    logging.getLogger("aiohttp.access").setLevel(access_level)
+    with capture_log("debug") as stream:
+        yield stream
 
 
 def pem_body_lines(pem: bytes) -> list[str]:

@@ -6,9 +6,7 @@ Request-ID that can never spoil a log line."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import logging
 import re
 import time
 from urllib.parse import urlsplit
@@ -21,8 +19,7 @@ from aiohttp import web
 from gateway.api import middleware
 from gateway.app import BACKGROUND
 from gateway.health import HEALTH, CheckResult
-from gateway.logging import configure_logging
-from tests.support import all_table_counts, order_body, raw_http, send_unsigned, wait_until
+from tests.support import capture_log, all_table_counts, order_body, raw_http, send_unsigned, wait_until
 
 CREATE = "/v3/pay/partner/transactions/jsapi"
 NOTIFY = "/channel/wechatpay/notify"
@@ -215,13 +212,8 @@ async def test_a_body_sent_too_slowly_is_cut_off(make_mall, path):
 
 @pytest.fixture
 def captured_log():
-    saved = structlog.get_config()
-    access_level = logging.getLogger("aiohttp.access").level
-    stream = io.StringIO()
-    configure_logging("info", stream=stream)
-    yield stream
-    structlog.configure(**saved)
-    logging.getLogger("aiohttp.access").setLevel(access_level)
+    with capture_log("info") as stream:
+        yield stream
 
 
 async def test_a_hostile_request_id_is_replaced_before_it_is_logged(captured_log, mall):

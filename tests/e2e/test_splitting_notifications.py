@@ -33,6 +33,15 @@ async def split(mall, store: str, transaction_id: str, out_order_no: str, receiv
                       for account, fen in receivers]})
 
 
+async def paid_and_split(mall, store: str, out_trade_no: str, total_fen: int, out_order_no: str,
+                         receivers: list[tuple[str, int]]) -> str:
+    """An order paid (profit sharing on) and a split of it accepted; its transaction_id."""
+    transaction_id = await pay_order(mall, store, out_trade_no, total_fen)
+    created = await split(mall, store, transaction_id, out_order_no, receivers)
+    assert created.status == 200, created.json
+    return transaction_id
+
+
 async def refund(mall, store: str, transaction_id: str, out_refund_no: str, amount: int, total: int, **extra):
     return await mall.app.post("/v3/refund/domestic/refunds", {
         "sub_mchid": store, "transaction_id": transaction_id, "out_refund_no": out_refund_no,
@@ -71,9 +80,7 @@ async def test_a_finished_split_is_announced_once_with_what_moved(make_mall):
     mall = await make_mall()
     store, mall_mchid = mall.stores[0], mall.settings.sp_mchid
     await add_brand(mall, store)
-    transaction_id = await pay_order(mall, store, "NSPLIT-1", 10_000)
-    created = await split(mall, store, transaction_id, "NS-1", [(mall_mchid, 700), (BRAND_HQ, 1200)])
-    assert created.status == 200, created.json
+    transaction_id = await paid_and_split(mall, store, "NSPLIT-1", 10_000, "NS-1", [(mall_mchid, 700), (BRAND_HQ, 1200)])
 
     async def both():
         found = notifications_of(mall, "PROFITSHARING.SUCCESS")
@@ -110,9 +117,7 @@ async def test_a_finished_split_is_announced_once_with_what_moved(make_mall):
 async def test_a_split_that_fails_at_the_channel_is_announced_as_closed(make_mall):
     mall = await make_mall(emulator={"split_failure_rate": 1.0})
     store, mall_mchid = mall.stores[1], mall.settings.sp_mchid
-    transaction_id = await pay_order(mall, store, "NSPLIT-2", 10_000)
-    created = await split(mall, store, transaction_id, "NF-1", [(mall_mchid, 900)])
-    assert created.status == 200, created.json
+    transaction_id = await paid_and_split(mall, store, "NSPLIT-2", 10_000, "NF-1", [(mall_mchid, 900)])
     queried = await wait_until(lambda: _finished_split(mall, store, transaction_id, "NF-1"), what="split finished")
     assert [(r["result"], r["fail_reason"]) for r in queried["receivers"]] == [("CLOSED", "ACCOUNT_ABNORMAL")]
     [event] = await wait_until(lambda: notifications_of(mall, "PROFITSHARING.CLOSED"), what="the backend told")
@@ -136,9 +141,7 @@ async def _finished_split(mall, store, transaction_id, out_order_no):
 async def test_a_successful_refund_is_announced_with_its_amounts(make_mall):
     mall = await make_mall()
     store, mall_mchid = mall.stores[0], mall.settings.sp_mchid
-    transaction_id = await pay_order(mall, store, "NREF-1", 8_000)
-    created = await split(mall, store, transaction_id, "NR-S1", [(mall_mchid, 800)])
-    assert created.status == 200, created.json
+    transaction_id = await paid_and_split(mall, store, "NREF-1", 8_000, "NR-S1", [(mall_mchid, 800)])
     await wait_until(lambda: _is(split_state(mall, store, "NR-S1"), "FINISHED"), what="split")
 
     # One refund names its own notify_url, the other relies on the order's.
@@ -170,9 +173,7 @@ async def test_a_successful_refund_is_announced_with_its_amounts(make_mall):
 async def test_an_abnormal_refund_is_announced_and_its_money_held_at_the_channel(make_mall):
     mall = await make_mall(emulator={"refund_abnormal_rate": 1.0})
     store, mall_mchid = mall.stores[2], mall.settings.sp_mchid
-    transaction_id = await pay_order(mall, store, "NABN-1", 10_000)
-    created = await split(mall, store, transaction_id, "NA-S1", [(mall_mchid, 500)])
-    assert created.status == 200, created.json
+    transaction_id = await paid_and_split(mall, store, "NABN-1", 10_000, "NA-S1", [(mall_mchid, 500)])
     await wait_until(lambda: _is(split_state(mall, store, "NA-S1"), "FINISHED"), what="split")
     before = await order_funds_row(mall.pool, transaction_id)
     assert (before["refunded_fen"], before["frozen_fen"]) == (0, 10_000 - 60 - 500)
@@ -224,9 +225,7 @@ async def test_duplicated_refund_notifications_refund_once(make_mall, aiohttp_se
                             public_url=str(relay_server.make_url("")).rstrip("/"))
     relay.target_url = mall.gateway_url
     store, mall_mchid = mall.stores[1], mall.settings.sp_mchid
-    transaction_id = await pay_order(mall, store, "NDUP-1", 10_000)
-    created = await split(mall, store, transaction_id, "ND-S1", [(mall_mchid, 1_000)])
-    assert created.status == 200, created.json
+    transaction_id = await paid_and_split(mall, store, "NDUP-1", 10_000, "ND-S1", [(mall_mchid, 1_000)])
     await wait_until(lambda: _is(split_state(mall, store, "ND-S1"), "FINISHED"), what="split")
 
     created = await refund(mall, store, transaction_id, "ND-1", 5_000, 10_000)

@@ -456,28 +456,22 @@ class History:
 
     async def step(self) -> None:
         roll = self.rng.random()
-        if not self.orders or roll < 0.22:
-            total = self.rng.randint(100, 50_000)
-            profit_sharing = self.rng.random() < 0.8
-            with_guide = profit_sharing and self.rng.random() < 0.5
-            await self.pay(total, profit_sharing=profit_sharing, with_guide=with_guide,
-                           reward_held=with_guide and self.rng.random() < 0.5)
-        elif roll < 0.27:
-            await self.release_reward()
-        elif roll < 0.46:
-            await self.split()
-        elif roll < 0.52:
-            await self.unfreeze()
-        elif roll < 0.72:
-            await self.refund()
-        elif roll < 0.83:
-            await self.split_return()
-        elif roll < 0.92:
-            await self.repeat()
-        elif self.jumps < JUMPS_PER_SEED_MAX:
-            await self.jump()
-        else:
-            await self.refund()
+        if not self.orders:
+            return await self.pay_any()
+        # Each step below the roll's cumulative share; past them all, a clock jump while allowed.
+        for below, action in ((0.22, self.pay_any), (0.27, self.release_reward), (0.46, self.split),
+                              (0.52, self.unfreeze), (0.72, self.refund), (0.83, self.split_return),
+                              (0.92, self.repeat)):
+            if roll < below:
+                return await action()
+        await (self.jump() if self.jumps < JUMPS_PER_SEED_MAX else self.refund())
+
+    async def pay_any(self) -> None:
+        total = self.rng.randint(100, 50_000)
+        profit_sharing = self.rng.random() < 0.8
+        with_guide = profit_sharing and self.rng.random() < 0.5
+        await self.pay(total, profit_sharing=profit_sharing, with_guide=with_guide,
+                       reward_held=with_guide and self.rng.random() < 0.5)
 
     async def pay(self, total: int, *, profit_sharing: bool, with_guide: bool, keep: bool = True,
                   reward_held: bool = False) -> None:

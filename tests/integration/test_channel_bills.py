@@ -14,13 +14,12 @@ from emulator.wire import CHINA_TZ
 from gateway.channel import ChannelError
 from gateway.channel.bills import BillKind, SplitLineKind, TradeLineKind
 from gateway.channel.client import WeChatPayChannel
+from gateway.channel.transport import SignedTransport
 from tests.integration.test_channel_splits import (  # noqa: F401 -- fixtures shared with the split tests
     MERCHANT,
     SP_MCHID,
     STORE,
     World,
-    credentials,
-    session,
     start_world,
 )
 
@@ -109,6 +108,6 @@ async def test_a_download_url_off_the_channel_is_not_followed(start_world, crede
     with pytest.raises(ChannelError) as refused:
         await w.channel._http.download("http://198.51.100.7/v3/billdownload/file?token=x", 1000)
     assert not refused.value.retryable
-    other = WeChatPayChannel(credentials[0], str(w.emulator.make_url("")), w.session, 5.0, w.clock)
+    other = WeChatPayChannel(SignedTransport(credentials[0], str(w.emulator.make_url("")), w.session, 5.0, w.clock))
     assert await other.trade_lines(china_day(w) - timedelta(days=5)) == []
     w.assert_money_accounted_for()

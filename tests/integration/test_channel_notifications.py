@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway import signing
 from gateway.channel import ChannelNotificationRejected, ChannelOrderRequest, ChannelTradeState
 from gateway.channel.client import WeChatPayChannel
-from gateway.channel.credentials import ensure_local_credentials
+from gateway.channel.transport import SignedTransport
 from gateway.channel.transformers import format_wechat_time
 from emulator import EmulatorConfig, create_emulator_app
 
@@ -50,17 +50,6 @@ class Receiver:
         await asyncio.wait_for(enough(), WAIT_S)
 
 
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory):
-    return ensure_local_credentials(tmp_path_factory.mktemp("data"), SP_MCHID)
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 @pytest.fixture
 def world(aiohttp_server, session, credentials):
     """Start a receiver and an emulator with the given knobs; returns helpers."""
@@ -75,7 +64,7 @@ def world(aiohttp_server, session, credentials):
         knobs.setdefault("rng", random.Random(7))
         config = EmulatorConfig(credentials=credentials[1], **knobs)
         emulator = await aiohttp_server(create_emulator_app(config))
-        channel = WeChatPayChannel(credentials[0], str(emulator.make_url("")), session, 5.0, utc_now)
+        channel = WeChatPayChannel(SignedTransport(credentials[0], str(emulator.make_url("")), session, 5.0, utc_now))
         return World(receiver, emulator, channel, session, str(receiver_server.make_url("/channel/notify")))
 
     return start
@@ -209,7 +198,7 @@ async def test_forged_stale_or_foreign_notifications_are_rejected(world, credent
 
 
 def _channel(w: World, credentials, clock=utc_now) -> WeChatPayChannel:
-    return WeChatPayChannel(credentials, str(w.emulator.make_url("")), w.session, 5.0, clock)
+    return WeChatPayChannel(SignedTransport(credentials, str(w.emulator.make_url("")), w.session, 5.0, clock))
 
 
 def _sign_like_emulator(emulator_credentials, body: bytes) -> dict[str, str]:

@@ -11,14 +11,13 @@ import json
 import random
 from datetime import datetime, timedelta, timezone
 
-import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
 from gateway import signing
 from gateway.channel import ChannelError, ChannelOrderRequest, ChannelTradeState
 from gateway.channel.client import WeChatPayChannel
-from gateway.channel.credentials import ensure_local_credentials
+from gateway.channel.transport import SignedTransport
 from emulator import EmulatorConfig, create_emulator_app
 from emulator import keys as emulator_keys
 
@@ -29,17 +28,6 @@ OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory):
-    return ensure_local_credentials(tmp_path_factory.mktemp("data"), SP_MCHID)
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture
@@ -57,7 +45,7 @@ async def emulator(start_emulator):
 
 
 def channel_for(server, session, credentials, *, clock=utc_now, timeout_s=5.0) -> WeChatPayChannel:
-    return WeChatPayChannel(credentials, str(server.make_url("")), session, timeout_s, clock)
+    return WeChatPayChannel(SignedTransport(credentials, str(server.make_url("")), session, timeout_s, clock))
 
 
 @pytest.fixture
@@ -166,7 +154,7 @@ async def test_slow_channel_times_out_retryably(start_emulator, session, credent
 
 
 async def test_unreachable_channel_is_retryable(session, credentials, unused_tcp_port):
-    channel = WeChatPayChannel(credentials[0], f"http://127.0.0.1:{unused_tcp_port}", session, 2.0, utc_now)
+    channel = WeChatPayChannel(SignedTransport(credentials[0], f"http://127.0.0.1:{unused_tcp_port}", session, 2.0, utc_now))
     with pytest.raises(ChannelError) as down:
         await channel.close_order(SUB_MCHID, "MALL0000000001")
     assert (down.value.code, down.value.retryable) == ("CHANNEL_UNREACHABLE", True)

@@ -25,15 +25,14 @@ from gateway.channel import (
     ChannelTradeState,
 )
 from gateway.channel.client import WeChatPayChannel
+from gateway.channel.transport import SignedTransport
 from tests.integration.test_channel_splits import (  # noqa: F401 -- fixtures shared with the split tests
     BRAND,
     MERCHANT,
     SP_MCHID,
     STORE,
     World,
-    credentials,
     eventually,
-    session,
     start_world,
 )
 
@@ -81,8 +80,8 @@ async def test_refund_of_a_frozen_order_succeeds_with_fee_back_and_notifies(star
         STORE, transaction_id, out_trade_no)
     assert (refund_notice.refund_fen, refund_notice.total_fen, refund_notice.payer_refund_fen) == (3_333, 10_000, 3_333)
     assert abs(refund_notice.success_at - w.clock()) < timedelta(seconds=2)
-    other_mall = WeChatPayChannel(dataclasses.replace(credentials[0], sp_mchid="1900000999"),
-                                  str(w.emulator.make_url("")), w.session, 5.0, w.clock)
+    other_mall = WeChatPayChannel(SignedTransport(dataclasses.replace(credentials[0], sp_mchid="1900000999"),
+                                                  str(w.emulator.make_url("")), w.session, 5.0, w.clock))
     with pytest.raises(ChannelNotificationRejected):
         other_mall.parse_notification(*w.receiver.received[1])
     headers, body = w.receiver.received[1]

@@ -19,16 +19,11 @@ from wechatpayv3 import WeChatPay, WeChatPayType
 
 from gateway import signing
 from gateway.channel.client import WeChatPayChannel
-from gateway.channel.credentials import ensure_local_credentials
+from gateway.channel.transport import SignedTransport
 from emulator import EmulatorConfig, create_emulator_app
 
 SP_MCHID = "1900000100"
 SUB_MCHID = "1900000201"
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory):
-    return ensure_local_credentials(tmp_path_factory.mktemp("data"), SP_MCHID)
 
 
 def sdk_client(credentials, base_url: str, notify_url: str) -> WeChatPay:
@@ -115,8 +110,8 @@ async def test_sdk_with_the_wrong_platform_key_refuses_emulator_answers(aiohttp_
 
 
 async def test_pay_params_sign_like_the_sdk(credentials):
-    channel = WeChatPayChannel(credentials[0], "http://127.0.0.1:9", session=None, timeout_s=1.0,
-                               clock=lambda: datetime.now(timezone.utc))
+    channel = WeChatPayChannel(SignedTransport(credentials[0], "http://127.0.0.1:9", session=None, timeout_s=1.0,
+                                               clock=lambda: datetime.now(timezone.utc)))
     params = channel.jsapi_pay_params("wx8888888888888888", "wx201410272009395522657a690389285100")
     assert params["package"] == "prepay_id=wx201410272009395522657a690389285100"
     assert params["signType"] == "RSA" and params["appId"] == "wx8888888888888888"

@@ -37,9 +37,10 @@ from gateway.channel import (
     ChannelSplitState,
 )
 from gateway.channel.client import WeChatPayChannel
-from gateway.channel.credentials import ensure_local_credentials
+from gateway.channel.transport import SignedTransport
 from emulator import EmulatorConfig, create_emulator_app
 from emulator import keys as emulator_keys
+from tests.support import wait_until
 
 SP_MCHID = "1900000100"
 SP_APPID = "wx8888888888888888"
@@ -81,17 +82,7 @@ class Receiver:
 
 async def eventually(predicate, what: str):
     """Poll a sync or async predicate until truthy, at most WAIT_S."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_S
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached in {WAIT_S} s")
-        await asyncio.sleep(0.01)
+    return await wait_until(predicate, timeout_s=WAIT_S, step_s=0.01, what=what)
 
 
 @dataclasses.dataclass
@@ -168,17 +159,6 @@ def split_request(transaction_id: str, out_order_no: str, *lines: tuple[ChannelR
     )
 
 
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory):
-    return ensure_local_credentials(tmp_path_factory.mktemp("data"), SP_MCHID)
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 @pytest.fixture
 def start_world(aiohttp_server, session, credentials):
     async def start(**knobs) -> World:
@@ -191,7 +171,7 @@ def start_world(aiohttp_server, session, credentials):
                  "profitsharing_notify_url": notify_url, **knobs}
         emulator = await aiohttp_server(create_emulator_app(EmulatorConfig(credentials=credentials[1], **knobs),
                                                             clock=clock))
-        channel = WeChatPayChannel(credentials[0], str(emulator.make_url("")), session, 5.0, clock)
+        channel = WeChatPayChannel(SignedTransport(credentials[0], str(emulator.make_url("")), session, 5.0, clock))
         return World(emulator, channel, session, clock, receiver, notify_url)
 
     return start
@@ -238,8 +218,8 @@ async def test_split_notice_reaches_the_mall_per_merchant_receiver_and_parses(st
     assert (notice.receiver_type, notice.receiver_account, notice.amount_fen) == (MERCHANT, SP_MCHID, 700)
     assert notice.event_id.startswith("EV-") and abs(notice.success_at - w.clock()) < timedelta(seconds=2)
     headers, body = next((h, b) for h, b in w.receiver.received if b'"PROFITSHARING.SUCCESS"' in b)
-    other_mall = WeChatPayChannel(dataclasses.replace(credentials[0], sp_mchid="1900000999"),
-                                  str(w.emulator.make_url("")), w.session, 5.0, w.clock)
+    other_mall = WeChatPayChannel(SignedTransport(dataclasses.replace(credentials[0], sp_mchid="1900000999"),
+                                                  str(w.emulator.make_url("")), w.session, 5.0, w.clock))
     with pytest.raises(ChannelNotificationRejected):
         other_mall.parse_notification(headers, body)
     with pytest.raises(ChannelNotificationRejected):  # a payment-only caller does not take it either

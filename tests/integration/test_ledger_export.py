@@ -18,14 +18,13 @@ from beancount import loader
 from beancount.core import realization
 
 from gateway import invariants
-from gateway.services import exports, onboarding, statements
+from gateway.services import exports, statements
 from ledger import accounts, repo
 from ledger.export import CSV_HEADER, beancount_names
 from ledger.payments import payment_transfer
 from ledger.statements import period_bounds
 from ledger.transfers import Move, transfer_of
-from loadtests.ledger_history import build_history
-from tests.support import add_tenant
+from tests.support import seed_ledger_history
 
 MALL = "1900000100"
 STORES = ["1900000201", "1900000202", "1900000203"]
@@ -33,18 +32,12 @@ DAYS = [date(2026, 11, 1) + timedelta(days=n) for n in range(4)]
 
 
 async def _seeded(pool, seed: int = 11):
-    await onboarding.ensure_mall(pool, MALL, "wxmall", "Test mall")
-    for store in STORES:
-        await add_tenant(pool, MALL, store)
-    history = build_history(seed, STORES, DAYS, orders_per_day=15)
+    history = await seed_ledger_history(pool, MALL, STORES, DAYS, seed=seed, orders_per_day=15)
     async with pool.acquire() as conn:
-        await repo.ensure_accounts(conn, MALL, history.account_specs())
         # A guide id that is no valid beancount component, and a points account.
         await repo.ensure_accounts(conn, MALL, accounts.guide_accounts("g_x-1") + [
             accounts.AccountSpec("points:issued", accounts.PTS, accounts.Bound.ANY),
             accounts.AccountSpec("points:member:00ab12cd34ef5678", accounts.PTS, accounts.Bound.NON_NEGATIVE)])
-        for transfer, at in history.items:
-            await repo.post_transfer(conn, MALL, transfer, at)
         await repo.post_transfer(conn, MALL, transfer_of("points_earn", "1900000201/P1", accounts.PTS, [
             Move("points:issued", "points:member:00ab12cd34ef5678", 120)]), datetime(2026, 11, 2, 5, tzinfo=timezone.utc))
     return history

@@ -10,11 +10,10 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from gateway import invariants
-from gateway.services import onboarding, statements
+from gateway.services import statements
 from ledger import repo
 from ledger.statements import period_bounds
-from loadtests.ledger_history import build_history
-from tests.support import add_tenant
+from tests.support import add_tenant, seed_ledger_history
 
 MALL = "1900000100"
 STORES = ["1900000201", "1900000202", "1900000203"]
@@ -23,15 +22,7 @@ DAYS = [FIRST_DAY + timedelta(days=n) for n in range(6)]
 
 
 async def _seed(pool, seed: int):
-    await onboarding.ensure_mall(pool, MALL, "wxmall", "Test mall")
-    for store in STORES:
-        await add_tenant(pool, MALL, store)
-    history = build_history(seed, STORES, DAYS, orders_per_day=12)
-    async with pool.acquire() as conn:
-        await repo.ensure_accounts(conn, MALL, history.account_specs())
-        for transfer, at in history.items:
-            assert await repo.post_transfer(conn, MALL, transfer, at) is not None
-    return history
+    return await seed_ledger_history(pool, MALL, STORES, DAYS, seed=seed, orders_per_day=12)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -1,4 +1,4 @@
-"""gateway/services/order_requests.py: every refusal names its field and issue exactly,
+"""gateway/api/requests/orders.py: every refusal names its field and issue exactly,
 because a mall's engineers fix their request from that detail and nothing else."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from gateway.errors import NoAuth, ParamError
 from gateway.repo.clients import Caller
-from gateway.services.order_requests import ORDER_TOTAL_FEN_MAX, parse_order_request
+from gateway.api.requests.orders import ORDER_TOTAL_FEN_MAX, parse_order_request
 from gateway.signing import Secret
 from gateway.wire import CHINA_TZ
 

@@ -4,6 +4,7 @@ unfreezes and refunds, and the ledger transfers of each step (SPEC 4 and 5)."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime, timezone
 from fractions import Fraction
 
@@ -16,7 +17,8 @@ from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.transfers import Transfer
 from splitting import postings
 from splitting.funds import (
-    OrderFunds, RefundPlan, give_up, plan_refund, reserve_split, set_asides_fen, record_split_result, unfreeze,
+    OrderFunds, RefundPlan, give_up, plan_refund, reserve_split, set_asides_fen, record_split_result, undo_refund,
+    unfreeze,
 )
 from splitting.rules import (
     BPS_DENOMINATOR, DEFAULT_MAX_RATIO_BPS, FEE_RATE_BPS_MAX, RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX,
@@ -253,6 +255,29 @@ def test_a_refund_of_one_fen_gives_back_no_fee_and_no_split():
     assert net(postings.refund_transfer(STORE, "R1", plan)) == {FROZEN: -1, accounts.PAYER: 1}
 
 
+def test_a_refused_refund_gives_the_order_back_what_its_plan_took_but_returns_made():
+    before = split(paid(10_000, 60), (COMMISSION, 1000), (GUIDE, 500))
+    plan, funds = plan_refund(before, 4000)
+    assert (plan.returns, plan.owed, plan.fee_back_fen, plan.from_frozen_fen) == (
+        ((COMMISSION, 400),), ((GUIDE, 200),), 24, 3976)
+    released, undone = undo_refund(funds, plan)
+    # The commission's return was made (the money is with the store); the guide owes nothing.
+    assert released == 0
+    assert undone == replace(before, lines=tuple(replace(line, back_fen=400) if line.account == COMMISSION
+                                                 else line for line in before.lines))
+    assert lines(undone) == {COMMISSION: (1000, 400), GUIDE: (500, 0)}
+
+
+def test_a_refund_refused_after_an_unfreeze_releases_its_frozen_part_to_the_store():
+    plan, funds = plan_refund(paid(10_000, 60), 4000)
+    assert (plan.fee_back_fen, plan.from_frozen_fen) == (24, 3976)
+    unfrozen, funds = unfreeze(funds)
+    assert unfrozen == 9940 - 3976
+    released, funds = undo_refund(funds, plan)
+    assert released == 3976
+    assert (funds.frozen_fen, funds.refunded_fen, funds.fee_refunded_fen, funds.unfrozen) == (0, 0, 0, True)
+
+
 def test_recovery_settles_part_of_what_a_guide_owes_the_store():
     assert net(postings.recovery_transfer(STORE, "S9", "g1", 120)) == {OWED_BY_GUIDES: -120, GUIDE_CLAWBACK: 120}
 
@@ -335,6 +360,11 @@ class OrderHistory:
     hence  paid = frozen + Σ(s - b) + (U + Σb - A) + (fee - fee_refunded) + refunded,
     where U + Σb - A is what the store holds of this order outside the freeze: its
     available balance plus what its guides owe it.
+
+    A refund may wait for the channel (`pending`): its split returns are made, but the
+    guides' debt and the refund itself are posted only when the channel pays it; when the
+    channel refuses it instead, `undo_refund` gives the order back what the plan took.
+    F and A count pending plans too, so the ledger lags the funds by exactly those plans.
     """
 
     def __init__(self, paid_fen: int, fee_rate_bps: int, max_ratio_bps: int):
@@ -345,6 +375,7 @@ class OrderHistory:
         self.apply(payment, {accounts.PAYER: -paid_fen, FROZEN: self.funds.frozen_fen,
                              accounts.CHANNEL_FEES: self.funds.fee_fen})
         self.in_flight: list[list[tuple[str, bool, int]]] = []
+        self.pending: list[RefundPlan] = []  # refunds the channel has not answered yet
         self.unfrozen_fen = self.from_frozen_fen = self.from_available_fen = 0
         self.serial = 0
 
@@ -413,7 +444,7 @@ class OrderHistory:
         self.apply(postings.unfreeze_transfer(STORE, self.next_ref("U"), released),
                    {FROZEN: -released, AVAILABLE: released})
 
-    def refund(self, refund_fen: int) -> None:
+    def refund(self, refund_fen: int, *, pending: bool = False) -> None:
         f = self.funds
         expected = ("amount_not_positive" if refund_fen <= 0
                     else "amount_exceeds_refundable" if refund_fen > f.refundable_fen
@@ -444,11 +475,29 @@ class OrderHistory:
             assert (account in dict(plan.returns)) <= RETURNABLE[account]
             assert (account in dict(plan.owed)) <= (not RETURNABLE[account])
             assert_share(due, split_fen - before[account][1], refund_fen, remaining)
+        # Refused at once by the channel, the refund leaves the order exactly as it was,
+        # but for the merchants' split returns already made (that money is with the store).
+        returned = dict(plan.returns)
+        assert undo_refund(new, plan) == (0, replace(f, lines=tuple(
+            replace(line, back_fen=line.back_fen + returned.get(line.account, 0)) for line in f.lines)))
 
         ref = self.next_ref("R")
         for number, (account, fen) in enumerate(plan.returns):
             self.apply(postings.return_transfer(STORE, f"{ref}-{number}", account, fen),
                        {account: -fen, AVAILABLE: fen})
+        self.from_frozen_fen += plan.from_frozen_fen
+        self.from_available_fen += plan.from_available_fen
+        event("refund: " + ", ".join(name for name, fen in [
+            ("returns", plan.returns), ("owed", plan.owed), ("fee back", plan.fee_back_fen),
+            ("from frozen", plan.from_frozen_fen), ("from available", plan.from_available_fen)] if fen))
+        if pending:
+            self.pending.append(plan)
+            event("refund waits for the channel")
+        else:
+            self.paid_out(ref, plan)
+
+    def paid_out(self, ref: str, plan: RefundPlan) -> None:
+        """The channel paid the refund: the guides' shares become debt, the shopper is paid."""
         if plan.owed:
             expected_owed = Counter()
             for account, fen in plan.owed:
@@ -457,12 +506,34 @@ class OrderHistory:
             self.apply(postings.owed_transfer(STORE, ref, list(plan.owed)), expected_owed)
         self.apply(postings.refund_transfer(STORE, ref, plan), {
             FROZEN: -plan.from_frozen_fen, AVAILABLE: -plan.from_available_fen,
-            accounts.CHANNEL_FEES: -plan.fee_back_fen, accounts.PAYER: refund_fen})
-        self.from_frozen_fen += plan.from_frozen_fen
-        self.from_available_fen += plan.from_available_fen
-        event("refund: " + ", ".join(name for name, fen in [
-            ("returns", plan.returns), ("owed", plan.owed), ("fee back", plan.fee_back_fen),
-            ("from frozen", plan.from_frozen_fen), ("from available", plan.from_available_fen)] if fen))
+            accounts.CHANNEL_FEES: -plan.fee_back_fen, accounts.PAYER: plan.refund_fen})
+
+    def end_refund(self, index: int, paid: bool) -> None:
+        """The channel's answer to a pending refund: paid, or refused (CLOSED) and undone."""
+        plan = self.pending.pop(index)
+        if paid:
+            self.paid_out(self.next_ref("R"), plan)
+            return
+        f = self.funds
+        released, self.funds = undo_refund(f, plan)
+        new = self.funds
+        # Undone exactly: what the plan took comes back, the returns made stay made.
+        assert released == (plan.from_frozen_fen if f.unfrozen else 0)
+        assert new.refunded_fen == f.refunded_fen - plan.refund_fen
+        assert new.fee_refunded_fen == f.fee_refunded_fen - plan.fee_back_fen
+        assert new.frozen_fen == f.frozen_fen + plan.from_frozen_fen - released
+        owed = dict(plan.owed)
+        assert lines(new) == {account: (split_fen, back_fen - owed.get(account, 0))
+                              for account, (split_fen, back_fen) in lines(f).items()}
+        assert (new.reserved_fen, new.unfrozen, new.splits_requested) == (f.reserved_fen, f.unfrozen,
+                                                                            f.splits_requested)
+        self.from_frozen_fen -= plan.from_frozen_fen
+        self.from_available_fen -= plan.from_available_fen
+        if released:  # unfrozen meanwhile: the channel released the plan's frozen part to the store
+            self.unfrozen_fen += released
+            self.apply(postings.unfreeze_transfer(STORE, self.next_ref("U"), released),
+                       {FROZEN: -released, AVAILABLE: released})
+        event("refund refused by the channel" + (" after an unfreeze" if released else ""))
 
     # -- invariants after every step --
 
@@ -486,20 +557,27 @@ class OrderHistory:
         store_outside_freeze = self.unfrozen_fen + back_fen - self.from_available_fen
         assert f.paid_fen == (f.frozen_fen + (split_fen - back_fen) + store_outside_freeze
                               + (f.fee_fen - f.fee_refunded_fen) + f.refunded_fen)
-        # the ledger tells the same story
+        # the ledger tells the same story, but for the refunds still waiting for the channel
         b = self.balances
+        waiting = Counter()
+        for plan in self.pending:
+            waiting.update({"refund": plan.refund_fen, "fee": plan.fee_back_fen, "frozen": plan.from_frozen_fen,
+                            "available": plan.from_available_fen})
+            waiting.update(dict(plan.owed))
+        owed_waiting = sum(fen for account, fen in waiting.items() if account.startswith("guide:"))
         assert sum(b.values()) == 0
-        assert b[accounts.PAYER] == -(f.paid_fen - f.refunded_fen)
-        assert b[accounts.CHANNEL_FEES] == f.fee_fen - f.fee_refunded_fen
-        assert b[FROZEN] == f.frozen_fen
-        assert b[AVAILABLE] + b[OWED_BY_GUIDES] == store_outside_freeze
+        assert b[accounts.PAYER] == -(f.paid_fen - f.refunded_fen + waiting["refund"])
+        assert b[accounts.CHANNEL_FEES] == f.fee_fen - f.fee_refunded_fen + waiting["fee"]
+        assert b[FROZEN] == f.frozen_fen + waiting["frozen"]
+        assert b[AVAILABLE] + b[OWED_BY_GUIDES] == store_outside_freeze + waiting["available"] - owed_waiting
         for line in f.lines:
             if line.returnable:
                 assert b[line.account] == line.split_fen - line.back_fen
             else:
                 assert b[line.account] == line.split_fen  # a guide keeps the reward ...
-                assert b[line.account.replace(":rewards", ":clawback")] == -line.back_fen  # ... and owes
-        assert b[OWED_BY_GUIDES] == sum(line.back_fen for line in f.lines if not line.returnable)
+                clawback = line.account.replace(":rewards", ":clawback")
+                assert b[clawback] == -(line.back_fen - waiting[line.account])  # ... and owes
+        assert b[OWED_BY_GUIDES] == sum(line.back_fen for line in f.lines if not line.returnable) - owed_waiting
         # splittable_fen is exactly what a new split may take
         if not f.unfrozen and f.splits_requested < SPLITS_PER_ORDER_MAX:
             if f.splittable_fen:
@@ -548,7 +626,7 @@ def refund_amount(data, funds: OrderFunds) -> int:
     return [refundable, 1, refundable + 1, 0][kind - 2]
 
 
-STEPS = st.sampled_from(["reserve"] * 3 + ["settle"] * 3 + ["refund"] * 2 + ["unfreeze"])
+STEPS = st.sampled_from(["reserve"] * 3 + ["settle"] * 3 + ["refund"] * 2 + ["unfreeze"] + ["refund_end"] * 2)
 
 
 @st.composite
@@ -583,10 +661,15 @@ def test_random_histories_conserve_money_and_keep_every_rule(data, paid_fen, con
         elif step == "unfreeze":
             history.unfreeze()
         elif step == "refund":
-            history.refund(refund_amount(data, history.funds))
+            history.refund(refund_amount(data, history.funds), pending=data.draw(st.booleans()))
+        elif step == "refund_end" and history.pending:
+            history.end_refund(data.draw(st.integers(0, len(history.pending) - 1)), data.draw(st.booleans()))
         history.check()
     while history.in_flight:
         history.settle(0, [True] * len(history.in_flight[0]))
+        history.check()
+    while history.pending:
+        history.end_refund(0, True)
         history.check()
     if history.funds.refundable_fen:
         history.refund(history.funds.refundable_fen)

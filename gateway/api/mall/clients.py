@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
-from gateway.api.middleware import CLIENT_KEYS, json_body
+from gateway.api import caller_of, json_response, services_of
 from gateway.api.mall.common import require_role
-from gateway.api.orders import json_response
+from gateway.api.middleware import CLIENT_KEYS, json_body
+from gateway.api.requests import body_object
+from gateway.caller import Caller
 from gateway.errors import ParamError, ResourceNotExists
-from gateway.repo.clients import revoke_client_key
 from gateway.services import onboarding
 
 routes = web.RouteTableDef()
 
 
-@routes.post("/v3/mall/clients")
-async def create_client(request: web.Request) -> web.Response:
+async def _admin_body(request: web.Request) -> tuple[Caller, dict]:
     caller = caller_of(request)
     require_role(caller, "admin")
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise ParamError("body", "not_an_object")
+    return caller, body_object(await json_body(request))
+
+
+@routes.post("/v3/mall/clients")
+async def create_client(request: web.Request) -> web.Response:
+    caller, body = await _admin_body(request)
     name = body.get("name") or body.get("role")
     if not isinstance(name, str) or len(name) > onboarding.NAME_CHARS_MAX:
         raise ParamError("name", "bad_length_or_characters")
@@ -40,11 +42,7 @@ async def create_client(request: web.Request) -> web.Response:
 
 @routes.post("/v3/mall/clients/{mchid}/keys")
 async def add_client_key(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "admin")
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise ParamError("body", "not_an_object")
+    caller, body = await _admin_body(request)
     serial_no = await onboarding.add_client_key(services_of(request).pool, caller.mall_id,
                                                 request.match_info["mchid"], body.get("public_key"))
     return json_response({"mchid": request.match_info["mchid"], "serial_no": serial_no})
@@ -54,11 +52,8 @@ async def add_client_key(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "admin")
-    svc = services_of(request)
     mchid, serial_no = request.match_info["mchid"], request.match_info["serial_no"]
-    async with svc.pool.acquire() as conn:
-        revoked = await revoke_client_key(conn, caller.mall_id, mchid, serial_no, svc.clock())
-    if not revoked:
+    if not await onboarding.revoke_client_key(services_of(request), caller.mall_id, mchid, serial_no):
         raise ResourceNotExists("key_not_found")
     request.app[CLIENT_KEYS].forget(mchid)
     return web.Response(status=204)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.errors import NoAuth, ParamError
-from gateway.repo.clients import Caller
+from gateway.caller import Caller
 
 PAGE_LIMIT_MAX = 100
 PAGE_OFFSET_MAX = 1_000_000

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
-from gateway.api.middleware import json_body
+from gateway.api import caller_of, json_response, services_of
 from gateway.api.mall.common import paging, require_role
-from gateway.api.orders import json_response
-from gateway.repo import guides as guides_repo
+from gateway.api.middleware import json_body
 from gateway.services import receivers
 
 routes = web.RouteTableDef()
@@ -27,6 +25,4 @@ async def list_guides(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "admin", "mall_app")
     limit, offset = paging(request)
-    async with services_of(request).pool.acquire() as conn:
-        rows = await guides_repo.guides(conn, caller.mall_id, limit, offset)
-    return json_response({"data": [receivers.guide_json(r) for r in rows], "offset": offset, "limit": limit})
+    return json_response(await receivers.guides_page(services_of(request), caller.mall_id, limit, offset))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
+from gateway.api import caller_of, json_response, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.middleware import json_body
-from gateway.api.orders import json_response
 from gateway.errors import ParamError, ResourceNotExists
 from gateway.services import stuck_jobs
 

@@ -6,9 +6,8 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
+from gateway.api import caller_of, json_response, services_of
 from gateway.api.mall.common import require_role
-from gateway.api.orders import json_response
 from gateway.errors import ParamError, ResourceNotExists
 from gateway.api.mall.statements import parse_day
 from gateway.services import exports, statements

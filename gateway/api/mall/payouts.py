@@ -10,14 +10,11 @@ from datetime import date
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
+from gateway.api import caller_of, json_or_missing, services_of
 from gateway.api.mall.common import paging, require_role
-from gateway.api.orders import json_response
 from gateway.errors import ParamError, ResourceNotExists
-from gateway.repo import bills as bills_repo
-from gateway.repo import tenants as tenants_repo
+from gateway.services import payouts
 from gateway.services.reconciliation import day_window
-from gateway.wire import to_wechat_time
 from ledger.accounts import SUB_MCHID_RE
 
 routes = web.RouteTableDef()
@@ -47,13 +44,6 @@ async def list_payouts(request: web.Request) -> web.Response:
     if last < first or (last - first).days >= RANGE_DAYS_MAX:
         raise ParamError("to", "out_of_range", f"from ≤ to, at most {RANGE_DAYS_MAX} days")
     limit, offset = paging(request)
-    async with services_of(request).pool.acquire() as conn:
-        if sub_mchid is not None:
-            exists = await tenants_repo.tenant(conn, caller.mall_id, sub_mchid)
-            if exists is None or (caller.role == "tenant" and sub_mchid != caller.sub_mchid):
-                raise ResourceNotExists("tenant_not_found")
-        rows = await bills_repo.store_payouts(conn, caller.mall_id, sub_mchid, day_window(first)[0],
-                                              day_window(last)[1], limit, offset)
-    data = [{"sub_mchid": r["ref"].split("/")[0], "payout_id": r["ref"].partition("/")[2],
-             "amount": r["amount_fen"], "paid_at": to_wechat_time(r["created_at"])} for r in rows]
-    return json_response({"offset": offset, "limit": limit, "data": data})
+    found = await payouts.store_payouts(services_of(request), caller, sub_mchid, day_window(first)[0],
+                                        day_window(last)[1], limit, offset)
+    return json_or_missing(found, ResourceNotExists("tenant_not_found"))

@@ -10,7 +10,7 @@ from gateway.api import caller_of, services_of
 from gateway.api.mall.common import require_role
 from gateway.errors import ParamError
 from gateway.services import statements
-from gateway.services.order_requests import MCHID_RE
+from gateway.formats import MCHID_RE
 from ledger.statement_formats import statement_csv, statement_json_bytes
 
 routes = web.RouteTableDef()

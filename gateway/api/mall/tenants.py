@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
-from gateway.api.middleware import json_body
+from gateway.api import caller_of, json_or_missing, json_response, services_of
 from gateway.api.mall.common import paging, require_role
-from gateway.api.orders import json_response
+from gateway.api.middleware import json_body
 from gateway.errors import ResourceNotExists
-from gateway.repo import tenants as tenants_repo
-from gateway.repo import guides as guides_repo
 from gateway.services import onboarding, receivers
 
 routes = web.RouteTableDef()
@@ -30,26 +27,14 @@ async def list_tenants(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "admin", "mall_app", "finance", "tenant")
     limit, offset = paging(request)
-    async with services_of(request).pool.acquire() as conn:
-        if caller.role == "tenant":  # a store's list is itself
-            own = await tenants_repo.tenant(conn, caller.mall_id, caller.sub_mchid)
-            found = [own][offset:offset + limit] if own else []
-            total = 1 if own else 0
-        else:
-            found, total = await tenants_repo.tenants(conn, caller.mall_id, limit, offset)
-    return json_response({"total_count": total, "offset": offset, "limit": limit,
-                          "data": [t.as_json() for t in found]})
+    return json_response(await onboarding.tenants_page(services_of(request), caller, limit, offset))
 
 
 @routes.get("/v3/mall/tenants/{sub_mchid}")
 async def get_tenant(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    sub_mchid = request.match_info["sub_mchid"]
-    async with services_of(request).pool.acquire() as conn:
-        tenant = await tenants_repo.tenant(conn, caller.mall_id, sub_mchid)
-    if tenant is None or not caller.sees_store(tenant.sub_mchid):
-        raise ResourceNotExists("tenant_not_found")
-    return json_response(tenant.as_json())
+    found = await onboarding.visible_tenant(services_of(request), caller_of(request),
+                                            request.match_info["sub_mchid"])
+    return json_or_missing(found, ResourceNotExists("tenant_not_found"))
 
 
 @routes.patch("/v3/mall/tenants/{sub_mchid}/contract")
@@ -92,8 +77,5 @@ async def approve_high_ratio(request: web.Request) -> web.Response:
 async def list_approvals(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "admin", "finance")
-    async with services_of(request).pool.acquire() as conn:
-        rows = await guides_repo.approvals(conn, caller.mall_id, request.match_info["sub_mchid"])
-    return json_response({"data": [{"approval_id": r["approval_id"], "approved_by": r["approved_by"],
-                                    "approved_at": r["approved_at"].isoformat(), "reason": r["reason"],
-                                    "max_ratio_bps": r["max_ratio_bps"]} for r in rows]})
+    return json_response(await receivers.approvals(services_of(request), caller.mall_id,
+                                                   request.match_info["sub_mchid"]))

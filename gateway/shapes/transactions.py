@@ -1,5 +1,5 @@
 """An order in WeChat's transaction shape: the query answer and the TRANSACTION.SUCCESS
-resource are the same JSON, built in one place."""
+resource are the same JSON, built here for both the API and the outbox."""
 
 from __future__ import annotations
 
@@ -29,6 +29,14 @@ def order_json(row) -> dict:
     if row["mall_info"]:
         body["mall_info"] = row["mall_info"]
     return body
+
+
+def transaction_resource(order, paid: dict) -> dict:
+    """The decrypted resource of TRANSACTION.SUCCESS: the order as a query will show it once
+    paid (`paid`: the columns the payment sets), with mall_info always present."""
+    resource = order_json({**dict(order), **paid, "state": "SUCCESS"})
+    resource["mall_info"] = dict(order["mall_info"])
+    return resource
 
 
 def _payer(row) -> dict:

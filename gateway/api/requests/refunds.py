@@ -1,0 +1,56 @@
+"""Refund and split-return requests (/v3/refund/domestic/refunds, /v3/profitsharing/return-orders)."""
+
+from __future__ import annotations
+
+from gateway.api.requests import body_object, field, is_positive_int, notify_url, request_hash
+from gateway.errors import ParamError
+from gateway.formats import MCHID_RE, OUT_NO_RE, OUT_TRADE_NO_RE, TRANSACTION_ID_RE
+
+REASON_CHARS_MAX = 80
+FUNDS_ACCOUNTS = (None, "AVAILABLE", "UNSETTLED")
+
+
+def parse_refund(body, allow_loopback_http: bool) -> dict:
+    body = body_object(body)
+    fields = {"sub_mchid": field(body, "sub_mchid", MCHID_RE),
+              "out_refund_no": field(body, "out_refund_no", OUT_NO_RE),
+              "transaction_id": field(body, "transaction_id", TRANSACTION_ID_RE, required=False),
+              "out_trade_no": field(body, "out_trade_no", OUT_TRADE_NO_RE, required=False),
+              "request_hash": request_hash(body)}
+    if (fields["transaction_id"] is None) == (fields["out_trade_no"] is None):
+        raise ParamError("transaction_id", "one_of_transaction_id_out_trade_no")
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > REASON_CHARS_MAX):
+        raise ParamError("reason", "bad_length_or_characters")
+    fields["reason"] = reason
+    fields["notify_url"] = notify_url(body, allow_loopback_http) if body.get("notify_url") else None
+    if body.get("funds_account") not in FUNDS_ACCOUNTS:
+        raise ParamError("funds_account", "unknown_funds_account")
+    amount = body.get("amount")
+    if not isinstance(amount, dict):
+        raise ParamError("amount", "required")
+    for name in ("refund", "total"):
+        if not is_positive_int(amount.get(name)):
+            raise ParamError(f"amount.{name}", "not_a_positive_integer")
+    if amount.get("currency", "CNY") != "CNY":
+        raise ParamError("amount.currency", "unsupported_currency")
+    fields["amount_fen"], fields["total_fen"] = amount["refund"], amount["total"]
+    return fields
+
+
+def parse_return(body) -> dict:
+    body = body_object(body)
+    amount = body.get("amount")
+    if not is_positive_int(amount):
+        raise ParamError("amount", "not_a_positive_integer")
+    if body.get("order_id") is not None and body.get("out_order_no") is None:
+        raise ParamError("out_order_no", "required", "name the split by out_order_no")
+    fields = {"sub_mchid": field(body, "sub_mchid", MCHID_RE),
+              "out_order_no": field(body, "out_order_no", OUT_NO_RE),
+              "out_return_no": field(body, "out_return_no", OUT_NO_RE),
+              "return_mchid": field(body, "return_mchid", MCHID_RE),
+              "amount_fen": amount, "description": body.get("description"),
+              "request_hash": request_hash(body)}
+    if not isinstance(fields["description"], str) or not fields["description"]:
+        raise ParamError("description", "required")
+    return fields
