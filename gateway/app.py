@@ -70,6 +70,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app[HEALTH].add("background_loops", _loops_running)
     app[HEALTH].add("dead_jobs", _dead_jobs, required=False)
     app[HEALTH].add("dead_points_syncs", _dead_points_syncs, required=False)
+    app[HEALTH].add("dead_coupon_issues", _dead_coupon_issues, required=False)
     app[middleware.NONCES] = NonceBook(settings.nonce_batch_max)
     signing_executor = (ThreadPoolExecutor(settings.signing_threads, thread_name_prefix="mallpay-sign")
                         if settings.signing_threads else None)
@@ -179,6 +180,12 @@ async def _dead_points_syncs(app: web.Application) -> CheckResult:
     # Points changes WeChat never took wait for an operator (GET /v3/mall/points/syncs).
     svc = app[SERVICES]
     return CheckResult(True, {"count": await points.dead_sync_count(svc, svc.settings.sp_mchid)})
+
+
+async def _dead_coupon_issues(app: web.Application) -> CheckResult:
+    # Payments whose coupons could not be issued after every retry (in the log with why).
+    svc = app[SERVICES]
+    return CheckResult(True, {"count": await coupon_issuing.dead_intent_count(svc, svc.settings.sp_mchid)})
 
 
 async def _forget_old_nonces(svc: Services) -> None:

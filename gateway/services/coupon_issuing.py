@@ -172,6 +172,11 @@ async def retry_due(svc: Services) -> int:
     return len(claimed)
 
 
+async def dead_intent_count(svc: Services, mall_id: str) -> int:
+    async with svc.pool.acquire() as conn:
+        return (await coupons_repo.intent_counts(conn, mall_id)).get("dead", 0)
+
+
 def _ranked(svc: Services, paid: PaidAt, history, candidates) -> list[str]:
     model = svc.coupons.model if svc.coupons is not None else None
     if model is None:

@@ -14,7 +14,7 @@ from datetime import timedelta
 from gateway.api import SERVICES
 from gateway.services import coupon_issuing
 from tests.e2e.test_coupons import SHOPPER, campaign_body, member_coupons, notified, pay
-from tests.support import wait_until
+from tests.support import send_unsigned, wait_until
 
 FAST_RETRY = {"coupon_holdout_bps": 0, "coupon_issue_budget_ms": 200, "coupon_issue_retry_after_ms": 300,
               "coupon_issue_poll_interval_ms": 100}
@@ -110,6 +110,9 @@ async def test_issuing_that_keeps_failing_is_retried_with_backoff_then_dead(make
     assert await coupon_issuing.retry_due(_later(svc, seconds=600)) == 1
     (intent,) = await _rows(mall, "SELECT * FROM coupon_issue_intents")
     assert (intent["state"], intent["attempts"]) == ("dead", 2)
+    ready = await send_unsigned(mall.app, "GET", "/health/ready")
+    assert ready.status == 200 and ready.json["checks"]["dead_coupon_issues"] == {"ok": True, "required": False,
+                                                                                    "count": 1}
     assert await coupon_issuing.retry_due(_later(svc, seconds=36000)) == 0
     assert await _rows(mall, "SELECT * FROM coupons") == []
     assert await mall.invariants() == []
