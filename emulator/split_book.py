@@ -183,38 +183,32 @@ def split_order_json(order: SplitOrder) -> dict[str, Any]:
 
 
 def _line_json(line: SplitLine) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "amount": line.amount_fen,
-        "description": line.description,
-        "type": line.type,
-        "account": line.account,
-        "result": line.result,
-        "detail_id": line.detail_id,
-        **_outcome_json(line.created_at, line.finished_at, line.fail_reason),
-    }
-    return data
+    return {"type": line.type, "account": line.account, "detail_id": line.detail_id, **_amount_and_outcome_json(line)}
 
 
 def split_return_json(split_return: SplitReturn) -> dict[str, Any]:
-    data: dict[str, Any] = {
+    return {
         "sub_mchid": split_return.sub_mchid,
         "order_id": split_return.order_id,
         "out_order_no": split_return.out_order_no,
         "out_return_no": split_return.out_return_no,
         "return_id": split_return.return_id,
         "return_mchid": split_return.return_mchid,
-        "amount": split_return.amount_fen,
-        "description": split_return.description,
-        "result": split_return.result,
-        **_outcome_json(split_return.created_at, split_return.finished_at, split_return.fail_reason),
+        **_amount_and_outcome_json(split_return),
     }
-    return data
 
 
-def _outcome_json(created_at: datetime, finished_at: datetime | None, fail_reason: str | None) -> dict[str, Any]:
-    """When a receiver line or a return was made and finished, and why it failed if it did.
-    WeChat documents finish_time as always present; while PENDING it repeats create_time."""
-    data = {"create_time": format_time(created_at), "finish_time": format_time(finished_at or created_at)}
-    if fail_reason:
-        data["fail_reason"] = fail_reason
+def _amount_and_outcome_json(moved: SplitLine | SplitReturn) -> dict[str, Any]:
+    """What a receiver line and a return both say: the fen moved and why, the result, when
+    it was made and finished, and why it failed if it did. WeChat documents finish_time as
+    always present; while PENDING it repeats create_time."""
+    data: dict[str, Any] = {
+        "amount": moved.amount_fen,
+        "description": moved.description,
+        "result": moved.result,
+        "create_time": format_time(moved.created_at),
+        "finish_time": format_time(moved.finished_at or moved.created_at),
+    }
+    if moved.fail_reason:
+        data["fail_reason"] = moved.fail_reason
     return data

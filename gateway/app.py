@@ -100,8 +100,8 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
         app[OUTBOX] = OutboxDelivery(svc, notify_session, signing_executor)
-        app[channel_notify.OUTBOX_WAKEUP] = app[OUTBOX].wakeup
-        svc.coupons.wakeup = app[OUTBOX].wakeup
+        svc.coupons.wakeup = app[OUTBOX].wakeup  # a payment not held for coupons wakes it (payments.apply_trade)
+        svc.coupons.hand_over = app[OUTBOX].hand_over  # a released notification goes out without a claim
         yield
         for task in list(svc.coupons.tasks):  # issuing in flight: its payments are committed
             task.cancel()
@@ -135,6 +135,10 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
             loops.start_every("sandbox_clock", settings.sandbox_clock_poll_s, lambda: _read_sandbox_clock(svc))
         yield
         await loops.stop()
+        try:  # deliveries acknowledged since the last claim; else they are sent again after their lease
+            await outbox.flush()
+        except Exception:
+            log.warning("outbox_flush_failed", exc_info=True)
 
     app.cleanup_ctx.append(services_ctx)
     if run_workers:
@@ -173,7 +177,7 @@ async def _loops_running(app: web.Application) -> CheckResult:
 async def _dead_jobs(app: web.Application) -> CheckResult:
     # Jobs that gave up wait for an operator (GET /v3/mall/jobs): counted, not a failure.
     async with app[SERVICES].pool.acquire() as conn:
-        return CheckResult(True, {"count": await jobs_repo.dead_count(conn)})
+        return CheckResult(True, {"count": await jobs_repo.dead_count(conn, app[SERVICES].settings.sp_mchid)})
 
 
 async def _dead_points_syncs(app: web.Application) -> CheckResult:

@@ -23,15 +23,15 @@ def payment_ref(sub_mchid: str, out_trade_no: str) -> str:
 
 
 def payment_transfer(
-    *, sub_mchid: str, out_trade_no: str, total_fen: int, fee_rate_bps: int, profit_sharing: bool
+    *, sub_mchid: str, out_trade_no: str, total_fen: int, fee_fen: int, profit_sharing: bool
 ) -> Transfer:
-    """Shopper pays `total_fen`; the fee goes to the channel, the rest to the store.
+    """Shopper pays `total_fen`; the fee (`channel_fee_fen`, computed once by the caller,
+    who also opens the order's funds with it) goes to the channel, the rest to the store.
 
     With profit sharing the store's share stays frozen at the channel for splitting;
     without, the channel settles it to the store's available balance directly.
     """
-    assert total_fen > 0
-    fee_fen = channel_fee_fen(total_fen, fee_rate_bps)
+    assert total_fen > 0 and 0 <= fee_fen <= total_fen
     store = accounts.tenant_frozen(sub_mchid) if profit_sharing else accounts.tenant_available(sub_mchid)
     moves = [
         Move(accounts.PAYER, store, total_fen - fee_fen),

@@ -113,19 +113,23 @@ class Statement:
     tie_text: str = field(default="")
 
 
+# Which column a counterparty account's entry lands in: by exact name, else by prefix, else
+# "other" (a store's own accounts, and another store's, included). One table, read by
+# `_column_of` here and by the database where it shapes lines (ledger/repo.py).
+COLUMN_OF_ACCOUNT = {
+    "payer": "gross", "channel:refunds_held": "gross", "channel:fees": "fee", "mall:commission": "commission",
+    "mall:coupon_subsidy": "coupon_subsidy",
+}
+COLUMN_OF_PREFIX = {"guide:": "guide_rewards", "receiver:": "other_splits"}
+
+
 def _column_of(account: str, sub_mchid: str) -> str:
-    if account in ("payer", "channel:refunds_held"):
-        return "gross"
-    if account == "channel:fees":
-        return "fee"
-    if account == "mall:commission":
-        return "commission"
-    if account.startswith("guide:"):
-        return "guide_rewards"
-    if account.startswith("receiver:"):
-        return "other_splits"
-    if account == "mall:coupon_subsidy":
-        return "coupon_subsidy"
+    column = COLUMN_OF_ACCOUNT.get(account)
+    if column is not None:
+        return column
+    for prefix, column in COLUMN_OF_PREFIX.items():
+        if account.startswith(prefix):
+            return column
     return "other"
 
 
@@ -145,7 +149,8 @@ def _column_cached(account: str) -> str:
 
 # Columns whose counterparty entry is what the store gave (a positive entry there means the
 # store's proceeds went down); gross and coupon subsidy are what the store received.
-_RECEIVED = {"gross", "coupon_subsidy"}
+RECEIVED_COLUMNS = frozenset({"gross", "coupon_subsidy"})
+_RECEIVED = RECEIVED_COLUMNS
 
 
 def read_line(transfer: LedgerTransfer, sub_mchid: str) -> Line:
@@ -194,17 +199,62 @@ def build_statement(*, sub_mchid: str, from_on: date, to_on: date, transfers: li
     for line in lines:
         for account, amount in line.movements_fen.items():
             moved[account] = moved.get(account, 0) + amount
-    ties = []
-    for account in sorted(set(opening_fen) | set(closing_fen) | set(moved)):
-        opening, movement, closing = opening_fen.get(account, 0), moved.get(account, 0), closing_fen.get(account, 0)
-        ties.append(AccountTie(account, opening, movement, closing, opening + movement == closing))
+    ties = account_ties(opening_fen, moved, closing_fen)
     all_tie = all(t.ties for t in ties)
     return Statement(sub_mchid=sub_mchid, from_on=from_on, to_on=to_on, from_at=from_at, to_at=to_at,
                      lines=lines, totals_fen=totals, accounts=tuple(ties), ties=all_tie,
                      tie_text=tie_text(ties, from_at, to_at))
 
 
-def tie_text(ties: list[AccountTie], from_at: datetime, to_at: datetime) -> str:
+def account_ties(opening_fen: dict[str, int], moved_fen: dict[str, int],
+                 closing_fen: dict[str, int]) -> list[AccountTie]:
+    """Per account, in name order: the ledger's opening balance plus the lines' movements
+    against the ledger's closing balance."""
+    ties = []
+    for account in sorted(set(opening_fen) | set(closing_fen) | set(moved_fen)):
+        opening, movement, closing = opening_fen.get(account, 0), moved_fen.get(account, 0), closing_fen.get(account, 0)
+        ties.append(AccountTie(account, opening, movement, closing, opening + movement == closing))
+    return ties
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedStatement:
+    """A statement whose lines the database has already written out (ledger/repo.py), in
+    the CSV and/or JSON form ledger.statement_formats gives a `Statement`'s lines, byte for
+    byte; the rest as in `Statement`. `moved_fen`: each of the store's accounts' movement
+    summed over the lines."""
+
+    sub_mchid: str
+    from_on: date
+    to_on: date
+    from_at: datetime
+    to_at: datetime
+    count: int
+    totals_fen: dict[str, int]
+    accounts: tuple[AccountTie, ...]
+    ties: bool
+    tie_text: str
+    csv_lines: str | None        # the line rows, each ending in CRLF
+    json_lines: str | None       # the line objects, comma-separated
+
+
+def rendered_statement(*, sub_mchid: str, from_on: date, to_on: date, count: int, totals_fen: dict[str, int],
+                       moved_fen: dict[str, int], opening_fen: dict[str, int], closing_fen: dict[str, int],
+                       csv_lines: str | None, json_lines: str | None) -> RenderedStatement:
+    from_at, to_at = period_bounds(from_on, to_on)
+    assert set(totals_fen) == set(COLUMNS), totals_fen
+    expected = (totals_fen["gross"] - totals_fen["fee"] - totals_fen["commission"] - totals_fen["guide_rewards"]
+                - totals_fen["other_splits"] + totals_fen["coupon_subsidy"] - totals_fen["payout"]
+                - totals_fen["other"])
+    assert expected == totals_fen["net"], totals_fen   # each line balances, so their sum does
+    ties = account_ties(opening_fen, moved_fen, closing_fen)
+    return RenderedStatement(sub_mchid=sub_mchid, from_on=from_on, to_on=to_on, from_at=from_at, to_at=to_at,
+                             count=count, totals_fen=dict(totals_fen), accounts=tuple(ties),
+                             ties=all(t.ties for t in ties), tie_text=tie_text(ties, from_at, to_at),
+                             csv_lines=csv_lines, json_lines=json_lines)
+
+
+def tie_text(ties: list[AccountTie] | tuple[AccountTie, ...], from_at: datetime, to_at: datetime) -> str:
     names = ", ".join(t.account for t in ties)
     if all(t.ties for t in ties):
         return (f"Ties to the ledger to the fen: for {names}, the opening balance at "

@@ -1,6 +1,7 @@
 """Statements for a busy mall's day: every store's statement, one after the other.
 
     python loadtests/bench_statements.py [--stores 200] [--orders 100000] [--concurrency N | --all-stores]
+                                         [--connections N] [--rounds 3] [--reference]
                                          [--server-dsn postgresql://...]
 
 A fresh database gets one China-time day of a mall (loadtests/ledger_history.py, seeded):
@@ -8,14 +9,19 @@ payments, guide rewards, commission and brand splits, split returns, unfreezes, 
 payouts, posted with the gateway's own posting functions, plus the orders, refunds and
 split orders the statements label their lines from. The ledger rows are loaded with COPY
 (the benchmark measures statements, not posting). Then each store's statement of the day
-is built as the API builds it (gateway.services.statements.statement) and rendered as CSV
-and JSON; reported: total and slowest seconds, lines, and whether every statement ties.
+is built as the API builds it (gateway.services.statements.rendered: the database writes
+the lines) as CSV and JSON; reported: total and slowest seconds, lines, and whether every
+statement ties. `--reference` also runs the Python-built path (statements.statement with
+ledger.statement_formats.statement_csv / statement_json_bytes) in each round, right after,
+checks that both give the same bytes for every store, and reports the ratio of medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import statistics
 import sys
 import time
 from contextlib import ExitStack
@@ -32,7 +38,8 @@ from stack import fresh_database, start_postgres  # noqa: E402
 from gateway.db.migrate import migrate  # noqa: E402
 from gateway.services import onboarding, statements  # noqa: E402
 from ledger import repo as ledger_repo  # noqa: E402
-from ledger.statement_formats import statement_csv, statement_json_bytes  # noqa: E402
+from ledger.statement_formats import (rendered_csv, rendered_json_bytes, statement_csv,  # noqa: E402
+                                      statement_json_bytes)
 from loadtests.ledger_history import build_history  # noqa: E402
 
 MALL = "1900000100"
@@ -70,6 +77,13 @@ LOAD = [
 ]
 
 
+SET_BALANCES = """
+UPDATE accounts a SET balance_fen = s.total
+  FROM (SELECT account, sum(amount_fen) AS total FROM entries WHERE mall_id = $1 GROUP BY account) s
+ WHERE a.mall_id = $1 AND a.account = s.account AND NOT a.hot
+"""
+
+
 async def seed(dsn: str, stores: list[str], orders: int) -> int:
     history = build_history(2026, stores, [DAY], orders_per_day=orders)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
@@ -89,6 +103,8 @@ async def seed(dsn: str, stores: list[str], orders: int) -> int:
                 for account, amount in zip(t.accounts, t.amounts_fen)])
             for statement in LOAD:
                 await conn.execute(statement, MALL)
+            # The running balances posting keeps (the rows above skipped the posting function).
+            await conn.execute(SET_BALANCES, MALL)
     finally:
         await pool.close()
     conn = await asyncpg.connect(dsn)  # what autovacuum does for a day-old table: index-only scans work
@@ -105,7 +121,12 @@ async def main() -> None:
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=1, help="statements built at once (one connection each)")
     parser.add_argument("--all-stores", action="store_true",
-                        help="build every store's statement in one pass (statements_of_all_stores)")
+                        help="build every store's statement in one pass (statements.rendered_of_all_stores)")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="with --all-stores: connections sharing the stores out over one snapshot")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds to take the median of")
+    parser.add_argument("--reference", action="store_true",
+                        help="also run the Python-built statements each round, compare bytes and report the ratio")
     parser.add_argument("--server-dsn", help="a PostgreSQL server (database `postgres`); default: embedded")
     args = parser.parse_args()
     stores = [str(1900000201 + n) for n in range(args.stores)]
@@ -117,39 +138,88 @@ async def main() -> None:
         transfers = await seed(dsn, stores, args.orders)
         print(f"seeded {args.orders:,} orders of {args.stores} stores as {transfers:,} transfers "
               f"in {time.perf_counter() - started:.1f} s", flush=True)
-        pool = await asyncpg.create_pool(dsn, min_size=args.concurrency, max_size=args.concurrency)
-        limit = asyncio.Semaphore(args.concurrency)
-        results: list[tuple[float, int, bool, int]] = []
-
-        async def one(store: str) -> None:
-            async with limit:
-                began = time.perf_counter()
-                found = await statements.statement(pool, MALL, store, DAY, DAY)
-                size = len(statement_csv(found)) + len(statement_json_bytes(found))
-                results.append((time.perf_counter() - began, len(found.lines), found.ties, size))
-
+        size = max(args.concurrency, args.connections)
+        pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
         try:
-            started = time.perf_counter()
-            if args.all_stores:
-                for found in await statements.statements_of_all_stores(pool, MALL, DAY, DAY):
-                    size = len(statement_csv(found)) + len(statement_json_bytes(found))
-                    results.append((time.perf_counter() - started, len(found.lines), found.ties, size))
-            else:
-                await asyncio.gather(*(one(store) for store in stores))
-            elapsed = time.perf_counter() - started
+            timings: dict[str, list[float]] = {"shaped": [], "reference": []}
+            for n in range(args.rounds):
+                for path in ("shaped", "reference") if args.reference else ("shaped",):
+                    started = time.perf_counter()
+                    outputs, results = await run(pool, stores, path, args)
+                    elapsed = time.perf_counter() - started
+                    timings[path].append(elapsed)
+                    print(f"round {n + 1} {path}: {report(results, elapsed, args, path)}; load average "
+                          f"{os.getloadavg()[0]:.1f}", flush=True)
+                    if path == "shaped":
+                        shaped_outputs = outputs
+                    elif outputs != shaped_outputs:
+                        raise SystemExit("the shaped and the reference statements differ")
+                    del outputs
             if args.all_stores:  # the one pass gives each store exactly its own statement
-                together = await statements.statements_of_all_stores(pool, MALL, DAY, DAY)
+                together = await statements.rendered_of_all_stores(pool, MALL, DAY, DAY, csv=True, json=True)
                 for found in together[:3]:
-                    assert found == await statements.statement(pool, MALL, found.sub_mchid, DAY, DAY)
+                    alone = await statements.rendered(pool, MALL, found.sub_mchid, DAY, DAY, csv=True, json=True)
+                    assert (rendered_csv(found), rendered_json_bytes(found)) == (
+                        rendered_csv(alone), rendered_json_bytes(alone))
         finally:
             await pool.close()
-        slowest = max(r[0] for r in results)
-        lines = sum(r[1] for r in results)
-        all_tie = all(r[2] for r in results)
-        total_bytes = sum(r[3] for r in results)
-        print(f"{args.stores} statements ({lines:,} lines, CSV and JSON {total_bytes / 1e6:.1f} MB) in "
-              f"{elapsed:.2f} s at concurrency {args.concurrency}; slowest {slowest * 1000:.0f} ms; "
-              f"every statement ties: {all_tie}")
+        shaped = statistics.median(timings["shaped"])
+        line = f"median of {args.rounds} rounds: {shaped:.2f} s"
+        if args.reference:
+            reference = statistics.median(timings["reference"])
+            line += (f"; reference (Python-built) {reference:.2f} s, ratio {shaped / reference:.2f}; "
+                     f"CSV and JSON identical byte for byte")
+        print(line)
+
+
+async def run(pool, stores: list[str], path: str, args) -> tuple[dict, list]:
+    """Every store's statement by `path`: {store: (CSV, JSON)} and (seconds, lines, ties, bytes) each."""
+    limit = asyncio.Semaphore(args.concurrency)
+    outputs: dict[str, tuple[bytes, bytes]] = {}
+    results: list[tuple[float, int, bool, int]] = []
+    started = time.perf_counter()
+
+    def done(found, began: float, count: int) -> None:
+        if path == "shaped":
+            body = rendered_csv(found), rendered_json_bytes(found)
+        else:
+            body = statement_csv(found), statement_json_bytes(found)
+        outputs[found.sub_mchid] = body
+        results.append((time.perf_counter() - began, count, found.ties, len(body[0]) + len(body[1])))
+
+    async def one(store: str) -> None:
+        async with limit:
+            began = time.perf_counter()
+            if path == "shaped":
+                found = await statements.rendered(pool, MALL, store, DAY, DAY, csv=True, json=True)
+                done(found, began, found.count)
+            else:
+                found = await statements.statement(pool, MALL, store, DAY, DAY)
+                done(found, began, len(found.lines))
+
+    if args.all_stores:
+        if path == "shaped":
+            for found in await statements.rendered_of_all_stores(pool, MALL, DAY, DAY, csv=True, json=True,
+                                                                 connections=args.connections):
+                done(found, started, found.count)
+        else:
+            for found in await statements.statements_of_all_stores(pool, MALL, DAY, DAY):
+                done(found, started, len(found.lines))
+    else:
+        await asyncio.gather(*(one(store) for store in stores))
+    return outputs, results
+
+
+def report(results: list, elapsed: float, args, path: str) -> str:
+    slowest = max(r[0] for r in results)
+    lines = sum(r[1] for r in results)
+    all_tie = all(r[2] for r in results)
+    total_bytes = sum(r[3] for r in results)
+    connections = args.connections if path == "shaped" else 1
+    mode = (f"in one pass over {connections} connection(s)" if args.all_stores
+            else f"at concurrency {args.concurrency}")
+    return (f"{len(results)} statements ({lines:,} lines, CSV and JSON {total_bytes / 1e6:.1f} MB) in "
+            f"{elapsed:.2f} s {mode}; slowest {slowest * 1000:.0f} ms; every statement ties: {all_tie}")
 
 
 if __name__ == "__main__":

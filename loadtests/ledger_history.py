@@ -79,9 +79,9 @@ def _one_order(rng, history: History, available: dict, store: str, no: str, at: 
     total = rng.randint(1, 200_000)
     sharing = rng.random() < 0.8
     add = history.items.append
-    add((payment_transfer(sub_mchid=store, out_trade_no=no, total_fen=total, fee_rate_bps=FEE_RATE_BPS,
-                          profit_sharing=sharing), at))
     fee = channel_fee_fen(total, FEE_RATE_BPS)
+    add((payment_transfer(sub_mchid=store, out_trade_no=no, total_fen=total, fee_fen=fee,
+                          profit_sharing=sharing), at))
     order = _Order(store, no, total, total - fee if sharing else 0)
     if not sharing:
         available[store] += total - fee

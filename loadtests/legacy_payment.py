@@ -48,9 +48,10 @@ async def install(conn) -> None:
 
 async def apply(svc, conn, row, trade) -> str:
     """The arguments the 16-parameter function took, built as the gateway built them."""
+    fee_fen = channel_fee_fen(trade.total_fen, row["fee_rate_bps"])
     transfer = payment_transfer(
         sub_mchid=row["sub_mchid"], out_trade_no=row["out_trade_no"], total_fen=trade.total_fen,
-        fee_rate_bps=row["fee_rate_bps"], profit_sharing=row["profit_sharing"],
+        fee_fen=fee_fen, profit_sharing=row["profit_sharing"],
     )
     paid = {"transaction_id": trade.transaction_id, "bank_type": trade.bank_type or "OTHERS",
             "success_at": trade.success_at or svc.clock(),
@@ -61,7 +62,7 @@ async def apply(svc, conn, row, trade) -> str:
         APPLY, row["mall_id"], row["sub_mchid"], row["out_trade_no"], trade.total_fen, paid["transaction_id"],
         paid["payer_total_fen"], paid["bank_type"], paid["success_at"], svc.clock(), transfer.accounts,
         transfer.amounts_fen, uuid.uuid4(), transaction_resource(row, paid),
-        channel_fee_fen(trade.total_fen, row["fee_rate_bps"]),
+        fee_fen,
         paid["success_at"] + timedelta(seconds=settings.split_first_try_after_s),
         settings.finish_before_unfreeze_s,
     )

@@ -23,20 +23,22 @@ UPDATE points_orders SET reversed_points = reversed_points + $4
  WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3
 """
 
-# Due syncs for one worker, leased (next_attempt_at pushed forward) like the outbox.
+# Due syncs of one mall for one worker, leased (next_attempt_at pushed forward) like the outbox.
 CLAIM_DUE_SYNCS = """
 UPDATE points_syncs s SET next_attempt_at = $2
   FROM (SELECT mall_id, sync_id FROM points_syncs
-         WHERE state = 'pending' AND next_attempt_at <= $1
+         WHERE mall_id = $4 AND state = 'pending' AND next_attempt_at <= $1
          ORDER BY next_attempt_at LIMIT $3
          FOR UPDATE SKIP LOCKED) due
  WHERE s.mall_id = due.mall_id AND s.sync_id = due.sync_id
 RETURNING s.*
 """
 
+# A pass's accepted syncs, recorded in one statement.
 MARK_SYNCED = """
-UPDATE points_syncs SET state = 'synced', synced_at = $3, attempts = attempts + 1, last_error = NULL
- WHERE mall_id = $1 AND sync_id = $2 AND state = 'pending'
+UPDATE points_syncs s SET state = 'synced', synced_at = m.synced_at, attempts = s.attempts + 1, last_error = NULL
+  FROM unnest($2::bigint[], $3::timestamptz[]) AS m(sync_id, synced_at)
+ WHERE s.mall_id = $1 AND s.sync_id = m.sync_id AND s.state = 'pending'
 """
 
 MARK_SYNC_FAILED = """
@@ -91,12 +93,13 @@ async def insert_sync(conn, row: dict) -> None:
     await conn.execute(INSERT_SYNC, row)
 
 
-async def claim_due_syncs(conn, now: datetime, lease_until: datetime, limit: int):
-    return await conn.fetch(CLAIM_DUE_SYNCS, now, lease_until, limit)
+async def claim_due_syncs(conn, mall_id: str, now: datetime, lease_until: datetime, limit: int):
+    return await conn.fetch(CLAIM_DUE_SYNCS, now, lease_until, limit, mall_id)
 
 
-async def mark_synced(conn, mall_id: str, sync_id: int, at: datetime) -> None:
-    await conn.execute(MARK_SYNCED, mall_id, sync_id, at)
+async def mark_synced(conn, mall_id: str, synced: list[tuple[int, datetime]]) -> None:
+    """Record accepted syncs ((sync_id, synced_at) of `mall_id`'s rows)."""
+    await conn.execute(MARK_SYNCED, mall_id, [i for i, _ in synced], [at for _, at in synced])
 
 
 async def mark_sync_failed(conn, mall_id: str, sync_id: int, error: str, next_at: datetime, dead: bool) -> None:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 
 from ledger import accounts
 from splitting.rules import (
-    RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX, SplitRefused, cap_fen, share_fen, share_of_remaining,
+    DEFAULT_MAX_RATIO_BPS, RECEIVERS_PER_SPLIT_MAX, SPLITS_PER_ORDER_MAX, SplitRefused, cap_fen, share_fen,
+    share_of_remaining,
 )
 
 # Who asks for a split: the mall's backend through the API, or the gateway on its own.
@@ -108,8 +109,22 @@ class OrderFunds:
     def refundable_fen(self) -> int:
         return self.paid_fen - self.refunded_fen
 
+    @property
+    def uses_approval(self) -> bool:
+        """Split away (or reserved) beyond WeChat's default cap: only a high-ratio
+        approval allows it, so a split that brings the order here names the approval."""
+        return self.split_away_fen > cap_fen(self.paid_fen, DEFAULT_MAX_RATIO_BPS)
+
     def line(self, account: str) -> Line | None:
         return next((line for line in self.lines if line.account == account), None)
+
+
+def capped(funds: OrderFunds, max_ratio_bps: int | None) -> OrderFunds:
+    """The order's funds under the channel's own cap when it is lower than the contract's
+    (the channel would refuse more); unchanged otherwise or when it is not known."""
+    if max_ratio_bps is None or max_ratio_bps >= funds.max_ratio_bps:
+        return funds
+    return replace(funds, max_ratio_bps=max_ratio_bps)
 
 
 def set_asides_fen(paid_fen: int, max_ratio_bps: int, guide_reward_bps: int, commission_bps: int) -> tuple[int, int]:
@@ -191,6 +206,29 @@ def unfreeze(funds: OrderFunds) -> tuple[int, OrderFunds]:
     return funds.frozen_fen, replace(funds, unfrozen=True, frozen_fen=0)
 
 
+def undo_unfreeze(funds: OrderFunds, amount_fen: int) -> OrderFunds:
+    """The channel refused an unfreeze: what it would have released is frozen again."""
+    return replace(funds, unfrozen=False, frozen_fen=amount_fen)
+
+
+def release_rest(funds: OrderFunds) -> tuple[int, OrderFunds]:
+    """The channel released what is left of the order to the store on its own (after a
+    split that asked it to, or at its own deadline); nothing may be in flight. Returns
+    (released, funds); an order with nothing left frozen is simply marked released."""
+    if funds.frozen_fen:
+        return unfreeze(funds)
+    assert not funds.reserved_fen and not funds.unfrozen, funds
+    return 0, replace(funds, unfrozen=True)
+
+
+def record_return(funds: OrderFunds, account: str, fen: int) -> OrderFunds:
+    """A merchant receiver gave `fen` of its split back to the store at the mall's own
+    request (a return for a refund is in the refund's plan): its line counts it as
+    returned, so later refunds ask it only for what it still holds."""
+    return replace(funds, lines=tuple(replace(line, back_fen=line.back_fen + fen) if line.account == account
+                                      else line for line in funds.lines))
+
+
 @dataclass(frozen=True, slots=True)
 class RefundPlan:
     """How a refund of `refund_fen` is funded, in the order it must happen."""
@@ -201,6 +239,28 @@ class RefundPlan:
     fee_back_fen: int  # the channel gives its fee back in proportion
     from_frozen_fen: int  # the store's part, frozen money of this order first
     from_available_fen: int  # then the store's available balance
+
+    @property
+    def available_draw_fen(self) -> int:
+        """What this refund takes from the store's available balance, net of the split
+        returns it brings into it first (negative: it brings more than it takes)."""
+        return self.from_available_fen - sum(fen for _, fen in self.returns)
+
+    def to_json(self) -> dict:
+        """The plan as the refund row stores it (JSON): this class's fields by name, the
+        (account, fen) pairs as two-element lists. `from_json` reads it back; queries
+        that sum a field in SQL name it as it is named here."""
+        return {"refund_fen": self.refund_fen, "returns": [[account, fen] for account, fen in self.returns],
+                "owed": [[account, fen] for account, fen in self.owed], "fee_back_fen": self.fee_back_fen,
+                "from_frozen_fen": self.from_frozen_fen, "from_available_fen": self.from_available_fen}
+
+    @classmethod
+    def from_json(cls, stored: dict) -> "RefundPlan":
+        return cls(refund_fen=stored["refund_fen"],
+                   returns=tuple((account, fen) for account, fen in stored["returns"]),
+                   owed=tuple((account, fen) for account, fen in stored["owed"]),
+                   fee_back_fen=stored["fee_back_fen"], from_frozen_fen=stored["from_frozen_fen"],
+                   from_available_fen=stored["from_available_fen"])
 
 
 def plan_refund(funds: OrderFunds, refund_fen: int) -> tuple[RefundPlan, OrderFunds]:
@@ -251,3 +311,31 @@ def undo_refund(funds: OrderFunds, plan: RefundPlan) -> tuple[int, OrderFunds]:
     return released, replace(funds, refunded_fen=funds.refunded_fen - plan.refund_fen,
                              fee_refunded_fen=funds.fee_refunded_fen - plan.fee_back_fen,
                              frozen_fen=funds.frozen_fen + plan.from_frozen_fen - released, lines=lines)
+
+
+def allocate_returns(returns: tuple[tuple[str, int], ...],
+                     splits: list[tuple[str, list[tuple[str | None, str, int]]]],
+                     returned: dict[tuple[str, str], int]) -> list[tuple[str, str, str, int]]:
+    """Which splits each merchant receiver's share of a refund (`returns`, as the plan
+    has them) comes back from: the splits that paid it, newest first, each for no more
+    than the receiver still holds of it.
+
+    `splits` are the order's finished splits in the order they were made, each
+    (out_order_no, parts) with parts (ledger account, receiver's mchid, fen); `returned`
+    is what already came back, by (out_order_no, ledger account). Returns the split
+    returns to make, (out_order_no, ledger account, receiver's mchid, fen), in order."""
+    returned = dict(returned)
+    made = []
+    for account, due in returns:
+        for out_order_no, parts in reversed(splits):
+            for part_account, mchid, fen in parts:
+                if due == 0 or part_account != account:
+                    continue
+                take = min(fen - returned.get((out_order_no, account), 0), due)
+                if take <= 0:
+                    continue
+                made.append((out_order_no, account, mchid, take))
+                returned[(out_order_no, account)] = returned.get((out_order_no, account), 0) + take
+                due -= take
+        assert due == 0, f"split returns cannot cover {account}"
+    return made

@@ -6,8 +6,8 @@
   GET /v3/billdownload/file?token=...   the file (signed like every answer; SHA-1 = hash_value)
 
 A `tenant` client gets its own store's bills only: another store's answer as a store with
-nothing that day does (400 NO_STATEMENT_EXIST). The day is China time and its bill is
-there once the day is over (before: 400 STATEMENT_CREATING).
+nothing that day does (400 NO_STATEMENT_EXIST). The day is China time and, as at WeChat,
+its bill is there from 10:00 on the next day (before: 400 STATEMENT_CREATING).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from datetime import date
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_response, services_of
+from gateway.api import caller_of, services_of
 from gateway.api.mall.common import require_role
+from gateway.api.orders import json_response
 from gateway.errors import ApiError, ParamError, ResourceNotExists
 from gateway.services import own_bills
 from ledger.accounts import SUB_MCHID_RE

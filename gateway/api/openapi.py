@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.formats import OUT_TRADE_NO_RE
 from gateway.wire import json_bytes
 
 routes = web.RouteTableDef()
@@ -252,7 +253,7 @@ SCHEMAS = {
         "properties": {
             "sp_appid": {"type": "string"}, "sp_mchid": {"type": "string"}, "sub_appid": {"type": "string"},
             "sub_mchid": {"type": "string"}, "description": {"type": "string", "maxLength": 127},
-            "out_trade_no": {"type": "string", "pattern": "^[0-9A-Za-z_*|-]{6,32}$"},
+            "out_trade_no": {"type": "string", "pattern": f"^{OUT_TRADE_NO_RE.pattern}$"},
             "time_expire": {"type": "string", "format": "date-time"}, "attach": {"type": "string"},
             "notify_url": {"type": "string", "format": "uri"}, "goods_tag": {"type": "string"},
             "settle_info": {"type": "object", "properties": {"profit_sharing": {"type": "boolean"}}},

@@ -7,10 +7,11 @@ from aiohttp import web
 from gateway import signing
 from gateway.api import caller_of, json_or_missing, json_response, mall_app_of, services_of
 from gateway.api.middleware import json_body
-from gateway.api.requests import body_object, field, store_query
-from gateway.api.requests.profitsharing import parse_receiver_delete, parse_split, parse_unfreeze
-from gateway.errors import OrderNotExist, ParamError, ResourceNotExists
-from gateway.formats import MCHID_RE
+from gateway.api.requests import store_query
+from gateway.api.requests.profitsharing import (
+    parse_receiver_add, parse_receiver_delete, parse_split, parse_unfreeze,
+)
+from gateway.errors import OrderNotExist, ResourceNotExists
 from gateway.services import profitsharing, receivers
 
 routes = web.RouteTableDef()
@@ -55,17 +56,10 @@ async def merchant_config(request: web.Request) -> web.Response:
 @routes.post("/v3/profitsharing/receivers/add")
 async def add_receiver(request: web.Request) -> web.Response:
     svc, caller = services_of(request), mall_app_of(request)
-    body = body_object(await json_body(request))
-    sub_mchid = field(body, "sub_mchid", MCHID_RE)
-    name = body.get("name")
-    if name is not None:
-        # Encrypted by the client with the gateway's public key, as WeChat asks.
-        name = signing.oaep_decrypt(svc.identity.private_key, name) if isinstance(name, str) else None
-        if name is None:
-            raise ParamError("name", "not_decryptable", "name must be encrypted with the gateway public key")
-    added = await receivers.add_receiver(svc, caller.mall_id, sub_mchid, body.get("type"),
-                                         body.get("account"), name, body.get("relation_type"))
-    return json_response(added)
+    sub_mchid, type_, account, name, relation_type = parse_receiver_add(
+        await json_body(request), lambda ciphertext: signing.oaep_decrypt(svc.identity.private_key, ciphertext))
+    return json_response(await receivers.add_receiver(svc, caller.mall_id, sub_mchid, type_, account, name,
+                                                      relation_type))
 
 
 @routes.post("/v3/profitsharing/receivers/delete")

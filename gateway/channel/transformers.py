@@ -157,6 +157,11 @@ def read_time(data: Mapping[str, Any], name: str) -> datetime:
     return parse_wechat_time(read_text(data, name))
 
 
+def read_optional_time(data: Mapping[str, Any], name: str) -> datetime | None:
+    """None while WeChat leaves the time out or empty (success_time before a refund succeeds)."""
+    return read_time(data, name) if data.get(name) else None
+
+
 def read_enum(kind: type[E], data: Mapping[str, Any], name: str) -> E:
     try:
         return kind(read_text(data, name))

@@ -13,6 +13,7 @@ from gateway.channel.transformers import (
     read_fen,
     read_mapping,
     read_optional_text,
+    read_optional_time,
     read_text,
     read_time,
 )
@@ -44,22 +45,15 @@ def refund_body(req: ChannelRefundRequest) -> dict[str, Any]:
 
 def refund_from(data: Mapping[str, Any]) -> ChannelRefund:
     amount = read_mapping(data.get("amount"), "amount")
-    success_time = data.get("success_time")
     return ChannelRefund(
-        refund_id=read_text(data, "refund_id"),
-        out_refund_no=read_text(data, "out_refund_no"),
-        transaction_id=read_text(data, "transaction_id"),
-        out_trade_no=read_text(data, "out_trade_no"),
+        **_refund_ids(data),
         channel=read_text(data, "channel"),
         user_received_account=read_optional_text(data, "user_received_account") or "",
         status=read_enum(ChannelRefundState, data, "status"),
         funds_account=read_optional_text(data, "funds_account"),
         created_at=read_time(data, "create_time"),
-        success_at=read_time(data, "success_time") if success_time else None,
-        total_fen=read_fen(amount, "total"),
-        refund_fen=read_fen(amount, "refund"),
-        payer_total_fen=read_fen(amount, "payer_total"),
-        payer_refund_fen=read_fen(amount, "payer_refund"),
+        success_at=read_optional_time(data, "success_time"),
+        **_order_and_payer_amounts(amount),
         settlement_total_fen=read_fen(amount, "settlement_total"),
         settlement_refund_fen=read_fen(amount, "settlement_refund"),
         discount_refund_fen=read_fen(amount, "discount_refund"),
@@ -74,20 +68,30 @@ def refund_notice_from(event_id: str, event_type: str, data: Mapping[str, Any]) 
     if EVENT_REFUND_STATES.get(event_type) is not status:
         raise UnexpectedChannelResponse("refund_status does not match the event type")
     amount = read_mapping(data.get("amount"), "amount")
-    success_time = data.get("success_time")
     return ChannelRefundNotice(
         event_id=event_id,
         sp_mchid=read_text(data, "sp_mchid"),
         sub_mchid=read_text(data, "sub_mchid"),
-        transaction_id=read_text(data, "transaction_id"),
-        out_trade_no=read_text(data, "out_trade_no"),
-        refund_id=read_text(data, "refund_id"),
-        out_refund_no=read_text(data, "out_refund_no"),
+        **_refund_ids(data),
         status=status,
-        success_at=read_time(data, "success_time") if success_time else None,
+        success_at=read_optional_time(data, "success_time"),
         user_received_account=read_optional_text(data, "user_received_account"),
-        total_fen=read_fen(amount, "total"),
-        refund_fen=read_fen(amount, "refund"),
-        payer_total_fen=read_fen(amount, "payer_total"),
-        payer_refund_fen=read_fen(amount, "payer_refund"),
+        **_order_and_payer_amounts(amount),
     )
+
+
+def _refund_ids(data: Mapping[str, Any]) -> dict[str, str]:
+    """The ids a refund's answer and its notice both carry: WeChat's and ours, of the refund
+    and of its order."""
+    return {name: read_text(data, name) for name in ("refund_id", "out_refund_no", "transaction_id", "out_trade_no")}
+
+
+def _order_and_payer_amounts(amount: Mapping[str, Any]) -> dict[str, int]:
+    """The amounts a refund's answer and its notice both carry: the order's total and the
+    refund, and what the payer paid and gets back."""
+    return {
+        "total_fen": read_fen(amount, "total"),
+        "refund_fen": read_fen(amount, "refund"),
+        "payer_total_fen": read_fen(amount, "payer_total"),
+        "payer_refund_fen": read_fen(amount, "payer_refund"),
+    }

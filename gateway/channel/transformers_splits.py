@@ -7,6 +7,7 @@ the client hands in, so this module holds no keys.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ from gateway.channel.transformers import (
     read_fen,
     read_mapping,
     read_optional_text,
+    read_optional_time,
     read_text,
     read_time,
 )
@@ -117,19 +119,11 @@ def split_order_from(data: Mapping[str, Any]) -> ChannelSplitOrder:
 
 def _detail_from(line: Mapping[str, Any]) -> ChannelSplitDetail:
     result = read_enum(ChannelSplitResult, line, "result")
-    finish_time = line.get("finish_time")
     return ChannelSplitDetail(
         type=read_enum(ChannelReceiverType, line, "type"),
         account=read_text(line, "account"),
-        amount_fen=read_fen(line, "amount"),
-        description=read_optional_text(line, "description") or "",
-        result=result,
-        fail_reason=read_optional_text(line, "fail_reason"),
         detail_id=read_text(line, "detail_id"),
-        created_at=read_time(line, "create_time"),
-        # WeChat sends finish_time while PENDING too; it only means something once done.
-        finished_at=read_time(line, "finish_time") if finish_time and result is not ChannelSplitResult.PENDING
-        else None,
+        **_amount_and_outcome(line, result, done=result is not ChannelSplitResult.PENDING),
     )
 
 
@@ -142,14 +136,22 @@ def split_return_from(data: Mapping[str, Any]) -> ChannelSplitReturn:
         out_return_no=read_text(data, "out_return_no"),
         return_id=read_text(data, "return_id"),
         return_mchid=read_text(data, "return_mchid"),
-        amount_fen=read_fen(data, "amount"),
-        description=read_optional_text(data, "description") or "",
-        result=result,
-        fail_reason=read_optional_text(data, "fail_reason"),
-        created_at=read_time(data, "create_time"),
-        finished_at=read_time(data, "finish_time")
-        if data.get("finish_time") and result is not ChannelSplitReturnResult.PROCESSING else None,
+        **_amount_and_outcome(data, result, done=result is not ChannelSplitReturnResult.PROCESSING),
     )
+
+
+def _amount_and_outcome(data: Mapping[str, Any], result: enum.Enum, *, done: bool) -> dict[str, Any]:
+    """What a split's receiver line and a split return both say: the fen moved and why, the
+    result, when it was made and finished, and why it failed. WeChat sends finish_time
+    while still pending too; it only means something once done."""
+    return {
+        "amount_fen": read_fen(data, "amount"),
+        "description": read_optional_text(data, "description") or "",
+        "result": result,
+        "fail_reason": read_optional_text(data, "fail_reason"),
+        "created_at": read_time(data, "create_time"),
+        "finished_at": read_optional_time(data, "finish_time") if done else None,
+    }
 
 
 def unsplit_fen_from(data: Mapping[str, Any], transaction_id: str) -> int:

@@ -112,8 +112,11 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     # asyncpg hands json/jsonb over as text by default; decode once here so repos never
     # call json.loads themselves. orjson: the payment transaction sends its effects as
     # jsonb rows, and the standard library's encoder was a visible share of its CPU.
-    for type_name in ("jsonb", "json"):
-        await conn.set_type_codec(type_name, encoder=_json_dumps, decoder=orjson.loads, schema="pg_catalog")
+    # jsonb travels in its binary form (a version byte, then the JSON text): the bytes
+    # orjson makes go out as they are, and come back without a trip through str.
+    await conn.set_type_codec("jsonb", encoder=_jsonb_binary, decoder=_jsonb_from_binary, schema="pg_catalog",
+                              format="binary")
+    await conn.set_type_codec("json", encoder=_json_dumps, decoder=orjson.loads, schema="pg_catalog")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -129,6 +132,18 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 def _json_dumps(value: object) -> str:
     return orjson.dumps(value).decode()
+
+
+JSONB_VERSION = b"\x01"  # jsonb's binary format: version 1, then the JSON text
+
+
+def _jsonb_binary(value: object) -> bytes:
+    return JSONB_VERSION + orjson.dumps(value)
+
+
+def _jsonb_from_binary(data: bytes) -> object:
+    assert data[:1] == JSONB_VERSION, data[:1]
+    return orjson.loads(memoryview(data)[1:])
 
 
 def resolve_database_url(settings: "Settings") -> tuple[str, EmbeddedPostgres | None]:

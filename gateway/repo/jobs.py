@@ -15,7 +15,7 @@ ON CONFLICT (mall_id, kind, ref) DO UPDATE
 CLAIM_DUE = """
 UPDATE jobs j SET due_at = $2, attempts = j.attempts + 1
   FROM (SELECT mall_id, job_id FROM jobs
-         WHERE state = 'pending' AND due_at <= $1
+         WHERE mall_id = $4 AND state = 'pending' AND due_at <= $1
          ORDER BY due_at LIMIT $3
          FOR UPDATE SKIP LOCKED) due
  WHERE j.mall_id = due.mall_id AND j.job_id = due.job_id
@@ -49,8 +49,9 @@ async def ensure_job(conn, mall_id: str, kind: str, ref: str, due_at: datetime, 
     await conn.execute(ENSURE_JOB, mall_id, kind, ref, due_at, now)
 
 
-async def claim_due(conn, now: datetime, lease_until: datetime, limit: int):
-    return await conn.fetch(CLAIM_DUE, now, lease_until, limit)
+async def claim_due(conn, mall_id: str, now: datetime, lease_until: datetime, limit: int):
+    """Due jobs of `mall_id`, leased until `lease_until`."""
+    return await conn.fetch(CLAIM_DUE, now, lease_until, limit, mall_id)
 
 
 async def finish(conn, mall_id: str, job_id: int, now: datetime) -> None:
@@ -110,7 +111,7 @@ SELECT action_id, action, acted_by, reason, last_error, acted_at FROM job_action
  WHERE mall_id = $1 AND job_id = $2 ORDER BY action_id
 """
 
-DEAD_COUNT = "SELECT count(*) FROM jobs WHERE state = 'dead'"
+DEAD_COUNT = "SELECT count(*) FROM jobs WHERE mall_id = $1 AND state = 'dead'"
 
 
 async def jobs_in_state(conn, mall_id: str, state: str, limit: int, offset: int) -> tuple[list, int]:
@@ -143,6 +144,6 @@ async def actions_of_job(conn, mall_id: str, job_id: int) -> list:
     return await conn.fetch(ACTIONS_OF_JOB, mall_id, job_id)
 
 
-async def dead_count(conn) -> int:
-    """Jobs that gave up, in every mall: what /health reports."""
-    return await conn.fetchval(DEAD_COUNT)
+async def dead_count(conn, mall_id: str) -> int:
+    """Jobs of `mall_id` that gave up: what /health reports."""
+    return await conn.fetchval(DEAD_COUNT, mall_id)

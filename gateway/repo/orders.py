@@ -69,14 +69,16 @@ released AS (
 SELECT state FROM closed
 """
 
-# An order about to be paid, with what its store's contract says the payment opens, and
-# whether the guide its mall_info names works for this store.
+# An order about to be paid, with what its store's contract says the payment opens,
+# whether the guide its mall_info names works for this store, and the store's own points
+# rule (NULL: the mall's default), all in the one read before the payment.
 ORDER_TO_PAY = """
 SELECT o.*, t.max_ratio_bps, t.approval_id, t.freeze_days, t.guide_reward_bps, t.commission_bps, t.auto_split,
-       g.guide_id IS NOT NULL AS guide_of_store
+       g.guide_id IS NOT NULL AS guide_of_store, pr.points_per_yuan AS store_points_per_yuan
   FROM orders o
   JOIN tenants t USING (mall_id, sub_mchid)
   LEFT JOIN guides g ON g.mall_id = o.mall_id AND g.guide_id = o.mall_info->>'guide_id' AND g.sub_mchid = o.sub_mchid
+  LEFT JOIN points_rules pr ON pr.mall_id = o.mall_id AND pr.sub_mchid = o.sub_mchid
  WHERE o.mall_id = $1 AND o.sub_mchid = $2 AND o.out_trade_no = $3
 """
 
@@ -84,12 +86,12 @@ SELECT o.*, t.max_ratio_bps, t.approval_id, t.freeze_days, t.guide_reward_bps, t
 # the payment's effects as data: transfers ($10) and rows ($12) for the tables in $11.
 APPLY_PAYMENT = "SELECT mallpay_apply_payment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 
-# Unpaid orders due for a look at the channel, claimed so several gateway processes
-# never check the same order at once: claiming pushes next_check_at forward.
+# Unpaid orders of one mall due for a look at the channel, claimed so several gateway
+# processes never check the same order at once: claiming pushes next_check_at forward.
 CLAIM_DUE_UNPAID = """
 UPDATE orders o SET next_check_at = $2
   FROM (SELECT mall_id, sub_mchid, out_trade_no FROM orders
-         WHERE state = 'NOTPAY' AND next_check_at <= $1
+         WHERE mall_id = $4 AND state = 'NOTPAY' AND next_check_at <= $1
          ORDER BY next_check_at
          LIMIT $3
          FOR UPDATE SKIP LOCKED) due
@@ -145,8 +147,9 @@ async def apply_payment(conn, *, key, total_fen: int, paid: dict, now: datetime,
     )
 
 
-async def claim_due_unpaid(conn, now: datetime, recheck_at: datetime, limit: int):
-    return await conn.fetch(CLAIM_DUE_UNPAID, now, recheck_at, limit)
+async def claim_due_unpaid(conn, mall_id: str, now: datetime, recheck_at: datetime, limit: int):
+    """Unpaid orders of `mall_id` due for a look at the channel, claimed until `recheck_at`."""
+    return await conn.fetch(CLAIM_DUE_UNPAID, now, recheck_at, limit, mall_id)
 
 
 def encode_json(value) -> str:

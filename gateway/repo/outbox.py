@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-# Claim due rows for one worker: the lease (next_attempt_at pushed forward) keeps other
-# workers and processes off them while this one delivers; a crashed worker's rows come
-# due again when the lease runs out.
+# Claim due rows of the process's own mall for one worker: the lease (next_attempt_at
+# pushed forward) keeps other workers and processes off them while this one delivers; a
+# crashed worker's rows come due again when the lease runs out. The same statement first
+# records the deliveries acknowledged since the last claim ($4, $5: event ids and times),
+# so a delivered notification costs no transaction of its own.
 CLAIM_DUE = """
+WITH delivered AS (
+    UPDATE outbox d SET state = 'delivered', delivered_at = m.delivered_at, attempts = d.attempts + 1,
+                        last_error = NULL
+      FROM unnest($5::bigint[], $6::timestamptz[]) AS m(event_id, delivered_at)
+     WHERE d.mall_id = $4 AND d.event_id = m.event_id AND d.state = 'pending'
+)
 UPDATE outbox o SET next_attempt_at = $2
   FROM (SELECT mall_id, event_id FROM outbox
-         WHERE state = 'pending' AND next_attempt_at <= $1
+         WHERE mall_id = $4 AND state = 'pending' AND next_attempt_at <= $1
+           AND event_id <> ALL ($5::bigint[])
          ORDER BY next_attempt_at
          LIMIT $3
          FOR UPDATE SKIP LOCKED) due
@@ -18,10 +27,17 @@ UPDATE outbox o SET next_attempt_at = $2
 RETURNING o.mall_id, o.event_id, o.notification_id, o.client_id, o.notify_url, o.event_type,
           o.summary, o.original_type, o.resource, o.attempts, o.created_at
 """
+# What a delivery needs of a row (CLAIM_DUE's RETURNING; also what a statement that hands a
+# row over to `gateway.outbox.OutboxDelivery.hand_over` returns).
+CLAIMED_COLUMNS = ("mall_id", "event_id", "notification_id", "client_id", "notify_url", "event_type",
+                   "summary", "original_type", "resource", "attempts", "created_at")
 
+# Deliveries acknowledged, recorded in one statement (when no claim follows soon).
 MARK_DELIVERED = """
-UPDATE outbox SET state = 'delivered', delivered_at = $3, attempts = attempts + 1, last_error = NULL
- WHERE mall_id = $1 AND event_id = $2 AND state = 'pending'
+UPDATE outbox d SET state = 'delivered', delivered_at = m.delivered_at, attempts = d.attempts + 1,
+                    last_error = NULL
+  FROM unnest($2::bigint[], $3::timestamptz[]) AS m(event_id, delivered_at)
+ WHERE d.mall_id = $1 AND d.event_id = m.event_id AND d.state = 'pending'
 """
 
 MARK_FAILED = """
@@ -51,8 +67,12 @@ SELECT event_id, notification_id, client_id, notify_url, event_type, ref, attemp
 """
 
 
-async def claim_due(conn, now: datetime, lease_until: datetime, limit: int):
-    return await conn.fetch(CLAIM_DUE, now, lease_until, limit)
+async def claim_due(conn, mall_id: str, now: datetime, lease_until: datetime, limit: int,
+                    delivered: list[tuple[int, datetime]] = ()):
+    """Due rows of `mall_id`, leased until `lease_until`; first records `delivered`
+    ((event_id, delivered_at) of this mall's rows acknowledged since the last claim)."""
+    return await conn.fetch(CLAIM_DUE, now, lease_until, limit, mall_id,
+                            [e for e, _ in delivered], [at for _, at in delivered])
 
 
 async def insert_order_event(conn, *, order_key, notification_id, event_type: str, ref: str,
@@ -70,8 +90,9 @@ def event_row(*, mall_id: str, notification_id, client_id: str, notify_url: str,
             "original_type": original_type, "resource": resource, "next_attempt_at": now, "created_at": now}
 
 
-async def mark_delivered(conn, mall_id: str, event_id: int, delivered_at: datetime) -> None:
-    await conn.execute(MARK_DELIVERED, mall_id, event_id, delivered_at)
+async def mark_delivered(conn, mall_id: str, delivered: list[tuple[int, datetime]]) -> None:
+    """Record acknowledged deliveries ((event_id, delivered_at) of `mall_id`'s rows)."""
+    await conn.execute(MARK_DELIVERED, mall_id, [e for e, _ in delivered], [at for _, at in delivered])
 
 
 async def mark_failed(conn, mall_id: str, event_id: int, error: str, next_attempt_at: datetime,

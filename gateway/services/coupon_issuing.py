@@ -27,6 +27,7 @@ import structlog
 
 from coupons import repo as coupons_repo
 from coupons.issuing import PaidAt, eligible, held_out, offer
+from gateway.outbox import lease_s
 from gateway.services.context import Services
 from gateway.services.next_store import CouponRuntime, Payment, payment_of
 
@@ -36,7 +37,6 @@ CHINA = timezone(timedelta(hours=8))
 COUPON_ID_BYTES = 12
 BPS = 10_000
 ERROR_CHARS_MAX = 200
-HAND_OVER_LEASE_FACTOR = 2  # a handed-over notification's lease: twice a delivery's timeout
 
 
 def hold_until(svc: Services, now: datetime) -> datetime:
@@ -98,9 +98,17 @@ def start(svc: Services, key: tuple[str, str, str]) -> None:
 
 async def _issue_within_budget(svc: Services, key) -> None:
     budget_s = svc.settings.coupon_issue_budget_ms / 1000
+    # Past the budget issuing is no longer waited for, but not cancelled either: a cancel
+    # landing between its commit and the hand-over would leave the released notification
+    # leased to nobody until the lease ends (seen: 10 s). The notification does not wait:
+    # it is due at the hold's end, and a late release finds it no longer held.
+    issuing = asyncio.ensure_future(issue_after_payment(svc, key))
+    _RUNNING.add(issuing)  # a reference until it ends (asyncio keeps none of its own)
+    issuing.add_done_callback(_RUNNING.discard)
     try:
-        issued = await asyncio.wait_for(issue_after_payment(svc, key), budget_s)
+        issued = await asyncio.wait_for(asyncio.shield(issuing), budget_s)
     except asyncio.TimeoutError:
+        issuing.add_done_callback(_log_late_failure)
         log.warning("coupon_issue_too_slow", budget_ms=svc.settings.coupon_issue_budget_ms)
         return
     except Exception:
@@ -108,6 +116,14 @@ async def _issue_within_budget(svc: Services, key) -> None:
         return
     if issued:
         log.info("coupons_issued", count=len(issued))
+
+
+_RUNNING: set = set()
+
+
+def _log_late_failure(issuing: asyncio.Future) -> None:
+    if not issuing.cancelled() and issuing.exception() is not None:
+        log.error("coupon_issue_failed_late", error=repr(issuing.exception()))
 
 
 async def issue_after_payment(svc: Services, key) -> list[dict]:
@@ -136,8 +152,7 @@ async def issue_after_payment(svc: Services, key) -> list[dict]:
         if order["hold_until"] is not None:
             released = await coupons_repo.attach_to_notification(
                 conn, mall_id, (sub_mchid, out_trade_no), [coupon_json(c) for c in issued], order["hold_until"],
-                now if hand_over is None else now + timedelta(seconds=HAND_OVER_LEASE_FACTOR
-                                                              * svc.settings.outbox_delivery_timeout_s))
+                now if hand_over is None else now + timedelta(seconds=lease_s(svc.settings)))
     if released is not None and hand_over is not None:
         hand_over(released)  # this process delivers it, leased: no claim
     elif released is not None and svc.coupons.wakeup is not None:

@@ -15,7 +15,7 @@ from gateway.repo import tenants as tenants_repo
 from gateway.caller import Caller
 from gateway.services import coupon_redemption, payments
 from gateway.services.context import Services
-from gateway.shapes.transactions import order_json
+from gateway.shapes.transactions import created_json, order_json
 from gateway.wire import to_wechat_time
 
 log = structlog.get_logger(__name__)
@@ -49,10 +49,13 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
     now = svc.clock()
     async with svc.pool.acquire() as conn:
         await _check_guide(conn, caller.mall_id, req)
-        async with conn.transaction():
+        if "coupon_id" in req.mall_info:  # the order and its coupon's reservation, together
+            async with conn.transaction():
+                row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
+                if row is not None:
+                    await coupon_redemption.reserve(conn, row, now)
+        else:  # one statement: no BEGIN and COMMIT round trips around it
             row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
-            if row is not None and "coupon_id" in req.mall_info:
-                await coupon_redemption.reserve(conn, row, now)
         if row is None:
             row = await orders_repo.order(conn, *key)
         if row is None and await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid) is None:
@@ -74,7 +77,7 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
             await orders_repo.forget_unopened_order(conn, key, req.request_hash)
         raise InvalidRequest("channel_rejected", "the payment channel refused the order",
                              channel_code=exc.code) from None
-    response = {"prepay_id": prepay_id, "mall_info": {"pay_params": pay_params(svc, row, prepay_id)}}
+    response = created_json(prepay_id, pay_params(svc, row, prepay_id))
     async with svc.pool.acquire() as conn:
         return await orders_repo.store_create_response(conn, key, prepay_id, response)
 

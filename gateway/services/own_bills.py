@@ -29,6 +29,11 @@ from ledger.payments import channel_fee_fen
 
 TOKEN_TTL_S = 10 * 60
 BILL_DAYS_BACK_MAX = 90  # as WeChat: bills of the last three months
+# As WeChat: the bill of day D (China time) is served from 10:00 on D+1. Our records of D
+# still move after midnight (a payment of 23:59 confirmed by the unpaid-order check, a
+# refund's result), and a bill once served must not change under its hash; backends
+# written against WeChat already wait for 10:00.
+BILL_READY_AFTER = timedelta(days=1, hours=10)
 
 
 class NoStatement(Exception):
@@ -36,7 +41,7 @@ class NoStatement(Exception):
 
 
 class NotReady(Exception):
-    """The day is not over yet (WeChat's STATEMENT_CREATING)."""
+    """Before 10:00 China time on the next day (WeChat's STATEMENT_CREATING)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,10 @@ class BillRequest:
     sub_mchid: str | None
     gzip_it: bool
     client_id: str
+
+
+def ready_at(bill_on: date) -> datetime:
+    return day_window(bill_on)[0] + BILL_READY_AFTER
 
 
 def _bill_time(moment: datetime) -> str:
@@ -109,7 +118,7 @@ async def split_rows(conn, mall_id: str, bill_on: date, sub_mchid: str | None) -
 async def bill_bytes(svc: Services, mall_id: str, req: BillRequest) -> bytes:
     """The bill file, or NoStatement / NotReady."""
     now = svc.clock()
-    if day_window(req.bill_on)[1] > now:
+    if now < ready_at(req.bill_on):
         raise NotReady(req.bill_on)
     if req.bill_on < (now.astimezone(CHINA_TZ).date() - timedelta(days=BILL_DAYS_BACK_MAX)):
         raise NoStatement(req.bill_on)

@@ -24,14 +24,13 @@ from datetime import datetime, timedelta
 
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import outbox as outbox_repo
-from gateway.shapes.transactions import transaction_resource
+from gateway.shapes.transactions import paid_notice
 from ledger.payments import channel_fee_fen, payment_ref, payment_transfer
 from ledger.transfers import Transfer
 from splitting import repo as splitting_repo
 from splitting.funds import OrderFunds
 from splitting.rules import finish_by
 
-TRANSACTION_SUCCESS = "TRANSACTION.SUCCESS"
 JOB_FINISH_ORDER = "finish_order"
 JOB_GUIDE_REWARD = "guide_reward"
 
@@ -89,12 +88,11 @@ def payment_effects(order, paid: Paid, *, notification_id, now: datetime, split_
     deadline = finish_by(paid.success_at, order["freeze_days"], finish_before_unfreeze_s)
     now_text = now.isoformat()
     effects = PaymentEffects().with_transfer(payment_transfer(
-        sub_mchid=sub_mchid, out_trade_no=out_trade_no, total_fen=order["total_fen"],
-        fee_rate_bps=order["fee_rate_bps"], profit_sharing=profit_sharing,
+        sub_mchid=sub_mchid, out_trade_no=out_trade_no, total_fen=order["total_fen"], fee_fen=fee_fen,
+        profit_sharing=profit_sharing,
     )).with_row(outbox_repo.TABLE, outbox_repo.event_row(
         mall_id=mall_id, notification_id=notification_id, client_id=order["client_id"],
-        notify_url=order["notify_url"], event_type=TRANSACTION_SUCCESS, ref=ref, summary="支付成功",
-        original_type="transaction", resource=transaction_resource(order, paid.columns()), now=now_text,
+        notify_url=order["notify_url"], ref=ref, now=now_text, **paid_notice(order, paid.columns()).columns(),
     )).with_row(splitting_repo.FUNDS_TABLE, splitting_repo.opened_funds_row(
         mall_id=mall_id, sub_mchid=sub_mchid, out_trade_no=out_trade_no, transaction_id=paid.transaction_id,
         funds=funds, approval_id=order["approval_id"], paid_at=paid.success_at, finish_by=deadline,

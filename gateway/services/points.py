@@ -39,21 +39,24 @@ def payer_of(order) -> tuple[str, str]:
 
 
 async def rate_for(svc: Services, conn, order) -> int:
-    """The store's points per yuan, read (and the member's accounts made: harmless if the
-    payment then fails) before the payment's one round trip."""
-    openid, _ = payer_of(order)
-    await ledger_repo.ensure_accounts(conn, order["mall_id"], points_accounts(order["mall_id"], openid))
-    rate = await points_repo.rule(conn, order["mall_id"], order["sub_mchid"])
+    """The store's points per yuan: read with the order to pay (`orders_repo.ORDER_TO_PAY`,
+    column `store_points_per_yuan`), else asked for here."""
+    if "store_points_per_yuan" in order.keys():
+        rate = order["store_points_per_yuan"]
+    else:
+        rate = await points_repo.rule(conn, order["mall_id"], order["sub_mchid"])
     return svc.settings.points_per_yuan_default if rate is None else rate
 
 
 def join_payment(order, rate: int, effects, transaction_id: str, paid_at: datetime):
-    """The payment's effects with its points: the earn transfer, the order's points and the
-    sync row to WeChat (rows the payment's one transaction writes)."""
+    """The payment's effects with its points: the member's accounts, the earn transfer, the
+    order's points and the sync row to WeChat (rows the payment's one transaction writes)."""
     mall_id = order["mall_id"]
     openid, appid = payer_of(order)
     earned = points_earned(order["total_fen"], rate)
     ref = f"{order['sub_mchid']}/{order['out_trade_no']}"
+    for spec in points_accounts(mall_id, openid):  # made on first use, before the transfers (migrations/0014)
+        effects = effects.with_row(ledger_repo.ACCOUNTS_TABLE, ledger_repo.account_row(mall_id, spec))
     if earned:
         effects = effects.with_transfer(earn_transfer(mall_id, openid, ref, earned))
     effects = effects.with_row("points_orders", {
@@ -107,18 +110,27 @@ def _sync_row(mall_id, kind, ref, sub_mchid, transaction_id, appid, openid, poin
 
 
 async def sync_due(svc: Services) -> int:
-    """One pass of the points sync: claim due rows (bounded), tell WeChat, record."""
+    """One pass of the points sync: claim the mall's due rows (bounded), tell WeChat,
+    record the pass's accepted syncs in one statement."""
     settings = svc.settings
     now = svc.clock()
     async with svc.pool.acquire() as conn:
-        rows = await points_repo.claim_due_syncs(conn, now, now + timedelta(seconds=SYNC_LEASE_S),
+        rows = await points_repo.claim_due_syncs(conn, settings.sp_mchid, now, now + timedelta(seconds=SYNC_LEASE_S),
                                                  settings.points_sync_batch_max)
-    for row in rows:
-        await _sync_one(svc, row)
+    synced = []
+    try:
+        for row in rows:
+            if await _sync_one(svc, row):
+                synced.append((row["sync_id"], svc.clock()))
+    finally:
+        if synced:
+            async with svc.pool.acquire() as conn:
+                await points_repo.mark_synced(conn, settings.sp_mchid, synced)
     return len(rows)
 
 
-async def _sync_one(svc: Services, row) -> None:
+async def _sync_one(svc: Services, row) -> bool:
+    """True when WeChat accepted the change; a refusal is recorded here."""
     notice = ChannelPointsNotice(
         sub_mchid=row["sub_mchid"], transaction_id=row["transaction_id"], appid=row["appid"], openid=row["openid"],
         earn_points=row["earn_points"], increased_points=row["increased_points"],
@@ -134,10 +146,8 @@ async def _sync_one(svc: Services, row) -> None:
             await points_repo.mark_sync_failed(conn, row["mall_id"], row["sync_id"], exc.code[:ERROR_CHARS_MAX],
                                                svc.clock() + timedelta(seconds=delay_s), dead)
         log.warning("points_sync_failed", code=exc.code, attempts=attempts, dead=dead)
-        return
-    async with svc.pool.acquire() as conn:
-        await points_repo.mark_synced(conn, row["mall_id"], row["sync_id"], svc.clock())
-
+        return False
+    return True
 
 
 SYNC_STATES = ("dead", "pending", "synced")

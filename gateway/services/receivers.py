@@ -16,8 +16,6 @@ from splitting.rules import Approval, Contract, SplitRefused, check_contract
 
 NAME_CHARS_MAX = 64
 REASON_CHARS_MAX = 500
-RELATION_TYPES = frozenset({"SERVICE_PROVIDER", "STORE", "STAFF", "STORE_OWNER", "PARTNER", "HEADQUARTER",
-                            "BRAND", "DISTRIBUTOR", "USER", "SUPPLIER", "CUSTOM"})
 
 
 def ledger_account_for(svc: Services, type_: str, account: str, guide_id: str | None = None) -> str:
@@ -42,14 +40,9 @@ async def _add_at_channel(svc: Services, sub_mchid: str, type_: str, account: st
 
 async def add_receiver(svc: Services, mall_id: str, sub_mchid: str, type_: str, account: str,
                        name: str | None, relation_type: str) -> dict:
-    """A merchant receiver (the mall, a brand headquarters) for one store's splits."""
-    if type_ != "MERCHANT_ID":
-        raise ParamError("type", "use_guides_for_persons",
-                         "persons receive splits as guides: POST /v3/mall/guides")
-    if not isinstance(account, str) or not MCHID_RE.fullmatch(account):
-        raise ParamError("account", "bad_format")
-    if not isinstance(relation_type, str) or relation_type not in RELATION_TYPES:
-        raise ParamError("relation_type", "unknown_relation_type")
+    """A merchant receiver (the mall, a brand headquarters) for one store's splits; the
+    fields are checked by the caller (`gateway.api.requests.profitsharing`)."""
+    assert type_ == "MERCHANT_ID", "persons receive splits as guides"
     await _require_tenant(svc, mall_id, sub_mchid)
     await _add_at_channel(svc, sub_mchid, type_, account, name, relation_type)
     ledger_account = ledger_account_for(svc, type_, account)

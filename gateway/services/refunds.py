@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import asdict
 from datetime import timedelta
 
 import structlog
@@ -25,7 +24,7 @@ from splitting import repo
 from gateway.services import coupon_redemption, points, returns
 from gateway.services.context import Services
 from gateway.services.splits import refused
-from gateway.shapes.refunds import refund_json, refund_resource
+from gateway.shapes.refunds import refund_json, refund_notice
 from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
@@ -60,7 +59,7 @@ async def request_refund(svc: Services, caller, req: dict) -> dict:
             conn, mall_id=caller.mall_id, sub_mchid=order["sub_mchid"], out_refund_no=req["out_refund_no"],
             out_trade_no=order["out_trade_no"], transaction_id=order["transaction_id"],
             amount_fen=req["amount_fen"], total_fen=order["total_fen"], reason=req.get("reason"),
-            notify_url=req.get("notify_url"), request_hash=req["request_hash"], plan=asdict(plan),
+            notify_url=req.get("notify_url"), request_hash=req["request_hash"], plan=plan.to_json(),
             refund_id="50" + "".join(str(secrets.randbelow(10)) for _ in range(28)),
             client_id=caller.client_id, created_at=svc.clock(),
         )
@@ -91,7 +90,7 @@ async def _check_store_can_pay(conn, mall_id: str, sub_mchid: str, plan: RefundP
     available balance, which the ledger mirrors."""
     available = await ledger_repo.balance_for_update(conn, mall_id, accounts.tenant_available(sub_mchid))
     committed = await repo.in_flight_refund_draw(conn, mall_id, sub_mchid)
-    need = plan.from_available_fen - sum(fen for _, fen in plan.returns)
+    need = plan.available_draw_fen
     if need > 0 and available - committed < need:
         raise InvalidRequest("store_balance_insufficient",
                              "the store's available balance cannot carry this refund now",
@@ -114,28 +113,18 @@ async def _order(svc: Services, mall_id: str, req: dict):
 async def _prepare_returns(svc, conn, trade_key, refund, plan: RefundPlan) -> None:
     """Each merchant receiver's share comes back from the splits that paid it, newest first."""
     mall_id, sub_mchid, out_trade_no = trade_key
-    splits = [s for s in await repo.split_orders_of_trade(conn, *trade_key) if s["state"] == "FINISHED"]
+    splits = [(s["out_order_no"], [(p.get("ledger_account"), p["account"], p["amount"]) for p in s["parts"]])
+              for s in await repo.split_orders_of_trade(conn, *trade_key)
+              if s["state"] == "FINISHED" and s["kind"] == "split"]
     returned = await repo.returned_by_split(conn, *trade_key)
-    number = 0
-    for account, due in plan.returns:
-        for split in reversed(splits):
-            for part in split["parts"]:
-                if due == 0 or part.get("ledger_account") != account or split["kind"] != "split":
-                    continue
-                room = part["amount"] - returned.get((split["out_order_no"], account), 0)
-                take = min(room, due)
-                if take <= 0:
-                    continue
-                number += 1
-                out_return_no = "RT" + hashlib.sha1(f"{refund['out_refund_no']}/{number}".encode()).hexdigest()[:30]
-                await repo.insert_return(
-                    conn, mall_id=mall_id, sub_mchid=sub_mchid, out_return_no=out_return_no,
-                    out_order_no=split["out_order_no"], out_trade_no=out_trade_no, return_mchid=part["account"],
-                    ledger_account=account, amount_fen=take, request_hash="refund", client_id=None,
-                    out_refund_no=refund["out_refund_no"], created_at=svc.clock())
-                returned[(split["out_order_no"], account)] = returned.get((split["out_order_no"], account), 0) + take
-                due -= take
-        assert due == 0, f"split returns cannot cover {account}"
+    for number, (out_order_no, account, mchid, fen) in enumerate(
+            order_funds.allocate_returns(plan.returns, splits, returned), start=1):
+        out_return_no = "RT" + hashlib.sha1(f"{refund['out_refund_no']}/{number}".encode()).hexdigest()[:30]
+        await repo.insert_return(
+            conn, mall_id=mall_id, sub_mchid=sub_mchid, out_return_no=out_return_no,
+            out_order_no=out_order_no, out_trade_no=out_trade_no, return_mchid=mchid,
+            ledger_account=account, amount_fen=fen, request_hash="refund", client_id=None,
+            out_refund_no=refund["out_refund_no"], created_at=svc.clock())
 
 
 async def drive(svc: Services, mall_id: str, sub_mchid: str, out_refund_no: str) -> bool:
@@ -254,20 +243,13 @@ async def _closed(svc: Services, refund, reason: str) -> None:
     log.warning("refund_closed", out_refund_no=refund["out_refund_no"], reason=reason)
 
 
-ANNOUNCEMENTS = {"SUCCESS": ("REFUND.SUCCESS", "退款成功"), "ABNORMAL": ("REFUND.ABNORMAL", "退款异常"),
-                 "CLOSED": ("REFUND.CLOSED", "退款关闭")}
-
-
 async def _announce(conn, svc: Services, refund, row) -> None:
     """The refund's end, to the client at the refund's notify_url (or the order's)."""
-    event_type, summary = ANNOUNCEMENTS[row["state"]]
     await outbox_repo.insert_order_event(
         conn, order_key=(refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"]),
-        notification_id=uuid.uuid4(), event_type=event_type,
-        ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", summary=summary, original_type="refund",
-        resource=refund_resource(row), now=svc.clock(), notify_url=refund["notify_url"])
+        notification_id=uuid.uuid4(), ref=f"{refund['sub_mchid']}/{refund['out_refund_no']}", now=svc.clock(),
+        notify_url=refund["notify_url"], **refund_notice(row).columns())
 
 
 def _plan_of(refund) -> RefundPlan:
-    return RefundPlan(**{k: tuple(tuple(x) for x in v) if isinstance(v, list) else v
-                         for k, v in refund["plan"].items()})
+    return RefundPlan.from_json(refund["plan"])

@@ -3,14 +3,13 @@ refund (planned with the refund) or because the mall backend asks for it."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from gateway.channel import ChannelError, ChannelSplitReturnRequest, ChannelSplitReturnResult
 from gateway.errors import ChannelUnavailable, InvalidRequest, ResourceNotExists
 from splitting import repo
 from gateway.services.context import Services
 from gateway.shapes.profitsharing import return_json
 from ledger import repo as ledger_repo
+from splitting import funds as order_funds
 from splitting import postings
 
 RESULT_STATE = {ChannelSplitReturnResult.SUCCESS: "SUCCESS", ChannelSplitReturnResult.FAILED: "FAILED",
@@ -98,13 +97,12 @@ async def advance(svc: Services, item, description: str = "退款前分账回退
         if state == "SUCCESS" and item["out_refund_no"] is None:
             trade_key = (item["mall_id"], item["sub_mchid"], item["out_trade_no"])
             _, funds = await repo.funds_for_update(conn, trade_key)
-            lines = tuple(replace(l, back_fen=l.back_fen + item["amount_fen"]) if l.account == item["ledger_account"]
-                          else l for l in funds.lines)
         row = await repo.mark_return(conn, key, state, return_id=answer.return_id, result=result,
                                      finished_at=svc.clock() if state != "PROCESSING" else None)
         if row is not None and state == "SUCCESS":
             if item["out_refund_no"] is None:
-                await repo.save_funds(conn, trade_key, replace(funds, lines=lines))
+                await repo.save_funds(conn, trade_key, order_funds.record_return(
+                    funds, item["ledger_account"], item["amount_fen"]))
             await ledger_repo.post_transfer(conn, item["mall_id"], postings.return_transfer(
                 item["sub_mchid"], item["out_return_no"], item["ledger_account"], item["amount_fen"]), svc.clock())
         return row or await repo.split_return(conn, *key)

@@ -15,7 +15,6 @@ channel's auto-unfreeze), `sync_split` (follow a split until the channel finishe
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import timedelta
 
 import structlog
@@ -49,7 +48,7 @@ async def run_due_jobs(svc: Services) -> int:
     settings = svc.settings
     now = svc.clock()
     async with svc.pool.acquire() as conn:
-        jobs = await jobs_repo.claim_due(conn, now, now + timedelta(seconds=JOB_TIMEOUT_S * 2),
+        jobs = await jobs_repo.claim_due(conn, settings.sp_mchid, now, now + timedelta(seconds=JOB_TIMEOUT_S * 2),
                                          settings.jobs_batch_max)
     for job in jobs:
         await _run(svc, job)
@@ -218,7 +217,7 @@ async def _released_by_channel(svc: Services, key, row) -> bool:
         _, funds = await repo.funds_for_update(conn, key)
         if funds.unfrozen or funds.reserved_fen:
             return funds.unfrozen
-        amount, funds = order_funds.unfreeze(funds) if funds.frozen_fen else (0, replace(funds, unfrozen=True))
+        amount, funds = order_funds.release_rest(funds)
         if amount:
             await ledger_repo.post_transfer(conn, key[0], postings.unfreeze_transfer(
                 key[1], f"AUTO{row['transaction_id']}", amount), svc.clock())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import replace
 from datetime import timedelta
 
 import structlog
@@ -26,12 +25,12 @@ from gateway.repo import outbox as outbox_repo
 from splitting import repo
 from gateway.services import channel_caps
 from gateway.services.context import Services
-from gateway.shapes.profitsharing import closed_json, split_json, split_resource
+from gateway.shapes.profitsharing import closed_json, split_json, split_notice
 from gateway.wire import canonical_json
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
 from splitting import postings
-from splitting.rules import DEFAULT_MAX_RATIO_BPS, SplitRefused, cap_fen
+from splitting.rules import SplitRefused
 
 log = structlog.get_logger(__name__)
 SYNC_SPLIT = "sync_split"
@@ -70,10 +69,8 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
         if existing["request_hash"] != request_hash:
             raise InvalidRequest("out_order_no_reused", "out_order_no was used with other fields")
         return existing
-    channel_cap_bps = await channel_caps.known(conn, mall_id, sub_mchid)
-    if channel_cap_bps is not None and channel_cap_bps < funds.max_ratio_bps:
-        # The channel would refuse more than its own cap: enforce the lower one.
-        funds = replace(funds, max_ratio_bps=channel_cap_bps)
+    # The channel would refuse more than its own cap: enforce the lower one.
+    funds = order_funds.capped(funds, await channel_caps.known(conn, mall_id, sub_mchid))
     try:
         if kind == "unfreeze":
             amount, funds = order_funds.unfreeze(funds)
@@ -90,8 +87,7 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
         conn, mall_id=mall_id, sub_mchid=sub_mchid, out_order_no=out_order_no, out_trade_no=out_trade_no,
         transaction_id=transaction_id, kind=kind, purpose=purpose, request_hash=request_hash, parts=parts,
         # A split beyond WeChat's default cap uses the store's high-ratio approval: record which.
-        approval_id=row["approval_id"] if funds.split_away_fen > cap_fen(funds.paid_fen, DEFAULT_MAX_RATIO_BPS)
-        else None,
+        approval_id=row["approval_id"] if funds.uses_approval else None,
         client_id=client_id, created_at=svc.clock(), unfreeze_unsplit=unfreeze_unsplit, order_id=new_order_id(),
     )
     assert created is not None, "split order inserted under the funds lock"
@@ -178,8 +174,7 @@ async def apply_result(svc: Services, split, answer: ChannelSplitOrder):
                     split["sub_mchid"], split["out_order_no"], moved), now)
             if split["unfreeze_unsplit"] and not funds.unfrozen and not funds.reserved_fen:
                 # The channel released the rest to the store once this split was done.
-                amount, funds = (order_funds.unfreeze(funds) if funds.frozen_fen
-                                 else (0, replace(funds, unfrozen=True)))
+                amount, funds = order_funds.release_rest(funds)
                 if amount:
                     await ledger_repo.post_transfer(conn, split["mall_id"], postings.unfreeze_transfer(
                         split["sub_mchid"], split["out_order_no"], amount), now)
@@ -201,7 +196,7 @@ async def fail(svc: Services, split, reason: str) -> None:
         if current["state"] not in ("PREPARED", "PROCESSING"):
             return
         if split["kind"] == "unfreeze":
-            funds = replace(funds, unfrozen=False, frozen_fen=split["parts"][0]["amount"])
+            funds = order_funds.undo_unfreeze(funds, split["parts"][0]["amount"])
         else:
             for part in split["parts"]:
                 funds = order_funds.record_split_result(funds, part["ledger_account"], part["amount"], succeeded=False)
@@ -282,20 +277,14 @@ def _channel_request(svc: Services, split) -> ChannelSplitRequest:
 
 
 async def _notify_client(conn, svc: Services, split, outcomes: list[tuple[dict, str | None]]) -> None:
-    """One notification per receiver, in WeChat's profit-sharing notification resource
-    (`receiver`: type, account, amount, description): PROFITSHARING.SUCCESS for each that
-    was paid; the mall's own PROFITSHARING.CLOSED, same resource with
-    `mall_info.fail_reason`, for each that was not."""
+    """One notification per receiver, as WeChat sends them (`split_notice`)."""
     now = svc.clock()
     for part, fail_reason in outcomes:
-        event_type, summary = ("PROFITSHARING.SUCCESS", "分账成功") if fail_reason is None else (
-            "PROFITSHARING.CLOSED", "分账失败")
         await outbox_repo.insert_order_event(
             conn, order_key=(split["mall_id"], split["sub_mchid"], split["out_trade_no"]),
-            notification_id=uuid.uuid4(), event_type=event_type,
+            notification_id=uuid.uuid4(),
             ref=f"{split['sub_mchid']}/{split['out_order_no']}/{part['type']}/{part['account']}",
-            summary=summary, original_type="profitsharing", resource=split_resource(split, part, fail_reason, now),
-            now=now)
+            now=now, **split_notice(split, part, fail_reason, now).columns())
 
 
 async def _schedule_sync(svc: Services, key, after_s: int) -> None:

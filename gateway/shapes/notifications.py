@@ -1,14 +1,30 @@
-"""A notification to a client in WeChat's shape: the envelope around a resource (built by
-`transactions`, `refunds` or `profitsharing`) encrypted with the client's APIv3 key."""
+"""A notification to a client in WeChat's shape: what it says (`Notice`: event type,
+summary and resource, built by `transactions`, `refunds` or `profitsharing`) and the
+envelope it travels in, the resource encrypted with the client's APIv3 key."""
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
 from gateway import signing
 from gateway.wire import json_bytes, to_wechat_time
 
 RESOURCE_NONCE_CHARS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    event_type: str  # TRANSACTION.SUCCESS, REFUND.SUCCESS, PROFITSHARING.SUCCESS...
+    summary: str
+    original_type: str  # the resource's kind, also the encryption's associated data
+    resource: dict
+
+    def columns(self) -> dict:
+        """As the outbox stores it (`gateway.repo.outbox`); the resource is not copied (the
+        payment's hot path builds one per payment)."""
+        return {"event_type": self.event_type, "summary": self.summary, "original_type": self.original_type,
+                "resource": self.resource}
 
 
 def notification_body(row, apiv3_key: bytes) -> bytes:

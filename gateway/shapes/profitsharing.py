@@ -4,6 +4,7 @@ split returns, an order's unsplit amount, and the PROFITSHARING.* notification r
 from __future__ import annotations
 
 from gateway.channel import ChannelSplitOrder
+from gateway.shapes.notifications import Notice
 from gateway.wire import to_wechat_time
 
 RETURN_RESULT = {"PREPARED": "PROCESSING", "PROCESSING": "PROCESSING", "SUCCESS": "SUCCESS", "FAILED": "FAILED"}
@@ -54,9 +55,10 @@ def _split_order(split, state: str, receivers: list[dict]) -> dict:
     return body
 
 
-def split_resource(split, part: dict, fail_reason: str | None, now) -> dict:
-    """One receiver's PROFITSHARING.SUCCESS resource (`receiver`: type, account, amount,
-    description); for the mall's own PROFITSHARING.CLOSED the same with
+def split_notice(split, part: dict, fail_reason: str | None, now) -> Notice:
+    """One receiver's line of a finished split, in WeChat's profit-sharing notification
+    resource (`receiver`: type, account, amount, description): PROFITSHARING.SUCCESS when
+    it was paid; else the mall's own PROFITSHARING.CLOSED, the same resource with
     `mall_info.fail_reason`."""
     resource = {
         "sp_mchid": split["mall_id"], "sub_mchid": split["sub_mchid"],
@@ -66,9 +68,10 @@ def split_resource(split, part: dict, fail_reason: str | None, now) -> dict:
                      "description": part["description"]},
         "success_time": to_wechat_time(now),
     }
-    if fail_reason is not None:
-        resource["mall_info"] = {"fail_reason": fail_reason}
-    return resource
+    if fail_reason is None:
+        return Notice("PROFITSHARING.SUCCESS", "分账成功", "profitsharing", resource)
+    resource["mall_info"] = {"fail_reason": fail_reason}
+    return Notice("PROFITSHARING.CLOSED", "分账失败", "profitsharing", resource)
 
 
 def return_json(row) -> dict:

@@ -3,6 +3,7 @@ resource are the same JSON, built here for both the API and the outbox."""
 
 from __future__ import annotations
 
+from gateway.shapes.notifications import Notice
 from gateway.wire import to_wechat_time
 
 TRADE_STATE_DESC = {"NOTPAY": "未支付", "SUCCESS": "支付成功", "CLOSED": "已关闭"}
@@ -37,6 +38,15 @@ def transaction_resource(order, paid: dict) -> dict:
     resource = order_json({**dict(order), **paid, "state": "SUCCESS"})
     resource["mall_info"] = dict(order["mall_info"])
     return resource
+
+
+def paid_notice(order, paid: dict) -> Notice:
+    return Notice("TRANSACTION.SUCCESS", "支付成功", "transaction", transaction_resource(order, paid))
+
+
+def created_json(prepay_id: str, pay_params: dict) -> dict:
+    """The answer to an order's creation, kept and given again to every duplicate."""
+    return {"prepay_id": prepay_id, "mall_info": {"pay_params": pay_params}}
 
 
 def _payer(row) -> dict:

@@ -34,11 +34,11 @@ async def test_download_bill_with_the_sdk(mall):
     await paid(mall, s1, "BILL-0001", 1_000)
     await paid(mall, s1, "BILL-0002", 2_345)
     await paid(mall, s2, "BILL-0003", 999)
-    # The SDK signs with the wall clock, so the gateway runs on it; a day's bill exists once
-    # the day is over: these payments are moved to yesterday (China time) in our records.
+    # The SDK signs with the wall clock, so the gateway runs on it; a day's bill exists from
+    # 10:00 on the next day: these payments are moved two days back (China time) in our records.
     async with mall.pool.acquire() as conn:
-        await conn.execute("UPDATE orders SET success_at = success_at - interval '1 day' WHERE state = 'SUCCESS'")
-    yesterday = (datetime.now(CHINA_TZ) - timedelta(days=1)).date().isoformat()
+        await conn.execute("UPDATE orders SET success_at = success_at - interval '2 days' WHERE state = 'SUCCESS'")
+    yesterday = (datetime.now(CHINA_TZ) - timedelta(days=2)).date().isoformat()  # (its bill is ready)
     backend = wechatpay_sdk(mall)
 
     code, text = await asyncio.to_thread(backend.trade_bill, bill_date=yesterday)

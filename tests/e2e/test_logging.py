@@ -105,5 +105,5 @@ async def test_an_openid_in_a_path_is_not_logged(captured_log, mall):
     reply = await mall.app.get(f"/v3/mall/members/{OPENID}/points?sp_mchid={mall.settings.sp_mchid}")
     assert reply.status in (200, 404), reply.json
     text = captured_log.getvalue()
-    assert '"event": "request"' in text
+    assert any(json.loads(line)["event"] == "request" for line in text.splitlines())
     assert OPENID not in text

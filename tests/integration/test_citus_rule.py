@@ -31,15 +31,10 @@ LOCAL_TABLES = {
 # Queries that span every mall on purpose. On Citus they run on every shard (multi-shard
 # statements); they must still join mall-scoped tables on mall_id (checked below).
 GLOBAL_QUERIES = {
-    "gateway.repo.orders.CLAIM_DUE_UNPAID": "the unpaid-order check claims due orders of any mall",
-    "gateway.repo.outbox.CLAIM_DUE": "outbox workers claim due notifications of any mall",
-    "gateway.repo.jobs.CLAIM_DUE": "the scheduler claims due jobs of any mall",
     "gateway.repo.clients.FORGET_NONCES_BEFORE": "nonce clean-up drops every client's expired nonces",
     "ledger.repo.INVARIANT_QUERIES": "the ledger invariants are checked over all malls at once",
     "gateway.repo.orders.INVARIANT_QUERIES": "the payment invariants are checked over all malls at once",
     "splitting.repo.INVARIANT_QUERIES": "the splitting invariants are checked over all malls at once",
-    "points.repo.CLAIM_DUE_SYNCS": "the points sync claims due changes of any mall",
-    "gateway.repo.jobs.DEAD_COUNT": "/health counts the jobs that gave up in every mall the process serves",
 }
 
 CATALOG_TABLES = """

@@ -21,7 +21,7 @@ from gateway import invariants
 from gateway.services import exports, statements
 from ledger import accounts, repo
 from ledger.export import CSV_HEADER, beancount_names
-from ledger.payments import payment_transfer
+from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.statements import period_bounds
 from ledger.transfers import Move, transfer_of
 from tests.support import seed_ledger_history
@@ -117,7 +117,7 @@ async def test_an_export_taken_while_payments_flow_is_balanced(db_pool):
                 n += 1
                 async with conn.transaction():
                     await repo.post_transfer(conn, MALL, payment_transfer(
-                        sub_mchid=STORES[n % 3], out_trade_no=f"LIVE{n:08d}", total_fen=1000 + n, fee_rate_bps=60,
+                        sub_mchid=STORES[n % 3], out_trade_no=f"LIVE{n:08d}", total_fen=1000 + n, fee_fen=channel_fee_fen(1000 + n, 60),
                         profit_sharing=True), datetime.now(timezone.utc))
                 await asyncio.sleep(0)
         return n

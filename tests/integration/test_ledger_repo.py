@@ -9,7 +9,7 @@ import pytest
 
 from gateway import invariants
 from ledger import accounts, repo
-from ledger.payments import payment_transfer
+from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.transfers import Move, transfer_of
 from gateway.services import onboarding
 from tests.support import add_tenant
@@ -30,7 +30,7 @@ async def ledger_pool(db_pool):
 
 async def test_posted_payment_moves_balances(ledger_pool):
     transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=10_000,
-                                fee_rate_bps=60, profit_sharing=True)
+                                fee_fen=channel_fee_fen(10_000, 60), profit_sharing=True)
     async with ledger_pool.acquire() as conn:
         assert await repo.post_transfer(conn, MALL, transfer, NOW) is not None
         assert await repo.post_transfer(conn, MALL, transfer, NOW) is None  # (kind, ref) once
@@ -68,7 +68,7 @@ async def test_a_bounded_account_cannot_go_negative(ledger_pool):
 
 async def test_the_ledger_is_append_only(ledger_pool):
     transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-2", total_fen=500,
-                                fee_rate_bps=60, profit_sharing=False)
+                                fee_fen=channel_fee_fen(500, 60), profit_sharing=False)
     async with ledger_pool.acquire() as conn:
         await repo.post_transfer(conn, MALL, transfer, NOW)
         for statement in ("UPDATE entries SET amount_fen = amount_fen + 1",
@@ -81,7 +81,7 @@ async def test_the_ledger_is_append_only(ledger_pool):
 
 async def test_invariant_check_reports_a_tampered_balance(ledger_pool):
     transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-3", total_fen=700,
-                                fee_rate_bps=0, profit_sharing=False)
+                                fee_fen=0, profit_sharing=False)
     async with ledger_pool.acquire() as conn:
         await repo.post_transfer(conn, MALL, transfer, NOW)
         await conn.execute("UPDATE accounts SET balance_fen = balance_fen + 1 WHERE account = $1",

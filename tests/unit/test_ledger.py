@@ -125,7 +125,7 @@ def test_channel_fee_is_the_exact_fee_rounded_half_up(total_fen, fee_rate_bps):
 # -- what a payment posts ----------------------------------------------------------------------
 
 def test_payment_without_profit_sharing_goes_to_available():
-    transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=2599, fee_rate_bps=60,
+    transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=2599, fee_fen=channel_fee_fen(2599, 60),
                                 profit_sharing=False)
     assert (transfer.kind, transfer.ref, transfer.currency) == ("payment", f"{STORE}/ORDER-1", "CNY")
     assert dict(zip(transfer.accounts, transfer.amounts_fen)) == {
@@ -134,7 +134,7 @@ def test_payment_without_profit_sharing_goes_to_available():
 
 
 def test_payment_with_profit_sharing_stays_frozen():
-    transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=10_000, fee_rate_bps=60,
+    transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=10_000, fee_fen=channel_fee_fen(10_000, 60),
                                 profit_sharing=True)
     assert dict(zip(transfer.accounts, transfer.amounts_fen)) == {
         accounts.PAYER: -10_000, accounts.tenant_frozen(STORE): 9_940, accounts.CHANNEL_FEES: 60,
@@ -142,7 +142,7 @@ def test_payment_with_profit_sharing_stays_frozen():
 
 
 def test_payment_too_small_for_a_fee_has_no_fee_posting():
-    transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=83, fee_rate_bps=60,
+    transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=83, fee_fen=channel_fee_fen(83, 60),
                                 profit_sharing=False)
     assert dict(zip(transfer.accounts, transfer.amounts_fen)) == {
         accounts.PAYER: -83, accounts.tenant_available(STORE): 83,
@@ -151,14 +151,14 @@ def test_payment_too_small_for_a_fee_has_no_fee_posting():
 
 def test_payment_of_zero_is_refused():
     with pytest.raises(AssertionError):
-        payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=0, fee_rate_bps=60,
+        payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=0, fee_fen=0,
                          profit_sharing=False)
 
 
 @given(total_fen=st.integers(1, 100_000_000), fee_rate_bps=st.integers(0, 1_000), profit_sharing=st.booleans())
 def test_payment_conserves_money(total_fen, fee_rate_bps, profit_sharing):
     transfer = payment_transfer(sub_mchid=STORE, out_trade_no="ORDER-1", total_fen=total_fen,
-                                fee_rate_bps=fee_rate_bps, profit_sharing=profit_sharing)
+                                fee_fen=channel_fee_fen(total_fen, fee_rate_bps), profit_sharing=profit_sharing)
     posted = dict(zip(transfer.accounts, transfer.amounts_fen))
     assert sum(posted.values()) == 0
     assert posted[accounts.PAYER] == -total_fen

@@ -8,7 +8,9 @@ from aiohttp.test_utils import make_mocked_request
 
 from gateway.api.requests import request_hash, store_query
 from gateway.api.requests.orders import close_scope, query_scope
-from gateway.api.requests.profitsharing import parse_receiver_delete, parse_split, parse_unfreeze
+from gateway.api.requests.profitsharing import (
+    parse_receiver_add, parse_receiver_delete, parse_split, parse_unfreeze,
+)
 from gateway.api.requests.refunds import parse_refund, parse_return
 from gateway.caller import Caller
 from gateway.errors import ParamError
@@ -130,3 +132,17 @@ def test_a_store_query_and_a_close_body():
     assert refusal(lambda r: store_query(r), make_mocked_request("GET", "/x")) == ("sub_mchid", "required")
     assert close_scope({"sp_mchid": "1900000100", "sub_mchid": "1900000201"}) == ("1900000100", "1900000201")
     assert refusal(close_scope, {"sub_mchid": "1900000201", "extra": 1}) == ("extra", "unknown_field")
+
+
+def test_a_receiver_to_add_is_a_merchant_with_a_known_relation():
+    body = {"sub_mchid": "1900000201", "type": "MERCHANT_ID", "account": "1900009999", "relation_type": "HEADQUARTER",
+            "name": "cipher"}
+    opened = {"cipher": "Brand HQ"}
+    assert parse_receiver_add(body, opened.get) == ("1900000201", "MERCHANT_ID", "1900009999", "Brand HQ",
+                                                    "HEADQUARTER")
+    assert refusal(parse_receiver_add, {**body, "name": "not ours"}, opened.get) == ("name", "not_decryptable")
+    assert refusal(parse_receiver_add, {**body, "type": "PERSONAL_OPENID"}, opened.get) == (
+        "type", "use_guides_for_persons")
+    assert refusal(parse_receiver_add, {**body, "account": "o123"}, opened.get) == ("account", "bad_format")
+    assert refusal(parse_receiver_add, {**body, "relation_type": "FRIEND"}, opened.get) == (
+        "relation_type", "unknown_relation_type")

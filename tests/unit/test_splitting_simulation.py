@@ -12,10 +12,12 @@ The `Mall` class plays the service layer as SPEC 2.4 and 5 ask of it: an idempot
 request keys (a repeated key with the same request is answered from the map with no effect,
 with another request refused as reused; refused requests store nothing), jobs run in the
 order they fall due (the guide's reward 65 s after payment, the finish a day before the
-channel's auto-unfreeze), a guide's debt recovered from the guide's next reward, a refund
-refused when the store's available balance cannot fund it (the channel's NOT_ENOUGH), a
-failed commission split retried at the deadline. A failure names its seed; replay one
-history with `run_history(seed)`.
+channel's auto-unfreeze), room in the cap set aside at payment for the guide's reward and
+the automatic commission, the reward less the guide's debt and the commission decided by
+`splitting.own_splits` as the scheduler decides them (the reward made at the finish when
+its job has not run yet, the rest released by the channel after the commission), a refund
+refused when the store's available balance cannot fund it (the channel's NOT_ENOUGH). A
+failure names its seed; replay one history with `run_history(seed)`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ from ledger.accounts import Bound, balance_respects
 from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.transfers import Transfer
 from splitting import postings
-from splitting.funds import OrderFunds, plan_refund, reserve_split, record_split_result, unfreeze
+from splitting import own_splits
+from splitting.funds import (
+    API, COMMISSION, GUIDE_REWARD, OrderFunds, give_up, plan_refund, release_rest, reserve_split,
+    record_split_result, unfreeze,
+)
 from splitting.rules import (
     BPS_DENOMINATOR, DEFAULT_MAX_RATIO_BPS, RECEIVERS_PER_SPLIT_MAX, Approval, Contract, SplitRefused, cap_fen,
     check_contract, share_fen,
@@ -45,7 +51,7 @@ DAY_S = 86_400
 FINISH_MARGIN_S = DAY_S  # the gateway finishes a frozen order a day before the channel would
 REWARD_AFTER_S = 65  # the guide's reward job: the channel refuses splits in the first minute
 SPLIT_SUCCESS_PERCENT = 80
-DEADLINE_COMMISSION_TRIES_MAX = 3
+PURPOSES = {"guide_reward": GUIDE_REWARD, "commission": COMMISSION}  # anything else is the mall's (API)
 APPROVED_AT = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
 
 
@@ -183,9 +189,11 @@ class Mall:
 
         def effect():
             self.ledger.post(payment_transfer(sub_mchid=store, out_trade_no=out_trade_no, total_fen=total_fen,
-                                              fee_rate_bps=contract.fee_rate_bps, profit_sharing=profit_sharing))
+                                              fee_fen=fee_fen, profit_sharing=profit_sharing))
             # Without profit sharing the channel pays the store at once: nothing to split.
-            funds = OrderFunds.paid(total_fen, fee_fen, contract.max_ratio_bps, profit_sharing=profit_sharing)
+            funds = OrderFunds.paid(total_fen, fee_fen, contract.max_ratio_bps, profit_sharing=profit_sharing,
+                                    guide_reward_bps=contract.guide_reward_bps if guide else 0,
+                                    commission_bps=contract.commission_bps if contract.auto_split else 0)
             if profit_sharing:
                 unfreeze_by_s = self.now_s + contract.freeze_days * DAY_S
                 finish_by_s = unfreeze_by_s - FINISH_MARGIN_S
@@ -199,14 +207,11 @@ class Mall:
         return self.handle(("pay", store, out_trade_no), (total_fen, profit_sharing, guide), effect)
 
     def request_split(self, order: Order, purpose: str, parts: list[tuple[str, bool, int]],
-                      out_order_no: str | None = None, recovered_fen: int = 0) -> str:
+                      out_order_no: str | None = None) -> str:
         out_order_no = out_order_no or self.number("P")
 
         def effect():
-            order.funds = reserve_split(order.funds, parts)
-            if recovered_fen:  # same transaction as the reservation: both or neither
-                self.ledger.post(postings.recovery_transfer(order.store, out_order_no, order.guide, recovered_fen))
-                self.owed[order.store, order.guide] -= recovered_fen
+            order.funds = reserve_split(order.funds, parts, PURPOSES.get(purpose, API))
             order.in_flight[out_order_no] = (purpose, parts)
             return out_order_no
 
@@ -271,57 +276,77 @@ class Mall:
 
     # -- what the gateway does by itself ----------------------------------------------
 
-    def guide_reward(self, order: Order) -> None:
-        """The instant reward, less what the guide owes this store (recovered first)."""
-        contract = self.contracts[order.store]
-        reward = share_fen(order.funds.paid_fen, contract.guide_reward_bps)
-        recovered = min(self.owed[order.store, order.guide], reward)
+    def guide_reward(self, order: Order) -> str | None:
+        """The reward set aside at payment, less what the guide owes this store (recovered
+        first), as the scheduler makes it; given up when the rules refuse it."""
+        owed = self.owed[order.store, order.guide]
+        decided = own_splits.guide_reward(order.funds, accounts.guide_rewards(order.guide), owed)
         out_order_no = f"GR{order.out_trade_no}"
         order.reward_done = True
-        if reward - recovered <= 0:
-            if recovered:
-                self.ledger.post(postings.recovery_transfer(order.store, out_order_no, order.guide, recovered))
-                self.owed[order.store, order.guide] -= recovered
-                self.stats["guide rewards recovered from"] += 1
-            return
-        parts = [(accounts.guide_rewards(order.guide), False, reward - recovered)]
-        self.request_split(order, "guide_reward", parts, out_order_no, recovered)
+        # Never more than earned, never more recovered than owed.
+        assert decided.paid_fen + decided.recovered_fen <= decided.reward_fen and 0 <= decided.recovered_fen <= owed
+        if decided.refusal is not None:
+            order.funds = give_up(order.funds, GUIDE_REWARD)
+            self.stats[f"guide rewards given up: {decided.refusal}"] += 1
+            return None
+        if decided.recovered_fen:  # kept by the store; it stays in the order's frozen money
+            self.ledger.post(postings.recovery_transfer(order.store, out_order_no, order.guide,
+                                                        decided.recovered_fen))
+            self.owed[order.store, order.guide] -= decided.recovered_fen
+            self.stats["guide rewards recovered from"] += 1
+        if decided.paid_fen <= 0:
+            order.funds = give_up(order.funds, GUIDE_REWARD)
+            return None
         self.stats["guide rewards requested"] += 1
-        self.stats["guide rewards recovered from"] += bool(recovered)
+        return self.request_split(order, "guide_reward", [(accounts.guide_rewards(order.guide), False,
+                                                           decided.paid_fen)], out_order_no)
 
-    def commission(self, order: Order) -> str | None:
+    def mall_commission(self, order: Order) -> str | None:
+        """The mall's backend splits itself a commission through the API, at any time."""
         contract = self.contracts[order.store]
         amount = min(share_fen(order.funds.paid_fen, contract.commission_bps), order.funds.splittable_fen)
         if amount <= 0:
             return None
-        out_order_no = self.request_split(order, "commission", [(accounts.MALL_COMMISSION, True, amount)])
-        order.commission_done = True
-        return out_order_no
+        return self.request_split(order, "mall commission", [(accounts.MALL_COMMISSION, True, amount)])
 
     def finish(self, order: Order) -> None:
-        """Before the channel's auto-unfreeze: the results still out arrive, the commission
-        is split by contract (retried if the channel fails it), the rest is unfrozen."""
+        """Before the channel's auto-unfreeze, as the scheduler finishes an order: the
+        results still out arrive, the guide's reward is made if its job has not run, the
+        commission is split by contract with the rest released after it (whatever the
+        channel's result), else the rest is unfrozen."""
         for out_order_no in list(order.in_flight):
             self.split_result(order, out_order_no, self.results(len(order.in_flight[out_order_no][1])))
+        if order.guide and not order.reward_done:
+            out_order_no = self.guide_reward(order)
+            if out_order_no is not None:
+                self.split_result(order, out_order_no, self.results(1))
+                self.stats["guide rewards made at the finish"] += 1
         contract = self.contracts[order.store]
-        tries = 0
-        while contract.auto_split and not self.commission_line_fen(order) and tries < DEADLINE_COMMISSION_TRIES_MAX:
-            tries += 1
-            try:
-                out_order_no = self.commission(order)
-            except Refused:  # e.g. the order's 50 splits are used up
-                break
-            if out_order_no is None:
-                break
-            self.split_result(order, out_order_no, self.results(1))
-            self.stats["commissions split at the deadline"] += bool(self.commission_line_fen(order))
+        if contract.auto_split and not order.commission_done and not order.finished:
+            self.commission(order, contract)
         if not order.finished:
             self.unfreeze(order)
         self.stats["orders finished at the deadline"] += 1
 
-    def commission_line_fen(self, order: Order) -> int:
-        line = order.funds.line(accounts.MALL_COMMISSION)
-        return line.split_fen if line else 0
+    def commission(self, order: Order, contract: Contract) -> None:
+        order.commission_done = True
+        decided = own_splits.commission(order.funds, contract.commission_bps, accounts.MALL_COMMISSION)
+        if decided.due_fen <= 0 or decided.refusal is not None:
+            order.funds = give_up(order.funds, COMMISSION)
+            self.stats[f"commissions given up: {decided.refusal or 'nothing due'}"] += 1
+            return
+        frozen = order.funds.frozen_fen
+        out_order_no = self.request_split(order, "commission", [(accounts.MALL_COMMISSION, True,
+                                                                 decided.amount_fen)])
+        results = self.results(1)
+        self.split_result(order, out_order_no, results)
+        # The channel releases the rest once the commission is done, paid or not.
+        released, order.funds = release_rest(order.funds)
+        if released:
+            self.ledger.post(postings.unfreeze_transfer(order.store, out_order_no, released))
+            order.unfrozen_fen += released
+        assert (decided.amount_fen if results[0] else 0) + released == frozen, "commission + release != frozen"
+        self.stats["commissions split at the deadline"] += results[0]
 
     def results(self, count: int) -> tuple[bool, ...]:
         return tuple(self.rng.randrange(100) < SPLIT_SUCCESS_PERCENT for _ in range(count))
@@ -341,11 +366,8 @@ class Mall:
             order = self.orders[number]
             if job == "finish":
                 self.finish(order)
-            elif order.funds.unfrozen:
-                # freeze_days=1 less a day's margin puts finish_by at the payment itself, ahead
-                # of the reward job: the guide's reward can no longer be split.
-                order.reward_done = True
-                self.stats["guide rewards lost to an early finish"] += 1
+            elif order.reward_done:
+                continue  # made (or given up) at the finish already
             else:
                 try:
                     self.guide_reward(order)
@@ -427,9 +449,9 @@ def step_pay(mall: Mall) -> None:
 
 
 def step_commission(mall: Mall) -> None:
-    open_orders = [o for o in mall.orders if o.profit_sharing and not o.commission_done]
+    open_orders = [o for o in mall.orders if o.profit_sharing and not o.finished]
     if open_orders:
-        mall.commission(mall.rng.choice(open_orders))
+        mall.mall_commission(mall.rng.choice(open_orders))
 
 
 def step_brand_split(mall: Mall) -> None:
@@ -540,6 +562,8 @@ def test_thousands_of_random_histories_keep_the_ledger_invariants():
         run_history(seed, stats)
     # The histories went where they should: each path below ran many times.
     for path in ["split results", "refunds", "refunds with a guide's share owed", "guide rewards recovered from",
+                 "guide rewards made at the finish", "guide rewards given up: order_unfrozen",
+                 "guide rewards given up: amount_exceeds_splittable", "commissions given up: nothing due",
                  "orders finished at the deadline", "commissions split at the deadline",
                  "repeats answered from the map", "reused keys refused",
                  "refused refund: not_enough", "refused refund: amount_exceeds_refundable",

@@ -11,7 +11,7 @@ from gateway.api.mall.common import require_role
 from gateway.errors import ParamError
 from gateway.services import statements
 from gateway.formats import MCHID_RE
-from ledger.statement_formats import statement_csv, statement_json_bytes
+from ledger.statement_formats import rendered_csv, rendered_json_bytes
 
 routes = web.RouteTableDef()
 FORMATS = ("json", "csv")
@@ -38,11 +38,11 @@ async def get_statement(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "json")
     if fmt not in FORMATS:
         raise ParamError("format", "unknown_format", "format is csv or json")
-    statement = await statements.statement(services_of(request).pool, caller.mall_id, sub_mchid, from_on, to_on,
-                                           visible=caller.sees_store(sub_mchid))
+    statement = await statements.rendered(services_of(request).pool, caller.mall_id, sub_mchid, from_on, to_on,
+                                          visible=caller.sees_store(sub_mchid), csv=fmt == "csv", json=fmt == "json")
     if fmt == "json":
-        return web.Response(body=statement_json_bytes(statement), content_type="application/json",
+        return web.Response(body=rendered_json_bytes(statement), content_type="application/json",
                             charset="utf-8")
     name = f"statement-{sub_mchid}-{from_on.isoformat()}-{to_on.isoformat()}.csv"
-    return web.Response(body=statement_csv(statement), content_type="text/csv", charset="utf-8",
+    return web.Response(body=rendered_csv(statement), content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from gateway.api.requests import body_object, field, is_positive_int, request_hash
 from gateway.caller import Caller
 from gateway.errors import ParamError
@@ -10,6 +12,8 @@ from gateway.services.profitsharing import SplitRequest, UnfreezeRequest
 
 DESCRIPTION_CHARS_MAX = 80
 RECEIVER_TYPES = ("MERCHANT_ID", "PERSONAL_OPENID", "PERSONAL_SUB_OPENID")
+RELATION_TYPES = frozenset({"SERVICE_PROVIDER", "STORE", "STAFF", "STORE_OWNER", "PARTNER", "HEADQUARTER",
+                            "BRAND", "DISTRIBUTOR", "USER", "SUPPLIER", "CUSTOM"})
 
 
 def parse_split(body, caller: Caller) -> SplitRequest:
@@ -68,3 +72,24 @@ def parse_receiver_delete(body) -> tuple[str, str, str]:
     if body.get("type") not in RECEIVER_TYPES:
         raise ParamError("type", "unknown_receiver_type")
     return sub_mchid, body["type"], field(body, "account", OPENID_RE)
+
+
+def parse_receiver_add(body, decrypt: Callable[[str], str | None]) -> tuple[str, str, str, str | None, str]:
+    """sub_mchid, type, account, name and relation_type of a merchant receiver to add. The
+    name comes encrypted with the gateway's public key, as WeChat asks; `decrypt` opens it
+    (None when it cannot). Persons receive splits as guides, never through this call."""
+    body = body_object(body)
+    sub_mchid = field(body, "sub_mchid", MCHID_RE)
+    name = body.get("name")
+    if name is not None:
+        name = decrypt(name) if isinstance(name, str) else None
+        if name is None:
+            raise ParamError("name", "not_decryptable", "name must be encrypted with the gateway public key")
+    type_, account, relation_type = body.get("type"), body.get("account"), body.get("relation_type")
+    if type_ != "MERCHANT_ID":
+        raise ParamError("type", "use_guides_for_persons", "persons receive splits as guides: POST /v3/mall/guides")
+    if not isinstance(account, str) or not MCHID_RE.fullmatch(account):
+        raise ParamError("account", "bad_format")
+    if not isinstance(relation_type, str) or relation_type not in RELATION_TYPES:
+        raise ParamError("relation_type", "unknown_relation_type")
+    return sub_mchid, type_, account, name, relation_type
