@@ -322,8 +322,8 @@ def _tenant_list(settings: Settings, args) -> int:
 
 def _reconcile(settings: Settings, args) -> int:
     from gateway.app import one_shot_services
-    from gateway.channel import ChannelError
-    from gateway.errors import ChannelUnavailable
+    from gateway.channel import BillNotReady
+    from gateway.domain_errors import ChannelUnavailable
     from gateway.repo import bills as bills_repo
     from gateway.services import reconciliation
 
@@ -335,9 +335,7 @@ def _reconcile(settings: Settings, args) -> int:
             if args.action != "show":
                 try:
                     await reconciliation.reconcile_day(svc, settings.sp_mchid, args.date)
-                except ChannelError as exc:
-                    if exc.code != "STATEMENT_CREATING":
-                        raise
+                except BillNotReady:
                     raise ChannelUnavailable("bill_not_ready", "the channel's bills of that day are not ready "
                                              "yet (from 10:00 China time the next day)") from None
             async with svc.pool.acquire() as conn:
@@ -373,12 +371,13 @@ async def _pool(settings: Settings):
 
 def _run_refusable(coro):
     """Run a command; an expected refusal prints its code and reason instead of a trace."""
+    from gateway.api.middleware import REFUSALS, wechat_answer
     from gateway.channel import ChannelError
-    from gateway.errors import ApiError
     try:
         return asyncio.run(coro)
-    except ApiError as exc:
-        print(f"mallpay: {exc.code} {exc.reason}: {exc.message}", file=sys.stderr)
+    except REFUSALS as refusal:
+        answer = wechat_answer(refusal)
+        print(f"mallpay: {answer.code} {answer.reason}: {answer.message}", file=sys.stderr)
         return None
     except (ChannelError, OSError) as exc:
         print(f"mallpay: the payment channel could not be reached ({type(exc).__name__}); "

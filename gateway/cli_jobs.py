@@ -57,7 +57,7 @@ def _act(settings, args) -> int:
 def _run(settings, use):
     """Run `use(svc)` against the database (migrated first); refusals print their code."""
     from gateway.cli import _PoolClock, _pool
-    from gateway.errors import ApiError
+    from gateway.api.middleware import REFUSALS, wechat_answer
 
     async def run():
         async with _pool(settings) as pool:
@@ -65,6 +65,7 @@ def _run(settings, use):
 
     try:
         return asyncio.run(run())
-    except ApiError as exc:
-        print(f"mallpay: {exc.code} {exc.reason}: {exc.message}", file=sys.stderr)
+    except REFUSALS as refusal:
+        answer = wechat_answer(refusal)
+        print(f"mallpay: {answer.code} {answer.reason}: {answer.message}", file=sys.stderr)
         return None

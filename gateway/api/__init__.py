@@ -3,7 +3,7 @@
 from aiohttp import web
 
 from gateway.caller import Caller
-from gateway.errors import ApiError, NoAuth
+from gateway.domain_errors import DomainError, NotPermitted
 from gateway.services.context import Services
 from gateway.wire import json_bytes
 
@@ -24,7 +24,7 @@ def json_response(body: dict, status: int = 200) -> web.Response:
                         charset="utf-8")
 
 
-def json_or_missing(body: dict | None, missing: ApiError) -> web.Response:
+def json_or_missing(body: dict | None, missing: DomainError) -> web.Response:
     """A service's answer, or `missing` raised when it found nothing the caller may see."""
     if body is None:
         raise missing
@@ -35,5 +35,5 @@ def mall_app_of(request: web.Request) -> Caller:
     """The caller, who must be the mall's app: it alone asks for splits, refunds and returns."""
     caller = request[CALLER]
     if caller.role != "mall_app":
-        raise NoAuth("role_not_allowed", "splits are requested by the mall's app")
+        raise NotPermitted("role_not_allowed", "splits are requested by the mall's app")
     return caller

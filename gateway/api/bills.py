@@ -20,22 +20,12 @@ from aiohttp import web
 from gateway.api import caller_of, services_of
 from gateway.api.mall.common import require_role
 from gateway.api.orders import json_response
-from gateway.errors import ApiError, ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import own_bills
 from ledger.accounts import SUB_MCHID_RE
 
 routes = web.RouteTableDef()
 DOWNLOAD_PATH = "/v3/billdownload/file"
-
-
-class NoStatementExist(ApiError):
-    code = "NO_STATEMENT_EXIST"
-    message = "账单文件不存在"
-
-
-class StatementCreating(ApiError):
-    code = "STATEMENT_CREATING"
-    message = "账单生成中，请在账单日次日再下载"
 
 
 def _request(request: web.Request, bill: str) -> own_bills.BillRequest:
@@ -47,17 +37,17 @@ def _request(request: web.Request, bill: str) -> own_bills.BillRequest:
     except ValueError:
         bill_on = None
     if bill_on is None:
-        raise ParamError("bill_date", "bad_format", "bill_date must be yyyy-MM-DD")
+        raise InvalidField("bill_date", "bad_format", "bill_date must be yyyy-MM-DD")
     sub_mchid = request.query.get("sub_mchid")
     if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):
-        raise ParamError("sub_mchid", "bad_format")
+        raise InvalidField("sub_mchid", "bad_format")
     if request.query.get("tar_type") not in (None, "GZIP"):
-        raise ParamError("tar_type", "bad_value", "tar_type must be GZIP or absent")
+        raise InvalidField("tar_type", "bad_value", "tar_type must be GZIP or absent")
     if bill == "trade" and request.query.get("bill_type", "ALL") != "ALL":
-        raise ParamError("bill_type", "bad_value", "only bill_type=ALL is served")
+        raise InvalidField("bill_type", "bad_value", "only bill_type=ALL is served")
     if caller.role == "tenant":
         if sub_mchid not in (None, caller.sub_mchid):
-            raise NoStatementExist("no_statement")  # exactly what a store with nothing that day gets
+            raise own_bills.NoStatement()  # exactly what a store with nothing that day gets
         sub_mchid = caller.sub_mchid
     return own_bills.BillRequest(bill, bill_on, sub_mchid, request.query.get("tar_type") == "GZIP",
                                  caller.client_id)
@@ -65,18 +55,9 @@ def _request(request: web.Request, bill: str) -> own_bills.BillRequest:
 
 async def _apply(request: web.Request, bill: str) -> web.Response:
     svc, req = services_of(request), _request(request, bill)
-    data = await _bytes(svc, caller_of(request).mall_id, req)
+    data = await own_bills.bill_bytes(svc, caller_of(request).mall_id, req)
     url = f"{svc.settings.public_url.rstrip('/')}{DOWNLOAD_PATH}?token={own_bills.issue_token(svc, req)}"
     return json_response({"download_url": url, "hash_type": "SHA1", "hash_value": hashlib.sha1(data).hexdigest()})
-
-
-async def _bytes(svc, mall_id: str, req: own_bills.BillRequest) -> bytes:
-    try:
-        return await own_bills.bill_bytes(svc, mall_id, req)
-    except own_bills.NotReady:
-        raise StatementCreating("statement_creating") from None
-    except own_bills.NoStatement:
-        raise NoStatementExist("no_statement") from None
 
 
 @routes.get("/v3/bill/tradebill")
@@ -94,8 +75,8 @@ async def download(request: web.Request) -> web.Response:
     svc, caller = services_of(request), caller_of(request)
     req = own_bills.read_token(svc, request.query.get("token", ""), caller.client_id)
     if req is None:
-        raise ResourceNotExists("bill_not_found")
-    data = await _bytes(svc, caller.mall_id, req)
+        raise NotFound("bill")
+    data = await own_bills.bill_bytes(svc, caller.mall_id, req)
     if req.gzip_it:
         return web.Response(body=data, content_type="application/x-gzip")
     return web.Response(body=data, content_type="text/csv", charset="utf-8")

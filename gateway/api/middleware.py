@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -17,12 +18,13 @@ from aiohttp import web
 from gateway import auth
 from gateway.api import CALLER, SERVICES
 from gateway.api import validation
+from gateway import domain_errors as domain
 from gateway.db import CONNECTION_BROKEN, DATABASE_UNAVAILABLE
-from gateway.errors import (
-    ApiError, BodyReadTimeout, BodyTooLarge, DatabaseUnavailable, ResourceNotExists, UnsupportedContentType,
-)
+from gateway import errors as request_errors
 from gateway.nonces import NonceBook
+from gateway.services import own_bills
 from gateway.wire import json_bytes
+from splitting.rules import SplitRefused
 
 log = structlog.get_logger(__name__)
 
@@ -78,10 +80,63 @@ async def sign_responses(request: web.Request, handler):
     return response
 
 
-def error_response(error: ApiError) -> web.Response:
-    """The WeChat-style body of `error`. Never fails: a detail that cannot be encoded as
+@dataclass(frozen=True, slots=True)
+class WeChatError:
+    status: int
+    code: str
+    message: str  # WeChat's generic text, when the refusal has no message of its own
+
+
+# The one place refusals become WeChat's answers: the nearest listed class of the exception
+# (its own, else a base class) decides status, code and generic message.
+WECHAT_ERRORS: dict[type[Exception], WeChatError] = {
+    # the domain's (gateway.domain_errors and the cores')
+    domain.InvalidField: WeChatError(400, "PARAM_ERROR", "参数错误"),
+    domain.Refused: WeChatError(400, "INVALID_REQUEST", "无效请求"),
+    SplitRefused: WeChatError(400, "INVALID_REQUEST", "无效请求"),
+    domain.NotPermitted: WeChatError(403, "NO_AUTH", "商户无权限"),
+    domain.NotFound: WeChatError(404, "RESOURCE_NOT_EXISTS", "资源不存在"),
+    domain.InProgress: WeChatError(409, "INVALID_REQUEST", "请求处理中，请稍后重试"),
+    domain.ChannelUnavailable: WeChatError(500, "SYSTEM_ERROR", "系统异常，请稍后重试"),
+    own_bills.NoStatement: WeChatError(400, "NO_STATEMENT_EXIST", "账单文件不存在"),
+    own_bills.NotReady: WeChatError(400, "STATEMENT_CREATING", "账单生成中，请在账单日次日再下载"),
+    # the request's own (gateway.errors)
+    request_errors.SignError: WeChatError(401, "SIGN_ERROR", "签名错误"),
+    request_errors.BodyTooLarge: WeChatError(413, "PARAM_ERROR", "请求体过大"),
+    request_errors.BodyReadTimeout: WeChatError(408, "PARAM_ERROR", "请求体读取超时"),
+    request_errors.UnsupportedContentType: WeChatError(400, "PARAM_ERROR", "Content-Type 必须为 application/json"),
+    request_errors.DatabaseUnavailable: WeChatError(503, "SYSTEM_ERROR", "系统繁忙，请稍后重试"),
+}
+# WeChat names a missing order with its own code; any other missing thing is a resource.
+NOT_FOUND_BY_WHAT = {"order": WeChatError(404, "ORDER_NOT_EXIST", "订单不存在")}
+REFUSALS = tuple(WECHAT_ERRORS)  # what the gateway refuses as expected
+
+
+@dataclass(frozen=True, slots=True)
+class WeChatAnswer:
+    status: int
+    code: str
+    message: str
+    detail: dict
+    reason: str  # for the log
+
+
+def wechat_answer(refusal: Exception) -> WeChatAnswer:
+    """`refusal` (one of REFUSALS) as the WeChat error the client receives."""
+    kind = next(WECHAT_ERRORS[k] for k in type(refusal).__mro__ if k in WECHAT_ERRORS)
+    if isinstance(refusal, domain.NotFound):
+        kind = NOT_FOUND_BY_WHAT.get(refusal.what, kind)
+    if isinstance(refusal, SplitRefused):
+        reason, message, detail = refusal.code, refusal.message, {"reason": refusal.code, **refusal.detail}
+    else:
+        reason, message, detail = refusal.reason, refusal.message, refusal.detail
+    return WeChatAnswer(kind.status, kind.code, message or kind.message, detail, reason)
+
+
+def error_response(answer: WeChatAnswer) -> web.Response:
+    """The WeChat-style body of `answer`. Never fails: a detail that cannot be encoded as
     UTF-8 JSON is escaped, and failing that the answer is a fixed SYSTEM_ERROR body."""
-    body = {"code": error.code, "message": error.message, "detail": error.detail}
+    body = {"code": answer.code, "message": answer.message, "detail": answer.detail}
     try:
         data = json_bytes(body)
     except (TypeError, ValueError):  # a lone surrogate (UnicodeEncodeError) or an odd detail value
@@ -90,29 +145,34 @@ def error_response(error: ApiError) -> web.Response:
         except (TypeError, ValueError):
             return web.Response(status=500, body=SYSTEM_ERROR_BODY, content_type="application/json",
                                 charset="utf-8")
-    return web.Response(status=error.status, body=data, content_type="application/json", charset="utf-8")
+    return web.Response(status=answer.status, body=data, content_type="application/json", charset="utf-8")
+
+
+def refusal_response(refusal: Exception) -> web.Response:
+    answer = wechat_answer(refusal)
+    log.info("request_refused", code=answer.code, reason=answer.reason, status=answer.status)
+    return error_response(answer)
 
 
 @web.middleware
 async def errors(request: web.Request, handler):
     try:
         return await handler(request)
-    except ApiError as error:
-        log.info("request_refused", code=error.code, reason=error.reason, status=error.status)
-        return error_response(error)
+    except REFUSALS as refusal:
+        return refusal_response(refusal)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(BodyTooLarge("body_too_large"))
+        return refusal_response(request_errors.BodyTooLarge("body_too_large"))
     except web.HTTPException as exc:
         if exc.status == 404:
-            return error_response(_not_found())
+            return refusal_response(_not_found())
         if exc.status == 405:
-            return error_response(ApiError("method_not_allowed", "method not allowed"))
+            return refusal_response(domain.Refused("method_not_allowed", "method not allowed"))
         raise
     except DATABASE_UNAVAILABLE as exc:
         # Not a bug: the database restarts, dropped this connection or is saturated. The
         # request's transaction did not commit (or committed once; a retry finds it).
         log.warning("database_unavailable", error=type(exc).__name__, exc_info=isinstance(exc, CONNECTION_BROKEN))
-        response = error_response(DatabaseUnavailable("database_unavailable"))
+        response = refusal_response(request_errors.DatabaseUnavailable("database_unavailable"))
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
     except Exception:
@@ -129,19 +189,18 @@ async def read_body(request: web.Request, handler):
     connection. Client API bodies must be JSON, as WeChat Pay v3 requires."""
     if request.body_exists:
         if request.path.startswith(CLIENT_API_PREFIX) and request.content_type != "application/json":
-            raise UnsupportedContentType("content_type_not_json", field="Content-Type")
+            raise request_errors.UnsupportedContentType("content_type_not_json", field="Content-Type")
         timeout_s = request.app[SERVICES].settings.body_read_timeout_s
         try:
             await asyncio.wait_for(request.read(), timeout_s)  # aiohttp keeps it for later reads
         except asyncio.TimeoutError:
-            log.info("request_refused", code="PARAM_ERROR", reason="body_read_timeout", status=408)
-            return await _answer_and_close(request, error_response(
-                BodyReadTimeout("body_read_timeout", timeout_s=timeout_s)))
+            return await _answer_and_close(request, refusal_response(
+                request_errors.BodyReadTimeout("body_read_timeout", timeout_s=timeout_s)))
     return await handler(request)
 
 
-def _not_found() -> ApiError:
-    return ResourceNotExists("no_such_path", "no such resource")
+def _not_found() -> domain.NotFound:
+    return domain.NotFound("path", "no_such_path", "no such resource")
 
 
 async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:

@@ -11,7 +11,7 @@ from gateway.api.requests import store_query
 from gateway.api.requests.profitsharing import (
     parse_receiver_add, parse_receiver_delete, parse_split, parse_unfreeze,
 )
-from gateway.errors import OrderNotExist, ResourceNotExists
+from gateway.domain_errors import NotFound
 from gateway.services import profitsharing, receivers
 
 routes = web.RouteTableDef()
@@ -29,7 +29,7 @@ async def query_split(request: web.Request) -> web.Response:
     sub_mchid = store_query(request)
     found = await profitsharing.find_split(services_of(request), caller_of(request), sub_mchid,
                                            request.match_info["out_order_no"], request.query.get("transaction_id"))
-    return json_or_missing(found, ResourceNotExists("split_not_found"))
+    return json_or_missing(found, NotFound("split"))
 
 
 @routes.post("/v3/profitsharing/orders/unfreeze")
@@ -43,14 +43,14 @@ async def unfreeze(request: web.Request) -> web.Response:
 async def unsplit_amount(request: web.Request) -> web.Response:
     found = await profitsharing.unsplit_amount(services_of(request), caller_of(request),
                                                request.match_info["transaction_id"])
-    return json_or_missing(found, OrderNotExist("order_not_paid"))
+    return json_or_missing(found, NotFound("order", "order_not_paid"))
 
 
 @routes.get("/v3/profitsharing/merchant-configs/{sub_mchid}")
 async def merchant_config(request: web.Request) -> web.Response:
     found = await profitsharing.merchant_config(services_of(request), caller_of(request),
                                                 request.match_info["sub_mchid"])
-    return json_or_missing(found, ResourceNotExists("tenant_not_found"))
+    return json_or_missing(found, NotFound("tenant"))
 
 
 @routes.post("/v3/profitsharing/receivers/add")
@@ -68,5 +68,5 @@ async def delete_receiver(request: web.Request) -> web.Response:
     sub_mchid, type_, account = parse_receiver_delete(await json_body(request))
     deleted = await receivers.delete_receiver(svc, caller.mall_id, sub_mchid, type_, account)
     if deleted is None:
-        raise ResourceNotExists("receiver_not_found")
+        raise NotFound("receiver")
     return json_response(deleted)

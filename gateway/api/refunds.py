@@ -8,7 +8,7 @@ from gateway.api import caller_of, json_or_missing, json_response, mall_app_of, 
 from gateway.api.middleware import json_body
 from gateway.api.requests import store_query
 from gateway.api.requests.refunds import parse_refund, parse_return
-from gateway.errors import ResourceNotExists
+from gateway.domain_errors import NotFound
 from gateway.services import refunds, returns
 
 routes = web.RouteTableDef()
@@ -26,7 +26,7 @@ async def query_refund(request: web.Request) -> web.Response:
     sub_mchid = store_query(request)
     found = await refunds.find_refund(services_of(request), caller_of(request), sub_mchid,
                                       request.match_info["out_refund_no"])
-    return json_or_missing(found, ResourceNotExists("refund_not_found"))
+    return json_or_missing(found, NotFound("refund"))
 
 
 @routes.post("/v3/profitsharing/return-orders")
@@ -41,4 +41,4 @@ async def query_return(request: web.Request) -> web.Response:
     sub_mchid = store_query(request)
     found = await returns.find_return(services_of(request), caller_of(request), sub_mchid,
                                       request.query.get("out_order_no"), request.match_info["out_return_no"])
-    return json_or_missing(found, ResourceNotExists("return_not_found"))
+    return json_or_missing(found, NotFound("return"))

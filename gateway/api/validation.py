@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from gateway.errors import ParamError
+from gateway.domain_errors import InvalidField
 
 JSON_DEPTH_MAX = 32  # WeChat's deepest request (a split's receivers) is 3 levels
 FIELD_NAME_CHARS_MAX = 64
@@ -37,15 +37,15 @@ def check_json(value) -> None:
     while stack:
         item, path, depth = stack.pop()
         if depth > JSON_DEPTH_MAX:
-            raise ParamError("body", "nested_too_deep", f"JSON nested deeper than {JSON_DEPTH_MAX} levels")
+            raise InvalidField("body", "nested_too_deep", f"JSON nested deeper than {JSON_DEPTH_MAX} levels")
         if isinstance(item, str):
             if unsafe_text(item):
-                raise ParamError(path, "bad_characters", f"{path}: NUL or invalid Unicode in a string")
+                raise InvalidField(path, "bad_characters", f"{path}: NUL or invalid Unicode in a string")
         elif isinstance(item, dict):
             for key, child in item.items():
                 child_path = safe_field_name(key) if path == "body" else f"{path}.{safe_field_name(key)}"
                 if unsafe_text(key):
-                    raise ParamError(child_path, "bad_characters", "NUL or invalid Unicode in a field name")
+                    raise InvalidField(child_path, "bad_characters", "NUL or invalid Unicode in a field name")
                 stack.append((child, child_path, depth + 1))
         elif isinstance(item, list):
             stack.extend((child, f"{path}[{index}]", depth + 1) for index, child in enumerate(item))
@@ -58,7 +58,7 @@ def parse_json(raw: bytes):
     try:
         value = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ParamError("body", "not_json", "request body is not valid JSON") from None
+        raise InvalidField("body", "not_json", "request body is not valid JSON") from None
     check_json(value)
     return value
 
@@ -67,7 +67,7 @@ def check_request_text(match_info, query) -> None:
     """Path and query parameters: no NUL, no lone surrogate, in names or values."""
     for name, value in match_info.items():
         if unsafe_text(value):
-            raise ParamError(safe_field_name(name), "bad_characters", "NUL or invalid Unicode in the path")
+            raise InvalidField(safe_field_name(name), "bad_characters", "NUL or invalid Unicode in the path")
     for name, value in query.items():
         if unsafe_text(name) or unsafe_text(value):
-            raise ParamError(safe_field_name(name), "bad_characters", "NUL or invalid Unicode in the query")
+            raise InvalidField(safe_field_name(name), "bad_characters", "NUL or invalid Unicode in the query")

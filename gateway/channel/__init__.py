@@ -75,6 +75,23 @@ class ChannelError(Exception):
         self.http_status = http_status
 
 
+# What WeChat's codes mean to the gateway: the client raises these kinds of ChannelError
+# (gateway.channel.transformers.error_from decides), so callers match a kind, never a code.
+
+
+class ChannelNotFound(ChannelError):
+    """The channel does not know the order, split, refund or return asked about (404)."""
+
+
+class SplitNotReady(ChannelError):
+    """A split or unfreeze asked for too soon after payment; WeChat takes it about a minute
+    later. Not `retryable` in the transport's sense: asking again at once will not help."""
+
+
+class BillNotReady(ChannelError):
+    """The day's bill is not generated yet (retryable, later in the day)."""
+
+
 class ChannelNotificationRejected(Exception):
     """A notification that failed signature, timestamp or decryption checks."""
 
@@ -321,11 +338,10 @@ class ChannelSplitNotice:
 
 # WeChat answers a split (or unfreeze) asked for too soon after payment -- before the
 # order has settled, "about a minute" -- with 400 INVALID_REQUEST "订单处理中，暂时无法分账，
-# 请稍后重试" (API v2 named it ORDER_NOT_READY). The client reports that answer with this
-# code so callers can tell "try again later" from a real refusal without reading WeChat's
-# text; retryable stays False because retrying at once will not help.
+# 请稍后重试" (API v2 named it ORDER_NOT_READY). The client reports that answer as
+# SplitNotReady with this code, so callers can tell "try again later" from a real refusal
+# without reading WeChat's text.
 SPLIT_NOT_READY = "ORDER_NOT_READY"
-SPLIT_NOT_READY_CODES = frozenset({SPLIT_NOT_READY})
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 from gateway import signing
 from gateway.channel import (
     ChannelError,
+    ChannelNotFound,
     ChannelOrderRequest,
     ChannelPaymentNotice,
     ChannelPointsNotice,
@@ -47,8 +48,6 @@ BILL_BYTES_MAX = 256 * 1024 * 1024  # one bill file as downloaded (GZIP or not)
 
 T = TypeVar("T")
 ChannelNotice = ChannelPaymentNotice | ChannelRefundNotice | ChannelSplitNotice
-# WeChat's "no such thing" codes: the order APIs' and the v3 RESOURCE_NOT_EXISTS.
-_NOT_FOUND_CODES = frozenset({tf.CODE_NOT_FOUND, "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS"})
 _SPLIT_EVENTS = {kind.value: kind for kind in ChannelSplitNoticeKind}
 
 
@@ -83,7 +82,8 @@ class WeChatPayChannel:
         return await self._query_trade(path, sub_mchid)
 
     async def close_order(self, sub_mchid: str, out_trade_no: str) -> None:
-        """Close an unpaid order. A paid one raises ChannelError(code='ORDERPAID')."""
+        """Close an unpaid order. A paid one raises ChannelError(code='ORDERPAID'); one the
+        channel never opened raises ChannelNotFound."""
         path = f"/v3/pay/partner/transactions/out-trade-no/{_segment(out_trade_no)}/close"
         await self._http.call("POST", path, {"sp_mchid": self._credentials.sp_mchid, "sub_mchid": sub_mchid})
 
@@ -123,7 +123,7 @@ class WeChatPayChannel:
     async def request_split(self, req: ChannelSplitRequest) -> ChannelSplitOrder:
         """Ask for a split; WeChat answers PROCESSING and finishes it later (query or notice).
 
-        Too soon after payment raises ChannelError with a code in SPLIT_NOT_READY_CODES.
+        Too soon after payment raises SplitNotReady.
         """
         _, data = await self._http.call("POST", "/v3/profitsharing/orders",
                                         tf_splits.split_order_body(req, self._http.encrypt))
@@ -178,8 +178,8 @@ class WeChatPayChannel:
     async def bill_file(self, kind: tf_bills.BillKind, bill_date: date, sub_mchid: str | None) -> bytes | None:
         """The bill file's bytes (possibly GZIP; the parser opens it), its SHA-1 checked and,
         for the fund-flow bill, decrypted. None when the channel has no bill that day
-        (NO_STATEMENT_EXIST: nothing happened). A bill not generated yet raises a retryable
-        ChannelError (STATEMENT_CREATING)."""
+        (NO_STATEMENT_EXIST: nothing happened). A bill not generated yet raises BillNotReady
+        (retryable)."""
         query = {"bill_date": bill_date.isoformat()}
         if sub_mchid is not None:
             query["sub_mchid"] = sub_mchid
@@ -290,10 +290,8 @@ class WeChatPayChannel:
     async def _absent_on_404(query: Coroutine[Any, Any, T]) -> T | None:
         try:
             return await query
-        except ChannelError as exc:
-            if exc.http_status == 404 and exc.code in _NOT_FOUND_CODES:
-                return None
-            raise
+        except ChannelNotFound:
+            return None
 
 
 def _parsed(data: bytes, kind: bill_shapes.BillKind, transform: Callable[[bill_shapes.Bill], T]) -> T:

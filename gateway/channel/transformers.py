@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from gateway.channel import SPLIT_NOT_READY, ChannelError, ChannelOrderRequest, ChannelTrade, ChannelTradeState
+from gateway.channel import (
+    SPLIT_NOT_READY, BillNotReady, ChannelError, ChannelNotFound, ChannelOrderRequest, ChannelTrade, ChannelTradeState,
+    SplitNotReady,
+)
 
 E = TypeVar("E", bound=enum.Enum)
 CHINA_TZ = timezone(timedelta(hours=8))
@@ -26,9 +29,12 @@ CODE_UNREACHABLE = "CHANNEL_UNREACHABLE"
 CODE_BAD_SIGNATURE = "CHANNEL_BAD_SIGNATURE"
 CODE_BAD_RESPONSE = "CHANNEL_BAD_RESPONSE"
 CODE_NOT_FOUND = "ORDER_NOT_EXIST"
+# WeChat's "no such thing" codes: the order APIs' and the v3 RESOURCE_NOT_EXISTS.
+NOT_FOUND_CODES = frozenset({CODE_NOT_FOUND, "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS"})
+CODE_BILL_NOT_READY = "STATEMENT_CREATING"
 
 _RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANKERROR",
-                              "STATEMENT_CREATING"})  # a bill not generated yet: ask again later
+                              CODE_BILL_NOT_READY})  # a bill not generated yet: ask again later
 # v3 answers "the order is still being processed, try later" as INVALID_REQUEST with text
 # like 订单处理中，暂时无法分账，请稍后重试 (or 订单处理中，请稍后重试); v2 named it ORDER_NOT_READY.
 _NOT_READY_MARK = "处理中"
@@ -109,7 +115,8 @@ def trade_from(data: Mapping[str, Any]) -> ChannelTrade:
 
 
 def error_from(status: int, data: Any) -> ChannelError:
-    """A non-2xx answer -> ChannelError with WeChat's code.
+    """A non-2xx answer -> ChannelError with WeChat's code, of the kind that says what the
+    code means (ChannelNotFound, SplitNotReady, BillNotReady; plain ChannelError otherwise).
 
     The message names the status and code only: WeChat's own `message` text is for logs,
     never for what the gateway tells its clients.
@@ -119,9 +126,16 @@ def error_from(status: int, data: Any) -> ChannelError:
         code = f"HTTP_{status}"
     upstream_message = data.get("message") if isinstance(data, Mapping) else None
     if code == "INVALID_REQUEST" and isinstance(upstream_message, str) and _NOT_READY_MARK in upstream_message:
-        code = SPLIT_NOT_READY  # the only place WeChat's text decides anything; see SPLIT_NOT_READY_CODES
+        code = SPLIT_NOT_READY  # the only place WeChat's text decides anything
     retryable = status >= 500 or status == 429 or code in _RETRYABLE_CODES
-    return ChannelError(code, f"channel answered {status} {code}", retryable=retryable, http_status=status)
+    kind = ChannelError
+    if status == 404 and code in NOT_FOUND_CODES:
+        kind = ChannelNotFound
+    elif code == SPLIT_NOT_READY:
+        kind = SplitNotReady
+    elif code == CODE_BILL_NOT_READY:
+        kind = BillNotReady
+    return kind(code, f"channel answered {status} {code}", retryable=retryable, http_status=status)
 
 
 def read_mapping(value: Any, name: str) -> Mapping[str, Any]:

@@ -12,7 +12,7 @@ from coupons import repo as coupons_repo
 from coupons.postings import receivable_accounts
 from ledger import repo as ledger_repo
 from coupons.campaigns import CampaignInvalid, CampaignState, Funder, check_change, parse_campaign, parse_change
-from gateway.errors import InvalidRequest, NoAuth, ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound, NotPermitted, Refused
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
 from gateway.services import next_store
@@ -25,35 +25,35 @@ STATE_ISSUES = frozenset({"below_committed", "campaign_ended"})
 
 def refused(exc: CampaignInvalid) -> Exception:
     if exc.issue in STATE_ISSUES:
-        return InvalidRequest(exc.issue, exc.message, field=exc.field)
-    return ParamError(exc.field, exc.issue, exc.message)
+        return Refused(exc.issue, exc.message, field=exc.field)
+    return InvalidField(exc.field, exc.issue, exc.message)
 
 
 def _check_manager(caller: Caller) -> None:
     if caller.role not in ("admin", "tenant"):
-        raise NoAuth("role_not_allowed", "this needs role admin or tenant")
+        raise NotPermitted("role_not_allowed", "this needs role admin or tenant")
 
 
 async def create_campaign(svc: Services, caller: Caller, body) -> dict:
     _check_manager(caller)
     if not isinstance(body, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     try:
         spec = parse_campaign(body)
     except CampaignInvalid as exc:
         raise refused(exc) from None
     if caller.role == "tenant":
         if spec.sub_mchid != caller.sub_mchid:
-            raise NoAuth("other_store", "a store creates campaigns for itself only")
+            raise NotPermitted("other_store", "a store creates campaigns for itself only")
         if spec.funder is not Funder.STORE:
-            raise NoAuth("mall_funding_needs_admin", "only the mall's admin commits the mall's money")
+            raise NotPermitted("mall_funding_needs_admin", "only the mall's admin commits the mall's money")
     async with svc.pool.acquire() as conn:
         if await tenants_repo.tenant(conn, caller.mall_id, spec.sub_mchid) is None:
-            raise InvalidRequest("store_not_in_mall", "sub_mchid is not a store of this mall", field="sub_mchid")
+            raise Refused("store_not_in_mall", "sub_mchid is not a store of this mall", field="sub_mchid")
         for store in spec.trigger.stores:
             if await tenants_repo.tenant(conn, caller.mall_id, store) is None:
-                raise InvalidRequest("store_not_in_mall", f"trigger store {store} is not in this mall",
-                                     field="trigger.stores")
+                raise Refused("store_not_in_mall", f"trigger store {store} is not in this mall",
+                              field="trigger.stores")
         if spec.funder is Funder.MALL:  # the account its discounts will be owed on
             await ledger_repo.ensure_accounts(conn, caller.mall_id, receivable_accounts(spec.sub_mchid))
         row = await coupons_repo.insert_campaign(conn, caller.mall_id, spec, svc.clock())
@@ -65,11 +65,11 @@ async def campaign_row(svc: Services, caller: Caller, campaign_id: str):
     """The campaign if the caller may see it; a missing-resource answer otherwise."""
     _check_manager(caller)
     if not campaign_id.isdigit() or len(campaign_id) > 18:
-        raise ResourceNotExists("campaign_not_found")
+        raise NotFound("campaign")
     async with svc.pool.acquire() as conn:
         row = await coupons_repo.campaign(conn, caller.mall_id, int(campaign_id))
     if row is None or (caller.role == "tenant" and not _owns(caller, row)):
-        raise ResourceNotExists("campaign_not_found")
+        raise NotFound("campaign")
     return row
 
 
@@ -91,7 +91,7 @@ async def list_campaigns(svc: Services, caller: Caller, sub_mchid: str | None, l
 async def change_campaign(svc: Services, caller: Caller, campaign_id: str, body) -> dict:
     row = await campaign_row(svc, caller, campaign_id)
     if not isinstance(body, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     campaign = coupons_repo.campaign_of(row)
     try:
         change = parse_change(body)
@@ -105,9 +105,9 @@ async def change_campaign(svc: Services, caller: Caller, campaign_id: str, body)
         if changed is None:  # issuance committed more, or someone ended it, since we read it
             fresh = await coupons_repo.campaign(conn, caller.mall_id, campaign.campaign_id)
             if fresh["state"] == CampaignState.ENDED.value:
-                raise InvalidRequest("campaign_ended", "an ended campaign cannot change", field="state")
-            raise InvalidRequest("below_committed", "the budget is below what is already committed",
-                                 field="budget")
+                raise Refused("campaign_ended", "an ended campaign cannot change", field="state")
+            raise Refused("below_committed", "the budget is below what is already committed",
+                          field="budget")
     await next_store.refresh_campaigns(svc)
     return campaign_json(changed)
 

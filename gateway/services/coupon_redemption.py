@@ -15,7 +15,7 @@ from coupons.postings import (
     coupon_receivable, payout_transfer, receivable_accounts, reverse_transfer, subsidy_to_reverse, subsidy_transfer,
 )
 from coupons.issuing import AfterRefund, coupon_after_refund
-from gateway.errors import InvalidRequest, NoAuth, ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound, NotPermitted, Refused
 from gateway.repo import tenants as tenants_repo
 from gateway.formats import OUT_TRADE_NO_RE
 from ledger import repo as ledger_repo
@@ -34,12 +34,12 @@ async def reserve(conn, order, now) -> None:
         conn, mall_id=order["mall_id"], coupon_id=info["coupon_id"], openid=openid, sub_mchid=order["sub_mchid"],
         out_trade_no=order["out_trade_no"], at=now, original_total_fen=original_fen)
     if coupon is None:
-        raise InvalidRequest(NOT_APPLICABLE, "the coupon cannot be used for this order",
-                             why=await _why_not(conn, order, openid, original_fen, now))
+        raise Refused(NOT_APPLICABLE, "the coupon cannot be used for this order",
+                      why=await _why_not(conn, order, openid, original_fen, now))
     expected_fen = discounted_total_fen(coupon["discount_fen"], coupon["min_spend_fen"], original_fen)
     if order["total_fen"] != expected_fen:
-        raise InvalidRequest(NOT_APPLICABLE, "amount.total must be original_total less the coupon's discount",
-                             why="amount_not_discounted", expected_total=expected_fen)
+        raise Refused(NOT_APPLICABLE, "amount.total must be original_total less the coupon's discount",
+                      why="amount_not_discounted", expected_total=expected_fen)
 
 
 async def _why_not(conn, order, openid: str, original_fen: int, now) -> str:
@@ -107,12 +107,12 @@ async def pay_out_subsidy(svc, mall_id: str, fields) -> dict:
         if done is not None:
             return _same_payout(done, sub_mchid, amount_fen)
         if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None:
-            raise ResourceNotExists("tenant_not_found")
+            raise NotFound("tenant")
         await ledger_repo.ensure_accounts(conn, mall_id, receivable_accounts(sub_mchid))
         owed = await ledger_repo.balance_for_update(conn, mall_id, coupon_receivable(sub_mchid)) or 0
         if amount_fen > owed:
-            raise InvalidRequest("above_receivable", "amount is more than the mall owes the store for coupons",
-                                 receivable=owed)
+            raise Refused("above_receivable", "amount is more than the mall owes the store for coupons",
+                          receivable=owed)
         row = await coupons_repo.insert_subsidy_payout(conn, mall_id, out_payout_no, sub_mchid, amount_fen,
                                                        svc.clock())
         if row is None:  # a concurrent request took the number and committed first
@@ -129,9 +129,9 @@ async def subsidy_payouts(svc, caller, sub_mchid: str | None, limit: int, offset
     if caller.role == "tenant":
         sub_mchid = caller.sub_mchid
     elif caller.role not in ("admin", "finance"):
-        raise NoAuth("role_not_allowed", "this needs role admin, finance or tenant")
+        raise NotPermitted("role_not_allowed", "this needs role admin, finance or tenant")
     if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):
-        raise ParamError("sub_mchid", "bad_format")
+        raise InvalidField("sub_mchid", "bad_format")
     async with svc.pool.acquire() as conn:
         rows, total = await coupons_repo.subsidy_payouts(conn, caller.mall_id, sub_mchid, limit, offset)
     return {"total_count": total, "offset": offset, "limit": limit, "data": [_payout_json(r) for r in rows]}
@@ -139,29 +139,29 @@ async def subsidy_payouts(svc, caller, sub_mchid: str | None, limit: int, offset
 
 def _payout_fields(fields) -> tuple[str, int, str]:
     if not isinstance(fields, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     for name in fields:
         if name not in PAYOUT_FIELDS:
-            raise ParamError(name, "unknown_field")
+            raise InvalidField(name, "unknown_field")
     for name in PAYOUT_FIELDS:
         if name not in fields:
-            raise ParamError(name, "required")
+            raise InvalidField(name, "required")
     sub_mchid, amount, out_payout_no = (fields[name] for name in PAYOUT_FIELDS)
     if not isinstance(sub_mchid, str) or not SUB_MCHID_RE.fullmatch(sub_mchid):
-        raise ParamError("sub_mchid", "bad_format")
+        raise InvalidField("sub_mchid", "bad_format")
     if isinstance(amount, bool) or not isinstance(amount, int):
-        raise ParamError("amount", "not_integer_fen")
+        raise InvalidField("amount", "not_integer_fen")
     if amount <= 0:
-        raise ParamError("amount", "out_of_range", "amount: at least 1 fen")
+        raise InvalidField("amount", "out_of_range", "amount: at least 1 fen")
     if not isinstance(out_payout_no, str) or not OUT_TRADE_NO_RE.fullmatch(out_payout_no):
-        raise ParamError("out_payout_no", "bad_format", "out_payout_no: 6 to 32 of [0-9A-Za-z_-|*]")
+        raise InvalidField("out_payout_no", "bad_format", "out_payout_no: 6 to 32 of [0-9A-Za-z_-|*]")
     return sub_mchid, amount, out_payout_no
 
 
 def _same_payout(row, sub_mchid: str, amount_fen: int) -> dict:
     if (row["sub_mchid"], row["amount_fen"]) != (sub_mchid, amount_fen):
-        raise InvalidRequest("out_payout_no_reused", "this out_payout_no paid another store or amount",
-                             sub_mchid=row["sub_mchid"], amount=row["amount_fen"])
+        raise Refused("out_payout_no_reused", "this out_payout_no paid another store or amount",
+                      sub_mchid=row["sub_mchid"], amount=row["amount_fen"])
     return _payout_json(row)
 
 

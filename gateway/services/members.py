@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from coupons import repo as coupons_repo
-from gateway.errors import ParamError
+from gateway.domain_errors import InvalidField
 from gateway.services.context import Services
 from ledger import repo as ledger_repo
 from points.rules import member_account
@@ -15,7 +15,7 @@ OPENID_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 def openid_of(raw: str) -> str:
     if not OPENID_RE.fullmatch(raw):
-        raise ParamError("openid", "invalid_openid")
+        raise InvalidField("openid", "invalid_openid")
     return raw
 
 

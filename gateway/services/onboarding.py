@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from gateway import signing
 from gateway.caller import Caller
-from gateway.errors import InvalidRequest, ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound, Refused
 from gateway.formats import APPID_RE, MCHID_RE
 from gateway.repo import clients as clients_repo
 from gateway.repo import tenants as tenants_repo
@@ -42,47 +42,48 @@ async def ensure_mall(pool, mall_id: str, sp_appid: str, name: str) -> None:
 def tenant_from_fields(mall_id: str, fields: dict) -> Tenant:
     """Validate a store's onboarding fields (API body or CLI flags) into a Tenant."""
     if not isinstance(fields, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     known = {"sub_mchid", "name", "floor", "category", "sub_appid", "contract"}
     for name in fields:
         if name not in known:
-            raise ParamError(name, "unknown_field")
+            raise InvalidField(name, "unknown_field")
     sub_mchid = fields.get("sub_mchid")
     if not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid):
-        raise ParamError("sub_mchid", "bad_format")
+        raise InvalidField("sub_mchid", "bad_format")
     texts = {}
     for name, required in (("name", True), ("floor", False), ("category", False)):
         value = fields.get(name, "" if not required else None)
         if not isinstance(value, str) or len(value) > NAME_CHARS_MAX or (required and not value.strip()):
-            raise ParamError(name, "bad_length_or_characters")
+            raise InvalidField(name, "bad_length_or_characters")
         texts[name] = value
     sub_appid = fields.get("sub_appid")
     if sub_appid is not None and (not isinstance(sub_appid, str) or not APPID_RE.fullmatch(sub_appid)):
-        raise ParamError("sub_appid", "bad_format")
+        raise InvalidField("sub_appid", "bad_format")
     contract = _contract(fields.get("contract") or {})
-    _check_automatic_within_cap(contract["commission_bps"], contract["guide_reward_bps"], contract["max_ratio_bps"])
+    rules.check_automatic_within_cap(contract["commission_bps"], contract["guide_reward_bps"],
+                                     contract["max_ratio_bps"])
     return Tenant(mall_id=mall_id, sub_mchid=sub_mchid, sub_appid=sub_appid, **texts, **contract)
 
 
 def _contract(given) -> dict:
     if not isinstance(given, dict):
-        raise ParamError("contract", "not_an_object")
+        raise InvalidField("contract", "not_an_object")
     contract = dict(CONTRACT_DEFAULTS)
     for name, value in given.items():
         if name not in CONTRACT_DEFAULTS:
-            raise ParamError(f"contract.{name}", "unknown_field")
+            raise InvalidField(f"contract.{name}", "unknown_field")
         if name == "auto_split":
             if not isinstance(value, bool):
-                raise ParamError("contract.auto_split", "not_a_boolean")
+                raise InvalidField("contract.auto_split", "not_a_boolean")
         elif not isinstance(value, int) or isinstance(value, bool):
-            raise ParamError(f"contract.{name}", "not_an_integer")
+            raise InvalidField(f"contract.{name}", "not_an_integer")
         elif name == "max_ratio_bps" and value > DEFAULT_MAX_RATIO_BPS:
-            raise InvalidRequest("approval_required", "a cap above 30% needs a high-ratio approval record",
-                                 asked=value, allowed=DEFAULT_MAX_RATIO_BPS)
+            raise Refused("approval_required", "a cap above 30% needs a high-ratio approval record",
+                          asked=value, allowed=DEFAULT_MAX_RATIO_BPS)
         else:
             low, high = CONTRACT_LIMITS[name]
             if not low <= value <= high:
-                raise ParamError(f"contract.{name}", "out_of_range", f"contract.{name}: {low} to {high}")
+                raise InvalidField(f"contract.{name}", "out_of_range", f"contract.{name}: {low} to {high}")
         contract[name] = value
     return contract
 
@@ -92,7 +93,7 @@ async def create_tenant(pool, tenant: Tenant) -> Tenant:
     async with pool.acquire() as conn, conn.transaction():
         created = await tenants_repo.insert_tenant(conn, tenant)
         if created is None:
-            raise InvalidRequest("tenant_exists", "this sub_mchid is already onboarded")
+            raise Refused("tenant_exists", "this sub_mchid is already onboarded")
         await ledger_repo.ensure_accounts(conn, tenant.mall_id, accounts.tenant_accounts(tenant.sub_mchid))
     return created
 
@@ -123,18 +124,18 @@ async def change_contract(pool, mall_id: str, sub_mchid: str, changes) -> Tenant
     under; commission and guide rewards not split yet follow the new terms. The cap
     itself changes only through an approval record (POST .../approvals)."""
     if not isinstance(changes, dict) or not changes:
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     async with pool.acquire() as conn, conn.transaction():
         tenant = await tenants_repo.tenant_for_update(conn, mall_id, sub_mchid)
         if tenant is None:
-            raise ResourceNotExists("tenant_not_found")
+            raise NotFound("tenant")
         if "max_ratio_bps" in changes:
-            raise InvalidRequest("approval_required", "the cap changes only with an approval record",
-                                 asked=changes["max_ratio_bps"], allowed=tenant.max_ratio_bps)
+            raise Refused("approval_required", "the cap changes only with an approval record",
+                          asked=changes["max_ratio_bps"], allowed=tenant.max_ratio_bps)
         validated = _contract(changes)
         terms = {name: getattr(tenant, name) for name in CONTRACT_DEFAULTS}
         terms.update({name: validated[name] for name in changes})
-        _check_automatic_within_cap(terms["commission_bps"], terms["guide_reward_bps"], tenant.max_ratio_bps)
+        rules.check_automatic_within_cap(terms["commission_bps"], terms["guide_reward_bps"], tenant.max_ratio_bps)
         return await tenants_repo.update_contract(conn, mall_id, sub_mchid, terms)
 
 
@@ -142,7 +143,7 @@ async def points_rule(svc, mall_id: str, sub_mchid: str) -> dict:
     """The points a store's payments earn per yuan: its own rule, or the mall's default."""
     async with svc.pool.acquire() as conn:
         if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None:
-            raise ResourceNotExists("tenant_not_found")
+            raise NotFound("tenant")
         row = await points_repo.rule_row(conn, mall_id, sub_mchid)
     return _points_rule_json(svc, sub_mchid, row)
 
@@ -151,20 +152,20 @@ async def set_points_rule(svc, mall_id: str, sub_mchid: str, fields) -> dict:
     """Set a store's points per paid yuan. Orders already paid keep the rate they earned
     by (refunds reverse at that rate); the next payment earns by the new one."""
     if not isinstance(fields, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     for name in fields:
         if name != "points_per_yuan":
-            raise ParamError(name, "unknown_field")
+            raise InvalidField(name, "unknown_field")
     if "points_per_yuan" not in fields:
-        raise ParamError("points_per_yuan", "required")
+        raise InvalidField("points_per_yuan", "required")
     rate = fields["points_per_yuan"]
     if isinstance(rate, bool) or not isinstance(rate, int):
-        raise ParamError("points_per_yuan", "not_an_integer")
+        raise InvalidField("points_per_yuan", "not_an_integer")
     if not 0 <= rate <= POINTS_PER_YUAN_MAX:
-        raise ParamError("points_per_yuan", "out_of_range", f"points_per_yuan: 0 to {POINTS_PER_YUAN_MAX}")
+        raise InvalidField("points_per_yuan", "out_of_range", f"points_per_yuan: 0 to {POINTS_PER_YUAN_MAX}")
     async with svc.pool.acquire() as conn, conn.transaction():
         if await tenants_repo.tenant_for_update(conn, mall_id, sub_mchid) is None:
-            raise ResourceNotExists("tenant_not_found")
+            raise NotFound("tenant")
         await points_repo.set_rule(conn, mall_id, sub_mchid, rate, svc.clock())
         row = await points_repo.rule_row(conn, mall_id, sub_mchid)
     return _points_rule_json(svc, sub_mchid, row)
@@ -176,13 +177,6 @@ def _points_rule_json(svc, sub_mchid: str, row) -> dict:
                 "source": "mall_default", "updated_at": None}
     return {"sub_mchid": sub_mchid, "points_per_yuan": row["points_per_yuan"], "source": "store_rule",
             "updated_at": row["updated_at"].isoformat()}
-
-
-def _check_automatic_within_cap(commission_bps: int, guide_reward_bps: int, max_ratio_bps: int) -> None:
-    try:
-        rules.check_automatic_within_cap(commission_bps, guide_reward_bps, max_ratio_bps)
-    except rules.SplitRefused as exc:
-        raise InvalidRequest(exc.code, exc.message, **exc.detail) from None
 
 
 @dataclass(frozen=True)
@@ -202,16 +196,16 @@ async def create_client(pool, *, mall_id: str, role: str, sub_mchid: str | None,
     """Register a client with its first key. A mall's first `mall_app` client signs as
     the mall's own sp_mchid, so a WeChat Pay SDK configured for the mall works as is."""
     if not isinstance(role, str) or role not in ROLES:
-        raise ParamError("role", "unknown_role", f"role is one of {', '.join(ROLES)}")
+        raise InvalidField("role", "unknown_role", f"role is one of {', '.join(ROLES)}")
     if (role == "tenant") != (sub_mchid is not None):
-        raise ParamError("sub_mchid", "required_for_tenant_only")
+        raise InvalidField("sub_mchid", "required_for_tenant_only")
     if sub_mchid is not None and (not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid)):
-        raise ParamError("sub_mchid", "bad_format")
+        raise InvalidField("sub_mchid", "bad_format")
     public_key = _public_key(public_key_pem)
     apiv3_key = secrets.token_hex(16).encode()  # 32 ASCII characters, like WeChat's APIv3 keys
     async with pool.acquire() as conn, conn.transaction():
         if sub_mchid is not None and await tenants_repo.tenant(conn, mall_id, sub_mchid) is None:
-            raise ResourceNotExists("tenant_not_found", "no such store in this mall")
+            raise NotFound("tenant", message="no such store in this mall")
         client_id = mall_id
         if role != "mall_app" or await clients_repo.client_exists(conn, client_id):
             client_id = await _fresh_client_id(conn)
@@ -228,9 +222,9 @@ async def add_client_key(pool, mall_id: str, client_id: str, public_key_pem: str
     serial_no = serial_of(public_key)
     async with pool.acquire() as conn, conn.transaction():
         if not await clients_repo.client_of_mall(conn, client_id, mall_id):
-            raise ResourceNotExists("client_not_found")
+            raise NotFound("client")
         if await clients_repo.client_key_exists(conn, client_id, serial_no):
-            raise InvalidRequest("key_exists", "this key was already added to the client (a revoked key stays revoked)")
+            raise Refused("key_exists", "this key was already added to the client (a revoked key stays revoked)")
         await clients_repo.insert_client_key(conn, client_id, serial_no, public_key_pem)
     return serial_no
 
@@ -243,13 +237,13 @@ async def revoke_client_key(svc, mall_id: str, client_id: str, serial_no: str) -
 
 def _public_key(pem) -> object:
     if not isinstance(pem, str):
-        raise ParamError("public_key", "required")
+        raise InvalidField("public_key", "required")
     try:
         key = signing.load_public_key(pem)
     except (ValueError, AssertionError, TypeError):
-        raise ParamError("public_key", "not_an_rsa_public_key") from None
+        raise InvalidField("public_key", "not_an_rsa_public_key") from None
     if key.key_size < 2048:
-        raise ParamError("public_key", "key_too_small")
+        raise InvalidField("public_key", "key_too_small")
     return key
 
 

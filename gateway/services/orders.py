@@ -7,8 +7,10 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from gateway.channel import ChannelError, ChannelOrderRequest
-from gateway.errors import ChannelUnavailable, Conflict, InvalidRequest, NoAuth, OrderNotExist
+from gateway.channel import ChannelError, ChannelNotFound, ChannelOrderRequest
+from gateway.domain_errors import (
+    ChannelRefused, ChannelUnavailable, InProgress, KeyReused, NotFound, NotPermitted, Refused,
+)
 from gateway.repo import guides as guides_repo
 from gateway.repo import orders as orders_repo
 from gateway.repo import tenants as tenants_repo
@@ -59,24 +61,23 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
         if row is None:
             row = await orders_repo.order(conn, *key)
         if row is None and await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid) is None:
-            raise NoAuth("store_not_in_mall", "sub_mchid is not a store of this mall")
+            raise NotPermitted("store_not_in_mall", "sub_mchid is not a store of this mall")
     if row is None:
-        raise Conflict("request_in_progress", "retry shortly")  # raced with a channel refusal
+        raise InProgress("request_in_progress", "retry shortly")  # raced with a channel refusal
     if row["request_hash"] != req.request_hash:
-        raise InvalidRequest("out_trade_no_reused", "out_trade_no was used with other fields")
+        raise KeyReused("out_trade_no")
     if row["create_response"] is not None:
         return row["create_response"]
     if row["state"] != "NOTPAY":
-        raise InvalidRequest("order_closed", "the order is closed")
+        raise Refused("order_closed", "the order is closed")
     try:
         prepay_id = await svc.channel.create_jsapi_order(_channel_request(svc, row))
     except ChannelError as exc:
         if exc.retryable:
-            raise ChannelUnavailable("channel_unavailable") from None
+            raise ChannelUnavailable() from None
         async with svc.pool.acquire() as conn:
             await orders_repo.forget_unopened_order(conn, key, req.request_hash)
-        raise InvalidRequest("channel_rejected", "the payment channel refused the order",
-                             channel_code=exc.code) from None
+        raise ChannelRefused("order", exc.code, reason="channel_rejected") from None
     response = created_json(prepay_id, pay_params(svc, row, prepay_id))
     async with svc.pool.acquire() as conn:
         return await orders_repo.store_create_response(conn, key, prepay_id, response)
@@ -90,10 +91,10 @@ async def _check_guide(conn, mall_id: str, req: OrderRequest) -> None:
         return
     guide = await guides_repo.guide(conn, mall_id, guide_id)
     if guide is None:
-        raise InvalidRequest("guide_not_found", "mall_info.guide_id names no guide of this mall", guide_id=guide_id)
+        raise Refused("guide_not_found", "mall_info.guide_id names no guide of this mall", guide_id=guide_id)
     if guide["sub_mchid"] != req.sub_mchid:
-        raise InvalidRequest("guide_of_another_store", "mall_info.guide_id names a guide of another store",
-                             guide_id=guide_id)
+        raise Refused("guide_of_another_store", "mall_info.guide_id names a guide of another store",
+                      guide_id=guide_id)
 
 
 def pay_params(svc: Services, row, prepay_id: str) -> dict:
@@ -133,9 +134,9 @@ def check_scope(caller: Caller, sp_mchid: str | None) -> None:
     """Another store's orders are not refused here: they are looked up and then answered
     as missing (query_order), so a tenant cannot tell them from orders that do not exist."""
     if not caller.names_its_mall(sp_mchid):
-        raise NoAuth("sp_mchid_not_yours", "sp_mchid is not the caller's mall")
+        raise NotPermitted("sp_mchid_not_yours", "sp_mchid is not the caller's mall")
     if caller.role not in ("mall_app", "tenant", "admin", "finance"):
-        raise NoAuth("role_cannot_read_orders")
+        raise NotPermitted("role_cannot_read_orders")
 
 
 async def query_order(svc: Services, caller: Caller, sp_mchid: str | None, sub_mchid: str, *, out_trade_no=None,
@@ -147,7 +148,7 @@ async def query_order(svc: Services, caller: Caller, sp_mchid: str | None, sub_m
         else:
             row = await orders_repo.order_by_transaction_id(conn, caller.mall_id, sub_mchid, transaction_id)
     if row is None or not caller.sees_store(row["sub_mchid"]):
-        raise OrderNotExist("order_not_exist")
+        raise NotFound("order", "order_not_exist")
     if _worth_asking_channel(svc, row):
         row = await payments.sync_with_channel(svc, row) or row
     return order_json(row)
@@ -165,30 +166,35 @@ async def close_order(svc: Services, caller: Caller, sp_mchid: str | None, sub_m
                       out_trade_no: str) -> None:
     check_scope(caller, sp_mchid)
     if caller.role != "mall_app":
-        raise NoAuth("role_cannot_close_orders")
+        raise NotPermitted("role_cannot_close_orders")
     key = (caller.mall_id, sub_mchid, out_trade_no)
     async with svc.pool.acquire() as conn:
         row = await orders_repo.order(conn, *key)
     if row is None:
-        raise OrderNotExist("order_not_exist")
+        raise NotFound("order", "order_not_exist")
     if row["state"] == "SUCCESS":
-        raise InvalidRequest("order_paid", "the order is paid and cannot be closed")
+        raise _order_paid()
     if row["state"] == "CLOSED":
         return
     try:
         await svc.channel.close_order(sub_mchid, out_trade_no)
-    except ChannelError as exc:
-        if exc.code != "ORDER_NOT_EXIST":
-            row = await payments.sync_with_channel(svc, row)
-            if row is not None and row["state"] == "SUCCESS":
-                raise InvalidRequest("order_paid", "the order is paid and cannot be closed") from None
-            raise ChannelUnavailable("channel_unavailable") from None
+    except ChannelNotFound:
+        pass  # never opened there: closing ours is all there is to do
+    except ChannelError:
+        row = await payments.sync_with_channel(svc, row)
+        if row is not None and row["state"] == "SUCCESS":
+            raise _order_paid() from None
+        raise ChannelUnavailable() from None
     async with svc.pool.acquire() as conn:
         closed = await orders_repo.close_order(conn, key, svc.clock())
     if not closed:
         row = await _reload(svc, key)
         if row["state"] == "SUCCESS":
-            raise InvalidRequest("order_paid", "the order is paid and cannot be closed")
+            raise _order_paid()
+
+
+def _order_paid() -> Refused:
+    return Refused("order_paid", "the order is paid and cannot be closed")
 
 
 async def _reload(svc: Services, key):

@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
 
+from gateway.domain_errors import DomainError
 from gateway.repo import bills as repo
 from gateway.services.context import Services
 from gateway.services.reconciliation import day_window
@@ -36,12 +37,18 @@ BILL_DAYS_BACK_MAX = 90  # as WeChat: bills of the last three months
 BILL_READY_AFTER = timedelta(days=1, hours=10)
 
 
-class NoStatement(Exception):
-    """No line that day (WeChat's NO_STATEMENT_EXIST)."""
+class NoStatement(DomainError):
+    """No line that day, or none the caller may see."""
+
+    def __init__(self, reason: str = "no_statement"):
+        super().__init__(reason)
 
 
-class NotReady(Exception):
-    """Before 10:00 China time on the next day (WeChat's STATEMENT_CREATING)."""
+class NotReady(DomainError):
+    """Before 10:00 China time on the next day."""
+
+    def __init__(self, reason: str = "statement_creating"):
+        super().__init__(reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +126,15 @@ async def bill_bytes(svc: Services, mall_id: str, req: BillRequest) -> bytes:
     """The bill file, or NoStatement / NotReady."""
     now = svc.clock()
     if now < ready_at(req.bill_on):
-        raise NotReady(req.bill_on)
+        raise NotReady()
     if req.bill_on < (now.astimezone(CHINA_TZ).date() - timedelta(days=BILL_DAYS_BACK_MAX)):
-        raise NoStatement(req.bill_on)
+        raise NoStatement()
     kind = shapes.TRADE if req.bill == "trade" else shapes.PROFITSHARING
     async with svc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         build = trade_rows if req.bill == "trade" else split_rows
         rows = await build(conn, mall_id, req.bill_on, req.sub_mchid)
     if not rows:
-        raise NoStatement(req.bill_on)
+        raise NoStatement()
     return shapes.write_bill(kind, rows, shapes.summarise(kind, rows), gzip_it=req.gzip_it)
 
 

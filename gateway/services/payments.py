@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import structlog
 
-from gateway.channel import ChannelError, ChannelTrade, ChannelTradeState
+from gateway.channel import ChannelError, ChannelNotFound, ChannelTrade, ChannelTradeState
 from gateway.repo import orders as orders_repo
 from gateway.services import coupon_issuing, coupon_redemption, points
 from gateway.services.context import Services
@@ -151,9 +151,10 @@ async def _close_expired(svc: Services, row) -> None:
     key = (row["mall_id"], row["sub_mchid"], row["out_trade_no"])
     try:
         await svc.channel.close_order(row["sub_mchid"], row["out_trade_no"])
+    except ChannelNotFound:
+        pass  # never opened there: nothing to close but ours
     except ChannelError as exc:
-        if exc.code != "ORDER_NOT_EXIST":
-            log.warning("channel_close_failed", code=exc.code)
-            return
+        log.warning("channel_close_failed", code=exc.code)
+        return
     async with svc.pool.acquire() as conn:
         await orders_repo.close_order(conn, key, svc.clock())

@@ -4,15 +4,14 @@ the approvals that let a franchise store split more than 30% away."""
 from __future__ import annotations
 
 from gateway.channel import ChannelError, ChannelReceiver, ChannelReceiverType
-from gateway.errors import ChannelUnavailable, InvalidRequest, NoAuth, ParamError, ResourceNotExists
+from gateway.domain_errors import ChannelRefused, ChannelUnavailable, InvalidField, NotFound, NotPermitted, Refused
 from gateway.formats import GUIDE_ID_RE, MCHID_RE, OPENID_RE
 from gateway.repo import guides as guides_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
-from gateway.services.splits import refused
 from ledger import accounts
 from ledger import repo as ledger_repo
-from splitting.rules import Approval, Contract, SplitRefused, check_contract
+from splitting.rules import Approval, Contract, check_contract
 
 NAME_CHARS_MAX = 64
 REASON_CHARS_MAX = 500
@@ -33,9 +32,8 @@ async def _add_at_channel(svc: Services, sub_mchid: str, type_: str, account: st
             type=ChannelReceiverType(type_), account=account, name=name, relation_type=relation_type))
     except ChannelError as exc:
         if exc.retryable:
-            raise ChannelUnavailable("channel_unavailable") from None
-        raise InvalidRequest("channel_refused", "the payment channel refused the receiver",
-                             channel_code=exc.code) from None
+            raise ChannelUnavailable() from None
+        raise ChannelRefused("receiver", exc.code) from None
 
 
 async def add_receiver(svc: Services, mall_id: str, sub_mchid: str, type_: str, account: str,
@@ -73,7 +71,7 @@ async def split_parts(svc: Services, mall_id: str, sub_mchid: str, receivers) ->
         for index, item in enumerate(receivers):
             ledger_account = await _ledger_account(svc, conn, mall_id, sub_mchid, item["type"], item["account"])
             if ledger_account is None:
-                raise InvalidRequest("receiver_not_registered", f"receivers[{index}] is not a receiver of this store")
+                raise Refused("receiver_not_registered", f"receivers[{index}] is not a receiver of this store")
             parts.append({**item, "ledger_account": ledger_account, "returnable": item["type"] == "MERCHANT_ID"})
     return parts
 
@@ -94,23 +92,23 @@ async def delete_receiver(svc: Services, mall_id: str, sub_mchid: str, type_: st
 
 async def register_guide(svc: Services, mall_id: str, fields: dict) -> dict:
     if not isinstance(fields, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     guide_id, sub_mchid = fields.get("guide_id"), fields.get("sub_mchid")
     openid, name = fields.get("openid"), fields.get("name")
     if not isinstance(guide_id, str) or not GUIDE_ID_RE.fullmatch(guide_id):
-        raise ParamError("guide_id", "bad_format")
+        raise InvalidField("guide_id", "bad_format")
     if not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid):
-        raise ParamError("sub_mchid", "bad_format")
+        raise InvalidField("sub_mchid", "bad_format")
     if not isinstance(openid, str) or not OPENID_RE.fullmatch(openid):
-        raise ParamError("openid", "bad_format")
+        raise InvalidField("openid", "bad_format")
     if not isinstance(name, str) or not 1 <= len(name) <= NAME_CHARS_MAX:
-        raise ParamError("name", "bad_length_or_characters")
+        raise InvalidField("name", "bad_length_or_characters")
     await _require_tenant(svc, mall_id, sub_mchid)
     await _add_at_channel(svc, sub_mchid, "PERSONAL_OPENID", openid, None, "STAFF")
     async with svc.pool.acquire() as conn, conn.transaction():
         created = await guides_repo.insert_guide(conn, mall_id, guide_id, sub_mchid, openid, name, svc.clock())
         if created is None:
-            raise InvalidRequest("guide_exists", "this guide_id or openid is already registered")
+            raise Refused("guide_exists", "this guide_id or openid is already registered")
         await ledger_repo.ensure_accounts(conn, mall_id, accounts.guide_accounts(guide_id))
         await guides_repo.insert_receiver(conn, mall_id, sub_mchid, "PERSONAL_OPENID", openid, "STAFF",
                                           accounts.guide_rewards(guide_id), svc.clock())
@@ -133,27 +131,24 @@ def guide_json(row) -> dict:
 async def approve_high_ratio(svc, mall_id: str, sub_mchid: str, fields: dict) -> dict:
     """Record who allowed how much and why, then raise the store's cap to it."""
     if not isinstance(fields, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     approved_by, reason, ratio = fields.get("approved_by"), fields.get("reason"), fields.get("max_ratio_bps")
     if not isinstance(approved_by, str) or not 1 <= len(approved_by) <= NAME_CHARS_MAX:
-        raise ParamError("approved_by", "required")
+        raise InvalidField("approved_by", "required")
     if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= REASON_CHARS_MAX:
-        raise ParamError("reason", "required")
+        raise InvalidField("reason", "required")
     if not isinstance(ratio, int) or isinstance(ratio, bool) or not 3001 <= ratio <= 10000:
-        raise ParamError("max_ratio_bps", "out_of_range", "a high ratio is 3001 to 10000 bps")
+        raise InvalidField("max_ratio_bps", "out_of_range", "a high ratio is 3001 to 10000 bps")
     now = svc.clock()
     async with svc.pool.acquire() as conn, conn.transaction():
         tenant = await tenants_repo.tenant(conn, mall_id, sub_mchid)
         if tenant is None:
-            raise ResourceNotExists("tenant_not_found")
-        try:
-            check_contract(Contract(
-                commission_bps=tenant.commission_bps, max_ratio_bps=ratio, fee_rate_bps=tenant.fee_rate_bps,
-                freeze_days=tenant.freeze_days, guide_reward_bps=tenant.guide_reward_bps,
-                auto_split=tenant.auto_split,
-                approval=Approval(approved_by=approved_by, approved_at=now, reason=reason, max_ratio_bps=ratio)))
-        except SplitRefused as exc:
-            raise refused(exc) from None
+            raise NotFound("tenant")
+        check_contract(Contract(
+            commission_bps=tenant.commission_bps, max_ratio_bps=ratio, fee_rate_bps=tenant.fee_rate_bps,
+            freeze_days=tenant.freeze_days, guide_reward_bps=tenant.guide_reward_bps,
+            auto_split=tenant.auto_split,
+            approval=Approval(approved_by=approved_by, approved_at=now, reason=reason, max_ratio_bps=ratio)))
         approval = await guides_repo.insert_approval(conn, mall_id, sub_mchid, approved_by, now, reason, ratio, now)
         await guides_repo.set_tenant_cap(conn, mall_id, sub_mchid, ratio, approval["approval_id"])
     return {"approval_id": approval["approval_id"], "sub_mchid": sub_mchid, "approved_by": approved_by,
@@ -171,4 +166,4 @@ async def approvals(svc: Services, mall_id: str, sub_mchid: str) -> dict:
 async def _require_tenant(svc: Services, mall_id: str, sub_mchid: str) -> None:
     async with svc.pool.acquire() as conn:
         if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None:
-            raise NoAuth("store_not_in_mall", "sub_mchid is not a store of this mall")
+            raise NotPermitted("store_not_in_mall", "sub_mchid is not a store of this mall")

@@ -16,21 +16,19 @@ from datetime import timedelta
 import structlog
 
 from gateway.channel import ChannelError, ChannelRefundRequest, ChannelRefundState
-from gateway.errors import InvalidRequest, OrderNotExist, ParamError
+from gateway.domain_errors import InvalidField, KeyReused, NotFound, Refused, StoreBalanceInsufficient
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import orders as orders_repo
 from gateway.repo import outbox as outbox_repo
 from splitting import repo
 from gateway.services import coupon_redemption, points, returns
 from gateway.services.context import Services
-from gateway.services.splits import refused
 from gateway.shapes.refunds import refund_json, refund_notice
 from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
 from splitting import postings
 from splitting.funds import RefundPlan
-from splitting.rules import SplitRefused
 
 log = structlog.get_logger(__name__)
 REFUND_STEP = "refund_step"
@@ -39,7 +37,7 @@ REFUND_STEP = "refund_step"
 async def request_refund(svc: Services, caller, req: dict) -> dict:
     order = await _order(svc, caller.mall_id, req)
     if req["total_fen"] != order["total_fen"]:
-        raise ParamError("amount.total", "total_mismatch", "amount.total must be the order's total")
+        raise InvalidField("amount.total", "total_mismatch", "amount.total must be the order's total")
     key = (caller.mall_id, req["sub_mchid"], req["out_refund_no"])
     trade_key = (caller.mall_id, order["sub_mchid"], order["out_trade_no"])
     async with svc.pool.acquire() as conn, conn.transaction():
@@ -48,12 +46,9 @@ async def request_refund(svc: Services, caller, req: dict) -> dict:
         existing = await repo.refund(conn, *key)
         if existing is not None:
             if existing["request_hash"] != req["request_hash"]:
-                raise InvalidRequest("out_refund_no_reused", "out_refund_no was used with other fields")
+                raise KeyReused("out_refund_no")
             return refund_json(existing)
-        try:
-            plan, funds = order_funds.plan_refund(funds, req["amount_fen"])
-        except SplitRefused as exc:
-            raise refused(exc) from None
+        plan, funds = order_funds.plan_refund(funds, req["amount_fen"])
         await _check_store_can_pay(conn, caller.mall_id, order["sub_mchid"], plan)
         refund = await repo.insert_refund(
             conn, mall_id=caller.mall_id, sub_mchid=order["sub_mchid"], out_refund_no=req["out_refund_no"],
@@ -92,9 +87,7 @@ async def _check_store_can_pay(conn, mall_id: str, sub_mchid: str, plan: RefundP
     committed = await repo.in_flight_refund_draw(conn, mall_id, sub_mchid)
     need = plan.available_draw_fen
     if need > 0 and available - committed < need:
-        raise InvalidRequest("store_balance_insufficient",
-                             "the store's available balance cannot carry this refund now",
-                             available=max(0, available - committed), needed=need)
+        raise StoreBalanceInsufficient(available=max(0, available - committed), needed=need)
 
 
 async def _order(svc: Services, mall_id: str, req: dict):
@@ -104,9 +97,9 @@ async def _order(svc: Services, mall_id: str, req: dict):
         else:
             order = await orders_repo.order_by_transaction_id(conn, mall_id, req["sub_mchid"], req["transaction_id"])
     if order is None:
-        raise OrderNotExist("order_not_exist")
+        raise NotFound("order", "order_not_exist")
     if order["state"] != "SUCCESS":
-        raise InvalidRequest("order_not_paid", "only a paid order can be refunded")
+        raise Refused("order_not_paid", "only a paid order can be refunded")
     return order
 
 

@@ -4,7 +4,7 @@ refund (planned with the refund) or because the mall backend asks for it."""
 from __future__ import annotations
 
 from gateway.channel import ChannelError, ChannelSplitReturnRequest, ChannelSplitReturnResult
-from gateway.errors import ChannelUnavailable, InvalidRequest, ResourceNotExists
+from gateway.domain_errors import ChannelRefused, ChannelUnavailable, KeyReused, NotFound, Refused
 from splitting import repo
 from gateway.services.context import Services
 from gateway.shapes.profitsharing import return_json
@@ -23,21 +23,21 @@ async def request_return(svc: Services, caller, fields: dict) -> dict:
         existing = await repo.split_return(conn, mall_id, sub_mchid, fields["out_return_no"])
         if existing is not None:
             if existing["request_hash"] != fields["request_hash"]:
-                raise InvalidRequest("out_return_no_reused", "out_return_no was used with other fields")
+                raise KeyReused("out_return_no")
             return return_json(existing)
         split = await repo.split_order(conn, mall_id, sub_mchid, fields["out_order_no"])
         if split is None or split["kind"] != "split" or split["state"] != "FINISHED":
-            raise ResourceNotExists("split_not_found", "no finished split with this out_order_no")
+            raise NotFound("split", message="no finished split with this out_order_no")
         part = next((p for p in split["parts"] if p["type"] == "MERCHANT_ID"
                      and p["account"] == fields["return_mchid"]), None)
         if part is None:
-            raise InvalidRequest("not_a_receiver_of_this_split", "return_mchid received nothing from this split")
+            raise Refused("not_a_receiver_of_this_split", "return_mchid received nothing from this split")
         await repo.funds_for_update(conn, (mall_id, sub_mchid, split["out_trade_no"]))  # serialise returns
         returned = (await repo.returned_by_split(conn, mall_id, sub_mchid, split["out_trade_no"])).get(
             (split["out_order_no"], part["ledger_account"]), 0)
         if fields["amount_fen"] > part["amount"] - returned:
-            raise InvalidRequest("amount_exceeds_returnable", "more than this receiver still holds from the split",
-                                 returnable=part["amount"] - returned)
+            raise Refused("amount_exceeds_returnable", "more than this receiver still holds from the split",
+                          returnable=part["amount"] - returned)
         item = await repo.insert_return(
             conn, mall_id=mall_id, sub_mchid=sub_mchid, out_return_no=fields["out_return_no"],
             out_order_no=split["out_order_no"], out_trade_no=split["out_trade_no"],
@@ -48,8 +48,8 @@ async def request_return(svc: Services, caller, fields: dict) -> dict:
         item = await advance(svc, item, fields.get("description") or "分账回退")
     except ChannelError as exc:
         if exc.retryable:
-            raise ChannelUnavailable("channel_unavailable") from None
-        raise InvalidRequest("channel_refused", "the payment channel refused the return", channel_code=exc.code) from None
+            raise ChannelUnavailable() from None
+        raise ChannelRefused("return", exc.code) from None
     return return_json(item)
 
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 import structlog
 
 from gateway.channel import ChannelError
-from gateway.errors import ApiError
+from gateway.domain_errors import DomainError
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import orders as orders_repo
 from splitting import repo
@@ -33,6 +33,7 @@ from ledger import accounts
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
 from splitting import own_splits, postings
+from splitting.rules import SplitRefused
 
 log = structlog.get_logger(__name__)
 JOB_TIMEOUT_S = 30
@@ -66,8 +67,8 @@ async def _run(svc: Services, job) -> None:
                                          svc.clock() + timedelta(seconds=timeout_s * 2))
     try:
         done = await asyncio.wait_for(handler(svc, job["mall_id"], sub_mchid, key), timeout_s)
-    except (ChannelError, ApiError, asyncio.TimeoutError, OSError) as exc:
-        done, error = False, f"{type(exc).__name__}:{getattr(exc, 'code', '')}"
+    except (ChannelError, DomainError, SplitRefused, asyncio.TimeoutError, OSError) as exc:
+        done, error = False, f"{type(exc).__name__}:{getattr(exc, 'code', None) or getattr(exc, 'reason', '')}"
     now = svc.clock()
     async with svc.pool.acquire() as conn:
         if done:

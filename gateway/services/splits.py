@@ -16,10 +16,10 @@ from datetime import timedelta
 import structlog
 
 from gateway.channel import (
-    SPLIT_NOT_READY_CODES, ChannelError, ChannelReceiverType, ChannelSplitOrder, ChannelSplitReceiver, ChannelSplitRequest,
-    ChannelSplitResult, ChannelSplitState,
+    ChannelError, ChannelReceiverType, ChannelSplitOrder, ChannelSplitReceiver, ChannelSplitRequest,
+    ChannelSplitResult, ChannelSplitState, SplitNotReady,
 )
-from gateway.errors import InvalidRequest, OrderNotExist
+from gateway.domain_errors import ChannelRefused, KeyReused, NotFound
 from gateway.repo import jobs as jobs_repo
 from gateway.repo import outbox as outbox_repo
 from splitting import repo
@@ -30,15 +30,11 @@ from gateway.wire import canonical_json
 from ledger import repo as ledger_repo
 from splitting import funds as order_funds
 from splitting import postings
-from splitting.rules import SplitRefused
+from splitting.rules import DEFAULT_MAX_RATIO_BPS, cap_fen
 
 log = structlog.get_logger(__name__)
 SYNC_SPLIT = "sync_split"
 ORDER_ID_DIGITS = 28  # as long as WeChat's
-
-
-def refused(exc: SplitRefused) -> InvalidRequest:
-    return InvalidRequest(exc.code, exc.message, **exc.detail)
 
 
 def parts_hash(*values) -> str:
@@ -50,7 +46,7 @@ async def paid_trade(svc: Services, mall_id: str, sub_mchid: str, transaction_id
     async with svc.pool.acquire() as conn:
         row = await repo.funds_by_transaction(conn, mall_id, sub_mchid, transaction_id)
     if row is None:
-        raise OrderNotExist("order_not_paid", "no paid order of this store with this transaction_id")
+        raise NotFound("order", "order_not_paid", "no paid order of this store with this transaction_id")
     return row
 
 
@@ -63,25 +59,22 @@ async def prepare(svc: Services, conn, *, key, transaction_id: str, out_order_no
     # The order's lock first: a concurrent duplicate waits here and then finds the split.
     row, funds = await repo.funds_for_update(conn, key)
     if row is None:
-        raise OrderNotExist("order_not_paid", "no paid order with this transaction_id")
+        raise NotFound("order", "order_not_paid", "no paid order with this transaction_id")
     existing = await repo.split_order(conn, mall_id, sub_mchid, out_order_no)
     if existing is not None:
         if existing["request_hash"] != request_hash:
-            raise InvalidRequest("out_order_no_reused", "out_order_no was used with other fields")
+            raise KeyReused("out_order_no")
         return existing
     # The channel would refuse more than its own cap: enforce the lower one.
     funds = order_funds.capped(funds, await channel_caps.known(conn, mall_id, sub_mchid))
-    try:
-        if kind == "unfreeze":
-            amount, funds = order_funds.unfreeze(funds)
-            parts = [{"type": "MERCHANT_ID", "account": sub_mchid, "amount": amount,
-                      "description": "解冻给分账方", "ledger_account": None}]
-        else:
-            funds = order_funds.reserve_split(
-                funds, [(p["ledger_account"], p["returnable"], p["amount"]) for p in parts],
-                purpose if purpose in order_funds.SET_ASIDE_FIELD else order_funds.API)
-    except SplitRefused as exc:
-        raise refused(exc) from None
+    if kind == "unfreeze":
+        amount, funds = order_funds.unfreeze(funds)
+        parts = [{"type": "MERCHANT_ID", "account": sub_mchid, "amount": amount,
+                  "description": "解冻给分账方", "ledger_account": None}]
+    else:
+        funds = order_funds.reserve_split(
+            funds, [(p["ledger_account"], p["returnable"], p["amount"]) for p in parts],
+            purpose if purpose in order_funds.SET_ASIDE_FIELD else order_funds.API)
     await repo.save_funds(conn, key, funds)
     created = await repo.insert_split_order(
         conn, mall_id=mall_id, sub_mchid=sub_mchid, out_order_no=out_order_no, out_trade_no=out_trade_no,
@@ -126,13 +119,12 @@ async def submit(svc: Services, split) -> object:
         else:
             answer = await svc.channel.request_split(_channel_request(svc, split))
     except ChannelError as exc:
-        if exc.retryable or exc.code in SPLIT_NOT_READY_CODES:
+        if exc.retryable or isinstance(exc, SplitNotReady):
             log.info("split_deferred", out_order_no=split["out_order_no"], code=exc.code)
             await _schedule_sync(svc, key, svc.settings.split_retry_s)
             return await _reload(svc, key)
         await fail(svc, split, exc.code)
-        raise InvalidRequest("channel_refused", "the payment channel refused the split",
-                             channel_code=exc.code) from None
+        raise ChannelRefused("split", exc.code) from None
     return await record_answer(svc, split, answer)
 
 
@@ -218,7 +210,7 @@ async def sync(svc: Services, mall_id: str, sub_mchid: str, out_order_no: str) -
     if split["state"] == "PREPARED":
         try:
             await submit(svc, split)
-        except InvalidRequest:
+        except ChannelRefused:
             pass  # refused for good: recorded as FAILED
         return await _finished(svc, split)
     answer = await svc.channel.query_split(sub_mchid, split["transaction_id"], out_order_no)

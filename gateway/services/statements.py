@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from datetime import date, datetime, timezone
 
-from gateway.errors import ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound
 from gateway.repo import tenants as tenants_repo
 from ledger import repo as ledger_repo
 from ledger.statements import (COLUMNS, LedgerTransfer, PeriodError, RenderedStatement, Statement, build_statement,
@@ -24,11 +24,11 @@ async def statement(pool, mall_id: str, sub_mchid: str, from_on: date, to_on: da
     try:
         from_at, to_at = period_bounds(from_on, to_on)
     except PeriodError as error:
-        raise ParamError("to", str(error), "to is on or after date, at most 31 days on") from None
+        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None or not visible:
-                raise ResourceNotExists("tenant_not_found")
+                raise NotFound("tenant")
             names = await ledger_repo.store_accounts(conn, mall_id, sub_mchid)
             rows = await ledger_repo.statement_transfers(conn, mall_id, sub_mchid, names, from_at, to_at)
             opening, closing = await ledger_repo.balances_at_two_instants(conn, mall_id, names, from_at, to_at)
@@ -44,7 +44,7 @@ async def statements_of_all_stores(pool, mall_id: str, from_on: date, to_on: dat
     try:
         from_at, to_at = period_bounds(from_on, to_on)
     except PeriodError as error:
-        raise ParamError("to", str(error), "to is on or after date, at most 31 days on") from None
+        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             stores: list[str] = []
@@ -80,11 +80,11 @@ async def rendered(pool, mall_id: str, sub_mchid: str, from_on: date, to_on: dat
     try:
         from_at, to_at = period_bounds(from_on, to_on)
     except PeriodError as error:
-        raise ParamError("to", str(error), "to is on or after date, at most 31 days on") from None
+        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None or not visible:
-                raise ResourceNotExists("tenant_not_found")
+                raise NotFound("tenant")
             names = await ledger_repo.store_accounts(conn, mall_id, sub_mchid)
             rows = await ledger_repo.shaped_statement(conn, mall_id, sub_mchid, names, from_at, to_at,
                                                       csv=csv, json=json)
@@ -109,7 +109,7 @@ async def rendered_of_all_stores(pool, mall_id: str, from_on: date, to_on: date,
     try:
         from_at, to_at = period_bounds(from_on, to_on)
     except PeriodError as error:
-        raise ParamError("to", str(error), "to is on or after date, at most 31 days on") from None
+        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
     assembled: dict[str, tuple] = {}
 
     async def shaped(conn, share: list[str] | None) -> None:

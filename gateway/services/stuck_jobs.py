@@ -5,7 +5,7 @@ runs again."""
 
 from __future__ import annotations
 
-from gateway.errors import InvalidRequest, ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound, Refused
 from gateway.repo import jobs as jobs_repo
 from gateway.services.context import Services
 from gateway.wire import to_wechat_time
@@ -18,7 +18,7 @@ REASON_CHARS_MAX = 500
 
 async def list_jobs(svc: Services, mall_id: str, state: str, limit: int, offset: int) -> dict:
     if state not in STATES:
-        raise ParamError("state", "out_of_range", f"state is one of {', '.join(STATES)}")
+        raise InvalidField("state", "out_of_range", f"state is one of {', '.join(STATES)}")
     async with svc.pool.acquire() as conn:
         rows, total = await jobs_repo.jobs_in_state(conn, mall_id, state, limit, offset)
     return {"total_count": total, "offset": offset, "limit": limit, "data": [job_json(r) for r in rows]}
@@ -28,7 +28,7 @@ async def job_with_actions(svc: Services, mall_id: str, job_id: int) -> dict:
     async with svc.pool.acquire() as conn:
         row = await jobs_repo.job(conn, mall_id, job_id)
         if row is None:
-            raise ResourceNotExists("job_not_found")
+            raise NotFound("job")
         actions = await jobs_repo.actions_of_job(conn, mall_id, job_id)
     return {**job_json(row), "actions": [action_json(a) for a in actions]}
 
@@ -36,19 +36,19 @@ async def job_with_actions(svc: Services, mall_id: str, job_id: int) -> dict:
 async def act(svc: Services, mall_id: str, job_id: int, action: str, acted_by: str, reason) -> dict:
     """Retry or resolve one dead job, and record who did it, when and why, in one transaction."""
     if action not in ACTIONS:
-        raise ParamError("action", "out_of_range")
+        raise InvalidField("action", "out_of_range")
     if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= REASON_CHARS_MAX:
-        raise ParamError("reason", "required", f"say why, in 1 to {REASON_CHARS_MAX} characters")
+        raise InvalidField("reason", "required", f"say why, in 1 to {REASON_CHARS_MAX} characters")
     if not 1 <= len(acted_by) <= ACTED_BY_CHARS_MAX:
-        raise ParamError("acted_by", "out_of_range")
+        raise InvalidField("acted_by", "out_of_range")
     now = svc.clock()
     async with svc.pool.acquire() as conn, conn.transaction():
         row = await jobs_repo.job_for_update(conn, mall_id, job_id)
         if row is None:
-            raise ResourceNotExists("job_not_found")
+            raise NotFound("job")
         if row["state"] != "dead":
-            raise InvalidRequest("job_not_dead", "only a job that gave up can be retried or resolved",
-                                 state=row["state"])
+            raise Refused("job_not_dead", "only a job that gave up can be retried or resolved",
+                          state=row["state"])
         changed = (await jobs_repo.retry_dead(conn, mall_id, job_id, now) if action == "retry"
                    else await jobs_repo.resolve_dead(conn, mall_id, job_id, now))
         await jobs_repo.insert_action(conn, mall_id, job_id, action, acted_by, reason.strip(), row["last_error"], now)

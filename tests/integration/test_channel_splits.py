@@ -20,7 +20,6 @@ import pytest
 from aiohttp import web
 
 from gateway.channel import (
-    SPLIT_NOT_READY_CODES,
     ChannelError,
     ChannelNotificationRejected,
     ChannelOrderRequest,
@@ -35,6 +34,7 @@ from gateway.channel import (
     ChannelSplitReturnRequest,
     ChannelSplitReturnResult,
     ChannelSplitState,
+    SplitNotReady,
 )
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.transport import SignedTransport
@@ -234,7 +234,7 @@ async def test_split_too_soon_after_payment_is_refused_distinguishably_then_allo
                 lambda: w.channel.unfreeze(STORE, transaction_id, "UNFREEZE01", "release")):
         with pytest.raises(ChannelError) as early:
             await ask()
-        assert early.value.code in SPLIT_NOT_READY_CODES
+        assert isinstance(early.value, SplitNotReady)
         assert (early.value.http_status, early.value.retryable) == (400, False)
     assert await w.channel.query_split(STORE, transaction_id, "SPLIT0001") is None  # nothing was kept
     w.clock.advance(seconds=60)

@@ -48,13 +48,8 @@ def test_the_check_sees_core_modules():
 
 INFRASTRUCTURE = {"aiohttp", "asyncpg", "gateway", "emulator"}
 API_IMPORTING_REPO: set[str] = set()  # handlers call one service function; they read no repo
-SERVICES_RAISING_HTTP_ERRORS = {
-    "gateway/services/onboarding.py", "gateway/services/orders.py",
-    "gateway/services/receivers.py", "gateway/services/refunds.py", "gateway/services/returns.py",
-    "gateway/services/scheduler.py", "gateway/services/splits.py", "gateway/services/statements.py",
-    "gateway/services/stuck_jobs.py", "gateway/services/coupon_campaigns.py", "gateway/services/coupon_reports.py",
-    "gateway/services/coupon_redemption.py", "gateway/services/members.py",
-}  # they raise gateway.errors' WeChat-shaped errors; domain errors should be mapped in the middleware
+# Services raise gateway.domain_errors, never the request's own refusals (gateway.errors).
+SERVICES_RAISING_HTTP_ERRORS: set[str] = set()
 SQL_OUTSIDE_REPO = {"gateway/demo/run.py"}  # the demo's summary counts rows
 SQL_START = re.compile(r"^\s*(?:--[^\n]*\n\s*)*(SELECT|INSERT INTO|UPDATE|DELETE FROM|WITH)\s")
 REPO_MODULES = re.compile(r"^(gateway\.repo(\.|$)|(ledger|splitting|coupons|points)\.repo$)")
@@ -116,6 +111,43 @@ def test_sql_only_in_repo_modules_and_migrations():
                 with_sql.add(rel)
     assert with_sql - SQL_OUTSIDE_REPO == set(), "SQL outside repo modules"
     assert SQL_OUTSIDE_REPO - with_sql == set(), "no more SQL there: remove from the list"
+
+
+# -- the channel's vocabulary stays in the channel (gateway/channel) ---------------------
+# WeChat's error codes mean something only to the channel client and its transformers,
+# which raise a kind of ChannelError that says it (ChannelNotFound, SplitNotReady...).
+
+def _wechat_codes() -> set[str]:
+    """Every error code the emulator answers with, as WeChat Pay does, plus the codes the
+    channel's transformers read that the emulator never sends."""
+    codes = set()
+    for path in _python("emulator"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "EmulatorError" and len(node.args) > 1
+                    and isinstance(node.args[1], ast.Constant)):
+                codes.add(node.args[1].value)
+    return codes | {"ORDERNOTEXIST", "ORDER_NOT_READY", "SYSTEMERROR", "BANKERROR"}
+
+
+def _domain_modules() -> list[Path]:
+    return _python("gateway/services") + [p for package in CORE_PACKAGES for p in _python(package)]
+
+
+def test_the_wechat_codes_are_found():
+    assert {"ORDER_NOT_EXIST", "NOT_ENOUGH", "STATEMENT_CREATING", "RESOURCE_NOT_EXISTS"} <= _wechat_codes()
+
+
+def test_services_and_cores_do_not_speak_wechat_codes():
+    codes = _wechat_codes()
+    speaking = set()
+    for path in _domain_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in codes:
+                speaking.add(f"{_rel(path)}:{node.lineno} {node.value}")
+            if isinstance(node, ast.Compare) and any(
+                    isinstance(side, ast.Attribute) and side.attr == "code" for side in [node.left, *node.comparators]):
+                speaking.add(f"{_rel(path)}:{node.lineno} compares a .code")
+    assert speaking == set(), "match a kind of ChannelError (gateway.channel) instead of WeChat's code"
 
 
 def _attributes(path: Path, names: set[str]) -> list[int]:

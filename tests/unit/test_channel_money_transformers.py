@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 import pytest
 
 from gateway.channel import (
-    SPLIT_NOT_READY_CODES,
     ChannelReceiver,
     ChannelReceiverType,
     ChannelRefundRequest,
@@ -20,6 +19,7 @@ from gateway.channel import (
     ChannelSplitReturnRequest,
     ChannelSplitReturnResult,
     ChannelSplitState,
+    SplitNotReady,
 )
 from gateway.channel import transformers as tf
 from gateway.channel import transformers_refunds as tf_refunds
@@ -139,7 +139,7 @@ def test_refund_body():
 def test_error_codes_and_the_not_ready_answer(status, body, code, retryable):
     error = tf.error_from(status, body)
     assert (error.code, error.retryable) == (code, retryable)
-    assert (error.code in SPLIT_NOT_READY_CODES) == (code == "ORDER_NOT_READY")
+    assert isinstance(error, SplitNotReady) == (code == "ORDER_NOT_READY")
     assert "处理中" not in str(error)  # WeChat's text is never passed on
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from gateway.channel import ChannelError, ChannelOrderRequest, ChannelTradeState
+from gateway.channel import ChannelError, ChannelNotFound, ChannelOrderRequest, ChannelTradeState
 from gateway.channel import transformers as tf
 from emulator.state import Order, transaction_json
 
@@ -132,6 +132,7 @@ def test_malformed_answers_are_refused(damage):
 def test_error_answers_keep_code_and_hide_upstream_text(status, body, code, retryable):
     error = tf.error_from(status, body)
     assert isinstance(error, ChannelError)
+    assert isinstance(error, ChannelNotFound) == (code == "ORDER_NOT_EXIST")
     assert (error.code, error.retryable, error.http_status) == (code, retryable, status)
     if isinstance(body, dict):
         assert body["message"] not in str(error) and body["message"] not in error.message

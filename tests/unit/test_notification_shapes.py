@@ -11,6 +11,7 @@ import pytest
 from gateway.shapes.profitsharing import split_json, split_notice
 from gateway.shapes.refunds import refund_json, refund_notice
 from gateway.shapes.transactions import order_json, paid_notice
+from splitting.funds import RefundPlan
 
 AT = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
 ORDER = {"sp_appid": "wx8888888888888888", "mall_id": "1900000100", "sub_mchid": "1900000201",
@@ -29,8 +30,9 @@ def test_the_payment_notice_is_the_paid_orders_query_answer():
 REFUND = {"refund_id": "5000000001", "out_refund_no": "R-1", "transaction_id": "4200000001",
           "out_trade_no": "ORDER-0001", "mall_id": "1900000100", "sub_mchid": "1900000201", "created_at": AT,
           "total_fen": 1000, "amount_fen": 400, "success_at": None,
-          "plan": {"refund_fen": 400, "returns": [], "owed": [], "fee_back_fen": 2, "from_frozen_fen": 398,
-                   "from_available_fen": 0}}  # as RefundPlan.to_json stores it
+          # the plan as refund rows store it
+          "plan": RefundPlan(refund_fen=400, returns=(), owed=(), fee_back_fen=2, from_frozen_fen=398,
+                             from_available_fen=0).to_json()}
 
 
 @pytest.mark.parametrize("state, event_type", [("SUCCESS", "REFUND.SUCCESS"), ("ABNORMAL", "REFUND.ABNORMAL"),

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway.errors import NoAuth, ParamError
+from gateway.api.middleware import wechat_answer
+from gateway.domain_errors import InvalidField, NotPermitted
 from gateway.repo.clients import Caller
 from gateway.api.requests.orders import ORDER_TOTAL_FEN_MAX, parse_order_request
 from gateway.signing import Secret
@@ -38,10 +39,10 @@ def parse(value, caller: Caller = MALL_APP, allow_loopback_http: bool = False):
 
 
 def refused(value, **kw) -> tuple[str, str]:
-    with pytest.raises(ParamError) as caught:
+    with pytest.raises(InvalidField) as caught:
         parse(value, **kw)
     error = caught.value
-    assert (error.status, error.code) == (400, "PARAM_ERROR")
+    assert (wechat_answer(error).status, wechat_answer(error).code) == (400, "PARAM_ERROR")
     assert set(error.detail) == {"field", "issue"}
     return error.detail["field"], error.detail["issue"]
 
@@ -253,20 +254,20 @@ def test_body_not_an_object(value):
 # -- who may create ----------------------------------------------------------------------------------------
 
 def test_sp_mchid_of_another_mall_is_no_auth():
-    with pytest.raises(NoAuth) as caught:
+    with pytest.raises(NotPermitted) as caught:
         parse(body(sp_mchid="1900000999"))
-    error = caught.value
-    assert (error.status, error.code, error.detail["reason"]) == (403, "NO_AUTH", "sp_mchid_not_yours")
+    answer = wechat_answer(caught.value)
+    assert (answer.status, answer.code, answer.detail["reason"]) == (403, "NO_AUTH", "sp_mchid_not_yours")
 
 
 @pytest.mark.parametrize("role, sub_mchid", [("tenant", "1900000201"), ("finance", None), ("admin", None)])
 def test_only_mall_apps_create_orders(role, sub_mchid):
     caller = Caller(client_id="1600000001", mall_id=MALL, sp_appid=APPID, role=role, sub_mchid=sub_mchid,
                     apiv3_key=Secret(b"k" * 32))
-    with pytest.raises(NoAuth) as caught:
+    with pytest.raises(NotPermitted) as caught:
         parse(body(), caller=caller)
-    error = caught.value
-    assert (error.status, error.code, error.detail["reason"]) == (403, "NO_AUTH", "role_cannot_create_orders")
+    answer = wechat_answer(caught.value)
+    assert (answer.status, answer.code, answer.detail["reason"]) == (403, "NO_AUTH", "role_cannot_create_orders")
 
 
 # -- the idempotency hash ----------------------------------------------------------------------------------------

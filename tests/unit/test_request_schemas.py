@@ -13,7 +13,7 @@ from gateway.api.requests.profitsharing import (
 )
 from gateway.api.requests.refunds import parse_refund, parse_return
 from gateway.caller import Caller
-from gateway.errors import ParamError
+from gateway.domain_errors import InvalidField
 from gateway.signing import Secret
 
 APP = Caller(client_id="1900000100", mall_id="1900000100", sp_appid="wx8888888888888888", role="mall_app",
@@ -21,7 +21,7 @@ APP = Caller(client_id="1900000100", mall_id="1900000100", sp_appid="wx888888888
 
 
 def refusal(parse, body, *args) -> tuple[str, str]:
-    with pytest.raises(ParamError) as caught:
+    with pytest.raises(InvalidField) as caught:
         parse(body, *args)
     return caught.value.detail["field"], caught.value.detail["issue"]
 

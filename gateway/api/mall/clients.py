@@ -9,7 +9,7 @@ from gateway.api.mall.common import require_role
 from gateway.api.middleware import CLIENT_KEYS, json_body
 from gateway.api.requests import body_object
 from gateway.caller import Caller
-from gateway.errors import ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import onboarding
 
 routes = web.RouteTableDef()
@@ -26,7 +26,7 @@ async def create_client(request: web.Request) -> web.Response:
     caller, body = await _admin_body(request)
     name = body.get("name") or body.get("role")
     if not isinstance(name, str) or len(name) > onboarding.NAME_CHARS_MAX:
-        raise ParamError("name", "bad_length_or_characters")
+        raise InvalidField("name", "bad_length_or_characters")
     svc = services_of(request)
     created = await onboarding.create_client(
         svc.pool, mall_id=caller.mall_id, role=body.get("role"), sub_mchid=body.get("sub_mchid"),
@@ -54,6 +54,6 @@ async def revoke_key(request: web.Request) -> web.Response:
     require_role(caller, "admin")
     mchid, serial_no = request.match_info["mchid"], request.match_info["serial_no"]
     if not await onboarding.revoke_client_key(services_of(request), caller.mall_id, mchid, serial_no):
-        raise ResourceNotExists("key_not_found")
+        raise NotFound("key")
     request.app[CLIENT_KEYS].forget(mchid)
     return web.Response(status=204)

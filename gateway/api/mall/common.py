@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.errors import NoAuth, ParamError
+from gateway.domain_errors import InvalidField, NotPermitted
 from gateway.caller import Caller
 
 PAGE_LIMIT_MAX = 100
@@ -13,7 +13,7 @@ PAGE_OFFSET_MAX = 1_000_000
 
 def require_role(caller: Caller, *roles: str) -> None:
     if caller.role not in roles:
-        raise NoAuth("role_not_allowed", f"this needs role {' or '.join(roles)}")
+        raise NotPermitted("role_not_allowed", f"this needs role {' or '.join(roles)}")
 
 
 def paging(request: web.Request) -> tuple[int, int]:
@@ -21,9 +21,9 @@ def paging(request: web.Request) -> tuple[int, int]:
         limit = int(request.query.get("limit", "20"))
         offset = int(request.query.get("offset", "0"))
     except ValueError:
-        raise ParamError("limit", "not_an_integer") from None
+        raise InvalidField("limit", "not_an_integer") from None
     if not 1 <= limit <= PAGE_LIMIT_MAX:
-        raise ParamError("limit", "out_of_range", f"limit 1 to {PAGE_LIMIT_MAX}")
+        raise InvalidField("limit", "out_of_range", f"limit 1 to {PAGE_LIMIT_MAX}")
     if not 0 <= offset <= PAGE_OFFSET_MAX:  # PostgreSQL's OFFSET is a bigint; far below it anyway
-        raise ParamError("offset", "out_of_range", f"offset 0 to {PAGE_OFFSET_MAX}")
+        raise InvalidField("offset", "out_of_range", f"offset 0 to {PAGE_OFFSET_MAX}")
     return limit, offset

@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.api import caller_of, json_response, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.middleware import json_body
-from gateway.errors import ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import stuck_jobs
 
 routes = web.RouteTableDef()
@@ -16,7 +16,7 @@ routes = web.RouteTableDef()
 def _job_id(request: web.Request) -> int:
     raw = request.match_info["job_id"]
     if not raw.isdigit() or len(raw) > 18:
-        raise ResourceNotExists("job_not_found")
+        raise NotFound("job")
     return int(raw)
 
 
@@ -42,9 +42,9 @@ async def act_on_job(request: web.Request) -> web.Response:
     require_role(caller, "admin")
     action = request.match_info["action"]
     if action not in stuck_jobs.ACTIONS:
-        raise ResourceNotExists("action_not_found")
+        raise NotFound("action")
     body = await json_body(request)
     if not isinstance(body, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     return json_response(await stuck_jobs.act(services_of(request), caller.mall_id, _job_id(request), action,
                                               caller.client_id, body.get("reason")))

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.api import caller_of, json_response, services_of
 from gateway.api.mall.common import require_role
-from gateway.errors import ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound
 from gateway.api.mall.statements import parse_day
 from gateway.services import exports, statements
 from ledger import export as formats
@@ -26,9 +26,9 @@ def parse_instant(value: str | None, field: str = "at") -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ParamError(field, "bad_format", f"{field} is an ISO 8601 instant with offset") from None
+        raise InvalidField(field, "bad_format", f"{field} is an ISO 8601 instant with offset") from None
     if parsed.tzinfo is None:
-        raise ParamError(field, "offset_required", f"{field} needs an offset (Z or +08:00)")
+        raise InvalidField(field, "offset_required", f"{field} needs an offset (Z or +08:00)")
     return parsed.astimezone(timezone.utc)
 
 
@@ -56,13 +56,13 @@ async def balances(request: web.Request) -> web.Response:
     require_role(caller, "finance", "admin")
     names = request.query.getall("account", [])
     if not names:
-        raise ParamError("account", "required")
+        raise InvalidField("account", "required")
     if len(names) > ACCOUNTS_PER_REQUEST_MAX or any(len(n) > ACCOUNT_CHARS_MAX for n in names):
-        raise ParamError("account", "too_many_or_too_long", f"at most {ACCOUNTS_PER_REQUEST_MAX} accounts")
+        raise InvalidField("account", "too_many_or_too_long", f"at most {ACCOUNTS_PER_REQUEST_MAX} accounts")
     at = parse_instant(request.query.get("at"))
     rows = await statements.balances_at(services_of(request).pool, caller.mall_id, names, at)
     if not rows:
-        raise ResourceNotExists("account_not_found")
+        raise NotFound("account")
     body = _balances_json(rows, at)
     body["missing"] = sorted(set(names) - {a for a, _, _ in rows})
     del body["balanced"]  # a selection of accounts need not sum to zero
@@ -76,20 +76,20 @@ def export_range(from_value: str | None, to_value: str | None) -> tuple[datetime
     """`from`/`to` as China-time days (YYYY-MM-DD, `to` inclusive) or as instants (ISO 8601
     with offset, `to` exclusive)."""
     if from_value is None or to_value is None:
-        raise ParamError("from" if from_value is None else "to", "required")
+        raise InvalidField("from" if from_value is None else "to", "required")
     if len(from_value) == 10 and len(to_value) == 10:
         from_on, to_on = parse_day(from_value, "from"), parse_day(to_value, "to")
         if to_on < from_on:
-            raise ParamError("to", "to_before_from")
+            raise InvalidField("to", "to_before_from")
         try:
             from_at, _ = period_bounds(from_on, from_on)
             _, to_at = period_bounds(to_on, to_on)
         except PeriodError as error:
-            raise ParamError("to", str(error)) from None
+            raise InvalidField("to", str(error)) from None
     else:
         from_at, to_at = parse_instant(from_value, "from"), parse_instant(to_value, "to")
     if to_at < from_at:
-        raise ParamError("to", "to_before_from")
+        raise InvalidField("to", "to_before_from")
     return from_at, to_at
 
 
@@ -102,7 +102,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     require_role(caller, "finance", "admin")
     fmt = request.query.get("format", "csv")
     if fmt not in formats.FORMATS:
-        raise ParamError("format", "unknown_format", "format is csv, jsonl or beancount")
+        raise InvalidField("format", "unknown_format", "format is csv, jsonl or beancount")
     from_at, to_at = export_range(request.query.get("from"), request.query.get("to"))
     response = web.StreamResponse(headers={
         "Content-Disposition": f'attachment; filename="ledger-{from_at:%Y%m%dT%H%M%SZ}-{to_at:%Y%m%dT%H%M%SZ}.{fmt}"'})

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.api import caller_of, json_or_missing, services_of
 from gateway.api.mall.common import paging, require_role
-from gateway.errors import ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import payouts
 from gateway.services.reconciliation import day_window
 from ledger.accounts import SUB_MCHID_RE
@@ -28,7 +28,7 @@ def day_param(request: web.Request, name: str) -> date:
             raise ValueError(text)
         return date.fromisoformat(text)
     except ValueError:
-        raise ParamError(name, "bad_format", f"{name} must be yyyy-MM-DD (China time)") from None
+        raise InvalidField(name, "bad_format", f"{name} must be yyyy-MM-DD (China time)") from None
 
 
 @routes.get("/v3/mall/payouts")
@@ -37,13 +37,13 @@ async def list_payouts(request: web.Request) -> web.Response:
     require_role(caller, "tenant", "finance", "admin")
     sub_mchid = request.query.get("sub_mchid")
     if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):
-        raise ParamError("sub_mchid", "bad_format")
+        raise InvalidField("sub_mchid", "bad_format")
     if caller.role == "tenant" and sub_mchid is None:
         sub_mchid = caller.sub_mchid
     first, last = day_param(request, "from"), day_param(request, "to")
     if last < first or (last - first).days >= RANGE_DAYS_MAX:
-        raise ParamError("to", "out_of_range", f"from ≤ to, at most {RANGE_DAYS_MAX} days")
+        raise InvalidField("to", "out_of_range", f"from ≤ to, at most {RANGE_DAYS_MAX} days")
     limit, offset = paging(request)
     found = await payouts.store_payouts(services_of(request), caller, sub_mchid, day_window(first)[0],
                                         day_window(last)[1], limit, offset)
-    return json_or_missing(found, ResourceNotExists("tenant_not_found"))
+    return json_or_missing(found, NotFound("tenant"))

@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.api import caller_of, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.orders import json_response
-from gateway.errors import InvalidRequest, ParamError, ResourceNotExists
+from gateway.domain_errors import InvalidField, NotFound, Refused
 from gateway.services import points
 
 routes = web.RouteTableDef()
@@ -20,7 +20,7 @@ async def list_syncs(request: web.Request) -> web.Response:
     limit, offset = paging(request)
     state = request.query.get("state", "dead")
     if state not in points.SYNC_STATES:
-        raise ParamError("state", "out_of_range", f"state: one of {', '.join(points.SYNC_STATES)}")
+        raise InvalidField("state", "out_of_range", f"state: one of {', '.join(points.SYNC_STATES)}")
     return json_response(await points.list_syncs(services_of(request), caller.mall_id, state, limit, offset))
 
 
@@ -30,10 +30,10 @@ async def retry_sync(request: web.Request) -> web.Response:
     require_role(caller, "admin")
     raw = request.match_info["sync_id"]
     if not raw.isdigit() or len(raw) > 18:
-        raise ResourceNotExists("points_sync_not_found")
+        raise NotFound("points_sync")
     sync, state = await points.retry_sync(services_of(request), caller.mall_id, int(raw))
     if sync is None and state is None:
-        raise ResourceNotExists("points_sync_not_found")
+        raise NotFound("points_sync")
     if sync is None:
-        raise InvalidRequest("points_sync_not_dead", f"only a dead sync is retried; this one is {state}", state=state)
+        raise Refused("points_sync_not_dead", f"only a dead sync is retried; this one is {state}", state=state)
     return json_response(sync)

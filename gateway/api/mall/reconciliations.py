@@ -15,8 +15,8 @@ from gateway.api import caller_of, json_or_missing, json_response, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.mall.payouts import day_param
 from gateway.api.middleware import json_body
-from gateway.channel import ChannelError
-from gateway.errors import ChannelUnavailable, ParamError, ResourceNotExists
+from gateway.channel import BillNotReady, ChannelError
+from gateway.domain_errors import ChannelUnavailable, InvalidField, NotFound
 from gateway.services import reconciliation
 
 routes = web.RouteTableDef()
@@ -35,13 +35,13 @@ async def run(request: web.Request) -> web.Response:
         bill_on = None
     svc = services_of(request)
     if bill_on is None or bill_on >= reconciliation.china_today(svc.clock()):
-        raise ParamError("date", "bad_format", "date must be a past day, yyyy-MM-DD (China time)")
+        raise InvalidField("date", "bad_format", "date must be a past day, yyyy-MM-DD (China time)")
     try:
         found = await reconciliation.reconcile_and_report(svc, caller.mall_id, bill_on, ITEMS_MAX)
     except ChannelError as exc:
-        raise ChannelUnavailable("bill_not_ready" if exc.code == "STATEMENT_CREATING" else "channel_error",
+        raise ChannelUnavailable("bill_not_ready" if isinstance(exc, BillNotReady) else "channel_error",
                                  channel_code=exc.code) from None
-    return json_or_missing(found, ResourceNotExists("reconciliation_not_found"))
+    return json_or_missing(found, NotFound("reconciliation"))
 
 
 @routes.get("/v3/mall/reconciliations")
@@ -60,6 +60,6 @@ async def get_report(request: web.Request) -> web.Response:
     try:
         bill_on = date.fromisoformat(request.match_info["date"])
     except ValueError:
-        raise ResourceNotExists("reconciliation_not_found") from None
+        raise NotFound("reconciliation") from None
     found = await reconciliation.report(services_of(request), caller.mall_id, bill_on, ITEMS_MAX)
-    return json_or_missing(found, ResourceNotExists("reconciliation_not_found"))
+    return json_or_missing(found, NotFound("reconciliation"))

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.api import caller_of, services_of
 from gateway.api.mall.common import require_role
-from gateway.errors import ParamError
+from gateway.domain_errors import InvalidField
 from gateway.services import statements
 from gateway.formats import MCHID_RE
 from ledger.statement_formats import rendered_csv, rendered_json_bytes
@@ -23,7 +23,7 @@ def parse_day(value: str | None, field: str) -> date:
             raise ValueError
         return date.fromisoformat(value)
     except ValueError:
-        raise ParamError(field, "required" if value is None else "bad_format", f"{field} is YYYY-MM-DD") from None
+        raise InvalidField(field, "required" if value is None else "bad_format", f"{field} is YYYY-MM-DD") from None
 
 
 @routes.get("/v3/mall/statements")
@@ -32,12 +32,12 @@ async def get_statement(request: web.Request) -> web.Response:
     require_role(caller, "tenant", "finance", "admin")
     sub_mchid = request.query.get("sub_mchid", "")
     if not MCHID_RE.fullmatch(sub_mchid):
-        raise ParamError("sub_mchid", "required" if not sub_mchid else "bad_format")
+        raise InvalidField("sub_mchid", "required" if not sub_mchid else "bad_format")
     from_on = parse_day(request.query.get("date"), "date")
     to_on = parse_day(request.query["to"], "to") if "to" in request.query else from_on
     fmt = request.query.get("format", "json")
     if fmt not in FORMATS:
-        raise ParamError("format", "unknown_format", "format is csv or json")
+        raise InvalidField("format", "unknown_format", "format is csv or json")
     statement = await statements.rendered(services_of(request).pool, caller.mall_id, sub_mchid, from_on, to_on,
                                           visible=caller.sees_store(sub_mchid), csv=fmt == "csv", json=fmt == "json")
     if fmt == "json":

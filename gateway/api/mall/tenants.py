@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.api import caller_of, json_or_missing, json_response, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.middleware import json_body
-from gateway.errors import ResourceNotExists
+from gateway.domain_errors import NotFound
 from gateway.services import onboarding, receivers
 
 routes = web.RouteTableDef()
@@ -34,7 +34,7 @@ async def list_tenants(request: web.Request) -> web.Response:
 async def get_tenant(request: web.Request) -> web.Response:
     found = await onboarding.visible_tenant(services_of(request), caller_of(request),
                                             request.match_info["sub_mchid"])
-    return json_or_missing(found, ResourceNotExists("tenant_not_found"))
+    return json_or_missing(found, NotFound("tenant"))
 
 
 @routes.patch("/v3/mall/tenants/{sub_mchid}/contract")
@@ -60,7 +60,7 @@ async def get_points_rule(request: web.Request) -> web.Response:
     require_role(caller, "admin", "finance", "tenant")
     sub_mchid = request.match_info["sub_mchid"]
     if not caller.sees_store(sub_mchid):
-        raise ResourceNotExists("tenant_not_found")
+        raise NotFound("tenant")
     return json_response(await onboarding.points_rule(services_of(request), caller.mall_id, sub_mchid))
 
 

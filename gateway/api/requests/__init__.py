@@ -1,5 +1,5 @@
 """Request bodies and query strings parsed and validated at the edge, every refusal naming
-its field and issue exactly (`ParamError`), before any service runs or anything is written.
+its field and issue exactly (`InvalidField`), before any service runs or anything is written.
 
 One module per API resource (`orders`, `refunds`, `profitsharing`); the field readers
 they share are here. Two readers of text fields stay apart on purpose, because the
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from gateway.errors import ParamError
+from gateway.domain_errors import InvalidField
 from gateway.formats import MCHID_RE
 from gateway.wire import canonical_json
 
@@ -31,7 +31,7 @@ def request_hash(body: dict) -> str:
 
 def body_object(body) -> dict:
     if not isinstance(body, dict):
-        raise ParamError("body", "not_an_object")
+        raise InvalidField("body", "not_an_object")
     return body
 
 
@@ -40,7 +40,7 @@ def field(body: dict, name: str, pattern: re.Pattern, *, required: bool = True) 
     if value is None and not required:
         return None
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise ParamError(name, "required" if value is None else "bad_format")
+        raise InvalidField(name, "required" if value is None else "bad_format")
     return value
 
 
@@ -48,7 +48,7 @@ def _given(container: dict, name: str, required: bool, field: str | None = None)
     """The value, None when absent and optional; `required` refused when absent."""
     value = container.get(name)
     if value is None and required:
-        raise ParamError(field or name, "required")
+        raise InvalidField(field or name, "required")
     return value
 
 
@@ -59,9 +59,9 @@ def text(container: dict, name: str, pattern: re.Pattern, *, required: bool = Tr
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ParamError(field, "not_a_string")
+        raise InvalidField(field, "not_a_string")
     if not pattern.fullmatch(value):
-        raise ParamError(field, "bad_format")
+        raise InvalidField(field, "bad_format")
     return value
 
 
@@ -70,23 +70,23 @@ def bounded(container: dict, name: str, chars_max: int, *, required: bool) -> st
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ParamError(name, "not_a_string")
+        raise InvalidField(name, "not_a_string")
     if not value.strip() or len(value) > chars_max or any(ord(c) < 32 for c in value):
-        raise ParamError(name, "bad_length_or_characters", f"{name}: 1 to {chars_max} printable characters")
+        raise InvalidField(name, "bad_length_or_characters", f"{name}: 1 to {chars_max} printable characters")
     return value
 
 
 def sub_object(container: dict, name: str, *, required: bool) -> dict | None:
     value = _given(container, name, required)
     if value is not None and not isinstance(value, dict):
-        raise ParamError(name, "not_an_object")
+        raise InvalidField(name, "not_an_object")
     return value
 
 
 def flag(container: dict, name: str, field: str) -> bool:
     value = container.get(name, False)
     if not isinstance(value, bool):
-        raise ParamError(field, "not_a_boolean")
+        raise InvalidField(field, "not_a_boolean")
     return value
 
 
@@ -98,34 +98,34 @@ def store_query(request: web.Request) -> str:
     """The `sub_mchid` a query of one store's resource names (refunds, returns, splits)."""
     sub_mchid = request.query.get("sub_mchid", "")
     if not MCHID_RE.fullmatch(sub_mchid):
-        raise ParamError("sub_mchid", "required")
+        raise InvalidField("sub_mchid", "required")
     return sub_mchid
 
 
 def notify_url(body: dict, allow_loopback_http: bool) -> str:
     url = body.get("notify_url")
     if url is None:
-        raise ParamError("notify_url", "required")
+        raise InvalidField("notify_url", "required")
     if not isinstance(url, str) or len(url) > NOTIFY_URL_CHARS_MAX:
-        raise ParamError("notify_url", "bad_format")
+        raise InvalidField("notify_url", "bad_format")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise ParamError("notify_url", "bad_format") from None
+        raise InvalidField("notify_url", "bad_format") from None
     if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
-        raise ParamError("notify_url", "bad_format", "notify_url is an absolute URL without credentials or query")
+        raise InvalidField("notify_url", "bad_format", "notify_url is an absolute URL without credentials or query")
     loopback = _is_loopback(parts.hostname)
     if parts.scheme not in ("http", "https"):
-        raise ParamError("notify_url", "https_required", "notify_url must be https")
+        raise InvalidField("notify_url", "https_required", "notify_url must be https")
     if allow_loopback_http and loopback and port:
         return url  # local runs: the emulator, the demo and tests deliver on this machine
     if parts.scheme != "https":
-        raise ParamError("notify_url", "https_required", "notify_url must be https")
+        raise InvalidField("notify_url", "https_required", "notify_url must be https")
     if loopback or _is_private_literal(parts.hostname):
         # A client must not make the gateway call into a private network (SPEC 8); names
         # are checked again when they are resolved for delivery.
-        raise ParamError("notify_url", "private_address", "notify_url must be a public address")
+        raise InvalidField("notify_url", "private_address", "notify_url must be a public address")
     return url
 
 

@@ -6,7 +6,7 @@ from typing import Callable
 
 from gateway.api.requests import body_object, field, is_positive_int, request_hash
 from gateway.caller import Caller
-from gateway.errors import ParamError
+from gateway.domain_errors import InvalidField
 from gateway.formats import MCHID_RE, OPENID_RE, OUT_NO_RE, TRANSACTION_ID_RE
 from gateway.services.profitsharing import SplitRequest, UnfreezeRequest
 
@@ -23,9 +23,9 @@ def parse_split(body, caller: Caller) -> SplitRequest:
     out_order_no = field(body, "out_order_no", OUT_NO_RE)
     unfreeze_unsplit = body.get("unfreeze_unsplit")
     if not isinstance(unfreeze_unsplit, bool):
-        raise ParamError("unfreeze_unsplit", "required")
+        raise InvalidField("unfreeze_unsplit", "required")
     if body.get("appid") not in (None, caller.sp_appid):
-        raise ParamError("appid", "appid_mchid_not_match")
+        raise InvalidField("appid", "appid_mchid_not_match")
     return SplitRequest(sub_mchid=sub_mchid, transaction_id=transaction_id, out_order_no=out_order_no,
                         unfreeze_unsplit=unfreeze_unsplit, receivers=_receivers(body.get("receivers")),
                         request_hash=request_hash(body))
@@ -33,19 +33,19 @@ def parse_split(body, caller: Caller) -> SplitRequest:
 
 def _receivers(receivers) -> tuple[dict, ...]:
     if not isinstance(receivers, list) or not receivers:
-        raise ParamError("receivers", "required")
+        raise InvalidField("receivers", "required")
     parsed = []
     for index, item in enumerate(receivers):
         name = f"receivers[{index}]"
         if not isinstance(item, dict) or item.get("type") not in RECEIVER_TYPES:
-            raise ParamError(f"{name}.type", "unknown_receiver_type")
+            raise InvalidField(f"{name}.type", "unknown_receiver_type")
         account, amount, description = item.get("account"), item.get("amount"), item.get("description")
         if not isinstance(account, str) or not OPENID_RE.fullmatch(account):
-            raise ParamError(f"{name}.account", "bad_format")
+            raise InvalidField(f"{name}.account", "bad_format")
         if not is_positive_int(amount):
-            raise ParamError(f"{name}.amount", "not_a_positive_integer")
+            raise InvalidField(f"{name}.amount", "not_a_positive_integer")
         if not _is_description(description):
-            raise ParamError(f"{name}.description", "bad_length_or_characters")
+            raise InvalidField(f"{name}.description", "bad_length_or_characters")
         parsed.append({"type": item["type"], "account": account, "amount": amount, "description": description})
     return tuple(parsed)
 
@@ -60,7 +60,7 @@ def parse_unfreeze(body) -> UnfreezeRequest:
     transaction_id = field(body, "transaction_id", TRANSACTION_ID_RE)
     out_order_no = field(body, "out_order_no", OUT_NO_RE)
     if not _is_description(body.get("description")):
-        raise ParamError("description", "required")
+        raise InvalidField("description", "required")
     return UnfreezeRequest(sub_mchid=sub_mchid, transaction_id=transaction_id, out_order_no=out_order_no,
                            request_hash=request_hash(body))
 
@@ -70,7 +70,7 @@ def parse_receiver_delete(body) -> tuple[str, str, str]:
     body = body_object(body)
     sub_mchid = field(body, "sub_mchid", MCHID_RE)
     if body.get("type") not in RECEIVER_TYPES:
-        raise ParamError("type", "unknown_receiver_type")
+        raise InvalidField("type", "unknown_receiver_type")
     return sub_mchid, body["type"], field(body, "account", OPENID_RE)
 
 
@@ -84,12 +84,12 @@ def parse_receiver_add(body, decrypt: Callable[[str], str | None]) -> tuple[str,
     if name is not None:
         name = decrypt(name) if isinstance(name, str) else None
         if name is None:
-            raise ParamError("name", "not_decryptable", "name must be encrypted with the gateway public key")
+            raise InvalidField("name", "not_decryptable", "name must be encrypted with the gateway public key")
     type_, account, relation_type = body.get("type"), body.get("account"), body.get("relation_type")
     if type_ != "MERCHANT_ID":
-        raise ParamError("type", "use_guides_for_persons", "persons receive splits as guides: POST /v3/mall/guides")
+        raise InvalidField("type", "use_guides_for_persons", "persons receive splits as guides: POST /v3/mall/guides")
     if not isinstance(account, str) or not MCHID_RE.fullmatch(account):
-        raise ParamError("account", "bad_format")
+        raise InvalidField("account", "bad_format")
     if not isinstance(relation_type, str) or relation_type not in RELATION_TYPES:
-        raise ParamError("relation_type", "unknown_relation_type")
+        raise InvalidField("relation_type", "unknown_relation_type")
     return sub_mchid, type_, account, name, relation_type

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.api.requests import body_object, field, is_positive_int, notify_url, request_hash
-from gateway.errors import ParamError
+from gateway.domain_errors import InvalidField
 from gateway.formats import MCHID_RE, OUT_NO_RE, OUT_TRADE_NO_RE, TRANSACTION_ID_RE
 
 REASON_CHARS_MAX = 80
@@ -18,22 +18,22 @@ def parse_refund(body, allow_loopback_http: bool) -> dict:
               "out_trade_no": field(body, "out_trade_no", OUT_TRADE_NO_RE, required=False),
               "request_hash": request_hash(body)}
     if (fields["transaction_id"] is None) == (fields["out_trade_no"] is None):
-        raise ParamError("transaction_id", "one_of_transaction_id_out_trade_no")
+        raise InvalidField("transaction_id", "one_of_transaction_id_out_trade_no")
     reason = body.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > REASON_CHARS_MAX):
-        raise ParamError("reason", "bad_length_or_characters")
+        raise InvalidField("reason", "bad_length_or_characters")
     fields["reason"] = reason
     fields["notify_url"] = notify_url(body, allow_loopback_http) if body.get("notify_url") else None
     if body.get("funds_account") not in FUNDS_ACCOUNTS:
-        raise ParamError("funds_account", "unknown_funds_account")
+        raise InvalidField("funds_account", "unknown_funds_account")
     amount = body.get("amount")
     if not isinstance(amount, dict):
-        raise ParamError("amount", "required")
+        raise InvalidField("amount", "required")
     for name in ("refund", "total"):
         if not is_positive_int(amount.get(name)):
-            raise ParamError(f"amount.{name}", "not_a_positive_integer")
+            raise InvalidField(f"amount.{name}", "not_a_positive_integer")
     if amount.get("currency", "CNY") != "CNY":
-        raise ParamError("amount.currency", "unsupported_currency")
+        raise InvalidField("amount.currency", "unsupported_currency")
     fields["amount_fen"], fields["total_fen"] = amount["refund"], amount["total"]
     return fields
 
@@ -42,9 +42,9 @@ def parse_return(body) -> dict:
     body = body_object(body)
     amount = body.get("amount")
     if not is_positive_int(amount):
-        raise ParamError("amount", "not_a_positive_integer")
+        raise InvalidField("amount", "not_a_positive_integer")
     if body.get("order_id") is not None and body.get("out_order_no") is None:
-        raise ParamError("out_order_no", "required", "name the split by out_order_no")
+        raise InvalidField("out_order_no", "required", "name the split by out_order_no")
     fields = {"sub_mchid": field(body, "sub_mchid", MCHID_RE),
               "out_order_no": field(body, "out_order_no", OUT_NO_RE),
               "out_return_no": field(body, "out_return_no", OUT_NO_RE),
@@ -52,5 +52,5 @@ def parse_return(body) -> dict:
               "amount_fen": amount, "description": body.get("description"),
               "request_hash": request_hash(body)}
     if not isinstance(fields["description"], str) or not fields["description"]:
-        raise ParamError("description", "required")
+        raise InvalidField("description", "required")
     return fields
