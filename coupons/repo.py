@@ -121,6 +121,31 @@ UPDATE coupons SET state = 'issued', order_out_trade_no = NULL
 RETURNING coupon_id
 """
 
+# Coupons expired unused (a bounded batch, oldest first) become `expired` and give their
+# amount and count back to their campaigns' budgets, in one statement. A coupon an order
+# holds is `reserved`, never taken here; should that order close after the coupon's end,
+# the coupon is `issued` again and a later pass takes it.
+EXPIRE_COUPONS = """
+WITH expired AS (
+    UPDATE coupons c SET state = 'expired'
+     WHERE c.mall_id = $1 AND c.coupon_id IN (
+           SELECT coupon_id FROM coupons
+            WHERE mall_id = $1 AND state = 'issued' AND valid_until <= $2
+            ORDER BY valid_until LIMIT $3
+            FOR UPDATE SKIP LOCKED)
+       AND c.state = 'issued'
+    RETURNING c.campaign_id, c.discount_fen
+), by_campaign AS (
+    SELECT campaign_id, count(*)::integer AS coupons, sum(discount_fen)::bigint AS discount_fen
+      FROM expired GROUP BY campaign_id
+)
+UPDATE coupon_campaigns k
+   SET committed_fen = k.committed_fen - b.discount_fen, committed_count = k.committed_count - b.coupons
+  FROM by_campaign b
+ WHERE k.mall_id = $1 AND k.campaign_id = b.campaign_id
+RETURNING k.campaign_id, b.coupons, b.discount_fen
+"""
+
 ISSUED_FOR_PAYMENT = """
 SELECT c.coupon_id, c.sub_mchid, c.discount_fen, c.min_spend_fen, c.valid_until, k.name AS campaign_name,
        c.campaign_id
@@ -341,6 +366,10 @@ async def return_coupon(conn, mall_id: str, sub_mchid: str, out_trade_no: str, a
     return await conn.fetchval(RETURN_COUPON, mall_id, sub_mchid, out_trade_no, at)
 
 
+async def expire_coupons(conn, mall_id: str, at: datetime, limit: int):
+    return await conn.fetch(EXPIRE_COUPONS, mall_id, at, limit)
+
+
 async def issued_for_payment(conn, mall_id: str, sub_mchid: str, out_trade_no: str):
     return await conn.fetch(ISSUED_FOR_PAYMENT, mall_id, sub_mchid, out_trade_no)
 
@@ -413,6 +442,12 @@ async def discount_spent(conn, mall_id: str, campaign_id: int | None) -> int:
 
 SUBSIDY_PAYOUT = "SELECT * FROM coupon_subsidy_payouts WHERE mall_id = $1 AND out_payout_no = $2"
 
+SUBSIDY_PAYOUTS = """
+SELECT *, count(*) OVER () AS total_count FROM coupon_subsidy_payouts
+ WHERE mall_id = $1 AND ($2::text IS NULL OR sub_mchid = $2)
+ ORDER BY paid_at DESC, out_payout_no LIMIT $3 OFFSET $4
+"""
+
 # Nothing when a concurrent payout took the number first (its caller then compares).
 INSERT_SUBSIDY_PAYOUT = """
 INSERT INTO coupon_subsidy_payouts (mall_id, out_payout_no, sub_mchid, amount_fen, paid_at)
@@ -433,6 +468,11 @@ UPDATE coupon_redemptions SET subsidy_reversed_fen = subsidy_reversed_fen + $4
 
 async def subsidy_payout(conn, mall_id: str, out_payout_no: str):
     return await conn.fetchrow(SUBSIDY_PAYOUT, mall_id, out_payout_no)
+
+
+async def subsidy_payouts(conn, mall_id: str, sub_mchid: str | None, limit: int, offset: int):
+    rows = await conn.fetch(SUBSIDY_PAYOUTS, mall_id, sub_mchid, limit, offset)
+    return rows, (rows[0]["total_count"] if rows else 0)
 
 
 async def insert_subsidy_payout(conn, mall_id: str, out_payout_no: str, sub_mchid: str, amount_fen: int,

@@ -8,7 +8,12 @@ Three layouts, structurally different on purpose so the model is not tuned to on
   weekend trips of several purchases chained by hand-written complements;
 - `community`: a neighbourhood mall of mixed floors where shoppers keep routines (coffee
   then lunch on weekdays, the supermarket then the bakery), short trips, strong repeats;
-- `random`: categories, complements, hours, floors and segments all drawn from the seed.
+- `random`: categories, complements, hours, floors and segments all drawn from the seed;
+- `outlet`: kept apart to check the model on a mall it was not developed on (its numbers
+  were never used to choose anything): brand stores along the promenades of three wings,
+  where shoppers walk to a store near the last one rather than to a category's complement,
+  half of them tourists who come once, regulars whose favourite brands drift, and stores
+  opening and closing during the history.
 
 Pure: everything random comes from `numpy.random.default_rng(seed)`, nothing reads a clock.
 """
@@ -23,7 +28,7 @@ import numpy as np
 from coupons.targeting import Payment, Store
 
 CHINA = timezone(timedelta(hours=8))
-PROFILES = ("destination", "community", "random")
+PROFILES = ("destination", "community", "random", "outlet")
 CATEGORIES = ("restaurant", "fast_food", "cafe", "dessert", "cinema", "ktv", "fashion", "shoes",
               "sports", "kids", "beauty", "electronics", "supermarket", "books", "jewelry", "home")
 # Hours at which each category sells (peaks as (hour, width)); used by hand-written layouts.
@@ -92,6 +97,8 @@ def simulate(profile: str, *, seed: int, shoppers: int = 1500, days: int = 150,
     """Stores and payments (time order) of a simulated mall."""
     assert profile in PROFILES, profile
     rng = np.random.default_rng(seed)
+    if profile == "outlet":
+        return _outlet(rng, seed, shoppers, days, start_on, new_shopper_share)
     layout = _LAYOUTS[profile](rng)
     stores, store_category, store_floor, appeal = _stores(layout, rng)
     payments = []
@@ -273,3 +280,67 @@ def _random(rng) -> Layout:
 
 
 _LAYOUTS = {"destination": _destination, "community": _community, "random": _random}
+
+_OUTLET_CATEGORIES = {"fashion": 0.4, "shoes": 0.15, "sports": 0.15, "cafe": 0.08, "fast_food": 0.08,
+                      "beauty": 0.07, "kids": 0.07}
+_OUTLET_FOOD = ("cafe", "fast_food")
+
+
+def _outlet(rng, seed: int, shoppers: int, days: int, start_on: datetime, new_shopper_share: float):
+    """Stores and payments of the `outlet` profile (see the module's docstring)."""
+    names, weights = list(_OUTLET_CATEGORIES), np.array(list(_OUTLET_CATEGORIES.values()))
+    stores, category, wing, position = [], [], [], []
+    for w, wing_name in enumerate(("A", "B", "C")):
+        for place in range(int(rng.integers(20, 31))):
+            c = names[int(rng.choice(len(names), p=weights))]
+            stores.append(Store(sub_mchid=f"19{len(stores) + 1:08d}", name=f"{c} {wing_name}{place}",
+                                floor=f"wing {wing_name}", category=c))
+            category.append(c)
+            wing.append(w)
+            position.append(place)
+    category, wing, position = np.array(category), np.array(wing), np.array(position, dtype=float)
+    n = len(stores)
+    opens = np.where(rng.random(n) < 0.15, rng.integers(30, days, n), 0)
+    closes = np.where(rng.random(n) < 0.10, rng.integers(40, days + 1, n), days + 1)
+    is_food = np.isin(category, _OUTLET_FOOD)
+    payments = []
+    for number in range(shoppers):
+        openid = f"o{seed:03d}out{number:06d}"
+        tourist = rng.random() < 0.45
+        likes = {c: rng.gamma(2.0, 0.5) for c in names}
+        affinity = rng.dirichlet(np.full(n, 0.3)) * np.array([likes[c] for c in category])
+        first_day = int(rng.integers(0, days)) if tourist or rng.random() < new_shopper_share else 0
+        rate = 0.0 if tourist else rng.gamma(2.0, 1.5) / 30.0
+        for day in range(first_day, days):
+            if not (tourist and day == first_day) and rng.random() >= rate:
+                continue
+            date = start_on + timedelta(days=day)
+            weekend = date.weekday() >= 5
+            hour = rng.uniform(11, 17) if tourist else (rng.uniform(13, 18) if weekend else rng.uniform(18, 20.5))
+            at = date + timedelta(hours=float(hour))
+            open_now = (opens <= day) & (day < closes)
+            length = int(rng.integers(3, 9)) if tourist else int(rng.integers(1, 5))
+            here, bought_since_food = None, 0
+            for _ in range(length):
+                if here is None:
+                    near = np.exp(-np.minimum(position, position.max() - position) / 3.0)  # from an entrance
+                else:
+                    near = np.exp(-np.abs(position - position[here]) / 2.5) * np.where(wing == wing[here], 1.0, 0.15)
+                weight = affinity * near * open_now
+                if bought_since_food >= 2 and rng.random() < 0.4:
+                    weight = near * open_now * is_food
+                if here is not None:
+                    weight[here] = 0.0
+                if weight.sum() <= 0:
+                    break
+                here = int(rng.choice(n, p=weight / weight.sum()))
+                bought_since_food = 0 if is_food[here] else bought_since_food + 1
+                amount = int(_PRICE_FEN[category[here]] * rng.lognormal(0.0, 0.5))
+                payments.append(Payment(openid=openid, sub_mchid=stores[here].sub_mchid, paid_at=at,
+                                        amount_fen=max(amount, 100)))
+                at += timedelta(minutes=float(rng.uniform(20, 50)))
+            if not tourist:  # tastes drift a little after every visit
+                affinity = 0.9 * affinity + 0.1 * rng.dirichlet(np.full(n, 0.3)) * np.array(
+                    [likes[c] for c in category])
+    payments.sort(key=lambda p: (p.paid_at, p.openid))
+    return stores, payments

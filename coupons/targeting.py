@@ -65,6 +65,12 @@ FIT_ALTERNATIVES_MIN = 25   # stores each example is contrasted with, at least (
 L2 = 1e-3                   # on standardized weights
 SMOOTHING = 2.0             # pseudo-transitions drawn from popularity
 EVENING_HOUR = 19
+VALIDATION_SHARE = 0.2      # the latest examples, on which the mix with the blend is chosen
+VALIDATION_MIN = 200        # fewer: the logit alone
+VALIDATION_MAX = 3000       # examples scored per candidate mix, at most
+MIX_SHARES = tuple(i / 10 for i in range(11))
+MIX_TRANSITION_WEIGHTS = tuple(i / 10 for i in range(11))
+MIX_TUNED_FOR_K = 3
 
 BASE_FEATURES = (
     "popularity", "transition", "transition_same_day", "transition_from_previous", "category_transition",
@@ -85,10 +91,20 @@ _INTERACTING_AT = np.array([BASE_FEATURES.index(f) for f in INTERACTING])
 
 
 class NextStoreModel:
-    def __init__(self, counts: MallCounts, weights: np.ndarray):
+    """The conditional logit's probabilities, mixed with the blend of transitions and the
+    shopper's own history (share `blend_share`, the blend's own weight `transition_weight`):
+    the two err differently (the logit reads a trip's next purchase better, the blend a
+    later trip's first), and the mix, chosen on the latest examples of the training window
+    by hit rate, is never chosen worse than either there."""
+
+    def __init__(self, counts: MallCounts, weights: np.ndarray, blend_share: float = 0.0,
+                 transition_weight: float = 0.5):
         assert weights.shape == (len(FEATURES),)
+        assert 0.0 <= blend_share <= 1.0 and 0.0 <= transition_weight <= 1.0
         self.counts = counts
         self.weights = weights
+        self.blend_share = blend_share
+        self.transition_weight = transition_weight
         self._priors = _Priors(counts)
 
     @classmethod
@@ -101,25 +117,85 @@ class NextStoreModel:
             window = _Priors(MallCounts.count(stores, ordered[: int(len(ordered) * start)], index_of=ordered))
             examples += [(window, *e) for e in _examples(ordered, int(len(ordered) * start), int(len(ordered) * end))]
         n = len(MallCounts.count(stores, [], index_of=ordered).sub_mchids)
-        width = min(n, max(FIT_ALTERNATIVES_MIN + 1, FIT_ROWS_MAX // max(len(examples), 1)))
-        examples = examples[:: max(1, -(-len(examples) * width // FIT_ROWS_MAX))]
-        if examples:
-            weights = _fit_weights(examples, width, np.random.default_rng(seed))
+        examples.sort(key=lambda e: e[1].paid_at)
+        # The mix is chosen on the latest examples, which the weights learn from too: a
+        # small mall cannot spare them, and the bias this leaves favours the logit.
+        check = examples[int(len(examples) * (1.0 - VALIDATION_SHARE)):]
+        check = check if len(check) >= VALIDATION_MIN else []
+        learn = examples
+        width = min(n, max(FIT_ALTERNATIVES_MIN + 1, FIT_ROWS_MAX // max(len(learn), 1)))
+        learn = learn[:: max(1, -(-len(learn) * width // FIT_ROWS_MAX))]
+        if learn:
+            weights = _fit_weights(learn, width, np.random.default_rng(seed))
         else:  # too little history to learn from: transitions, own visits and popularity
             weights = np.zeros(len(FEATURES))
             for name in ("popularity", "transition", "own_visits_two_months"):
                 weights[FEATURES.index(name)] = 1.0
-        return cls(MallCounts.count(stores, ordered), weights)
+        blend_share, transition_weight = _choose_mix(weights, check[:: max(1, len(check) // VALIDATION_MAX)])
+        return cls(MallCounts.count(stores, ordered), weights, blend_share, transition_weight)
 
     def rank(self, *, current: Payment, history: Sequence[Payment], candidates: Collection[str],
              k: int) -> list[str]:
         """Up to k sub_mchids from `candidates`, best first, never current.sub_mchid. `history` is
         this shopper's payments up to and including `current`, oldest first (may be only `current`)."""
-        scores = self._priors.features(current, history) @ self.weights
+        scores = _mixed(self._priors, self.weights, current, history, self.blend_share, self.transition_weight)
         return top_k(self.counts, scores, current=current.sub_mchid, candidates=candidates, k=k)
 
     def weights_by_feature(self) -> dict[str, float]:
-        return dict(zip(FEATURES, self.weights.tolist()))
+        return {**dict(zip(FEATURES, self.weights.tolist())), "blend_share": self.blend_share,
+                "transition_weight": self.transition_weight}
+
+
+def _parts(priors: "_Priors", weights: np.ndarray, current: Payment, history: Sequence[Payment]):
+    """The logit's probabilities over the other stores, the mall's transition shares from
+    the current store, and the shopper's shares of visits to the other stores."""
+    counts, n = priors.counts, priors.counts.n
+    here = counts.index.get(current.sub_mchid)
+    logits = priors.features(current, history) @ weights
+    if here is not None:
+        logits[here] = -np.inf
+    logit_p = np.exp(logits - logits.max())
+    logit_p /= logit_p.sum()
+    transitions = counts.transitions[here] if here is not None else np.zeros(n)
+    own = np.zeros(n)
+    for age, payment in enumerate(reversed(history[-HISTORY_MAX:])):
+        i = counts.index.get(payment.sub_mchid)
+        if i is not None and i != here:
+            own[i] += 1.0 + 1e-6 / (1 + age)  # the more recent wins a tie, as in the baseline
+    return logit_p, _shares(transitions), _shares(own)
+
+
+def _shares(values: np.ndarray) -> np.ndarray:
+    total = values.sum()
+    return values / total if total else values
+
+
+def _mixed(priors, weights, current, history, blend_share: float, transition_weight: float) -> np.ndarray:
+    logit_p, transitions, own = _parts(priors, weights, current, history)
+    if blend_share == 0.0:
+        return logit_p
+    blend = transition_weight * transitions + (1.0 - transition_weight) * own
+    return (1.0 - blend_share) * logit_p + blend_share * blend
+
+
+def _choose_mix(weights: np.ndarray, check) -> tuple[float, float]:
+    """(blend share, transition weight) with the most hits at MIX_TUNED_FOR_K on `check`,
+    examples later than the ones the weights were learned from; ties go to the smaller
+    share of the blend. Without such examples, the logit alone."""
+    if not check:
+        return 0.0, 0.5
+    hits = np.zeros((len(MIX_SHARES), len(MIX_TRANSITION_WEIGHTS)))
+    for priors, current, history, next_store in check:
+        logit_p, transitions, own = _parts(priors, weights, current, history)
+        target = priors.counts.index[next_store]
+        popularity_tie = priors.counts.visits * 1e-12
+        for j, a in enumerate(MIX_TRANSITION_WEIGHTS):
+            blend = a * transitions + (1.0 - a) * own
+            for i, share in enumerate(MIX_SHARES):
+                scores = (1.0 - share) * logit_p + share * blend + popularity_tie
+                hits[i, j] += (scores > scores[target]).sum() < MIX_TUNED_FOR_K
+    i, j = np.unravel_index(np.argmax(hits), hits.shape)  # first maximum: the smallest share
+    return float(MIX_SHARES[i]), float(MIX_TRANSITION_WEIGHTS[j])
 
 
 def _examples(ordered: Sequence[Payment], start: int, end: int):

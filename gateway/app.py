@@ -29,7 +29,9 @@ from gateway.outbox import OutboxDelivery
 from gateway.repo import clients as clients_repo
 from gateway.repo import jobs as jobs_repo
 from gateway.sandbox_clock import OFFSET_HEADER as SANDBOX_OFFSET_HEADER, FollowedClock
-from gateway.services import coupon_issuing, next_store, onboarding, payments, points, reconciliation, scheduler
+from gateway.services import (
+    coupon_campaigns, coupon_issuing, next_store, onboarding, payments, points, reconciliation, scheduler,
+)
 from gateway.services.context import Services
 from gateway.settings import Settings
 
@@ -67,6 +69,8 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app[HEALTH].add("database", _database_answers)
     app[HEALTH].add("background_loops", _loops_running)
     app[HEALTH].add("dead_jobs", _dead_jobs, required=False)
+    app[HEALTH].add("dead_points_syncs", _dead_points_syncs, required=False)
+    app[HEALTH].add("dead_coupon_issues", _dead_coupon_issues, required=False)
     app[middleware.NONCES] = NonceBook(settings.nonce_batch_max)
     signing_executor = (ThreadPoolExecutor(settings.signing_threads, thread_name_prefix="mallpay-sign")
                         if settings.signing_threads else None)
@@ -96,8 +100,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
         app[OUTBOX] = OutboxDelivery(svc, notify_session, signing_executor)
-        app[channel_notify.OUTBOX_WAKEUP] = app[OUTBOX].wakeup
-        svc.coupons.wakeup = app[OUTBOX].wakeup
+        svc.coupons.wakeup = app[OUTBOX].wakeup  # a payment not held for coupons wakes it (payments.apply_trade)
         svc.coupons.hand_over = app[OUTBOX].hand_over  # a released notification goes out without a claim
         yield
         for task in list(svc.coupons.tasks):  # issuing in flight: its payments are committed
@@ -123,6 +126,8 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
                           lambda: next_store.refit(svc))
         loops.start_every("coupon_campaigns_refresh", settings.coupon_campaigns_refresh_s,
                           lambda: next_store.refresh_campaigns(svc))
+        loops.start_every("coupon_expiry", settings.coupon_expiry_interval_s,
+                          lambda: coupon_campaigns.release_expired(svc))
         loops.start_every("coupon_issue_retry", settings.coupon_issue_poll_interval_ms / 1000,
                           lambda: coupon_issuing.retry_due(svc))
         loops.start_every("points_sync", settings.points_sync_poll_interval_ms / 1000, lambda: points.sync_due(svc))
@@ -173,6 +178,18 @@ async def _dead_jobs(app: web.Application) -> CheckResult:
     # Jobs that gave up wait for an operator (GET /v3/mall/jobs): counted, not a failure.
     async with app[SERVICES].pool.acquire() as conn:
         return CheckResult(True, {"count": await jobs_repo.dead_count(conn, app[SERVICES].settings.sp_mchid)})
+
+
+async def _dead_points_syncs(app: web.Application) -> CheckResult:
+    # Points changes WeChat never took wait for an operator (GET /v3/mall/points/syncs).
+    svc = app[SERVICES]
+    return CheckResult(True, {"count": await points.dead_sync_count(svc, svc.settings.sp_mchid)})
+
+
+async def _dead_coupon_issues(app: web.Application) -> CheckResult:
+    # Payments whose coupons could not be issued after every retry (in the log with why).
+    svc = app[SERVICES]
+    return CheckResult(True, {"count": await coupon_issuing.dead_intent_count(svc, svc.settings.sp_mchid)})
 
 
 async def _forget_old_nonces(svc: Services) -> None:

@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     p_rule.add_argument("--sub-mchid", required=True)
     p_rule.add_argument("--points-per-yuan", type=int)
     p_rule.set_defaults(run=_points_rule)
+    from gateway import cli_coupons
+    cli_coupons.add_coupon_commands(coupons)
+    cli_coupons.add_points_commands(points)
     t_list = tenant.add_parser("list", help="list the mall's stores")
     t_list.set_defaults(run=_tenant_list)
     targeting_files.add_commands(sub)

@@ -18,6 +18,7 @@ from pathlib import Path
 STORE_COLUMNS = ("sub_mchid", "name", "floor", "category")
 PAYMENT_COLUMNS = ("openid", "sub_mchid", "paid_at", "amount_fen")
 PREDICTION_COLUMNS = ("openid", "paid_at", "sub_mchid", "offered")
+PROFILES = ("destination", "community", "random", "outlet")  # coupons.simulated_mall.PROFILES
 
 
 class BadFile(Exception):
@@ -39,7 +40,7 @@ def add_commands(sub) -> None:
     simulate = actions.add_parser("simulate", help="write STORES.csv and PAYMENTS.csv of a simulated mall")
     simulate.add_argument("--out", required=True, type=Path)
     simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--profile", default="destination", choices=("destination", "community", "random"))
+    simulate.add_argument("--profile", default="destination", choices=PROFILES)
     simulate.add_argument("--shoppers", type=_positive_int, default=1500)
     simulate.add_argument("--days", type=_positive_int, default=150)
     simulate.set_defaults(run=run_simulate)

@@ -51,6 +51,23 @@ INSERT_SYNC = "SELECT points_syncs_insert_row($1::jsonb)"
 
 SYNC_COUNTS = "SELECT state, count(*) AS n FROM points_syncs WHERE mall_id = $1 GROUP BY state"
 
+SYNCS = """
+SELECT sync_id, kind, ref, sub_mchid, transaction_id, openid, increased_points, total_points, points_update_time,
+       state, attempts, next_attempt_at, last_error, synced_at, count(*) OVER () AS total_count
+  FROM points_syncs WHERE mall_id = $1 AND state = $2
+ ORDER BY sync_id LIMIT $3 OFFSET $4
+"""
+
+# An operator starts a dead sync over: due at once, with a fresh count of attempts.
+RETRY_DEAD_SYNC = """
+UPDATE points_syncs SET state = 'pending', attempts = 0, next_attempt_at = $3
+ WHERE mall_id = $1 AND sync_id = $2 AND state = 'dead'
+RETURNING sync_id, kind, ref, sub_mchid, transaction_id, openid, increased_points, total_points, points_update_time,
+          state, attempts, next_attempt_at, last_error, synced_at
+"""
+
+SYNC_STATE = "SELECT state FROM points_syncs WHERE mall_id = $1 AND sync_id = $2"
+
 
 async def rule(conn, mall_id: str, sub_mchid: str) -> int | None:
     return await conn.fetchval(RULE, mall_id, sub_mchid)
@@ -102,3 +119,16 @@ SELECT coalesce(sum(amount_fen), 0)::bigint FROM refunds
 
 async def refunded_of_order(conn, mall_id: str, sub_mchid: str, out_trade_no: str) -> int:
     return await conn.fetchval(REFUNDED_OF_ORDER, mall_id, sub_mchid, out_trade_no)
+
+
+async def syncs(conn, mall_id: str, state: str, limit: int, offset: int):
+    rows = await conn.fetch(SYNCS, mall_id, state, limit, offset)
+    return rows, (rows[0]["total_count"] if rows else 0)
+
+
+async def retry_dead_sync(conn, mall_id: str, sync_id: int, now: datetime):
+    return await conn.fetchrow(RETRY_DEAD_SYNC, mall_id, sync_id, now)
+
+
+async def sync_state(conn, mall_id: str, sync_id: int) -> str | None:
+    return await conn.fetchval(SYNC_STATE, mall_id, sync_id)

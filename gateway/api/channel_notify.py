@@ -7,18 +7,15 @@ payment is in the books, 500 otherwise so the channel retries.
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 from aiohttp import web
 
 from gateway.api import services_of
 from gateway.channel import ChannelNotificationRejected
-from gateway.services import channel_notices, payments
+from gateway.services import channel_notices
 from gateway.wire import json_bytes
 
 routes = web.RouteTableDef()
-OUTBOX_WAKEUP = web.AppKey("outbox_wakeup", asyncio.Event)
 log = structlog.get_logger(__name__)
 
 
@@ -39,6 +36,4 @@ async def channel_notification(request: web.Request) -> web.Response:
     outcome = await channel_notices.apply_notice(svc, notice)
     if outcome is not None and not outcome.in_books:
         return _fail(500, outcome.value)
-    if outcome is payments.PaymentOutcome.APPLIED:
-        request.app[OUTBOX_WAKEUP].set()  # deliver now rather than at the next poll
     return web.Response(status=204)

@@ -92,10 +92,20 @@ PATHS = {
                     params=[_param("sub_mchid", "path")]),
         "get": _op("The store's approvals (admin, finance)", params=[_param("sub_mchid", "path")]),
     },
-    "/v3/mall/coupon-subsidies/payouts": {"post": _op(
-        "The mall pays a store what mall-funded coupons owe it (coupon_receivable → available), "
-        "idempotent by out_payout_no, never above the receivable (admin, finance)",
-        body="CouponSubsidyPayout", result="CouponSubsidyPayout")},
+    "/v3/mall/coupon-subsidies/payouts": {
+        "post": _op("The mall pays a store what mall-funded coupons owe it (coupon_receivable → available), "
+                    "idempotent by out_payout_no, never above the receivable (admin, finance)",
+                    body="CouponSubsidyPayout", result="CouponSubsidyPayout"),
+        "get": _op("Coupon-subsidy payouts, newest first (admin and finance: all, or one store's with sub_mchid; "
+                   "a store: its own)", params=[_optional("sub_mchid"), _optional("limit"), _optional("offset")]),
+    },
+    "/v3/mall/points/syncs": {"get": _op(
+        "Points changes told to WeChat's business-circle points API, in one state (default dead: WeChat never "
+        "took them), with the last error (admin)",
+        params=[_optional("state", "dead, pending or synced"), _optional("limit"), _optional("offset")])},
+    "/v3/mall/points/syncs/{sync_id}/retry": {"post": _op(
+        "Start a dead points sync over: sent again once, attempts from zero (admin)",
+        params=[_param("sync_id", "path")])},
     "/v3/mall/tenants/{sub_mchid}/points-rule": {
         "put": _op("Set the store's points per paid yuan, 0 to 1000 (admin)", body="PointsRuleChange",
                    result="PointsRule", params=[_param("sub_mchid", "path")]),

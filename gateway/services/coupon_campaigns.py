@@ -6,6 +6,8 @@ campaigns it funds itself. Any other store's campaign answers exactly as a missi
 
 from __future__ import annotations
 
+import structlog
+
 from coupons import repo as coupons_repo
 from coupons.postings import receivable_accounts
 from ledger import repo as ledger_repo
@@ -15,6 +17,8 @@ from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
 from gateway.services import next_store
 from gateway.services.context import Services
+
+log = structlog.get_logger(__name__)
 
 STATE_ISSUES = frozenset({"below_committed", "campaign_ended"})
 
@@ -106,6 +110,19 @@ async def change_campaign(svc: Services, caller: Caller, campaign_id: str, body)
                           field="budget")
     await next_store.refresh_campaigns(svc)
     return campaign_json(changed)
+
+
+async def release_expired(svc: Services) -> int:
+    """One pass: coupons expired unused give their amount back to their campaigns' budgets
+    (bounded by `coupon_expiry_batch_max`); how many coupons expired."""
+    async with svc.pool.acquire() as conn:
+        released = await coupons_repo.expire_coupons(conn, svc.settings.sp_mchid, svc.clock(),
+                                                     svc.settings.coupon_expiry_batch_max)
+    if released:
+        log.info("coupon_budget_released", coupons=sum(r["coupons"] for r in released),
+                 discount_fen=sum(r["discount_fen"] for r in released))
+        await next_store.refresh_campaigns(svc)  # a campaign out of budget may issue again
+    return sum(r["coupons"] for r in released)
 
 
 def campaign_json(row) -> dict:

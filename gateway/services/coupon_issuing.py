@@ -27,6 +27,7 @@ import structlog
 
 from coupons import repo as coupons_repo
 from coupons.issuing import PaidAt, eligible, held_out, offer
+from gateway.outbox import lease_s
 from gateway.services.context import Services
 from gateway.services.next_store import CouponRuntime, Payment, payment_of
 
@@ -36,7 +37,6 @@ CHINA = timezone(timedelta(hours=8))
 COUPON_ID_BYTES = 12
 BPS = 10_000
 ERROR_CHARS_MAX = 200
-HAND_OVER_LEASE_FACTOR = 2  # a handed-over notification's lease: twice a delivery's timeout
 
 
 def hold_until(svc: Services, now: datetime) -> datetime:
@@ -152,8 +152,7 @@ async def issue_after_payment(svc: Services, key) -> list[dict]:
         if order["hold_until"] is not None:
             released = await coupons_repo.attach_to_notification(
                 conn, mall_id, (sub_mchid, out_trade_no), [coupon_json(c) for c in issued], order["hold_until"],
-                now if hand_over is None else now + timedelta(seconds=HAND_OVER_LEASE_FACTOR
-                                                              * svc.settings.outbox_delivery_timeout_s))
+                now if hand_over is None else now + timedelta(seconds=lease_s(svc.settings)))
     if released is not None and hand_over is not None:
         hand_over(released)  # this process delivers it, leased: no claim
     elif released is not None and svc.coupons.wakeup is not None:
@@ -186,6 +185,11 @@ async def retry_due(svc: Services) -> int:
             continue
         log.info("coupon_issue_taken_over", count=len(issued), attempts=intent["attempts"])
     return len(claimed)
+
+
+async def dead_intent_count(svc: Services, mall_id: str) -> int:
+    async with svc.pool.acquire() as conn:
+        return (await coupons_repo.intent_counts(conn, mall_id)).get("dead", 0)
 
 
 def _ranked(svc: Services, paid: PaidAt, history, candidates) -> list[str]:

@@ -15,7 +15,7 @@ from coupons.postings import (
     coupon_receivable, payout_transfer, receivable_accounts, reverse_transfer, subsidy_to_reverse, subsidy_transfer,
 )
 from coupons.issuing import AfterRefund, coupon_after_refund
-from gateway.domain_errors import InvalidField, NotFound, Refused
+from gateway.domain_errors import InvalidField, NotFound, NotPermitted, Refused
 from gateway.repo import tenants as tenants_repo
 from gateway.formats import OUT_TRADE_NO_RE
 from ledger import repo as ledger_repo
@@ -49,6 +49,8 @@ async def _why_not(conn, order, openid: str, original_fen: int, now) -> str:
         return "coupon_not_found"
     if coupon["sub_mchid"] != order["sub_mchid"]:
         return "other_store"
+    if coupon["state"] == "expired" or (coupon["state"] == "issued" and coupon["valid_until"] <= now):
+        return "coupon_expired"
     if coupon["state"] != "issued":
         return "coupon_in_use" if coupon["state"] == "reserved" else "coupon_used"
     if coupon["valid_until"] <= now:
@@ -119,6 +121,20 @@ async def pay_out_subsidy(svc, mall_id: str, fields) -> dict:
         await ledger_repo.post_transfer(conn, mall_id, payout_transfer(sub_mchid, out_payout_no, amount_fen),
                                         row["paid_at"])
     return _payout_json(row)
+
+
+async def subsidy_payouts(svc, caller, sub_mchid: str | None, limit: int, offset: int) -> dict:
+    """The mall's coupon-subsidy payouts, newest first: all of them (or one store's) for the
+    admin and finance, a store's own for its `tenant` credentials whatever it asks for."""
+    if caller.role == "tenant":
+        sub_mchid = caller.sub_mchid
+    elif caller.role not in ("admin", "finance"):
+        raise NotPermitted("role_not_allowed", "this needs role admin, finance or tenant")
+    if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):
+        raise InvalidField("sub_mchid", "bad_format")
+    async with svc.pool.acquire() as conn:
+        rows, total = await coupons_repo.subsidy_payouts(conn, caller.mall_id, sub_mchid, limit, offset)
+    return {"total_count": total, "offset": offset, "limit": limit, "data": [_payout_json(r) for r in rows]}
 
 
 def _payout_fields(fields) -> tuple[str, int, str]:

@@ -33,6 +33,8 @@ class CouponRuntime:
     model: object = None
     fitted_at: datetime | None = None
     tasks: set = field(default_factory=set)
+    # The outbox's wake-up: set by a payment whose notification is not held (so it goes
+    # out now) and by a release without a hand-over.
     wakeup: asyncio.Event | None = None
     # The outbox's hand-over of a released notification (delivery without a claim); None:
     # a release makes the row due now and sets `wakeup`.

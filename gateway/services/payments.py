@@ -58,9 +58,20 @@ async def apply_trade(svc: Services, trade: ChannelTrade) -> PaymentOutcome:
     elif outcome is PaymentOutcome.APPLIED:
         log.info("payment_applied", sub_mchid=trade.sub_mchid, out_trade_no=trade.out_trade_no,
                  total_fen=trade.total_fen)
-        if issuing and svc.coupons is not None:
+        if notification_held(svc, issuing):
             coupon_issuing.start(svc, (row["mall_id"], row["sub_mchid"], row["out_trade_no"]))
+        elif svc.coupons is not None and svc.coupons.wakeup is not None:
+            svc.coupons.wakeup.set()  # the outbox delivers its TRANSACTION.SUCCESS now, not at the next poll
     return outcome
+
+
+def notification_held(svc: Services, issuing: bool) -> bool:
+    """Whether a payment's TRANSACTION.SUCCESS is written held for coupon issuing: in a
+    process that issues right after the commit (`svc.coupons`), for a payment some
+    campaign may reward (`issuing`, `coupon_issuing.may_issue`). Issuing then releases it
+    and hands it to the outbox itself, so the payment does not wake the outbox (that would
+    only cost a claim finding nothing due); a payment not held wakes it at once."""
+    return bool(issuing) and svc.coupons is not None
 
 
 async def _apply(svc: Services, conn, row, trade: ChannelTrade, now=None, joins=None, issuing=None) -> str:

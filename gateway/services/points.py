@@ -148,3 +148,40 @@ async def _sync_one(svc: Services, row) -> bool:
         log.warning("points_sync_failed", code=exc.code, attempts=attempts, dead=dead)
         return False
     return True
+
+
+SYNC_STATES = ("dead", "pending", "synced")
+
+
+async def list_syncs(svc: Services, mall_id: str, state: str, limit: int, offset: int) -> dict:
+    """Points changes in one state of SYNC_STATES (operators look at `dead` ones: WeChat
+    never took them)."""
+    assert state in SYNC_STATES, state
+    async with svc.pool.acquire() as conn:
+        rows, total = await points_repo.syncs(conn, mall_id, state, limit, offset)
+    return {"total_count": total, "offset": offset, "limit": limit, "data": [sync_json(r) for r in rows]}
+
+
+async def dead_sync_count(svc: Services, mall_id: str) -> int:
+    async with svc.pool.acquire() as conn:
+        return (await points_repo.sync_counts(conn, mall_id)).get("dead", 0)
+
+
+async def retry_sync(svc: Services, mall_id: str, sync_id: int) -> tuple[dict | None, str | None]:
+    """Start a dead sync over: due at once, attempts from zero (the worker sends it once).
+    (the sync, None) when retried; (None, its state) when it is not dead; (None, None)
+    when there is no such sync."""
+    async with svc.pool.acquire() as conn:
+        row = await points_repo.retry_dead_sync(conn, mall_id, sync_id, svc.clock())
+        if row is None:
+            return None, await points_repo.sync_state(conn, mall_id, sync_id)
+    return sync_json(row), None
+
+
+def sync_json(row) -> dict:
+    return {"sync_id": str(row["sync_id"]), "kind": row["kind"], "ref": row["ref"], "sub_mchid": row["sub_mchid"],
+            "transaction_id": row["transaction_id"], "increased_points": row["increased_points"],
+            "total_points": row["total_points"], "points_update_time": row["points_update_time"].isoformat(),
+            "state": row["state"], "attempts": row["attempts"], "last_error": row["last_error"],
+            "next_attempt_at": row["next_attempt_at"].isoformat(),
+            "synced_at": row["synced_at"].isoformat() if row["synced_at"] else None}

@@ -14,7 +14,7 @@ from datetime import timedelta
 from gateway.api import SERVICES
 from gateway.services import coupon_issuing
 from tests.e2e.test_coupons import SHOPPER, campaign_body, member_coupons, notified, pay
-from tests.support import wait_until
+from tests.support import send_unsigned, wait_until
 
 FAST_RETRY = {"coupon_holdout_bps": 0, "coupon_issue_budget_ms": 200, "coupon_issue_retry_after_ms": 300,
               "coupon_issue_poll_interval_ms": 100}
@@ -110,6 +110,9 @@ async def test_issuing_that_keeps_failing_is_retried_with_backoff_then_dead(make
     assert await coupon_issuing.retry_due(_later(svc, seconds=600)) == 1
     (intent,) = await _rows(mall, "SELECT * FROM coupon_issue_intents")
     assert (intent["state"], intent["attempts"]) == ("dead", 2)
+    ready = await send_unsigned(mall.app, "GET", "/health/ready")
+    assert ready.status == 200 and ready.json["checks"]["dead_coupon_issues"] == {"ok": True, "required": False,
+                                                                                    "count": 1}
     assert await coupon_issuing.retry_due(_later(svc, seconds=36000)) == 0
     assert await _rows(mall, "SELECT * FROM coupons") == []
     assert await mall.invariants() == []
@@ -127,6 +130,7 @@ async def test_issuing_costs_one_database_transaction(make_mall, monkeypatch):
     counting = _CountingPool(svc.pool)
     issuing = dataclasses.replace(svc, pool=counting)
 
+    await _campaigns_known(svc)
     await pay(mall, a, "COST-A-0001", 5000)  # no campaign yet
     event = await notified(mall, "COST-A-0001")  # not held for its 30 s
     assert "coupons" not in event["resource"]["mall_info"]
@@ -152,6 +156,50 @@ async def test_issuing_costs_one_database_transaction(make_mall, monkeypatch):
     await notified(mall, "COST-C-0004")
     assert [key[2] for key in started] == ["COST-B-0003"]
     assert await mall.invariants() == []
+
+
+async def test_only_a_payment_not_held_for_coupons_wakes_the_outbox(make_mall, monkeypatch):
+    """A payment no campaign could reward is not held: it wakes the outbox, which sends its
+    notification now. A held one does not (the claim would find nothing due): issuing
+    releases its notification and hands it to the outbox. The outbox polls every 30 s
+    here, so only the wake-up or the hand-over delivers within the wait."""
+    mall = await make_mall(coupon_holdout_bps=0, coupon_issue_budget_ms=30_000, coupon_issue_retry_after_ms=60_000,
+                           outbox_poll_interval_ms=30_000)
+    a, b, c = mall.stores
+    svc = mall.gateway_app[SERVICES]
+    wakeup = _WakeupSpy(svc.coupons.wakeup)
+    monkeypatch.setattr(svc.coupons, "wakeup", wakeup)
+    started, start = [], coupon_issuing.start
+    monkeypatch.setattr(coupon_issuing, "start", lambda svc, key: (started.append(key), start(svc, key)))
+    await _campaigns_known(svc)
+
+    await pay(mall, a, "WAKE-A-0001", 5000)  # no campaign: not held
+    event = await notified(mall, "WAKE-A-0001")
+    assert "coupons" not in event["resource"]["mall_info"]
+    assert wakeup.sets == 1 and started == []
+
+    await _campaigns(mall, b, c)
+    await pay(mall, a, "WAKE-A-0002", 5000)  # held for issuing, released with its coupons
+    event = await notified(mall, "WAKE-A-0002")
+    assert sorted(cp["sub_mchid"] for cp in event["resource"]["mall_info"]["coupons"]) == [b, c]
+    assert started == [(mall.settings.sp_mchid, a, "WAKE-A-0002")] and wakeup.sets == 1
+
+
+class _WakeupSpy:
+    """The outbox's wake-up, counting who sets it."""
+
+    def __init__(self, event: asyncio.Event):
+        self._event = event
+        self.sets = 0
+
+    def set(self) -> None:
+        self.sets += 1
+        self._event.set()
+
+
+async def _campaigns_known(svc) -> None:
+    """Until the process has read its campaigns once, every payment may be rewarded (and is held)."""
+    await wait_until(lambda: svc.coupons.campaigns is not None, what="the campaigns read at start")
 
 
 async def _intent_written(mall, out_trade_no: str) -> None:

@@ -53,6 +53,16 @@ async def test_the_mall_pays_out_the_receivable_and_refunds_take_back_the_unpaid
     assert reused.status == 400 and reused.json["detail"]["reason"] == "out_payout_no_reused"
     assert await mall.invariants() == []
 
+    # Listed: the admin sees every store's (or one's), a store only its own, whatever it asks.
+    listed = await mall.admin.get(PAYOUTS)
+    assert (listed.status, listed.json["total_count"], listed.json["data"]) == (200, 1, [paid.json])
+    assert (await mall.admin.get(f"{PAYOUTS}?sub_mchid={a}")).json["total_count"] == 0
+    own = await (await store_client(mall, b)).get(PAYOUTS)
+    assert (own.status, own.json["data"]) == (200, [paid.json])
+    other = await (await store_client(mall, a)).get(f"{PAYOUTS}?sub_mchid={b}")
+    assert (other.status, other.json["total_count"], other.json["data"]) == (200, 0, [])
+    assert (await mall.app.get(PAYOUTS)).status == 403
+
     # A partial refund takes back the discount's share of what left: 2000 × 3050 / 10000.
     await refund(mall, b, "SUBSIDY-B-01", "SUBSIDY-R-01", 3050, 10000)
     books = await balances(mall)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from gateway.api.mall import (
     clients, coupon_campaigns, coupon_subsidies, guides, jobs, ledger, members, notifications, payouts,
-    reconciliations, statements, tenants,
+    points_syncs, reconciliations, statements, tenants,
 )
 
 RESOURCES = (tenants, guides, clients, ledger, notifications, payouts, reconciliations, statements, jobs,
-             coupon_campaigns, members, coupon_subsidies)
+             coupon_campaigns, members, coupon_subsidies, points_syncs)
 routes = [route for module in RESOURCES for route in module.routes]

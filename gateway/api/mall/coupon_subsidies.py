@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway.api import caller_of, services_of
 from gateway.api.middleware import json_body
-from gateway.api.mall.common import require_role
+from gateway.api.mall.common import paging, require_role
 from gateway.api.orders import json_response
 from gateway.services import coupon_redemption
 
@@ -19,3 +19,11 @@ async def pay_out(request: web.Request) -> web.Response:
     require_role(caller, "admin", "finance")
     return json_response(await coupon_redemption.pay_out_subsidy(services_of(request), caller.mall_id,
                                                                  await json_body(request)))
+
+
+@routes.get("/v3/mall/coupon-subsidies/payouts")
+async def list_payouts(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    limit, offset = paging(request)
+    return json_response(await coupon_redemption.subsidy_payouts(services_of(request), caller,
+                                                                 request.query.get("sub_mchid"), limit, offset))

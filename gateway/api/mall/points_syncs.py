@@ -1,0 +1,39 @@
+"""/v3/mall/points/syncs: points changes WeChat never took, for admins to see and retry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api import caller_of, services_of
+from gateway.api.mall.common import paging, require_role
+from gateway.api.orders import json_response
+from gateway.domain_errors import InvalidField, NotFound, Refused
+from gateway.services import points
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v3/mall/points/syncs")
+async def list_syncs(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    limit, offset = paging(request)
+    state = request.query.get("state", "dead")
+    if state not in points.SYNC_STATES:
+        raise InvalidField("state", "out_of_range", f"state: one of {', '.join(points.SYNC_STATES)}")
+    return json_response(await points.list_syncs(services_of(request), caller.mall_id, state, limit, offset))
+
+
+@routes.post("/v3/mall/points/syncs/{sync_id}/retry")
+async def retry_sync(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    require_role(caller, "admin")
+    raw = request.match_info["sync_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound("points_sync")
+    sync, state = await points.retry_sync(services_of(request), caller.mall_id, int(raw))
+    if sync is None and state is None:
+        raise NotFound("points_sync")
+    if sync is None:
+        raise Refused("points_sync_not_dead", f"only a dead sync is retried; this one is {state}", state=state)
+    return json_response(sync)

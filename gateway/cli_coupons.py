@@ -1,0 +1,76 @@
+"""`mallpay coupons subsidy-payouts` and `mallpay points syncs|retry-sync`: what operators
+look at for coupons' and points' money and messages."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_coupon_commands(coupons) -> None:
+    payouts = coupons.add_parser("subsidy-payouts", help="the mall's coupon-subsidy payouts to stores, newest first")
+    payouts.add_argument("--sub-mchid", help="one store's only")
+    payouts.add_argument("--limit", type=int, default=100)
+    payouts.add_argument("--json", action="store_true", help="the list as JSON")
+    payouts.set_defaults(run=_subsidy_payouts)
+
+
+def add_points_commands(points) -> None:
+    syncs = points.add_parser("syncs", help="points changes told to WeChat in one state (default: dead)")
+    syncs.add_argument("--state", default="dead", choices=["dead", "pending", "synced"])
+    syncs.add_argument("--limit", type=int, default=100)
+    syncs.add_argument("--json", action="store_true", help="the list as JSON")
+    syncs.set_defaults(run=_syncs)
+    retry = points.add_parser("retry-sync", help="send a dead points change to WeChat again")
+    retry.add_argument("sync_id", type=int)
+    retry.set_defaults(run=_retry_sync)
+
+
+def _subsidy_payouts(settings, args) -> int:
+    from gateway.cli_jobs import _run
+    from gateway.repo.clients import Caller
+    from gateway.services import coupon_redemption
+    operator = Caller(client_id="cli", mall_id=settings.sp_mchid, sp_appid=settings.sp_appid, role="admin",
+                      sub_mchid=None, apiv3_key=None)
+    found = _run(settings, lambda svc: coupon_redemption.subsidy_payouts(svc, operator, args.sub_mchid,
+                                                                         args.limit, 0))
+    if found is None:
+        return 1
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False, indent=2))
+        return 0
+    for payout in found["data"]:
+        print(f"{payout['paid_at']}\t{payout['sub_mchid']}\t{payout['out_payout_no']}\t{payout['amount']}")
+    print(f"{found['total_count']} payouts", file=sys.stderr)
+    return 0
+
+
+def _syncs(settings, args) -> int:
+    from gateway.cli_jobs import _run
+    from gateway.services import points
+    found = _run(settings, lambda svc: points.list_syncs(svc, settings.sp_mchid, args.state, args.limit, 0))
+    if found is None:
+        return 1
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False, indent=2))
+        return 0
+    for sync in found["data"]:
+        print(f"{sync['sync_id']}\t{sync['kind']}\t{sync['ref']}\t{sync['increased_points']}\t{sync['state']}\t"
+              f"{sync['attempts']}\t{sync['last_error']}")
+    print(f"{found['total_count']} {args.state} points syncs", file=sys.stderr)
+    return 0
+
+
+def _retry_sync(settings, args) -> int:
+    from gateway.cli_jobs import _run
+    from gateway.services import points
+    found = _run(settings, lambda svc: points.retry_sync(svc, settings.sp_mchid, args.sync_id))
+    if found is None:
+        return 1
+    sync, state = found
+    if sync is None:
+        print(f"mallpay: points sync {args.sync_id} " + ("not found" if state is None else
+                                                        f"is {state}: points_sync_not_dead"), file=sys.stderr)
+        return 1
+    print(json.dumps(sync, ensure_ascii=False, indent=2))
+    return 0
