@@ -285,7 +285,9 @@ def plan_refund(funds: OrderFunds, refund_fen: int) -> tuple[RefundPlan, OrderFu
     refunded = funds.refunded_fen + refund_fen
     # The channel's own rule for its fee: the part of the fee that the refunded total is of
     # the order, floored, less what it gave back before (so the last refund returns it all).
-    fee_refunded = funds.fee_fen * refunded // funds.paid_fen
+    # Never below what was given back already: when a refund counted by a later plan is
+    # refused, the fee given back can be ahead of the rule until the refunds catch up.
+    fee_refunded = max(funds.fee_fen * refunded // funds.paid_fen, funds.fee_refunded_fen)
     fee_back = fee_refunded - funds.fee_refunded_fen
     store_part = refund_fen - fee_back
     from_frozen = min(store_part, funds.frozen_fen)

@@ -309,16 +309,17 @@ def test_a_refused_unfreeze_freezes_the_money_again_and_a_release_with_nothing_f
     assert release_rest(emptied) == (0, replace(emptied, unfrozen=True))
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: a refund's fee back is fixed when it is planned, "
-                   "so refusing one that a later plan counted leaves the fee out of step")
 def test_a_refund_refused_after_a_later_one_was_planned_keeps_the_fee_in_step():
     funds = paid(4, 1)
     first, funds = plan_refund(funds, 2)  # fee back floor(1 × 2/4) = 0
     second, funds = plan_refund(funds, 2)  # fee back floor(1 × 4/4) - 0 = 1
     assert (first.fee_back_fen, second.fee_back_fen) == (0, 1)
     _, funds = undo_refund(funds, first)  # the channel refused the first: 2 refunded, 1 of the fee back
-    third, funds = plan_refund(funds, 1)  # floor(1 × 3/4) - 1 = -1
-    assert third.fee_back_fen >= 0
+    assert funds.fee_refunded_fen == 1
+    third, funds = plan_refund(funds, 1)  # the rule says floor(1 × 3/4) = 0, but 1 is back already
+    assert third.fee_back_fen == 0
+    last, funds = plan_refund(funds, 1)  # the whole order refunded: the whole fee, once
+    assert (last.fee_back_fen, funds.fee_refunded_fen, funds.refundable_fen) == (0, 1, 0)
 
 
 def test_sql_reads_only_fields_that_a_refund_plan_has():
@@ -603,8 +604,10 @@ class OrderHistory:
         remaining = f.refundable_fen
         # Every split comes back in proportion to what is still refundable, floored, and the
         # last refund brings back exactly what is outstanding; the fee by the channel's own
-        # cumulative rule: the share of the fee that the refunded total is of the order.
-        assert new.fee_refunded_fen == f.fee_fen * new.refunded_fen // f.paid_fen
+        # cumulative rule: the share of the fee that the refunded total is of the order, or
+        # what came back already when a refused refund left it ahead; never a negative fee back.
+        assert new.fee_refunded_fen == max(f.fee_fen * new.refunded_fen // f.paid_fen, f.fee_refunded_fen)
+        assert plan.fee_back_fen >= 0
         before, after = lines(f), lines(new)
         given_back = dict(plan.returns + plan.owed)
         assert len(given_back) == len(plan.returns) + len(plan.owed)
@@ -669,14 +672,9 @@ class OrderHistory:
             accounts.CHANNEL_FEES: -plan.fee_back_fen, accounts.PAYER: plan.refund_fen})
 
     def end_refund(self, index: int, paid: bool) -> None:
-        """The channel's answer to a pending refund: paid, or refused (CLOSED) and undone.
-
-        Only the last refund planned is ever refused here: undoing one that a later plan
-        counted can leave the fee given back out of step with the channel's rule (see
-        test_a_refund_refused_after_a_later_one_was_planned_keeps_the_fee_in_step)."""
+        """The channel's answer to a pending refund, any of them: paid, or refused (CLOSED)
+        and undone, also after later refunds were planned."""
         plan = self.pending[index]
-        if plan is not self.last_plan:
-            paid = True
         self.pending.pop(index)
         if paid:
             self.paid_out(self.next_ref("R"), plan)
