@@ -271,6 +271,20 @@ def test_a_refused_refund_gives_the_order_back_what_its_plan_took_but_returns_ma
     assert lines(undone) == {COMMISSION: (1000, 400), GUIDE: (500, 0)}
 
 
+def test_a_refund_closed_by_a_failed_split_return_gives_the_line_back_what_was_not_returned():
+    before = split(paid(10_000, 60), (COMMISSION, 1000), (BRAND, 1500), (GUIDE, 500))
+    plan, funds = plan_refund(before, 4000)
+    assert (plan.returns, plan.owed) == (((COMMISSION, 400), (BRAND, 600)), ((GUIDE, 200),))
+    # The commission's return was made; the brand's failed (or was never sent): the brand
+    # still holds its whole split, the commission 600 of its 1000.
+    _, undone = undo_refund(funds, plan, not_returned=((BRAND, 600),))
+    assert lines(undone) == {COMMISSION: (1000, 400), BRAND: (1500, 0), GUIDE: (500, 0)}
+    # Nothing returned at all: the order is as it was before the refund.
+    assert undo_refund(funds, plan, not_returned=plan.returns) == (0, before)
+    with pytest.raises(AssertionError):
+        undo_refund(funds, plan, not_returned=((BRAND, 601),))  # more than the plan asked back
+
+
 def test_a_refund_refused_after_an_unfreeze_releases_its_frozen_part_to_the_store():
     plan, funds = plan_refund(paid(10_000, 60), 4000)
     assert (plan.fee_back_fen, plan.from_frozen_fen) == (24, 3976)
