@@ -24,8 +24,8 @@ from emulator.split_book import SUCCESS as SPLIT_SUCCESS
 from emulator.state import PAID_STATES, Order
 from emulator.wire import CHINA_TZ
 from gateway.shapes import bills as shapes
+from gateway.shapes.bills import bill_time, day_window, rate_text
 
-BILL_READY_AFTER = timedelta(days=1, hours=10)
 PAYOUT_HOUR = 6
 PAYOUT_DAYS_CATCH_UP_MAX = 366  # a clock moved further than this pays out once for the gap
 TAMPERS_MAX = 1_000
@@ -33,24 +33,6 @@ BILL_NAMES = ("trade", "profitsharing", "fundflow")
 TAMPER_ACTIONS = ("drop", "add", "alter_amount", "alter_status", "alter_fee")
 AMOUNT_COLUMN = {"trade": ("应结订单金额", "订单金额"), "profitsharing": ("分账金额",), "fundflow": ("收支金额(元)",)}
 STATUS_COLUMN = {"trade": "交易状态", "profitsharing": "处理状态", "fundflow": "业务类型"}
-
-
-def day_window(bill_date: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(bill_date, time(0), tzinfo=CHINA_TZ)
-    return start, start + timedelta(days=1)
-
-
-def ready_at(bill_date: date) -> datetime:
-    return day_window(bill_date)[0] + BILL_READY_AFTER
-
-
-def bill_time(moment: datetime) -> str:
-    """WeChat's bill time: China time, 'yyyy-MM-dd HH:mm:ss'."""
-    return moment.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def rate_text(bps: int) -> str:
-    return f"{bps // 100}.{bps % 100:02d}%"
 
 
 def _within(moment: datetime | None, window: tuple[datetime, datetime]) -> bool:

@@ -30,7 +30,7 @@ from aiohttp import web
 from emulator import keys
 from emulator.auth import caller_mchid
 from emulator.bill_book import (
-    BILL_NAMES, TAMPER_ACTIONS, Tamper, apply_tampers, fundflow_rows, profitsharing_rows, ready_at, sha1_hex,
+    BILL_NAMES, TAMPER_ACTIONS, Tamper, apply_tampers, fundflow_rows, profitsharing_rows, sha1_hex,
     trade_rows,
 )
 from emulator.fields import MCHID_RE
@@ -72,7 +72,7 @@ def _gzip(request: web.Request) -> bool:
 
 def _check_ready(request: web.Request, bill_date: date) -> datetime:
     now = request.app[keys.CLOCK]()
-    if now < ready_at(bill_date):
+    if now < shapes.ready_at(bill_date):
         raise EmulatorError(400, "STATEMENT_CREATING", "账单生成中，请在次日上午十点以后再下载")
     return now
 

@@ -23,18 +23,16 @@ from cryptography.hazmat.primitives import serialization
 from gateway.domain_errors import DomainError
 from gateway.repo import bills as repo
 from gateway.services.context import Services
-from gateway.services.reconciliation import day_window
 from gateway.shapes import bills as shapes
 from gateway.wire import CHINA_TZ
 from ledger.payments import channel_fee_fen
 
 TOKEN_TTL_S = 10 * 60
 BILL_DAYS_BACK_MAX = 90  # as WeChat: bills of the last three months
-# As WeChat: the bill of day D (China time) is served from 10:00 on D+1. Our records of D
-# still move after midnight (a payment of 23:59 confirmed by the unpaid-order check, a
-# refund's result), and a bill once served must not change under its hash; backends
-# written against WeChat already wait for 10:00.
-BILL_READY_AFTER = timedelta(days=1, hours=10)
+# As WeChat, the bill of day D (China time) is served from 10:00 on D+1
+# (shapes.BILL_READY_AFTER): our records of D still move after midnight (a payment of 23:59
+# confirmed by the unpaid-order check, a refund's result), and a bill once served must not
+# change under its hash; backends written against WeChat already wait for 10:00.
 
 
 class NoStatement(DomainError):
@@ -60,32 +58,20 @@ class BillRequest:
     client_id: str
 
 
-def ready_at(bill_on: date) -> datetime:
-    return day_window(bill_on)[0] + BILL_READY_AFTER
-
-
-def _bill_time(moment: datetime) -> str:
-    return moment.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _rate(bps: int) -> str:
-    return f"{bps // 100}.{bps % 100:02d}%"
-
-
 def _trade_row(o, *, at: datetime, state: str, fee_fen: int, settled_fen: int) -> dict:
     return {
-        "交易时间": _bill_time(at), "公众账号ID": o["sp_appid"], "商户号": o["mall_id"], "特约商户号": o["sub_mchid"],
+        "交易时间": shapes.bill_time(at), "公众账号ID": o["sp_appid"], "商户号": o["mall_id"], "特约商户号": o["sub_mchid"],
         "设备号": "", "微信订单号": o["transaction_id"], "商户订单号": o["out_trade_no"],
         "用户标识": o["payer_sp_openid"] or o["payer_sub_openid"] or "", "交易类型": "JSAPI", "交易状态": state,
         "付款银行": o["bank_type"] or "OTHERS", "货币种类": o["currency"], "应结订单金额": settled_fen, "代金券金额": 0,
         "微信退款单号": "0", "商户退款单号": "0", "退款金额": 0, "充值券退款金额": 0, "退款类型": "", "退款状态": "",
-        "商品名称": o["description"], "商户数据包": o["attach"] or "", "手续费": fee_fen, "费率": _rate(o["fee_rate_bps"]),
+        "商品名称": o["description"], "商户数据包": o["attach"] or "", "手续费": fee_fen, "费率": shapes.rate_text(o["fee_rate_bps"]),
         "订单金额": settled_fen, "申请退款金额": 0, "费率备注": "",
     }
 
 
 async def trade_rows(conn, mall_id: str, bill_on: date, sub_mchid: str | None) -> list[dict]:
-    start, end = day_window(bill_on)
+    start, end = shapes.day_window(bill_on)
     rows = []
     for o in await conn.fetch(repo.OWN_PAYMENTS, mall_id, start, end, sub_mchid):
         fee = o["fee_fen"] if o["fee_fen"] is not None else channel_fee_fen(o["total_fen"], o["fee_rate_bps"])
@@ -99,14 +85,14 @@ async def trade_rows(conn, mall_id: str, bill_on: date, sub_mchid: str | None) -
 
 
 async def split_rows(conn, mall_id: str, bill_on: date, sub_mchid: str | None) -> list[dict]:
-    start, end = day_window(bill_on)
+    start, end = shapes.day_window(bill_on)
     rows = []
     for s in await conn.fetch(repo.OWN_SPLITS, mall_id, start, end, sub_mchid):
         for line in (s["result"] or {}).get("receivers", []):
             if line.get("result") != "SUCCESS":
                 continue
             rows.append({
-                "分账发起时间": _bill_time(s["finished_at"]), "分账发起方": mall_id, "分账出资方": s["sub_mchid"],
+                "分账发起时间": shapes.bill_time(s["finished_at"]), "分账发起方": mall_id, "分账出资方": s["sub_mchid"],
                 "微信订单号": s["transaction_id"], "微信分账/回退单号": s["order_id"] or "",
                 "商户分账/回退单号": s["out_order_no"], "分账明细单号": line.get("detail_id", ""),
                 "分账接收方": line["account"], "分账金额": line["amount"], "业务类型": shapes.SPLIT_BUSINESS,
@@ -114,7 +100,7 @@ async def split_rows(conn, mall_id: str, bill_on: date, sub_mchid: str | None) -
             })
     for r in await conn.fetch(repo.OWN_RETURNS, mall_id, start, end, sub_mchid):
         rows.append({
-            "分账发起时间": _bill_time(r["finished_at"]), "分账发起方": mall_id, "分账出资方": r["sub_mchid"],
+            "分账发起时间": shapes.bill_time(r["finished_at"]), "分账发起方": mall_id, "分账出资方": r["sub_mchid"],
             "微信订单号": r["transaction_id"], "微信分账/回退单号": r["return_id"] or "",
             "商户分账/回退单号": r["out_return_no"], "分账明细单号": "", "分账接收方": r["return_mchid"],
             "分账金额": r["amount_fen"], "业务类型": shapes.RETURN_BUSINESS, "处理状态": "SUCCESS", "分账描述": "",
@@ -125,7 +111,7 @@ async def split_rows(conn, mall_id: str, bill_on: date, sub_mchid: str | None) -
 async def bill_bytes(svc: Services, mall_id: str, req: BillRequest) -> bytes:
     """The bill file, or NoStatement / NotReady."""
     now = svc.clock()
-    if now < ready_at(req.bill_on):
+    if now < shapes.ready_at(req.bill_on):
         raise NotReady()
     if req.bill_on < (now.astimezone(CHINA_TZ).date() - timedelta(days=BILL_DAYS_BACK_MAX)):
         raise NoStatement()

@@ -17,7 +17,7 @@ ready yet raises a retryable ChannelError, so the job is retried later.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Callable
 
 import structlog
@@ -27,6 +27,7 @@ from gateway.repo import bills as repo
 from gateway.repo import orders as orders_repo
 from gateway.services import payments, payouts
 from gateway.services.context import Services
+from gateway.shapes.bills import day_window
 from gateway.wire import CHINA_TZ, to_wechat_time
 from ledger.payments import channel_fee_fen
 from ledger.reconciliation import Bill, Finding, Item, Line, match
@@ -36,11 +37,6 @@ RECONCILE_DAY = "reconcile_day"
 JOB_STORE = "mall"  # the jobs ref is "store/key"; a day's run belongs to the whole mall
 PLAN_INTERVAL_S = 300  # how often each process makes sure the daily run is planned
 HEAL_MAX = 1_000  # payments healed in one run; the rest wait for the next run
-
-
-def day_window(bill_on: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(bill_on, time(0), tzinfo=CHINA_TZ)
-    return start, start + timedelta(days=1)
 
 
 def china_today(now: datetime) -> date:

@@ -21,15 +21,10 @@ async def statement(pool, mall_id: str, sub_mchid: str, from_on: date, to_on: da
     """The store's statement for China-time days from_on..to_on. A missing store, and
     one the caller may not see (`visible` False), are both RESOURCE_NOT_EXISTS after the
     same lookup, so the answer never tells them apart."""
-    try:
-        from_at, to_at = period_bounds(from_on, to_on)
-    except PeriodError as error:
-        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
+    from_at, to_at = _bounds(from_on, to_on)
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None or not visible:
-                raise NotFound("tenant")
-            names = await ledger_repo.store_accounts(conn, mall_id, sub_mchid)
+            names = await _visible_store_accounts(conn, mall_id, sub_mchid, visible)
             rows = await ledger_repo.statement_transfers(conn, mall_id, sub_mchid, names, from_at, to_at)
             opening, closing = await ledger_repo.balances_at_two_instants(conn, mall_id, names, from_at, to_at)
     transfers = [_transfer(r) for r in rows]
@@ -41,15 +36,10 @@ async def statements_of_all_stores(pool, mall_id: str, from_on: date, to_on: dat
     """Every store's statement for China-time days from_on..to_on, ordered by sub_mchid, from
     one snapshot and one pass over the period's transfers (what a daily job wants): each is
     the statement `statement` builds for that store."""
-    try:
-        from_at, to_at = period_bounds(from_on, to_on)
-    except PeriodError as error:
-        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
+    from_at, to_at = _bounds(from_on, to_on)
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            stores: list[str] = []
-            while page := (await tenants_repo.tenants(conn, mall_id, _TENANT_PAGE, len(stores)))[0]:
-                stores += [tenant.sub_mchid for tenant in page]
+            stores = await _all_stores(conn, mall_id)
             names = await ledger_repo.all_store_accounts(conn, mall_id)
             rows = await ledger_repo.statement_transfers_all_stores(conn, mall_id, from_at, to_at)
             opening, closing = await ledger_repo.balances_at_two_instants(conn, mall_id, names, from_at, to_at)
@@ -71,21 +61,40 @@ async def statements_of_all_stores(pool, mall_id: str, from_on: date, to_on: dat
 _TENANT_PAGE = 1000
 
 
+def _bounds(from_on: date, to_on: date) -> tuple[datetime, datetime]:
+    """The period's instants; a period the statements refuse is INVALID_REQUEST on `to`."""
+    try:
+        return period_bounds(from_on, to_on)
+    except PeriodError as error:
+        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
+
+
+async def _visible_store_accounts(conn, mall_id: str, sub_mchid: str, visible: bool) -> list[str]:
+    """The store's ledger account names; a missing store and one the caller may not see are
+    both RESOURCE_NOT_EXISTS after the same lookup."""
+    if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None or not visible:
+        raise NotFound("tenant")
+    return await ledger_repo.store_accounts(conn, mall_id, sub_mchid)
+
+
+async def _all_stores(conn, mall_id: str) -> list[str]:
+    """Every store's sub_mchid in the mall, read page by page on `conn`."""
+    stores: list[str] = []
+    while page := (await tenants_repo.tenants(conn, mall_id, _TENANT_PAGE, len(stores)))[0]:
+        stores += [tenant.sub_mchid for tenant in page]
+    return stores
+
+
 async def rendered(pool, mall_id: str, sub_mchid: str, from_on: date, to_on: date, *, visible: bool = True,
                    csv: bool = False, json: bool = False) -> RenderedStatement:
     """The statement `statement` builds, with its lines written out by the database in the
     asked formats (ledger.statement_formats.rendered_csv / rendered_json_bytes give the same
     bytes as for `statement`'s answer). Same refusals as `statement`."""
     assert csv or json, "a format"
-    try:
-        from_at, to_at = period_bounds(from_on, to_on)
-    except PeriodError as error:
-        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
+    from_at, to_at = _bounds(from_on, to_on)
     async with pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            if await tenants_repo.tenant(conn, mall_id, sub_mchid) is None or not visible:
-                raise NotFound("tenant")
-            names = await ledger_repo.store_accounts(conn, mall_id, sub_mchid)
+            names = await _visible_store_accounts(conn, mall_id, sub_mchid, visible)
             rows = await ledger_repo.shaped_statement(conn, mall_id, sub_mchid, names, from_at, to_at,
                                                       csv=csv, json=json)
             if rows:  # the query read the balances too
@@ -106,10 +115,7 @@ async def rendered_of_all_stores(pool, mall_id: str, from_on: date, to_on: date,
     by each; the lines, most of the work, are shared out)."""
     assert csv or json, "a format"
     assert connections >= 1
-    try:
-        from_at, to_at = period_bounds(from_on, to_on)
-    except PeriodError as error:
-        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
+    from_at, to_at = _bounds(from_on, to_on)
     assembled: dict[str, tuple] = {}
 
     async def shaped(conn, share: list[str] | None) -> None:
@@ -134,9 +140,7 @@ async def rendered_of_all_stores(pool, mall_id: str, from_on: date, to_on: date,
                 await stack.enter_async_context(helper.transaction(isolation="repeatable_read", readonly=True))
                 await ledger_repo.use_snapshot(helper, snapshot)
                 helpers.append(helper)
-        stores: list[str] = []
-        while page := (await tenants_repo.tenants(conn, mall_id, _TENANT_PAGE, len(stores)))[0]:
-            stores += [tenant.sub_mchid for tenant in page]
+        stores = await _all_stores(conn, mall_id)
         names = await ledger_repo.all_store_accounts(conn, mall_id)
         if helpers:
             ordered = sorted(stores)

@@ -15,7 +15,10 @@ import csv
 import gzip
 import io
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Mapping, Sequence
+
+from gateway.wire import CHINA_TZ
 
 GZIP_MAGIC = b"\x1f\x8b"
 BOM = "\ufeff"
@@ -229,6 +232,31 @@ def summarise(kind: BillKind, rows: Sequence[Mapping[str, str | int]]) -> Row:
     spent = [r for r in rows if r.get("收支类型") == EXPENSE]
     return {"资金流水总笔数": len(rows), "收入笔数": len(income), "收入金额": sum(int(r["收支金额(元)"]) for r in income),
             "支出笔数": len(spent), "支出金额": sum(int(r["收支金额(元)"]) for r in spent)}
+
+
+# As WeChat: the bill of day D (China time) is served from 10:00 on D+1.
+BILL_READY_AFTER = timedelta(days=1, hours=10)
+
+
+def day_window(bill_on: date) -> tuple[datetime, datetime]:
+    """The instants [start, end) of the China-time day a bill covers."""
+    start = datetime.combine(bill_on, time(0), tzinfo=CHINA_TZ)
+    return start, start + timedelta(days=1)
+
+
+def ready_at(bill_on: date) -> datetime:
+    """When the bill of `bill_on` may be downloaded."""
+    return day_window(bill_on)[0] + BILL_READY_AFTER
+
+
+def bill_time(moment: datetime) -> str:
+    """A bill's time: China time, 'yyyy-MM-dd HH:mm:ss'."""
+    return moment.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def rate_text(bps: int) -> str:
+    """A bill's fee rate: basis points as a percentage with two decimals ("0.60%")."""
+    return f"{bps // 100}.{bps % 100:02d}%"
 
 
 # Values WeChat writes in the columns the gateway reads.

@@ -155,13 +155,10 @@ async def test_gateway_finishes_orders_before_the_auto_unfreeze(make_mall):
 
 
 async def test_ten_concurrent_full_refunds_refund_once(make_mall):
-    mall = await make_mall()
     store = "1900000305"
-    await onboard(mall, store)
-    transaction_id = await paid_order(mall, store, "MANY-0001", 3_000)
-    replies = await asyncio.gather(*(mall.app.post("/v3/refund/domestic/refunds", {
-        "sub_mchid": store, "transaction_id": transaction_id, "out_refund_no": f"MR-{i:04d}",
-        "amount": {"refund": 3_000, "total": 3_000}}) for i in range(10)))
+    mall, replies = await _paid_then_raced(make_mall, store, 3_000, "/v3/refund/domestic/refunds", 10, lambda m, i, t: {
+        "sub_mchid": store, "transaction_id": t, "out_refund_no": f"MR-{i:04d}",
+        "amount": {"refund": 3_000, "total": 3_000}})
     accepted = [r for r in replies if r.status == 200]
     assert len(accepted) == 1, [(r.status, r.json) for r in replies]
     assert all(r.json["detail"]["reason"] == "amount_exceeds_refundable" for r in replies if r.status != 200)
@@ -169,16 +166,22 @@ async def test_ten_concurrent_full_refunds_refund_once(make_mall):
 
 
 async def test_concurrent_splits_never_exceed_the_cap(make_mall):
-    mall = await make_mall()
     store = "1900000306"
-    await onboard(mall, store)
-    transaction_id = await paid_order(mall, store, "CAP-0001", 10_000)
-    replies = await asyncio.gather(*(mall.app.post("/v3/profitsharing/orders", {
-        "sub_mchid": store, "transaction_id": transaction_id, "out_order_no": f"C-{i:04d}",
-        "unfreeze_unsplit": False, "receivers": [{"type": "MERCHANT_ID", "account": mall.settings.sp_mchid,
-                                                  "amount": 700, "description": "佣金"}]}) for i in range(8)))
+    mall, replies = await _paid_then_raced(make_mall, store, 10_000, "/v3/profitsharing/orders", 8, lambda m, i, t: {
+        "sub_mchid": store, "transaction_id": t, "out_order_no": f"C-{i:04d}", "unfreeze_unsplit": False,
+        "receivers": [{"type": "MERCHANT_ID", "account": m.settings.sp_mchid, "amount": 700,
+                       "description": "佣金"}]})
     assert sum(r.status == 200 for r in replies) == 4  # 4 × 700 ≤ 3000 < 5 × 700
     await wait_until(lambda: _balance_is(mall, "mall:commission", 2800), what="splits")
+
+
+async def _paid_then_raced(make_mall, store: str, total_fen: int, path: str, times: int, body_of):
+    """A mall with `store` onboarded and one order of `total_fen` paid there, then `times`
+    POSTs to `path` at once, the i-th with body_of(mall, i, transaction_id): (mall, the replies)."""
+    mall = await make_mall()
+    await onboard(mall, store)
+    transaction_id = await paid_order(mall, store, f"RACE-{store}", total_fen)
+    return mall, await asyncio.gather(*(mall.app.post(path, body_of(mall, i, transaction_id)) for i in range(times)))
 
 
 async def _balance_is(mall, account: str, expected: int) -> bool:

@@ -1,5 +1,5 @@
 """The gateway's own bills of day D are served from 10:00 China time on D+1, as WeChat's
-are (gateway.services.own_bills.BILL_READY_AFTER): before, STATEMENT_CREATING; at 10:00
+are (gateway.shapes.bills.BILL_READY_AFTER): before, STATEMENT_CREATING; at 10:00
 the day's bill (here an empty day: NO_STATEMENT_EXIST)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from gateway.services import onboarding, own_bills
+from gateway.shapes import bills
 from gateway.wire import CHINA_TZ
 
 MALL = "1900000100"
@@ -21,7 +22,7 @@ async def test_a_days_bill_is_served_from_ten_the_next_morning(db_pool, bill):
     await onboarding.ensure_mall(db_pool, MALL, "wxmall", "Test mall")
     request = own_bills.BillRequest(bill=bill, bill_on=DAY, sub_mchid=None, gzip_it=False, client_id="c")
     ten = datetime(2026, 12, 1, 10, 0, tzinfo=CHINA_TZ)
-    assert own_bills.ready_at(DAY) == ten
+    assert bills.ready_at(DAY) == ten
     for early in (datetime(2026, 11, 30, 23, 59, tzinfo=CHINA_TZ), datetime(2026, 12, 1, 0, 0, 1, tzinfo=CHINA_TZ),
                   ten - timedelta(microseconds=1)):
         with pytest.raises(own_bills.NotReady):
