@@ -285,7 +285,9 @@ def plan_refund(funds: OrderFunds, refund_fen: int) -> tuple[RefundPlan, OrderFu
     refunded = funds.refunded_fen + refund_fen
     # The channel's own rule for its fee: the part of the fee that the refunded total is of
     # the order, floored, less what it gave back before (so the last refund returns it all).
-    fee_refunded = funds.fee_fen * refunded // funds.paid_fen
+    # Never below what was given back already: when a refund counted by a later plan is
+    # refused, the fee given back can be ahead of the rule until the refunds catch up.
+    fee_refunded = max(funds.fee_fen * refunded // funds.paid_fen, funds.fee_refunded_fen)
     fee_back = fee_refunded - funds.fee_refunded_fen
     store_part = refund_fen - fee_back
     from_frozen = min(store_part, funds.frozen_fen)
@@ -296,21 +298,35 @@ def plan_refund(funds: OrderFunds, refund_fen: int) -> tuple[RefundPlan, OrderFu
     return plan, new
 
 
-def undo_refund(funds: OrderFunds, plan: RefundPlan) -> tuple[int, OrderFunds]:
+def undo_refund(funds: OrderFunds, plan: RefundPlan,
+                not_returned: tuple[tuple[str, int], ...] = ()) -> tuple[int, OrderFunds]:
     """The channel refused a planned refund (or a split return it needed failed) and no
     refund money moved: the order gets back its refundable amount, the fee given back and
     the guides' shares recorded as owed. Merchants' split returns already made stay made:
-    that money is with the store, so their lines keep it as returned.
+    that money is with the store, so their lines keep it as returned. The plan's returns
+    that were not made (`not_returned`, (account, fen) pairs: the one that failed and those
+    never sent) are still with their receivers, so their lines hold them again.
 
     The plan's frozen part goes back to the freeze, unless the order was unfrozen
     meanwhile: the channel then released that money to the store too. Returns (released,
     funds): `released` is what to post as unfrozen (0 when it went back to the freeze)."""
-    owed = dict(plan.owed)
-    lines = tuple(replace(line, back_fen=line.back_fen - owed.get(line.account, 0)) for line in funds.lines)
+    given_back = dict(plan.owed)
+    for account, fen in not_returned:
+        given_back[account] = given_back.get(account, 0) + fen
+    assert all(fen <= dict(plan.returns).get(account, 0) for account, fen in
+               _summed(not_returned)), (not_returned, plan.returns)
+    lines = tuple(replace(line, back_fen=line.back_fen - given_back.get(line.account, 0)) for line in funds.lines)
     released = plan.from_frozen_fen if funds.unfrozen else 0
     return released, replace(funds, refunded_fen=funds.refunded_fen - plan.refund_fen,
                              fee_refunded_fen=funds.fee_refunded_fen - plan.fee_back_fen,
                              frozen_fen=funds.frozen_fen + plan.from_frozen_fen - released, lines=lines)
+
+
+def _summed(pairs: tuple[tuple[str, int], ...]) -> list[tuple[str, int]]:
+    total: dict[str, int] = {}
+    for account, fen in pairs:
+        total[account] = total.get(account, 0) + fen
+    return list(total.items())
 
 
 def allocate_returns(returns: tuple[tuple[str, int], ...],

@@ -13,6 +13,10 @@ RETURNING *
 
 GUIDE = "SELECT * FROM guides WHERE mall_id = $1 AND guide_id = $2"
 
+# A guide's debt is read and recovered under this lock: reward jobs of one guide (two
+# orders, maybe two processes) decide one after the other, never on the same debt.
+LOCK_GUIDE = "SELECT guide_id FROM guides WHERE mall_id = $1 AND guide_id = $2 FOR UPDATE"
+
 GUIDE_BY_OPENID = "SELECT * FROM guides WHERE mall_id = $1 AND sub_mchid = $2 AND openid = $3"
 
 GUIDES = "SELECT * FROM guides WHERE mall_id = $1 ORDER BY guide_id LIMIT $2 OFFSET $3"
@@ -55,6 +59,11 @@ async def insert_guide(conn, mall_id, guide_id, sub_mchid, openid, name, created
 
 async def guide(conn, mall_id: str, guide_id: str):
     return await conn.fetchrow(GUIDE, mall_id, guide_id)
+
+
+async def lock_guide(conn, mall_id: str, guide_id: str) -> None:
+    """Inside the caller's transaction: hold the guide's row until it ends."""
+    await conn.fetchval(LOCK_GUIDE, mall_id, guide_id)
 
 
 async def guide_by_openid(conn, mall_id: str, sub_mchid: str, openid: str):

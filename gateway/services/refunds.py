@@ -215,22 +215,33 @@ async def _money_left_store(svc: Services, refund, state: str, transfer_of, *, s
 
 
 async def _closed(svc: Services, refund, reason: str) -> None:
-    """The channel refused the refund and no money moved: give the order's refundable
-    amount back and tell the client. Split returns already made stay made (the money is
-    with the store)."""
+    """The channel refused the refund (or one of its split returns failed) and no refund
+    money moved: give the order's refundable amount back and tell the client. Split
+    returns already made stay made (the money is with the store); those never sent end
+    FAILED with the refund, and the receivers' lines hold again what was not returned."""
     key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
     trade_key = (refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"])
     plan = _plan_of(refund)
+    now = svc.clock()
     async with svc.pool.acquire() as conn, conn.transaction():
         _, funds = await repo.funds_for_update(conn, trade_key)
         row = await repo.mark_refund(conn, key, "CLOSED", result={"fail_reason": reason})
         if row is None:
             return
-        released, funds = order_funds.undo_refund(funds, plan)
+        not_returned = []
+        for item in await repo.returns_of_refund(conn, *key):
+            if item["state"] == "PREPARED":
+                item = await repo.mark_return(conn, (item["mall_id"], item["sub_mchid"], item["out_return_no"]),
+                                              "FAILED", result={"fail_reason": "refund_closed"},
+                                              finished_at=now) \
+                    or await repo.split_return(conn, item["mall_id"], item["sub_mchid"], item["out_return_no"])
+            if item["state"] == "FAILED":
+                not_returned.append((item["ledger_account"], item["amount_fen"]))
+        released, funds = order_funds.undo_refund(funds, plan, tuple(not_returned))
         if released:
             # The order was unfrozen meanwhile: the channel released this money to the store too.
             await ledger_repo.post_transfer(conn, refund["mall_id"], postings.unfreeze_transfer(
-                refund["sub_mchid"], refund["out_refund_no"], released), svc.clock())
+                refund["sub_mchid"], refund["out_refund_no"], released), now)
         await repo.save_funds(conn, trade_key, funds)
         await _announce(conn, svc, refund, row)
     log.warning("refund_closed", out_refund_no=refund["out_refund_no"], reason=reason)

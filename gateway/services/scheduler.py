@@ -114,6 +114,9 @@ async def _prepare_reward(svc: Services, order, guide, out_order_no: str):
                                  out_order_no=out_order_no, purpose=order_funds.GUIDE_REWARD, parts=[],
                                  reason="guide_not_of_this_store")
             return None
+        # Under the guide's lock until this transaction commits the recovery: another reward
+        # job of this guide waits here, then reads the debt this one left.
+        await guides_repo.lock_guide(conn, order["mall_id"], guide["guide_id"])
         owed = -(await ledger_repo.balance_fen(conn, order["mall_id"], accounts.guide_clawback(guide["guide_id"])))
         rewards_account = accounts.guide_rewards(guide["guide_id"])
         decided = own_splits.guide_reward(funds, rewards_account, owed)

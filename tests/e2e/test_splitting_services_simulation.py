@@ -21,6 +21,8 @@ as regression tests now that the bugs they showed are fixed.
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import contextlib
 import copy
@@ -864,9 +866,19 @@ async def test_a_refund_whose_split_return_is_refused_for_good_ends(make_mall, m
     await wait_until(lambda: _refund_is(world.mall, store, "OR-R1", "CLOSED"), timeout_s=4, what="refund CLOSED")
     queried = await world.app.get(f"/v3/refund/domestic/refunds/OR-R1?sub_mchid={store}")
     assert queried.json["status"] == "CLOSED"
-    assert (await order_funds_row(world.mall.pool, transaction_id))["refunded_fen"] == 0
+    row = await order_funds_row(world.mall.pool, transaction_id)
+    assert row["refunded_fen"] == 0
     books = await balances(world.mall.pool, mall_mchid)
     assert (books["payer"], books["mall:commission"]) == (-10_000, 1_000), "nothing moved"
+    # The order's records follow the ledger: the mall still holds its whole split, and the
+    # refund's return, which failed, counts as nothing returned.
+    lines = row["lines"] if isinstance(row["lines"], list) else json.loads(row["lines"])
+    assert [(line["account"], line["split_fen"], line["back_fen"]) for line in lines] == [
+        ("mall:commission", 1_000, 0)]
+    async with world.mall.pool.acquire() as conn:
+        returns = await conn.fetch("SELECT state FROM split_returns WHERE mall_id = $1 AND sub_mchid = $2"
+                                   " AND out_refund_no = 'OR-R1'", mall_mchid, store)
+    assert returns and {r["state"] for r in returns} == {"FAILED"}
 
 
 async def test_a_refund_gives_back_the_fee_the_channel_gave_back(make_mall):
