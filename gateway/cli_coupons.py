@@ -27,38 +27,22 @@ def add_points_commands(points) -> None:
 
 
 def _subsidy_payouts(settings, args) -> int:
-    from gateway.cli_jobs import _run
+    from gateway.cli_jobs import print_page
     from gateway.repo.clients import Caller
     from gateway.services import coupon_redemption
     operator = Caller(client_id="cli", mall_id=settings.sp_mchid, sp_appid=settings.sp_appid, role="admin",
                       sub_mchid=None, apiv3_key=None)
-    found = _run(settings, lambda svc: coupon_redemption.subsidy_payouts(svc, operator, args.sub_mchid,
-                                                                         args.limit, 0))
-    if found is None:
-        return 1
-    if args.json:
-        print(json.dumps(found, ensure_ascii=False, indent=2))
-        return 0
-    for payout in found["data"]:
-        print(f"{payout['paid_at']}\t{payout['sub_mchid']}\t{payout['out_payout_no']}\t{payout['amount']}")
-    print(f"{found['total_count']} payouts", file=sys.stderr)
-    return 0
+    return print_page(settings, lambda svc: coupon_redemption.subsidy_payouts(svc, operator, args.sub_mchid,
+                                                                              args.limit, 0),
+                      ("paid_at", "sub_mchid", "out_payout_no", "amount"), "payouts", as_json=args.json)
 
 
 def _syncs(settings, args) -> int:
-    from gateway.cli_jobs import _run
+    from gateway.cli_jobs import print_page
     from gateway.services import points
-    found = _run(settings, lambda svc: points.list_syncs(svc, settings.sp_mchid, args.state, args.limit, 0))
-    if found is None:
-        return 1
-    if args.json:
-        print(json.dumps(found, ensure_ascii=False, indent=2))
-        return 0
-    for sync in found["data"]:
-        print(f"{sync['sync_id']}\t{sync['kind']}\t{sync['ref']}\t{sync['increased_points']}\t{sync['state']}\t"
-              f"{sync['attempts']}\t{sync['last_error']}")
-    print(f"{found['total_count']} {args.state} points syncs", file=sys.stderr)
-    return 0
+    return print_page(settings, lambda svc: points.list_syncs(svc, settings.sp_mchid, args.state, args.limit, 0),
+                      ("sync_id", "kind", "ref", "increased_points", "state", "attempts", "last_error"),
+                      f"{args.state} points syncs", as_json=args.json)
 
 
 def _retry_sync(settings, args) -> int:

@@ -26,13 +26,8 @@ def add_jobs_commands(sub) -> None:
 
 def _list(settings, args) -> int:
     from gateway.services import stuck_jobs
-    found = _run(settings, lambda svc: stuck_jobs.list_jobs(svc, settings.sp_mchid, args.state, args.limit, 0))
-    if found is None:
-        return 1
-    for job in found["data"]:
-        print(f"{job['job_id']}\t{job['kind']}\t{job['ref']}\t{job['state']}\t{job['attempts']}\t{job['last_error']}")
-    print(f"{found['total_count']} {args.state} jobs", file=sys.stderr)
-    return 0
+    return print_page(settings, lambda svc: stuck_jobs.list_jobs(svc, settings.sp_mchid, args.state, args.limit, 0),
+                      ("job_id", "kind", "ref", "state", "attempts", "last_error"), f"{args.state} jobs")
 
 
 def _show(settings, args) -> int:
@@ -69,3 +64,18 @@ def _run(settings, use):
         answer = wechat_answer(refusal)
         print(f"mallpay: {answer.code} {answer.reason}: {answer.message}", file=sys.stderr)
         return None
+
+
+def print_page(settings, use, columns: tuple[str, ...], what: str, *, as_json: bool = False) -> int:
+    """Run a listing (`use(svc)` answers a page: `data` and `total_count`) and print it: one
+    tab-separated line per row with `columns`, the count on stderr; or the page as JSON."""
+    found = _run(settings, use)
+    if found is None:
+        return 1
+    if as_json:
+        print(json.dumps(found, ensure_ascii=False, indent=2))
+        return 0
+    for row in found["data"]:
+        print("\t".join(str(row[column]) for column in columns))
+    print(f"{found['total_count']} {what}", file=sys.stderr)
+    return 0
