@@ -20,6 +20,7 @@ from gateway.db import create_pool
 from gateway.repo.tenants import Tenant
 from gateway.services import onboarding, payments
 from gateway.services.context import Services
+from gateway.services.next_store import CouponRuntime
 from gateway.services.onboarding import CONTRACT_DEFAULTS
 from gateway.settings import Settings
 
@@ -183,7 +184,8 @@ async def capture_apply(svc: Services, row: dict, trade: ChannelTrade) -> tuple[
 
 # -- setup -------------------------------------------------------------------------------
 
-async def set_up(database_url: str, settings: Settings, stores: int, profit_sharing: bool) -> dict:
+async def set_up(database_url: str, settings: Settings, stores: int, profit_sharing: bool,
+                 issuing: bool = False) -> dict:
     """Mall, stores and a client through onboarding, and the order sequence; returns what
     the orders and `_apply`'s arguments are built from."""
     pool = await create_pool(database_url, min_size=1, max_size=2, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
@@ -200,7 +202,7 @@ async def set_up(database_url: str, settings: Settings, stores: int, profit_shar
     finally:
         await pool.close()
     return {"client_id": created.client_id, "fee_rate_bps": onboarding.CONTRACT_DEFAULTS["fee_rate_bps"],
-            "profit_sharing": profit_sharing, "stores": stores}
+            "profit_sharing": profit_sharing, "stores": stores, "issuing": issuing}
 
 
 async def derive_shape(settings: Settings, context: dict) -> Shape:
@@ -209,14 +211,18 @@ async def derive_shape(settings: Settings, context: dict) -> Shape:
     row = order_row(settings, context["client_id"], SAMPLE_SUB_MCHID, SAMPLE_OUT_TRADE_NO,
                     context["fee_rate_bps"], context["profit_sharing"], now)
     trade = channel_trade(settings, SAMPLE_SUB_MCHID, SAMPLE_OUT_TRADE_NO, SAMPLE_TRANSACTION_ID, now)
-    query, args = await capture_apply(bench_services(settings), row, trade)
+    query, args = await capture_apply(bench_services(settings, context["issuing"]), row, trade)
     return Shape(query, args, context["stores"])
 
 
-def bench_services(settings: Settings) -> Services:
-    # _apply reads only settings and the clock; the channel and identity are not touched.
+def bench_services(settings: Settings, issuing: bool) -> Services:
+    """What `_apply` reads: settings, the clock and the process's coupon state. The channel
+    and identity are not touched. `issuing`: the process does not yet know the live
+    campaigns, so every payment may be rewarded and writes an issuing intent with its
+    notification held; otherwise it knows there is none, as in a mall without coupons
+    (the legacy function predates coupons)."""
     return Services(settings=settings, pool=None, channel=None, clock=lambda: datetime.now(timezone.utc),
-                    identity=None)
+                    identity=None, coupons=CouponRuntime(campaigns=None if issuing else []))
 
 
 async def top_up_orders(database_url: str, settings: Settings, context: dict, stores: int, count: int) -> None:
@@ -249,7 +255,7 @@ async def self_check(database_url: str, settings: Settings, context: dict, shape
     now = datetime.now(timezone.utc)
     row = order_row(settings, context["client_id"], pick["sub_mchid"], pick["out_trade_no"],
                     context["fee_rate_bps"], context["profit_sharing"], now)
-    _, args = await capture_apply(bench_services(settings), row, channel_trade(
+    _, args = await capture_apply(bench_services(settings, context["issuing"]), row, channel_trade(
         settings, pick["sub_mchid"], pick["out_trade_no"], pick["transaction_id"], now))
     for number, value in enumerate(args, start=1):
         if isinstance(value, (datetime, uuid.UUID)):

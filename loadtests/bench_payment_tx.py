@@ -75,7 +75,7 @@ async def python_side(database_url: str, context: dict, clients: int, seconds: f
     settings = Settings()
     shape = await derive_shape(settings, context)
     sql, params = shape.next_order_for_python()
-    svc = bench_services(settings)
+    svc = bench_services(settings, context["issuing"])
     pool = await create_pool(database_url, min_size=clients, max_size=clients,
                              statement_timeout_ms=STATEMENT_TIMEOUT_MS)
     done = {"applied": 0, "other": 0}
@@ -229,7 +229,7 @@ def main() -> int:
         database_url = asyncio.run(fresh_database(server_dsn, DATABASE))
         asyncio.run(migrate(database_url))
         asyncio.run(install_legacy(database_url))
-        context = asyncio.run(set_up(database_url, settings, args.stores, args.profit_sharing))
+        context = asyncio.run(set_up(database_url, settings, args.stores, args.profit_sharing, args.issuing))
         shape = asyncio.run(derive_shape(settings, context))
         script = out_dir / "payment_tx.sql"
         script.write_text(shape.pgbench_script())
@@ -344,6 +344,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="measurements per side and client count")
     parser.add_argument("--stores", type=int, default=64, help="stores the orders spread over")
     parser.add_argument("--profit-sharing", action="store_true", help="orders paid frozen for splitting")
+    parser.add_argument("--issuing", action="store_true",
+                        help="payments some coupon campaign may reward (each also writes an issuing intent "
+                             "and holds its notification); default: a mall with no live campaign")
     parser.add_argument("--variants", nargs="+", default=["gateway"], metavar="VARIANT",
                         help="gateway-side variants to measure against pgbench: gateway, optionally with "
                              "+uvloop and/or +no-pool-reset (an experiment), e.g. gateway gateway+uvloop; "
