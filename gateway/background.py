@@ -11,7 +11,6 @@ ends until the app stops. Each loop records its liveness, which `/health/ready` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -20,6 +19,7 @@ import structlog
 
 log = structlog.get_logger(__name__)
 ERROR_CHARS_MAX = 200
+STOP_GRACE_S = 5.0  # how long stopping waits for cancelled loops to unwind
 
 Pass = Callable[[], Awaitable[object]]
 Pause = Callable[[object], Awaitable[None]]
@@ -79,6 +79,11 @@ class BackgroundLoops:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 — any failure of a pass must not end the loop
+                if asyncio.current_task().cancelling():
+                    # Stopping: a pass cancelled mid-query can fail while unwinding
+                    # (asyncpg's "another operation is in progress") instead of raising
+                    # CancelledError. Retrying it would swallow the stop for good.
+                    raise
                 state.failures_in_row += 1
                 state.failures_total += 1
                 state.last_error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS_MAX]
@@ -101,10 +106,20 @@ class BackgroundLoops:
     def as_json(self) -> dict:
         return {name: state.as_json() for name, state in self.loops.items()}
 
-    async def stop(self) -> None:
-        tasks = [state.task for state in self.loops.values() if state.task is not None]
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Cancel every loop and wait up to `grace_s` for them to unwind. Stopping never
+        raises and never hangs: a pass cancelled in the middle of a query can fail in its
+        clean-up (asyncpg: "another operation is in progress") or be slow to end, and
+        the app must still shut down (its pool then cuts what is left)."""
+        tasks = [state.task for state in self.loops.values() if state.task is not None and not state.task.done()]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for state in self.loops.values():
+            task = state.task
+            if task in pending:
+                log.warning("background_loop_stop_timeout", loop=state.name, grace_s=grace_s)
+            elif task is not None and not task.cancelled() and task.exception() is not None:
+                log.warning("background_loop_stop_failed", loop=state.name, error=type(task.exception()).__name__)

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
+import structlog
 
 from gateway.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
@@ -38,6 +39,7 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 ACQUIRE_TIMEOUT_S_DEFAULT = 5.0
+CLOSE_TIMEOUT_S = 10.0
 MAX_QUERIES_PER_CONNECTION = 50_000
 INACTIVE_CONNECTION_LIFETIME_S = 300.0
 
@@ -63,6 +65,7 @@ CONNECTION_BROKEN = (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.Inter
 
 
 PING = "SELECT 1"
+log = structlog.get_logger(__name__)
 
 
 async def ping(pool: asyncpg.Pool) -> None:
@@ -80,6 +83,16 @@ class BoundedPool(asyncpg.Pool):
 
     def acquire(self, *, timeout: float | None = None):
         return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
+
+    async def close(self) -> None:
+        """Close gracefully, but cut what is still busy after `CLOSE_TIMEOUT_S` (asyncpg
+        waits forever): a connection whose query a cancelled task left running, or whose
+        clean-up failed, must not keep the process from shutting down."""
+        try:
+            await asyncio.wait_for(super().close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("pool_close_timeout", timeout_s=CLOSE_TIMEOUT_S)
+            self.terminate()
 
 
 async def create_pool(dsn: str, *, min_size: int, max_size: int, statement_timeout_ms: int,

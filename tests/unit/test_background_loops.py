@@ -78,3 +78,44 @@ async def test_a_loop_that_ended_is_reported_not_running():
     assert loops.not_running() == ["quick"]
     assert loops.as_json()["quick"]["running"] is False
     await loops.stop()
+
+
+async def test_stopping_never_raises_when_a_cancelled_pass_fails_in_its_clean_up():
+    # A pass cancelled in the middle of a query can fail while unwinding (asyncpg:
+    # "another operation is in progress"); the app must still shut down.
+    loops = BackgroundLoops(backoff_initial_s=0.01, backoff_max_s=0.01)
+    started = asyncio.Event()
+
+    async def query_in_progress():
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise asyncpg.exceptions.InterfaceError("cannot perform operation: another operation is in progress")
+
+    state = loops.start("busy", query_in_progress, lambda _result: asyncio.sleep(0))
+    await started.wait()
+    await loops.stop()
+    assert not state.running and isinstance(state.task.exception(), asyncpg.exceptions.InterfaceError)
+
+
+async def test_stopping_waits_a_bounded_time_for_a_pass_slow_to_unwind():
+    loops = BackgroundLoops(backoff_initial_s=0.01, backoff_max_s=0.01)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_to_unwind():
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await release.wait()  # e.g. waiting for the server to confirm a cancel
+            raise
+
+    state = loops.start("slow", slow_to_unwind, lambda _result: asyncio.sleep(0))
+    await started.wait()
+    began = time.monotonic()
+    await loops.stop(grace_s=0.1)
+    assert 0.09 <= time.monotonic() - began < 2 and state.running
+    release.set()
+    await asyncio.sleep(0.01)
+    assert not state.running
