@@ -13,8 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from gateway.channel import (
-    SPLIT_NOT_READY, BillNotReady, ChannelError, ChannelNotFound, ChannelOrderRequest, ChannelTrade, ChannelTradeState,
-    SplitNotReady,
+    BillNotReady, ChannelError, ChannelNotFound, ChannelOrderRequest, ChannelTrade, ChannelTradeState, SplitNotReady,
 )
 
 E = TypeVar("E", bound=enum.Enum)
@@ -35,8 +34,12 @@ CODE_BILL_NOT_READY = "STATEMENT_CREATING"
 
 _RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANKERROR",
                               CODE_BILL_NOT_READY})  # a bill not generated yet: ask again later
-# v3 answers "the order is still being processed, try later" as INVALID_REQUEST with text
-# like 订单处理中，暂时无法分账，请稍后重试 (or 订单处理中，请稍后重试); v2 named it ORDER_NOT_READY.
+# WeChat answers a split (or unfreeze) asked for too soon after payment -- before the
+# order has settled, "about a minute" -- with 400 INVALID_REQUEST and text like
+# 订单处理中，暂时无法分账，请稍后重试 (or 订单处理中，请稍后重试); API v2 named it ORDER_NOT_READY.
+# `error_from` reports that answer as SplitNotReady with this code, so callers can tell
+# "try again later" from a real refusal without reading WeChat's text.
+SPLIT_NOT_READY = "ORDER_NOT_READY"
 _NOT_READY_MARK = "处理中"
 
 
