@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from gateway.channel import (
     BillNotReady, ChannelError, ChannelNotFound, ChannelOrderRequest, ChannelTrade, ChannelTradeState, SplitNotReady,
 )
+from gateway.wire import CHINA_TZ
 
 E = TypeVar("E", bound=enum.Enum)
-CHINA_TZ = timezone(timedelta(hours=8))
 EVENT_TRANSACTION_SUCCESS = "TRANSACTION.SUCCESS"
 RESOURCE_TYPE_ENCRYPTED = "encrypt-resource"
 RESOURCE_ALGORITHM = "AEAD_AES_256_GCM"
@@ -56,12 +56,6 @@ def parse_wechat_time(text: str) -> datetime:
     if parsed.tzinfo is None:
         raise UnexpectedChannelResponse("time has no offset")
     return parsed.astimezone(timezone.utc)
-
-
-def format_wechat_time(moment: datetime) -> str:
-    """Aware datetime -> WeChat's `2018-06-08T10:34:56+08:00`."""
-    assert moment.tzinfo is not None, "times are aware"
-    return moment.astimezone(CHINA_TZ).replace(microsecond=0).isoformat()
 
 
 def jsapi_order_body(req: ChannelOrderRequest) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from gateway.channel import (
     BillNotReady, ChannelError, ChannelNotFound, ChannelOrderRequest, ChannelTradeState, SplitNotReady,
 )
 from gateway.channel import transformers as tf
+from gateway.wire import to_wechat_time
 from emulator.state import Order, transaction_json
 
 NOW = datetime(2026, 3, 1, 2, 30, 15, tzinfo=timezone.utc)
@@ -70,7 +71,7 @@ def test_jsapi_body_sub_openid_payer_and_optional_fields():
 def test_wechat_time_is_read_as_utc_and_written_in_china_time():
     parsed = tf.parse_wechat_time("2018-06-08T10:34:56+08:00")
     assert parsed == datetime(2018, 6, 8, 2, 34, 56, tzinfo=timezone.utc)
-    assert tf.format_wechat_time(parsed) == "2018-06-08T10:34:56+08:00"
+    assert to_wechat_time(parsed) == "2018-06-08T10:34:56+08:00"
     with pytest.raises(tf.UnexpectedChannelResponse):
         tf.parse_wechat_time("2018-06-08T10:34:56")  # no offset: ambiguous, refused
     with pytest.raises(tf.UnexpectedChannelResponse):
