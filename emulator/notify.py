@@ -17,7 +17,7 @@ import asyncio
 import random
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -66,12 +66,7 @@ class DeliveryRecord:
     last_status: str | None = None  # HTTP status, "injected_failure", "timeout" or "unreachable"
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id, "event_type": self.event_type, "sub_mchid": self.sub_mchid,
-            "out_trade_no": self.out_trade_no, "notify_url": self.notify_url, "attempts": self.attempts,
-            "delivered": self.delivered, "gave_up": self.gave_up, "duplicates_sent": self.duplicates_sent,
-            "last_status": self.last_status,
-        }
+        return asdict(self)
 
 
 class Notifier:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -51,6 +51,7 @@ RECEIVERS_PER_REQUEST_MAX = 50  # WeChat: 每次请求最多分给50个接收方
 SPLIT_REQUESTS_PER_ORDER_MAX = 50  # WeChat: 对同一笔订单最多能发起50次分账请求
 NOT_READY_MESSAGE = "订单处理中，暂时无法分账，请稍后重试"
 FAIL_REASON_ACCOUNT_ABNORMAL = "ACCOUNT_ABNORMAL"
+Owned = TypeVar("Owned", SplitOrder, TradeFunds)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,13 @@ class Context:
     book: SplitBook
     now: datetime
     sp_mchid: str
+
+    def own(self, record: Owned | None) -> Owned:
+        """The split order or trade when the calling service provider's: WeChat answers for
+        another provider's as for none (404)."""
+        if record is None or record.sp_mchid != self.sp_mchid:
+            raise not_found()
+        return record
 
 
 def context_of(request: web.Request) -> Context:
@@ -151,8 +159,8 @@ async def unfreeze(request: web.Request) -> web.Response:
 async def query_split(request: web.Request) -> web.Response:
     ctx = context_of(request)
     sub_mchid, transaction_id = required_query(request, "sub_mchid", "transaction_id")
-    order = ctx.book.order(sub_mchid, request.match_info["out_order_no"])
-    if order is None or order.transaction_id != transaction_id or order.sp_mchid != ctx.sp_mchid:
+    order = ctx.own(ctx.book.order(sub_mchid, request.match_info["out_order_no"]))
+    if order.transaction_id != transaction_id:
         raise not_found()
     return json_response(split_order_json(order))
 
@@ -160,9 +168,7 @@ async def query_split(request: web.Request) -> web.Response:
 @routes.get(BASE + "/transactions/{transaction_id}/amounts")
 async def unsplit_amount(request: web.Request) -> web.Response:
     ctx = context_of(request)
-    trade = ctx.funds.trade(request.match_info["transaction_id"])
-    if trade is None or trade.sp_mchid != ctx.sp_mchid:
-        raise not_found()
+    trade = ctx.own(ctx.funds.trade(request.match_info["transaction_id"]))
     if not trade.profit_sharing:
         raise EmulatorError(400, "INVALID_REQUEST", "非分账订单不支持此查询")
     return json_response({"transaction_id": trade.transaction_id, "unsplit_amount": trade.unsplit_fen})

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from emulator.bounded import Bounded
-from emulator.wire import format_time
+from emulator.wire import fields_json, format_time
 
 PROCESSING = "PROCESSING"
 SUCCESS = "SUCCESS"
@@ -64,10 +64,7 @@ class RefundBook:
 def refund_json(refund: Refund) -> dict[str, Any]:
     """No coupons at the emulator's channel: payer amounts equal the order amounts."""
     data: dict[str, Any] = {
-        "refund_id": refund.refund_id,
-        "out_refund_no": refund.out_refund_no,
-        "transaction_id": refund.transaction_id,
-        "out_trade_no": refund.out_trade_no,
+        **fields_json(refund, "refund_id", "out_refund_no", "transaction_id", "out_trade_no"),
         "channel": CHANNEL_ORIGINAL,
         "user_received_account": USER_RECEIVED_BALANCE,
         "create_time": format_time(refund.created_at),
@@ -102,8 +99,7 @@ def refund_notice_resource(refund: Refund) -> dict[str, Any]:
     refund's own JSON narrowed to the notice's fields, with both merchants named."""
     full = refund_json(refund)
     data: dict[str, Any] = {
-        "sp_mchid": refund.sp_mchid,
-        "sub_mchid": refund.sub_mchid,
+        **fields_json(refund, "sp_mchid", "sub_mchid"),
         **{name: full[name] for name in NOTICE_FIELDS},
         "refund_status": full["status"],
         "user_received_account": full["user_received_account"],

@@ -76,19 +76,19 @@ async def query_return(request: web.Request) -> web.Response:
     ctx = context_of(request)
     sub_mchid, out_order_no = required_query(request, "sub_mchid", "out_order_no")
     split_return = ctx.book.split_return(sub_mchid, request.match_info["out_return_no"])
-    order = ctx.book.order(sub_mchid, out_order_no)
-    if split_return is None or split_return.out_order_no != out_order_no or order is None \
-            or order.sp_mchid != ctx.sp_mchid:
+    if split_return is None or split_return.out_order_no != out_order_no:
         raise not_found()
+    ctx.own(ctx.book.order(sub_mchid, out_order_no))  # returns are seen through their split order
     return json_response(split_return_json(split_return))
 
 
 def _returnable_order(ctx: Context, wanted: dict[str, Any]) -> SplitOrder:
     if wanted["out_order_no"] is not None:
-        order = ctx.book.order(wanted["sub_mchid"], wanted["out_order_no"])
+        found = ctx.book.order(wanted["sub_mchid"], wanted["out_order_no"])
     else:
-        order = ctx.book.order_by_id(wanted["order_id"])
-    if order is None or order.sub_mchid != wanted["sub_mchid"] or order.sp_mchid != ctx.sp_mchid:
+        found = ctx.book.order_by_id(wanted["order_id"])
+    order = ctx.own(found)
+    if order.sub_mchid != wanted["sub_mchid"]:
         raise not_found()
     has_merchant_line = any(line.type == MERCHANT_ID and line.account == wanted["return_mchid"]
                             for line in order.lines)

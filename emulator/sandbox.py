@@ -20,7 +20,9 @@ from emulator.fields import MCHID_RE
 from emulator.funds import FundsFull
 from emulator.split_book import RECEIVER_TYPES, BookFull
 from emulator.state import CLOSED, PAID_STATES, Order, new_transaction_id, transaction_json
-from emulator.wire import EmulatorError, format_time, json_response, param_error, parse_time, read_json_object
+from emulator.wire import (
+    EmulatorError, fields_json, format_time, json_response, param_error, parse_time, read_json_object,
+)
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -147,9 +149,7 @@ def _clock_json(clock) -> dict:
 def _paid_json(order: Order, *, already_paid: bool) -> dict:
     assert order.success_at is not None
     return {
-        "sub_mchid": order.sub_mchid,
-        "out_trade_no": order.out_trade_no,
-        "transaction_id": order.transaction_id,
+        **fields_json(order, "sub_mchid", "out_trade_no", "transaction_id"),
         "trade_state": order.state,
         "success_time": format_time(order.success_at),
         "already_paid": already_paid,

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from emulator.bounded import Bounded
-from emulator.wire import format_time
+from emulator.wire import fields_json, format_time
 
 PROCESSING = "PROCESSING"
 FINISHED = "FINISHED"
@@ -173,27 +173,19 @@ class SplitBook:
 def split_order_json(order: SplitOrder) -> dict[str, Any]:
     """The answer of POST/GET /v3/profitsharing/orders (and of the unfreeze)."""
     return {
-        "sub_mchid": order.sub_mchid,
-        "transaction_id": order.transaction_id,
-        "out_order_no": order.out_order_no,
-        "order_id": order.order_id,
-        "state": order.state,
+        **fields_json(order, "sub_mchid", "transaction_id", "out_order_no", "order_id", "state"),
         "receivers": [_line_json(line) for line in order.lines],
     }
 
 
 def _line_json(line: SplitLine) -> dict[str, Any]:
-    return {"type": line.type, "account": line.account, "detail_id": line.detail_id, **_amount_and_outcome_json(line)}
+    return {**fields_json(line, "type", "account", "detail_id"), **_amount_and_outcome_json(line)}
 
 
 def split_return_json(split_return: SplitReturn) -> dict[str, Any]:
     return {
-        "sub_mchid": split_return.sub_mchid,
-        "order_id": split_return.order_id,
-        "out_order_no": split_return.out_order_no,
-        "out_return_no": split_return.out_return_no,
-        "return_id": split_return.return_id,
-        "return_mchid": split_return.return_mchid,
+        **fields_json(split_return, "sub_mchid", "order_id", "out_order_no", "out_return_no", "return_id",
+                      "return_mchid"),
         **_amount_and_outcome_json(split_return),
     }
 

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from emulator.bounded import Bounded
-from emulator.wire import format_time
+from emulator.wire import fields_json, format_time
 
 log = structlog.get_logger(__name__)
 
@@ -88,10 +88,7 @@ def transaction_json(order: Order) -> dict[str, Any]:
         payer["sub_openid"] = order.payer_sub_openid
     amount: dict[str, Any] = {"total": order.total_fen, "currency": order.currency, "payer_currency": order.currency}
     data: dict[str, Any] = {
-        "sp_appid": order.sp_appid,
-        "sp_mchid": order.sp_mchid,
-        "sub_mchid": order.sub_mchid,
-        "out_trade_no": order.out_trade_no,
+        **fields_json(order, "sp_appid", "sp_mchid", "sub_mchid", "out_trade_no"),
         "trade_state": order.state,
         "trade_state_desc": TRADE_STATE_DESC[order.state],
         "attach": order.attach or "",

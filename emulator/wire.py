@@ -47,6 +47,11 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return json_response({"code": code, "message": message}, status=status)
 
 
+def fields_json(record: Any, *names: str) -> dict[str, Any]:
+    """The named fields of an emulator record, for WeChat JSON that calls them by the same names."""
+    return {name: getattr(record, name) for name in names}
+
+
 def required_query(request: web.Request, *names: str) -> tuple[str, ...]:
     """The named query parameters, in order; PARAM_ERROR naming them all when one is
     missing or empty."""

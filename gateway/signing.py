@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
-AUTH_FIELDS = frozenset({"mchid", "nonce_str", "signature", "timestamp", "serial_no"})
 # Field values are printable ASCII without quotes, bounded: what WeChat's fields are
 # (digits, hex, base64). Anything else — non-ASCII digits, undecodable bytes — is malformed.
 _AUTH_FIELD_RE = re.compile(r'\s*([a-z_]+)="([\x21\x23-\x7e]{0,512})"\s*')
@@ -122,11 +121,20 @@ def verify(public_key: rsa.RSAPublicKey, message: bytes, signature_b64: str) -> 
 
 @dataclass(frozen=True, slots=True)
 class Authorization:
+    """The fields of a `WECHATPAY2-SHA256-RSA2048` Authorization header, in the order written."""
+
     mchid: str
     nonce_str: str
     signature: str
     timestamp: str
     serial_no: str
+
+    def header(self) -> str:
+        written = ",".join(f'{field.name}="{getattr(self, field.name)}"' for field in fields(self))
+        return f"{SCHEMA} {written}"
+
+
+AUTH_FIELDS = frozenset(field.name for field in fields(Authorization))
 
 
 class MalformedAuthorization(ValueError):
@@ -140,18 +148,18 @@ def parse_authorization(header: str | None) -> Authorization:
     schema, _, rest = header.strip().partition(" ")
     if schema != SCHEMA:
         raise MalformedAuthorization("schema")
-    fields: dict[str, str] = {}
+    found: dict[str, str] = {}
     for part in rest.split(","):
         match = _AUTH_FIELD_RE.fullmatch(part)
         if match is None:
             raise MalformedAuthorization("syntax")
         name, value = match.groups()
-        if name in fields:
+        if name in found:
             raise MalformedAuthorization("duplicate field")
-        fields[name] = value
-    if set(fields) != AUTH_FIELDS or not all(fields.values()):
+        found[name] = value
+    if set(found) != AUTH_FIELDS or not all(found.values()):
         raise MalformedAuthorization("fields")
-    return Authorization(**fields)
+    return Authorization(**found)
 
 
 def build_authorization(
@@ -166,10 +174,7 @@ def build_authorization(
     nonce: str,
 ) -> str:
     signature = sign(private_key, request_message(method, target, timestamp, nonce, body))
-    return (
-        f'{SCHEMA} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'
-        f'timestamp="{timestamp}",serial_no="{serial_no}"'
-    )
+    return Authorization(mchid, nonce, signature, timestamp, serial_no).header()
 
 
 def aes_gcm_encrypt(apiv3_key: bytes, plaintext: bytes, nonce: str, associated_data: str) -> str:

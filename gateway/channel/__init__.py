@@ -336,14 +336,6 @@ class ChannelSplitNotice:
     success_at: datetime
 
 
-# WeChat answers a split (or unfreeze) asked for too soon after payment -- before the
-# order has settled, "about a minute" -- with 400 INVALID_REQUEST "订单处理中，暂时无法分账，
-# 请稍后重试" (API v2 named it ORDER_NOT_READY). The client reports that answer as
-# SplitNotReady with this code, so callers can tell "try again later" from a real refusal
-# without reading WeChat's text.
-SPLIT_NOT_READY = "ORDER_NOT_READY"
-
-
 @dataclass(frozen=True, slots=True)
 class ChannelPointsNotice:
     """One points change of a paid transaction, for WeChat's business-circle points API."""

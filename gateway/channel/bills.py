@@ -1,9 +1,10 @@
 """The channel's bills, seen from the gateway: what a bill line says, in our words.
 
-`transformers` for bills: the JSON answers of the bill APIs (download_url, hash), and
-the rows of WeChat's bill files (read by `gateway.shapes.bills`) mapped into
-`ChannelTradeLine`, `ChannelSplitLine` and `ChannelPayoutLine`. WeChat's column names
-and status words end here.
+`transformers` for bills: which API hands out each bill and what of it the gateway reads
+(`TRADE_BILL`, `SPLIT_BILL`, `FUNDFLOW_BILL`), the JSON answers of those APIs
+(download_url, hash), and the rows of WeChat's bill files (read by `gateway.shapes.bills`)
+mapped into `ChannelTradeLine`, `ChannelSplitLine` and `ChannelPayoutLine`. WeChat's
+column names and status words end here.
 """
 
 from __future__ import annotations
@@ -19,12 +20,6 @@ from gateway.wire import CHINA_TZ
 
 NO_STATEMENT = "NO_STATEMENT_EXIST"
 NOT_READY = "STATEMENT_CREATING"
-
-
-class BillKind(enum.Enum):
-    TRADE = "trade"
-    SPLITS = "profitsharing"
-    FUND_FLOW = "fundflow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +137,21 @@ TRADE_COLUMNS = ("交易时间", "特约商户号", "微信订单号", "商户�
 SPLIT_COLUMNS = ("分账发起时间", "分账出资方", "微信订单号", "微信分账/回退单号", "商户分账/回退单号", "分账接收方", "分账金额",
                  "业务类型", "处理状态")
 FUNDFLOW_COLUMNS = ("记账时间", "微信支付业务单号", "业务类型", "收支类型", "收支金额(元)")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelBill:
+    """One of WeChat's bills as the channel fetches and reads it."""
+
+    path: str  # the API answering with where to download the file
+    shape: shapes.BillKind  # the file's format
+    columns: tuple[str, ...]  # what the gateway reads of it
+
+
+TRADE_BILL = ChannelBill("/v3/bill/tradebill", shapes.TRADE, TRADE_COLUMNS)
+SPLIT_BILL = ChannelBill("/v3/profitsharing/bills", shapes.PROFITSHARING, SPLIT_COLUMNS)
+# One store's balance movements, sealed under the merchant key and handed out in parts.
+FUNDFLOW_BILL = ChannelBill("/v3/bill/sub-merchant-fundflowbill", shapes.FUNDFLOW, FUNDFLOW_COLUMNS)
 
 _SPLIT_KINDS = {shapes.SPLIT_BUSINESS: SplitLineKind.SPLIT, shapes.RETURN_BUSINESS: SplitLineKind.RETURN,
                 shapes.UNFREEZE_BUSINESS: SplitLineKind.UNFREEZE}

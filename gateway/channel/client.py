@@ -175,7 +175,7 @@ class WeChatPayChannel:
 
     # -- bills -----------------------------------------------------------------------------
 
-    async def bill_file(self, kind: tf_bills.BillKind, bill_date: date, sub_mchid: str | None) -> bytes | None:
+    async def bill_file(self, bill: tf_bills.ChannelBill, bill_date: date, sub_mchid: str | None) -> bytes | None:
         """The bill file's bytes (possibly GZIP; the parser opens it), its SHA-1 checked and,
         for the fund-flow bill, decrypted. None when the channel has no bill that day
         (NO_STATEMENT_EXIST: nothing happened). A bill not generated yet raises BillNotReady
@@ -183,18 +183,16 @@ class WeChatPayChannel:
         query = {"bill_date": bill_date.isoformat()}
         if sub_mchid is not None:
             query["sub_mchid"] = sub_mchid
-        if kind is tf_bills.BillKind.FUND_FLOW:
+        if bill is tf_bills.FUNDFLOW_BILL:
             assert sub_mchid is not None, "a fund-flow bill is one store's"
             query.update(account_type="BASIC", algorithm="AEAD_AES_256_GCM")
-        path = {tf_bills.BillKind.TRADE: "/v3/bill/tradebill", tf_bills.BillKind.SPLITS: "/v3/profitsharing/bills",
-                tf_bills.BillKind.FUND_FLOW: "/v3/bill/sub-merchant-fundflowbill"}[kind]
         try:
-            _, data = await self._http.call("GET", f"{path}?{urlencode(query)}", None)
+            _, data = await self._http.call("GET", f"{bill.path}?{urlencode(query)}", None)
         except ChannelError as exc:
             if exc.code == tf_bills.NO_STATEMENT:
                 return None
             raise
-        if kind is tf_bills.BillKind.FUND_FLOW:
+        if bill is tf_bills.FUNDFLOW_BILL:
             links = self._http.read(tf_bills.fundflow_links_from, data)
             return b"".join([await self._fetch_bill(link) for link in links])
         return await self._fetch_bill(self._http.read(tf_bills.link_from, data))
@@ -217,17 +215,20 @@ class WeChatPayChannel:
         return plain
 
     async def trade_lines(self, bill_date: date, sub_mchid: str | None = None) -> list[tf_bills.ChannelTradeLine]:
-        data = await self.bill_file(tf_bills.BillKind.TRADE, bill_date, sub_mchid)
-        return [] if data is None else _parsed(data, bill_shapes.TRADE, tf_bills.trade_lines_from)
+        return await self._bill_lines(tf_bills.TRADE_BILL, bill_date, sub_mchid, tf_bills.trade_lines_from)
 
     async def split_lines(self, bill_date: date, sub_mchid: str | None = None) -> list[tf_bills.ChannelSplitLine]:
-        data = await self.bill_file(tf_bills.BillKind.SPLITS, bill_date, sub_mchid)
-        return [] if data is None else _parsed(data, bill_shapes.PROFITSHARING, tf_bills.split_lines_from)
+        return await self._bill_lines(tf_bills.SPLIT_BILL, bill_date, sub_mchid, tf_bills.split_lines_from)
 
     async def payout_lines(self, sub_mchid: str, bill_date: date) -> list[tf_bills.ChannelPayoutLine]:
-        data = await self.bill_file(tf_bills.BillKind.FUND_FLOW, bill_date, sub_mchid)
-        return [] if data is None else _parsed(data, bill_shapes.FUNDFLOW,
-                                               lambda bill: tf_bills.payout_lines_from(sub_mchid, bill))
+        return await self._bill_lines(tf_bills.FUNDFLOW_BILL, bill_date, sub_mchid,
+                                      lambda rows: tf_bills.payout_lines_from(sub_mchid, rows))
+
+    async def _bill_lines(self, bill: tf_bills.ChannelBill, bill_date: date, sub_mchid: str | None,
+                          transform: Callable[[bill_shapes.Bill], list[T]]) -> list[T]:
+        """The bill's lines in our words; none when the channel has no bill that day."""
+        data = await self.bill_file(bill, bill_date, sub_mchid)
+        return [] if data is None else _parsed(data, bill, transform)
 
     # -- business-circle points ----------------------------------------------------------
 
@@ -294,11 +295,9 @@ class WeChatPayChannel:
             return None
 
 
-def _parsed(data: bytes, kind: bill_shapes.BillKind, transform: Callable[[bill_shapes.Bill], T]) -> T:
-    columns = {bill_shapes.TRADE: tf_bills.TRADE_COLUMNS, bill_shapes.PROFITSHARING: tf_bills.SPLIT_COLUMNS,
-               bill_shapes.FUNDFLOW: tf_bills.FUNDFLOW_COLUMNS}[kind]
+def _parsed(data: bytes, bill: tf_bills.ChannelBill, transform: Callable[[bill_shapes.Bill], T]) -> T:
     try:
-        return transform(bill_shapes.parse_bill(kind, data, columns=columns))
+        return transform(bill_shapes.parse_bill(bill.shape, data, columns=bill.columns))
     except (bill_shapes.BillFormatError, KeyError, ValueError) as exc:
         raise ChannelError(tf.CODE_BAD_RESPONSE, f"bill file unreadable: {exc}", retryable=True) from None
 

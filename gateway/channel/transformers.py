@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from gateway.channel import (
-    SPLIT_NOT_READY, BillNotReady, ChannelError, ChannelNotFound, ChannelOrderRequest, ChannelTrade, ChannelTradeState,
-    SplitNotReady,
+    BillNotReady, ChannelError, ChannelNotFound, ChannelOrderRequest, ChannelTrade, ChannelTradeState, SplitNotReady,
 )
+from gateway.wire import CHINA_TZ
 
 E = TypeVar("E", bound=enum.Enum)
-CHINA_TZ = timezone(timedelta(hours=8))
 EVENT_TRANSACTION_SUCCESS = "TRANSACTION.SUCCESS"
 RESOURCE_TYPE_ENCRYPTED = "encrypt-resource"
 RESOURCE_ALGORITHM = "AEAD_AES_256_GCM"
@@ -35,8 +34,12 @@ CODE_BILL_NOT_READY = "STATEMENT_CREATING"
 
 _RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "BANKERROR",
                               CODE_BILL_NOT_READY})  # a bill not generated yet: ask again later
-# v3 answers "the order is still being processed, try later" as INVALID_REQUEST with text
-# like 订单处理中，暂时无法分账，请稍后重试 (or 订单处理中，请稍后重试); v2 named it ORDER_NOT_READY.
+# WeChat answers a split (or unfreeze) asked for too soon after payment -- before the
+# order has settled, "about a minute" -- with 400 INVALID_REQUEST and text like
+# 订单处理中，暂时无法分账，请稍后重试 (or 订单处理中，请稍后重试); API v2 named it ORDER_NOT_READY.
+# `error_from` reports that answer as SplitNotReady with this code, so callers can tell
+# "try again later" from a real refusal without reading WeChat's text.
+SPLIT_NOT_READY = "ORDER_NOT_READY"
 _NOT_READY_MARK = "处理中"
 
 
@@ -53,12 +56,6 @@ def parse_wechat_time(text: str) -> datetime:
     if parsed.tzinfo is None:
         raise UnexpectedChannelResponse("time has no offset")
     return parsed.astimezone(timezone.utc)
-
-
-def format_wechat_time(moment: datetime) -> str:
-    """Aware datetime -> WeChat's `2018-06-08T10:34:56+08:00`."""
-    assert moment.tzinfo is not None, "times are aware"
-    return moment.astimezone(CHINA_TZ).replace(microsecond=0).isoformat()
 
 
 def jsapi_order_body(req: ChannelOrderRequest) -> dict[str, Any]:

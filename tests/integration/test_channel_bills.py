@@ -12,7 +12,7 @@ import pytest
 from emulator import keys as emulator_keys
 from emulator.wire import CHINA_TZ
 from gateway.channel import ChannelError
-from gateway.channel.bills import BillKind, SplitLineKind, TradeLineKind
+from gateway.channel.bills import TRADE_BILL, SplitLineKind, TradeLineKind
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.transport import SignedTransport
 from tests.integration.test_channel_splits import (  # noqa: F401 -- fixtures shared with the split tests
@@ -97,7 +97,7 @@ async def test_gzip_bills_and_tampered_lines(start_world):
                    {"action": "alter_amount", "match": {"商户订单号": out_b}, "amount_fen": 2_001},
                    {"action": "alter_fee", "match": {"商户订单号": out_b}, "fee_fen": 99}):
         await w.sandbox("POST", "/sandbox/bills/tamper", {"bill": "trade", "bill_date": day.isoformat(), **action})
-    raw = await w.channel.bill_file(BillKind.TRADE, day, None)
+    raw = await w.channel.bill_file(TRADE_BILL, day, None)
     assert raw[:2] != b"\x1f\x8b" and raw.decode().count("\n") == 4  # header, one line, summary header and row
     lines = await w.channel.trade_lines(day)
     assert [(l.out_trade_no, l.amount_fen, l.fee_fen) for l in lines] == [(out_b, 2_001, 99)]

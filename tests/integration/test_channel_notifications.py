@@ -17,7 +17,7 @@ from gateway import signing
 from gateway.channel import ChannelNotificationRejected, ChannelOrderRequest, ChannelTradeState
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.transport import SignedTransport
-from gateway.channel.transformers import format_wechat_time
+from gateway.wire import to_wechat_time
 from emulator import EmulatorConfig, create_emulator_app
 
 SP_MCHID = "1900000100"
@@ -139,7 +139,7 @@ async def test_pay_trigger_is_harmless_to_retry_and_refuses_closed_or_unknown(wo
     closed = await w.pay("MALL0000000003")
     assert (closed["status"], closed["code"]) == (400, "ORDER_CLOSED")
 
-    expired_at = format_wechat_time(utc_now() - timedelta(seconds=1))
+    expired_at = to_wechat_time(utc_now() - timedelta(seconds=1))
     await w.channel.create_jsapi_order(dataclasses.replace(_request_of(w, "MALL0000000004"), time_expire=expired_at))
     expired = await w.pay("MALL0000000004")
     assert (expired["status"], expired["code"]) == (400, "ORDER_CLOSED")

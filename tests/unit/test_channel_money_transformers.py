@@ -19,7 +19,6 @@ from gateway.channel import (
     ChannelSplitReturnRequest,
     ChannelSplitReturnResult,
     ChannelSplitState,
-    SplitNotReady,
 )
 from gateway.channel import transformers as tf
 from gateway.channel import transformers_refunds as tf_refunds
@@ -126,21 +125,6 @@ def test_refund_body():
         "sub_mchid": "1900000109", "out_trade_no": "OUT1", "out_refund_no": "RF1", "reason": "尺码不合适",
         "notify_url": "https://mall.example/notify", "amount": {"refund": 100, "total": 1_000, "currency": "CNY"},
     }
-
-
-@pytest.mark.parametrize(("status", "body", "code", "retryable"), [
-    (400, {"code": "INVALID_REQUEST", "message": "订单处理中，暂时无法分账，请稍后重试"}, "ORDER_NOT_READY", False),
-    (400, {"code": "INVALID_REQUEST", "message": "订单处理中，请稍后重试"}, "ORDER_NOT_READY", False),
-    (400, {"code": "INVALID_REQUEST", "message": "分账次数过多"}, "INVALID_REQUEST", False),
-    (403, {"code": "RULE_LIMIT", "message": "分账金额超出最大分账比例"}, "RULE_LIMIT", False),
-    (403, {"code": "NOT_ENOUGH", "message": "余额不足"}, "NOT_ENOUGH", False),
-    (429, {"code": "FREQUENCY_LIMITED", "message": "x"}, "FREQUENCY_LIMITED", True),
-])
-def test_error_codes_and_the_not_ready_answer(status, body, code, retryable):
-    error = tf.error_from(status, body)
-    assert (error.code, error.retryable) == (code, retryable)
-    assert isinstance(error, SplitNotReady) == (code == "ORDER_NOT_READY")
-    assert "处理中" not in str(error)  # WeChat's text is never passed on
 
 
 def test_bad_shapes_are_unexpected_responses():
