@@ -34,17 +34,20 @@ UPDATE coupon_campaigns
 RETURNING *
 """
 
-ISSUING_CAMPAIGNS = """
+# A campaign's budget still has room for one more coupon.
+BUDGET_HAS_ROOM = "committed_count < budget_count AND committed_fen + discount_fen <= budget_fen"
+
+ISSUING_CAMPAIGNS = f"""
 SELECT * FROM coupon_campaigns
  WHERE mall_id = $1 AND state = 'active' AND starts_at <= $2 AND $2 < ends_at
-   AND committed_count < budget_count AND committed_fen + discount_fen <= budget_fen
+   AND {BUDGET_HAS_ROOM}
 """
 
 # What a process keeps to tell, without a query, that a payment cannot be rewarded.
-CAMPAIGNS_THAT_MAY_ISSUE = """
+CAMPAIGNS_THAT_MAY_ISSUE = f"""
 SELECT * FROM coupon_campaigns
  WHERE mall_id = $1 AND state = 'active' AND $2 < ends_at
-   AND committed_count < budget_count AND committed_fen + discount_fen <= budget_fen
+   AND {BUDGET_HAS_ROOM}
 """
 
 # Budget: one conditional UPDATE; succeeds only while the coupon still fits.
