@@ -34,17 +34,20 @@ UPDATE coupon_campaigns
 RETURNING *
 """
 
-ISSUING_CAMPAIGNS = """
+# A campaign's budget still has room for one more coupon.
+BUDGET_HAS_ROOM = "committed_count < budget_count AND committed_fen + discount_fen <= budget_fen"
+
+ISSUING_CAMPAIGNS = f"""
 SELECT * FROM coupon_campaigns
  WHERE mall_id = $1 AND state = 'active' AND starts_at <= $2 AND $2 < ends_at
-   AND committed_count < budget_count AND committed_fen + discount_fen <= budget_fen
+   AND {BUDGET_HAS_ROOM}
 """
 
 # What a process keeps to tell, without a query, that a payment cannot be rewarded.
-CAMPAIGNS_THAT_MAY_ISSUE = """
+CAMPAIGNS_THAT_MAY_ISSUE = f"""
 SELECT * FROM coupon_campaigns
  WHERE mall_id = $1 AND state = 'active' AND $2 < ends_at
-   AND committed_count < budget_count AND committed_fen + discount_fen <= budget_fen
+   AND {BUDGET_HAS_ROOM}
 """
 
 # Budget: one conditional UPDATE; succeeds only while the coupon still fits.
@@ -283,6 +286,12 @@ def campaign_of(row) -> Campaign:
     return Campaign(row["campaign_id"], spec, CampaignState(row["state"]))
 
 
+async def _page(conn, listing: str, *args) -> tuple[list, int]:
+    """One page of a listing whose rows carry the count of every match (`total_count`)."""
+    rows = await conn.fetch(listing, *args)
+    return rows, (rows[0]["total_count"] if rows else 0)
+
+
 async def insert_campaign(conn, mall_id: str, spec: CampaignSpec, now: datetime):
     t = spec.trigger
     return await conn.fetchrow(
@@ -297,8 +306,7 @@ async def campaign(conn, mall_id: str, campaign_id: int):
 
 
 async def campaigns(conn, mall_id: str, sub_mchid: str | None, limit: int, offset: int):
-    rows = await conn.fetch(CAMPAIGNS, mall_id, sub_mchid, limit, offset)
-    return rows, (rows[0]["total_count"] if rows else 0)
+    return await _page(conn, CAMPAIGNS, mall_id, sub_mchid, limit, offset)
 
 
 async def change_campaign(conn, mall_id: str, campaign_id: int, spec: CampaignSpec, state: CampaignState,
@@ -341,8 +349,7 @@ async def insert_decision(conn, *, mall_id, trigger_key, openid, paid_at, decide
 
 
 async def coupons_of_shopper(conn, mall_id: str, openid: str, limit: int, offset: int):
-    rows = await conn.fetch(COUPONS_OF_SHOPPER, mall_id, openid, limit, offset)
-    return rows, (rows[0]["total_count"] if rows else 0)
+    return await _page(conn, COUPONS_OF_SHOPPER, mall_id, openid, limit, offset)
 
 
 async def coupon(conn, mall_id: str, coupon_id: str):
@@ -471,8 +478,7 @@ async def subsidy_payout(conn, mall_id: str, out_payout_no: str):
 
 
 async def subsidy_payouts(conn, mall_id: str, sub_mchid: str | None, limit: int, offset: int):
-    rows = await conn.fetch(SUBSIDY_PAYOUTS, mall_id, sub_mchid, limit, offset)
-    return rows, (rows[0]["total_count"] if rows else 0)
+    return await _page(conn, SUBSIDY_PAYOUTS, mall_id, sub_mchid, limit, offset)
 
 
 async def insert_subsidy_payout(conn, mall_id: str, out_payout_no: str, sub_mchid: str, amount_fen: int,

@@ -188,17 +188,14 @@ class Settings:
             "outbox_poll_interval_ms", "unpaid_check_batch_max", "order_expire_after_s",
             "db_acquire_timeout_ms", "loop_backoff_initial_ms", "loop_backoff_max_ms", "health_check_timeout_ms",
             "body_read_timeout_s",
+            "coupon_issue_budget_ms", "coupon_issue_inflight_max", "coupon_model_refit_interval_s",
+            "coupon_model_payments_max", "coupon_report_window_days", "points_sync_batch_max",
+            "points_sync_attempts_max", "points_sync_poll_interval_ms", "coupon_issue_retry_after_ms",
+            "coupon_issue_poll_interval_ms", "coupon_issue_batch_max", "coupon_issue_lease_s",
+            "coupon_issue_attempts_max", "coupon_issue_retry_base_s", "coupon_expiry_interval_s",
+            "coupon_campaigns_refresh_s", "coupon_expiry_batch_max",
         )
         for name in positive:
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
-        for name in ("coupon_issue_budget_ms", "coupon_issue_inflight_max", "coupon_model_refit_interval_s",
-                     "coupon_model_payments_max", "coupon_report_window_days", "points_sync_batch_max",
-                     "points_sync_attempts_max", "points_sync_poll_interval_ms", "coupon_issue_retry_after_ms",
-                     "coupon_issue_poll_interval_ms", "coupon_issue_batch_max", "coupon_issue_lease_s",
-                     "coupon_issue_attempts_max", "coupon_issue_retry_base_s", "coupon_expiry_interval_s",
-                     "coupon_campaigns_refresh_s",
-                     "coupon_expiry_batch_max"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
         if not 0 <= self.coupon_holdout_bps <= 10000:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 CNY = "CNY"
 PTS = "PTS"
@@ -44,28 +45,21 @@ class AccountSpec:
         return self.name in HOT_ACCOUNTS
 
 
-def tenant_frozen(sub_mchid: str) -> str:
-    return f"tenant:{sub_mchid}:frozen"
+def _owned(owner: str, purpose: str) -> Callable[[str], str]:
+    """What names one kind of account every store (or guide) has: `owner:<its id>:purpose`."""
+
+    def name(owner_id: str) -> str:
+        return f"{owner}:{owner_id}:{purpose}"
+
+    return name
 
 
-def tenant_available(sub_mchid: str) -> str:
-    return f"tenant:{sub_mchid}:available"
-
-
-def tenant_settled(sub_mchid: str) -> str:
-    return f"tenant:{sub_mchid}:settled"
-
-
-def tenant_owed_by_guides(sub_mchid: str) -> str:
-    return f"tenant:{sub_mchid}:owed_by_guides"
-
-
-def guide_rewards(guide_id: str) -> str:
-    return f"guide:{guide_id}:rewards"
-
-
-def guide_clawback(guide_id: str) -> str:
-    return f"guide:{guide_id}:clawback"
+tenant_frozen = _owned("tenant", "frozen")
+tenant_available = _owned("tenant", "available")
+tenant_settled = _owned("tenant", "settled")
+tenant_owed_by_guides = _owned("tenant", "owed_by_guides")
+guide_rewards = _owned("guide", "rewards")
+guide_clawback = _owned("guide", "clawback")
 
 
 def is_guide_rewards(account: str) -> bool:

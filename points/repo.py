@@ -51,19 +51,21 @@ INSERT_SYNC = "SELECT points_syncs_insert_row($1::jsonb)"
 
 SYNC_COUNTS = "SELECT state, count(*) AS n FROM points_syncs WHERE mall_id = $1 GROUP BY state"
 
-SYNCS = """
-SELECT sync_id, kind, ref, sub_mchid, transaction_id, openid, increased_points, total_points, points_update_time,
-       state, attempts, next_attempt_at, last_error, synced_at, count(*) OVER () AS total_count
+# What an operator sees of a sync.
+SYNC_COLUMNS = """sync_id, kind, ref, sub_mchid, transaction_id, openid, increased_points, total_points,
+       points_update_time, state, attempts, next_attempt_at, last_error, synced_at"""
+
+SYNCS = f"""
+SELECT {SYNC_COLUMNS}, count(*) OVER () AS total_count
   FROM points_syncs WHERE mall_id = $1 AND state = $2
  ORDER BY sync_id LIMIT $3 OFFSET $4
 """
 
 # An operator starts a dead sync over: due at once, with a fresh count of attempts.
-RETRY_DEAD_SYNC = """
+RETRY_DEAD_SYNC = f"""
 UPDATE points_syncs SET state = 'pending', attempts = 0, next_attempt_at = $3
  WHERE mall_id = $1 AND sync_id = $2 AND state = 'dead'
-RETURNING sync_id, kind, ref, sub_mchid, transaction_id, openid, increased_points, total_points, points_update_time,
-          state, attempts, next_attempt_at, last_error, synced_at
+RETURNING {SYNC_COLUMNS}
 """
 
 SYNC_STATE = "SELECT state FROM points_syncs WHERE mall_id = $1 AND sync_id = $2"

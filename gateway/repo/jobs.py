@@ -72,32 +72,32 @@ async def counts(conn, mall_id: str) -> list:
 
 # -- operators: what gave up, and their retries and resolutions --------------------------------
 
-JOBS_IN_STATE = """
-SELECT mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at
+# What an operator sees of a job.
+JOB_COLUMNS = "mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at"
+
+JOBS_IN_STATE = f"""
+SELECT {JOB_COLUMNS}
   FROM jobs WHERE mall_id = $1 AND state = $2 ORDER BY job_id LIMIT $3 OFFSET $4
 """
 
 JOBS_IN_STATE_COUNT = "SELECT count(*) FROM jobs WHERE mall_id = $1 AND state = $2"
 
-JOB_FOR_UPDATE = """
-SELECT mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at
-  FROM jobs WHERE mall_id = $1 AND job_id = $2 FOR UPDATE
-"""
-
-JOB = """
-SELECT mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at
+JOB = f"""
+SELECT {JOB_COLUMNS}
   FROM jobs WHERE mall_id = $1 AND job_id = $2
 """
 
+JOB_FOR_UPDATE = JOB + " FOR UPDATE"
+
 # A retried job starts over with a full set of attempts; its last error stays for the record.
-RETRY_DEAD = """
+RETRY_DEAD = f"""
 UPDATE jobs SET state = 'pending', attempts = 0, due_at = $3 WHERE mall_id = $1 AND job_id = $2 AND state = 'dead'
-RETURNING mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at
+RETURNING {JOB_COLUMNS}
 """
 
-RESOLVE_DEAD = """
+RESOLVE_DEAD = f"""
 UPDATE jobs SET state = 'resolved', done_at = $3 WHERE mall_id = $1 AND job_id = $2 AND state = 'dead'
-RETURNING mall_id, job_id, kind, ref, state, attempts, last_error, due_at, created_at, done_at
+RETURNING {JOB_COLUMNS}
 """
 
 INSERT_ACTION = """

@@ -4,40 +4,36 @@ from __future__ import annotations
 
 from datetime import datetime
 
-# Claim due rows of the process's own mall for one worker: the lease (next_attempt_at
-# pushed forward) keeps other workers and processes off them while this one delivers; a
-# crashed worker's rows come due again when the lease runs out. The same statement first
-# records the deliveries acknowledged since the last claim ($4, $5: event ids and times),
-# so a delivered notification costs no transaction of its own.
-CLAIM_DUE = """
-WITH delivered AS (
-    UPDATE outbox d SET state = 'delivered', delivered_at = m.delivered_at, attempts = d.attempts + 1,
-                        last_error = NULL
-      FROM unnest($5::bigint[], $6::timestamptz[]) AS m(event_id, delivered_at)
-     WHERE d.mall_id = $4 AND d.event_id = m.event_id AND d.state = 'pending'
-)
-UPDATE outbox o SET next_attempt_at = $2
-  FROM (SELECT mall_id, event_id FROM outbox
-         WHERE mall_id = $4 AND state = 'pending' AND next_attempt_at <= $1
-           AND event_id <> ALL ($5::bigint[])
-         ORDER BY next_attempt_at
-         LIMIT $3
-         FOR UPDATE SKIP LOCKED) due
- WHERE o.mall_id = due.mall_id AND o.event_id = due.event_id
-RETURNING o.mall_id, o.event_id, o.notification_id, o.client_id, o.notify_url, o.event_type,
-          o.summary, o.original_type, o.resource, o.attempts, o.created_at
-"""
-# What a delivery needs of a row (CLAIM_DUE's RETURNING; also what a statement that hands a
-# row over to `gateway.outbox.OutboxDelivery.hand_over` returns).
-CLAIMED_COLUMNS = ("mall_id", "event_id", "notification_id", "client_id", "notify_url", "event_type",
-                   "summary", "original_type", "resource", "attempts", "created_at")
-
-# Deliveries acknowledged, recorded in one statement (when no claim follows soon).
+# Deliveries acknowledged ($2, $3: event ids and times of mall $1's rows), recorded in one
+# statement (when no claim follows soon; a claim records them itself, below).
 MARK_DELIVERED = """
 UPDATE outbox d SET state = 'delivered', delivered_at = m.delivered_at, attempts = d.attempts + 1,
                     last_error = NULL
   FROM unnest($2::bigint[], $3::timestamptz[]) AS m(event_id, delivered_at)
  WHERE d.mall_id = $1 AND d.event_id = m.event_id AND d.state = 'pending'
+"""
+
+# What a delivery needs of a row (CLAIM_DUE's RETURNING; also what a statement that hands a
+# row over to `gateway.outbox.OutboxDelivery.hand_over` returns).
+CLAIMED_COLUMNS = ("mall_id", "event_id", "notification_id", "client_id", "notify_url", "event_type",
+                   "summary", "original_type", "resource", "attempts", "created_at")
+
+# Claim due rows of the process's own mall for one worker: the lease (next_attempt_at
+# pushed forward) keeps other workers and processes off them while this one delivers; a
+# crashed worker's rows come due again when the lease runs out. The same statement first
+# records the deliveries acknowledged since the last claim (MARK_DELIVERED, with its
+# parameters), so a delivered notification costs no transaction of its own.
+CLAIM_DUE = f"""
+WITH delivered AS ({MARK_DELIVERED})
+UPDATE outbox o SET next_attempt_at = $5
+  FROM (SELECT mall_id, event_id FROM outbox
+         WHERE mall_id = $1 AND state = 'pending' AND next_attempt_at <= $4
+           AND event_id <> ALL ($2::bigint[])
+         ORDER BY next_attempt_at
+         LIMIT $6
+         FOR UPDATE SKIP LOCKED) due
+ WHERE o.mall_id = due.mall_id AND o.event_id = due.event_id
+RETURNING {", ".join("o." + column for column in CLAIMED_COLUMNS)}
 """
 
 MARK_FAILED = """
@@ -71,8 +67,8 @@ async def claim_due(conn, mall_id: str, now: datetime, lease_until: datetime, li
                     delivered: list[tuple[int, datetime]] = ()):
     """Due rows of `mall_id`, leased until `lease_until`; first records `delivered`
     ((event_id, delivered_at) of this mall's rows acknowledged since the last claim)."""
-    return await conn.fetch(CLAIM_DUE, now, lease_until, limit, mall_id,
-                            [e for e, _ in delivered], [at for _, at in delivered])
+    return await conn.fetch(CLAIM_DUE, mall_id, [e for e, _ in delivered], [at for _, at in delivered],
+                            now, lease_until, limit)
 
 
 async def insert_order_event(conn, *, order_key, notification_id, event_type: str, ref: str,

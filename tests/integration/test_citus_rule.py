@@ -47,11 +47,17 @@ SELECT c.relname AS name,
  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
 """
 
-CATALOG_UNIQUE_INDEXES = """
+
+def _column_names(attnums: str, relation: str) -> str:
+    """SQL for the names of the columns numbered `attnums` (an index's or a constraint's
+    key) of table `relation`, in key order."""
+    return (f"array(SELECT a.attname FROM unnest({attnums}) WITH ORDINALITY AS k(attnum, n)"
+            f" JOIN pg_attribute a ON a.attrelid = {relation} AND a.attnum = k.attnum ORDER BY k.n)")
+
+
+CATALOG_UNIQUE_INDEXES = f"""
 SELECT t.relname AS table_name, ic.relname AS index_name, i.indisprimary AS is_primary,
-       array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
-               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-              ORDER BY k.n) AS columns
+       {_column_names("i.indkey", "i.indrelid")} AS columns
   FROM pg_index i
   JOIN pg_class t ON t.oid = i.indrelid
   JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -59,14 +65,10 @@ SELECT t.relname AS table_name, ic.relname AS index_name, i.indisprimary AS is_p
  WHERE n.nspname = 'public' AND i.indisunique
 """
 
-CATALOG_FOREIGN_KEYS = """
+CATALOG_FOREIGN_KEYS = f"""
 SELECT f.conname AS name, t.relname AS table_name, r.relname AS referenced,
-       array(SELECT a.attname FROM unnest(f.conkey) WITH ORDINALITY AS k(attnum, n)
-               JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.attnum
-              ORDER BY k.n) AS columns,
-       array(SELECT a.attname FROM unnest(f.confkey) WITH ORDINALITY AS k(attnum, n)
-               JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.attnum
-              ORDER BY k.n) AS referenced_columns
+       {_column_names("f.conkey", "f.conrelid")} AS columns,
+       {_column_names("f.confkey", "f.confrelid")} AS referenced_columns
   FROM pg_constraint f
   JOIN pg_class t ON t.oid = f.conrelid
   JOIN pg_class r ON r.oid = f.confrelid
