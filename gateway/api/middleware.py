@@ -256,7 +256,7 @@ SPENDS_NONCE = "spends_nonce"
 
 def spends_nonce(handler):
     """Marks a handler whose first statement records the request's nonce (`nonce_of`, then
-    `gateway.repo.clients.REQUEST_NONCE_CTE`), so the nonce costs no statement of its own.
+    `gateway.repo.clients.REQUEST_NONCE_CTES`), so the nonce costs no statement of its own.
     Such a handler has no effect before that statement: until it runs, a replay is not
     known to be one."""
     setattr(handler, SPENDS_NONCE, True)

@@ -8,9 +8,9 @@ from datetime import datetime
 from gateway.repo import clients
 
 # The order, at its store's fee rate, in one statement that first records the request's
-# nonce (clients.REQUEST_NONCE_CTE): nothing is inserted for a replay, when the store is
+# nonce (clients.REQUEST_NONCE_CTES): nothing is inserted for a replay, when the store is
 # not the mall's or when the order exists already (the caller tells which apart).
-INSERT_ORDER = clients.REQUEST_NONCE_CTE + """,
+INSERT_ORDER = "WITH" + clients.REQUEST_NONCE_CTES + """,
 inserted AS (
     INSERT INTO orders (mall_id, sub_mchid, out_trade_no, client_id, request_hash, sp_appid,
                         sub_appid, description, total_fen, currency, payer_sp_openid,
@@ -30,12 +30,17 @@ ORDER_BY_TRANSACTION_ID = """
 SELECT * FROM orders WHERE mall_id = $1 AND transaction_id = $2 AND sub_mchid = $3
 """
 
-# The same reads as a request's first statement, recording its nonce (a replay reads nothing).
-ORDER_FOR_REQUEST = (clients.REQUEST_NONCE_CTE + "SELECT fresh.nonce_fresh, o.* FROM fresh LEFT JOIN ("
-                     + ORDER + ") o ON fresh.nonce_fresh")
-ORDER_BY_TRANSACTION_ID_FOR_REQUEST = (
-    clients.REQUEST_NONCE_CTE + "SELECT fresh.nonce_fresh, o.* FROM fresh LEFT JOIN ("
-    + ORDER_BY_TRANSACTION_ID + ") o ON fresh.nonce_fresh")
+
+
+def _recording_request_nonce(read: str) -> str:
+    """`read` (of one order, its parameters $1-$3) as a request's first statement, which
+    records the request's nonce (clients.REQUEST_NONCE_CTES); a replay reads nothing."""
+    return ("WITH" + clients.REQUEST_NONCE_CTES
+            + "\nSELECT fresh.nonce_fresh, o.* FROM fresh LEFT JOIN (" + read + ") o ON fresh.nonce_fresh")
+
+
+ORDER_FOR_REQUEST = _recording_request_nonce(ORDER)
+ORDER_BY_TRANSACTION_ID_FOR_REQUEST = _recording_request_nonce(ORDER_BY_TRANSACTION_ID)
 
 # Only the first caller's response is kept; later duplicates read it back, so every
 # duplicate of one request gets the same bytes.
@@ -145,7 +150,7 @@ async def order_by_transaction_id(conn, mall_id: str, sub_mchid: str, transactio
 
 
 def _order_for(nonce, row):
-    """The order of a statement begun by REQUEST_NONCE_CTE (None: no order), once the
+    """The order of a statement begun by clients.REQUEST_NONCE_CTES (None: no order), once the
     request's nonce has been told what the statement found."""
     clients.spend_request_nonce(nonce, row)
     return None if row["out_trade_no"] is None else row

@@ -57,7 +57,7 @@ async def test_a_failed_statement_fails_its_requests_and_the_next_ones_still_pas
     assert await book.remember(pool, "c1", "a", NOW) is True
 
 
-# -- a nonce recorded by the request's own first statement (gateway.repo.clients.REQUEST_NONCE_CTE) --
+# -- a nonce recorded by the request's own first statement (gateway.repo.clients.REQUEST_NONCE_CTES) --
 
 MALL, STORE = "1900000100", "1900000201"
 
