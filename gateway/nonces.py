@@ -28,7 +28,7 @@ def replayed() -> SignError:
 @dataclass(slots=True)
 class RequestNonce:
     """A signed request's nonce, not yet recorded: the first statement its handler runs
-    records it (`gateway.repo.clients.NONCE_CTE`) and says whether it was new, and
+    records it (`gateway.repo.clients.REQUEST_NONCE_CTES`) and says whether it was new, and
     `spend` refuses a replay right then, before the request has any effect. A handler that
     ends without such a statement (a refusal before it, a failed statement) leaves the
     nonce unspent, and the book records it on the way out (`gateway.api.middleware`)."""

@@ -31,7 +31,6 @@ SELECT * FROM orders WHERE mall_id = $1 AND transaction_id = $2 AND sub_mchid = 
 """
 
 
-
 def _recording_request_nonce(read: str) -> str:
     """`read` (of one order, its parameters $1-$3) as a request's first statement, which
     records the request's nonce (clients.REQUEST_NONCE_CTES); a replay reads nothing."""
