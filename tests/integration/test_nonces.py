@@ -76,6 +76,17 @@ async def _orders(pool) -> list[str]:
         return [r["out_trade_no"] for r in await conn.fetch("SELECT out_trade_no FROM orders ORDER BY 1")]
 
 
+async def _until_waiting_on_locks(pool, backends: int) -> None:
+    async with pool.acquire() as conn:
+        for _ in range(100):
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            if waiting >= backends:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {backends} statements waiting on a lock")
+
+
 async def _mall_with_store(pool) -> None:
     await onboarding.ensure_mall(pool, MALL, "wxmall", "Test mall")
     await add_tenant(pool, MALL, STORE)
@@ -117,8 +128,8 @@ async def test_two_requests_with_one_nonce_at_once_one_has_effect(db_pool, first
         racing = asyncio.create_task(orders_repo.insert_order(second, _order_values("B00001"),
                                                               RequestNonce("c1", "same", NOW)))
         booked = asyncio.create_task(NonceBook(batch_max=8).remember(db_pool, "c1", "same", NOW))
-        await asyncio.sleep(0.3)
-        assert not racing.done() and not booked.done()  # waiting on the first's nonce
+        await _until_waiting_on_locks(db_pool, 2)  # both wait on the first's nonce
+        assert not racing.done() and not booked.done()
         if first_commits:
             await transaction.commit()
             with pytest.raises(SignError):
