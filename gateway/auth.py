@@ -2,7 +2,8 @@
 
 `authenticate` verifies the WECHATPAY2-SHA256-RSA2048 Authorization of every `/v3/`
 request over the exact method, raw target and body bytes received, rejects stale
-timestamps and replayed nonces, and leaves the `Caller` on the request.
+timestamps, and gives the `Caller` and the request's nonce, whose recording refuses a
+replay (`gateway.nonces`).
 `sign_responses` signs every response body the gateway sends, errors and 204s included.
 """
 
@@ -19,7 +20,7 @@ from aiohttp import web
 from gateway import signing
 from gateway.errors import SignError
 from gateway.identity import GatewayIdentity
-from gateway.nonces import NonceBook
+from gateway.nonces import RequestNonce
 from gateway.repo import clients
 from gateway.caller import Caller
 from gateway.wire import unix_seconds
@@ -62,8 +63,9 @@ class ClientKeyCache:
             del self._entries[key]
 
 
-async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, nonces: NonceBook, clock,
-                       window_s: int) -> Caller:
+async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, clock,
+                       window_s: int) -> tuple[Caller, RequestNonce]:
+    """The verified caller and the request's nonce, not yet recorded."""
     try:
         auth = signing.parse_authorization(request.headers.get("Authorization"))
     except signing.MalformedAuthorization as exc:
@@ -81,9 +83,7 @@ async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, nonc
                                       auth.nonce_str, body)
     if not signing.verify(public_key, message, auth.signature):
         raise SignError("signature_mismatch", "signature does not verify")
-    if not await nonces.remember(pool, caller.client_id, auth.nonce_str, now):
-        raise SignError("nonce_replayed", "nonce_str was already used")
-    return caller
+    return caller, RequestNonce(caller.client_id, auth.nonce_str, now)
 
 
 def signed_response_headers(identity: GatewayIdentity, body: bytes, clock) -> dict[str, str]:

@@ -1,18 +1,53 @@
 """Replay protection's storage: each request's (client, nonce) remembered in PostgreSQL,
-many concurrent requests in one statement.
+many concurrent requests in one statement, or in the first statement the request runs
+anyway.
 
 A request waits for the statement that records its nonce, so a replay is refused before
-it has any effect, whichever gateway process it reaches. While one statement runs, the
-nonces of requests arriving meanwhile gather for the next, so under load a statement
-(one database transaction) carries many nonces, and when idle a request waits for no one.
+it has any effect, whichever gateway process it reaches (the nonce's primary key makes
+two statements recording it wait for each other, and the second finds it). While one
+`NonceBook` statement runs, the nonces of requests arriving meanwhile gather for the
+next, so under load a statement (one database transaction) carries many nonces, and when
+idle a request waits for no one. A request whose first statement records its nonce itself
+(`RequestNonce`, order creation and queries) costs no statement of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime
 
+from gateway.errors import SignError
 from gateway.repo import clients
+
+
+def replayed() -> SignError:
+    return SignError("nonce_replayed", "nonce_str was already used")
+
+
+@dataclass(slots=True)
+class RequestNonce:
+    """A signed request's nonce, not yet recorded: the first statement its handler runs
+    records it (`gateway.repo.clients.REQUEST_NONCE_CTES`) and says whether it was new, and
+    `spend` refuses a replay right then, before the request has any effect. A handler that
+    ends without such a statement (a refusal before it, a failed statement) leaves the
+    nonce unspent, and the book records it on the way out (`gateway.api.middleware`)."""
+
+    client_id: str
+    nonce: str
+    seen_at: datetime
+    spent: bool = False
+
+    def spend(self, fresh: bool) -> None:
+        """After the statement that recorded the nonce (`fresh`) or found it already there."""
+        assert not self.spent, "a request's nonce is recorded once"
+        self.spent = True
+        if not fresh:
+            raise replayed()
+
+    def rolled_back(self) -> None:
+        """The transaction of the statement that recorded it rolled back: not recorded after all."""
+        self.spent = False
 
 
 class NonceBook:
@@ -21,6 +56,10 @@ class NonceBook:
         self._batch_max = batch_max
         self._waiting: list[tuple[str, str, datetime, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
+
+    async def record(self, pool, nonce: RequestNonce) -> None:
+        """Record a request's nonce in a statement of its own; a replay is refused."""
+        nonce.spend(await self.remember(pool, nonce.client_id, nonce.nonce, nonce.seen_at))
 
     async def remember(self, pool, client_id: str, nonce: str, seen_at: datetime) -> bool:
         """True when the nonce is new for this client; False for a replay."""

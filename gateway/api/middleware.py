@@ -21,7 +21,7 @@ from gateway.api import validation
 from gateway import domain_errors as domain
 from gateway.db import CONNECTION_BROKEN, DATABASE_UNAVAILABLE
 from gateway import errors as request_errors
-from gateway.nonces import NonceBook
+from gateway.nonces import NonceBook, RequestNonce
 from gateway.services import own_bills
 from gateway.wire import json_bytes
 from splitting.rules import SplitRefused
@@ -221,15 +221,50 @@ async def authenticate(request: web.Request, handler):
     if request.path.startswith(UNSIGNED_PREFIXES):
         return await handler(request)
     svc = request.app[SERVICES]
-    request[CALLER] = await auth.authenticate(
-        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], nonces=request.app[NONCES], clock=svc.signature_clock,
+    caller, nonce = await auth.authenticate(
+        request, pool=svc.pool, keys=request.app[CLIENT_KEYS], clock=svc.signature_clock,
         window_s=svc.settings.signature_window_s,
     )
-    structlog.contextvars.bind_contextvars(client_id=request[CALLER].client_id)
+    book = request.app[NONCES]
+    if not getattr(request.match_info.handler, SPENDS_NONCE, False):
+        await book.record(svc.pool, nonce)  # before the handler: a replay has no effect
+    request[CALLER], request[REQUEST_NONCE] = caller, nonce
+    structlog.contextvars.bind_contextvars(client_id=caller.client_id)
     try:
-        return await handler(request)
+        return await _recording_unspent_nonce(request, handler, book, svc.pool, nonce)
     finally:
         structlog.contextvars.unbind_contextvars("client_id")
+
+
+async def _recording_unspent_nonce(request: web.Request, handler, book: NonceBook, pool, nonce: RequestNonce):
+    """A `spends_nonce` handler that ended without the statement recording its nonce (a
+    refusal before it, or the statement failed) had no effect; its nonce is recorded now,
+    and a replay's refusal takes the place of whatever it answered."""
+    try:
+        response = await handler(request)
+    except Exception:
+        if not nonce.spent:
+            await book.record(pool, nonce)
+        raise
+    if not nonce.spent:
+        await book.record(pool, nonce)
+    return response
+
+
+SPENDS_NONCE = "spends_nonce"
+
+
+def spends_nonce(handler):
+    """Marks a handler whose first statement records the request's nonce (`nonce_of`, then
+    `gateway.repo.clients.REQUEST_NONCE_CTES`), so the nonce costs no statement of its own.
+    Such a handler has no effect before that statement: until it runs, a replay is not
+    known to be one."""
+    setattr(handler, SPENDS_NONCE, True)
+    return handler
+
+
+def nonce_of(request: web.Request) -> RequestNonce:
+    return request[REQUEST_NONCE]
 
 
 @web.middleware
@@ -240,6 +275,7 @@ async def check_text(request: web.Request, handler):
 
 CLIENT_KEYS = web.AppKey("client_keys", auth.ClientKeyCache)
 NONCES = web.AppKey("nonces", NonceBook)
+REQUEST_NONCE = web.RequestKey("request_nonce", RequestNonce)
 # Threads that make response signatures (MALLPAY_SIGNING_THREADS); None: on the event loop.
 SIGNING_EXECUTOR = web.AppKey("signing_executor", Executor)
 

@@ -47,6 +47,19 @@ ON CONFLICT DO NOTHING
 RETURNING client_id, nonce
 """
 
+# The first common table expressions of a statement that records its request's nonce
+# before doing its own work (`WITH ` + this: the order statements of gateway.repo.orders,
+# whose order key is $1-$3): $4 client, $5 nonce, $6 seen at. `fresh.nonce_fresh` is
+# false for a replay, which the statement then leaves without effect, and true when it
+# has no nonce to record ($5 NULL).
+REQUEST_NONCE_CTES = """
+nonce AS (
+    INSERT INTO request_nonces (client_id, nonce, seen_at)
+    SELECT $4::text, $5::text, $6::timestamptz WHERE $5::text IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING 1),
+fresh AS (SELECT $5::text IS NULL OR EXISTS (SELECT FROM nonce) AS nonce_fresh)"""
+
 FORGET_NONCES_BEFORE = "DELETE FROM request_nonces WHERE seen_at < $1"
 
 
@@ -76,6 +89,17 @@ async def remember_nonces(conn, seen: list[tuple[str, str, datetime]]) -> set[tu
     """Record (client_id, nonce, seen_at) rows; the (client_id, nonce) pairs that were new."""
     rows = await conn.fetch(REMEMBER_NONCES, [s[0] for s in seen], [s[1] for s in seen], [s[2] for s in seen])
     return {(row["client_id"], row["nonce"]) for row in rows}
+
+
+def request_nonce_args(nonce) -> tuple:
+    """REQUEST_NONCE_CTES's $4-$6 for `nonce` (a `gateway.nonces.RequestNonce`, or None)."""
+    return (None, None, None) if nonce is None else (nonce.client_id, nonce.nonce, nonce.seen_at)
+
+
+def spend_request_nonce(nonce, row) -> None:
+    """What REQUEST_NONCE_CTES found, told to the request's nonce: a replay is refused here."""
+    if nonce is not None:
+        nonce.spend(row["nonce_fresh"])
 
 
 async def forget_nonces_before(conn, cutoff: datetime) -> int:

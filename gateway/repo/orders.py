@@ -5,18 +5,23 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-# The order, at its store's fee rate, in one statement: nothing is inserted when the
-# store is not the mall's or the order exists already (the caller tells which apart).
-INSERT_ORDER = """
-INSERT INTO orders (mall_id, sub_mchid, out_trade_no, client_id, request_hash, sp_appid,
-                    sub_appid, description, total_fen, currency, payer_sp_openid,
-                    payer_sub_openid, notify_url, attach, profit_sharing, fee_rate_bps,
-                    time_expire, mall_info, created_at, next_check_at)
-SELECT t.mall_id, t.sub_mchid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, t.fee_rate_bps,
-       $16, $17, $18, $19
-  FROM tenants t WHERE t.mall_id = $1 AND t.sub_mchid = $2
-ON CONFLICT (mall_id, sub_mchid, out_trade_no) DO NOTHING
-RETURNING *
+from gateway.repo import clients
+
+# The order, at its store's fee rate, in one statement that first records the request's
+# nonce (clients.REQUEST_NONCE_CTES): nothing is inserted for a replay, when the store is
+# not the mall's or when the order exists already (the caller tells which apart).
+INSERT_ORDER = "WITH" + clients.REQUEST_NONCE_CTES + """,
+inserted AS (
+    INSERT INTO orders (mall_id, sub_mchid, out_trade_no, client_id, request_hash, sp_appid,
+                        sub_appid, description, total_fen, currency, payer_sp_openid,
+                        payer_sub_openid, notify_url, attach, profit_sharing, fee_rate_bps,
+                        time_expire, mall_info, created_at, next_check_at)
+    SELECT t.mall_id, t.sub_mchid, $3, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, t.fee_rate_bps,
+           $19, $20, $21, $22
+      FROM tenants t, fresh WHERE t.mall_id = $1 AND t.sub_mchid = $2 AND fresh.nonce_fresh
+    ON CONFLICT (mall_id, sub_mchid, out_trade_no) DO NOTHING
+    RETURNING *)
+SELECT fresh.nonce_fresh, inserted.* FROM fresh LEFT JOIN inserted ON true
 """
 
 ORDER = "SELECT * FROM orders WHERE mall_id = $1 AND sub_mchid = $2 AND out_trade_no = $3"
@@ -24,6 +29,17 @@ ORDER = "SELECT * FROM orders WHERE mall_id = $1 AND sub_mchid = $2 AND out_trad
 ORDER_BY_TRANSACTION_ID = """
 SELECT * FROM orders WHERE mall_id = $1 AND transaction_id = $2 AND sub_mchid = $3
 """
+
+
+def _recording_request_nonce(read: str) -> str:
+    """`read` (of one order, its parameters $1-$3) as a request's first statement, which
+    records the request's nonce (clients.REQUEST_NONCE_CTES); a replay reads nothing."""
+    return ("WITH" + clients.REQUEST_NONCE_CTES
+            + "\nSELECT fresh.nonce_fresh, o.* FROM fresh LEFT JOIN (" + read + ") o ON fresh.nonce_fresh")
+
+
+ORDER_FOR_REQUEST = _recording_request_nonce(ORDER)
+ORDER_BY_TRANSACTION_ID_FOR_REQUEST = _recording_request_nonce(ORDER_BY_TRANSACTION_ID)
 
 # Only the first caller's response is kept; later duplicates read it back, so every
 # duplicate of one request gets the same bytes.
@@ -100,23 +116,43 @@ RETURNING o.*
 """
 
 
-async def insert_order(conn, values: dict):
-    """The new order's row; None when it exists already or its store is not the mall's."""
-    return await conn.fetchrow(
+async def insert_order(conn, values: dict, nonce=None):
+    """The new order's row; None when it exists already or its store is not the mall's.
+    `nonce`: the creating request's (`gateway.nonces.RequestNonce`), recorded by the same
+    statement; a replay is refused here, having inserted nothing."""
+    row = await conn.fetchrow(
         INSERT_ORDER, values["mall_id"], values["sub_mchid"], values["out_trade_no"],
+        *clients.request_nonce_args(nonce),
         values["client_id"], values["request_hash"], values["sp_appid"], values["sub_appid"],
         values["description"], values["total_fen"], values["currency"],
         values["payer_sp_openid"], values["payer_sub_openid"], values["notify_url"],
         values["attach"], values["profit_sharing"], values["time_expire"], values["mall_info"], values["created_at"], values["next_check_at"],
     )
+    return _order_for(nonce, row)
 
 
-async def order(conn, mall_id: str, sub_mchid: str, out_trade_no: str):
-    return await conn.fetchrow(ORDER, mall_id, sub_mchid, out_trade_no)
+async def order(conn, mall_id: str, sub_mchid: str, out_trade_no: str, nonce=None):
+    """With `nonce` (a request's, `gateway.nonces.RequestNonce`) the read records it too,
+    and a replay is refused here."""
+    if nonce is None:
+        return await conn.fetchrow(ORDER, mall_id, sub_mchid, out_trade_no)
+    return _order_for(nonce, await conn.fetchrow(
+        ORDER_FOR_REQUEST, mall_id, sub_mchid, out_trade_no, *clients.request_nonce_args(nonce)))
 
 
-async def order_by_transaction_id(conn, mall_id: str, sub_mchid: str, transaction_id: str):
-    return await conn.fetchrow(ORDER_BY_TRANSACTION_ID, mall_id, transaction_id, sub_mchid)
+async def order_by_transaction_id(conn, mall_id: str, sub_mchid: str, transaction_id: str, nonce=None):
+    """`nonce`: as for `order`."""
+    if nonce is None:
+        return await conn.fetchrow(ORDER_BY_TRANSACTION_ID, mall_id, transaction_id, sub_mchid)
+    return _order_for(nonce, await conn.fetchrow(
+        ORDER_BY_TRANSACTION_ID_FOR_REQUEST, mall_id, transaction_id, sub_mchid, *clients.request_nonce_args(nonce)))
+
+
+def _order_for(nonce, row):
+    """The order of a statement begun by clients.REQUEST_NONCE_CTES (None: no order), once the
+    request's nonce has been told what the statement found."""
+    clients.spend_request_nonce(nonce, row)
+    return None if row["out_trade_no"] is None else row
 
 
 async def store_create_response(conn, key: tuple[str, str, str], prepay_id: str, response: dict) -> dict:

@@ -11,6 +11,7 @@ from gateway.channel import ChannelError, ChannelNotFound, ChannelOrderRequest
 from gateway.domain_errors import (
     ChannelRefused, ChannelUnavailable, InProgress, KeyReused, NotFound, NotPermitted, Refused,
 )
+from gateway.nonces import RequestNonce
 from gateway.repo import guides as guides_repo
 from gateway.repo import orders as orders_repo
 from gateway.repo import tenants as tenants_repo
@@ -45,19 +46,17 @@ class OrderRequest:
     request_hash: str
 
 
-async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict:
-    """Open the order at the channel once; every duplicate gets the first response."""
+async def create_order(svc: Services, caller: Caller, req: OrderRequest, nonce: RequestNonce | None = None) -> dict:
+    """Open the order at the channel once; every duplicate gets the first response.
+    `nonce`: the request's, recorded by the order's insert (a replay is refused there)."""
     key = (caller.mall_id, req.sub_mchid, req.out_trade_no)
     now = svc.clock()
     async with svc.pool.acquire() as conn:
         await _check_guide(conn, caller.mall_id, req)
-        if "coupon_id" in req.mall_info:  # the order and its coupon's reservation, together
-            async with conn.transaction():
-                row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
-                if row is not None:
-                    await coupon_redemption.reserve(conn, row, now)
+        if "coupon_id" in req.mall_info:
+            row = await _insert_reserving_coupon(conn, _order_values(svc, caller, req, now), nonce, now)
         else:  # one statement: no BEGIN and COMMIT round trips around it
-            row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now))
+            row = await orders_repo.insert_order(conn, _order_values(svc, caller, req, now), nonce)
         if row is None:
             row = await orders_repo.order(conn, *key)
         if row is None and await tenants_repo.tenant(conn, caller.mall_id, req.sub_mchid) is None:
@@ -81,6 +80,21 @@ async def create_order(svc: Services, caller: Caller, req: OrderRequest) -> dict
     response = created_json(prepay_id, pay_params(svc, row, prepay_id))
     async with svc.pool.acquire() as conn:
         return await orders_repo.store_create_response(conn, key, prepay_id, response)
+
+
+async def _insert_reserving_coupon(conn, values: dict, nonce: RequestNonce | None, now: datetime):
+    """The order and its coupon's reservation, together. A refused reservation rolls the
+    nonce's record back with the order, so the nonce is left to be recorded on its own."""
+    try:
+        async with conn.transaction():
+            row = await orders_repo.insert_order(conn, values, nonce)
+            if row is not None:
+                await coupon_redemption.reserve(conn, row, now)
+            return row
+    except Exception:
+        if nonce is not None:
+            nonce.rolled_back()
+        raise
 
 
 async def _check_guide(conn, mall_id: str, req: OrderRequest) -> None:
@@ -140,13 +154,14 @@ def check_scope(caller: Caller, sp_mchid: str | None) -> None:
 
 
 async def query_order(svc: Services, caller: Caller, sp_mchid: str | None, sub_mchid: str, *, out_trade_no=None,
-                      transaction_id=None) -> dict:
+                      transaction_id=None, nonce: RequestNonce | None = None) -> dict:
+    """`nonce`: the request's, recorded by the order's read (a replay is refused there)."""
     check_scope(caller, sp_mchid)
     async with svc.pool.acquire() as conn:
         if out_trade_no is not None:
-            row = await orders_repo.order(conn, caller.mall_id, sub_mchid, out_trade_no)
+            row = await orders_repo.order(conn, caller.mall_id, sub_mchid, out_trade_no, nonce)
         else:
-            row = await orders_repo.order_by_transaction_id(conn, caller.mall_id, sub_mchid, transaction_id)
+            row = await orders_repo.order_by_transaction_id(conn, caller.mall_id, sub_mchid, transaction_id, nonce)
     if row is None or not caller.sees_store(row["sub_mchid"]):
         raise NotFound("order", "order_not_exist")
     if _worth_asking_channel(svc, row):
