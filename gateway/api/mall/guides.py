@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.api import caller_of, json_response, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.middleware import json_body
+from gateway.api.requests.mall import parse_guide
 from gateway.services import receivers
 
 routes = web.RouteTableDef()
@@ -16,8 +17,8 @@ routes = web.RouteTableDef()
 async def register_guide(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "admin")
-    svc = services_of(request)
-    return json_response(await receivers.register_guide(svc, caller.mall_id, await json_body(request)))
+    guide = parse_guide(await json_body(request))
+    return json_response(await receivers.register_guide(services_of(request), caller.mall_id, guide))
 
 
 @routes.get("/v3/mall/guides")

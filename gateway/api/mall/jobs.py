@@ -7,7 +7,9 @@ from aiohttp import web
 from gateway.api import caller_of, json_response, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.middleware import json_body
-from gateway.domain_errors import InvalidField, NotFound
+from gateway.api.requests import body_object
+from gateway.api.requests.mall import parse_job_reason
+from gateway.domain_errors import NotFound
 from gateway.services import stuck_jobs
 
 routes = web.RouteTableDef()
@@ -43,8 +45,8 @@ async def act_on_job(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     if action not in stuck_jobs.ACTIONS:
         raise NotFound("action")
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidField("body", "not_an_object")
-    return json_response(await stuck_jobs.act(services_of(request), caller.mall_id, _job_id(request), action,
-                                              caller.client_id, body.get("reason")))
+    body = body_object(await json_body(request))
+    job_id = _job_id(request)
+    reason = parse_job_reason(body)
+    return json_response(await stuck_jobs.act(services_of(request), caller.mall_id, job_id, action,
+                                              caller.client_id, reason))

@@ -46,7 +46,7 @@ async def trial_balance(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "finance", "admin")
     at = parse_instant(request.query.get("at"))
-    rows = await statements.trial_balance_at(services_of(request).pool, caller.mall_id, at)
+    rows = await statements.trial_balance_at(services_of(request), caller.mall_id, at)
     return json_response(_balances_json(rows, at))
 
 
@@ -60,7 +60,7 @@ async def balances(request: web.Request) -> web.Response:
     if len(names) > ACCOUNTS_PER_REQUEST_MAX or any(len(n) > ACCOUNT_CHARS_MAX for n in names):
         raise InvalidField("account", "too_many_or_too_long", f"at most {ACCOUNTS_PER_REQUEST_MAX} accounts")
     at = parse_instant(request.query.get("at"))
-    rows = await statements.balances_at(services_of(request).pool, caller.mall_id, names, at)
+    rows = await statements.balances_at(services_of(request), caller.mall_id, names, at)
     if not rows:
         raise NotFound("account")
     body = _balances_json(rows, at)
@@ -113,7 +113,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         response.headers["X-Mallpay-Transfers"] = str(info.transfers)
         await response.prepare(request)
 
-    await exports.export(services_of(request).pool, caller.mall_id, from_at, to_at, fmt, response.write,
+    await exports.export(services_of(request), caller.mall_id, from_at, to_at, fmt, response.write,
                          started=started)
     await response.write_eof()
     return response

@@ -15,8 +15,9 @@ from gateway.api import caller_of, json_or_missing, json_response, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.mall.payouts import day_param
 from gateway.api.middleware import json_body
+from gateway.api.requests.mall import parse_reconciliation_day
 from gateway.channel import BillNotReady, ChannelError
-from gateway.domain_errors import ChannelUnavailable, InvalidField, NotFound
+from gateway.domain_errors import ChannelUnavailable, NotFound
 from gateway.services import reconciliation
 
 routes = web.RouteTableDef()
@@ -27,15 +28,8 @@ ITEMS_MAX = 1_000
 async def run(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "finance", "admin")
-    body = await json_body(request)
-    body = body if isinstance(body, dict) else {}
-    try:
-        bill_on = date.fromisoformat(body.get("date")) if isinstance(body.get("date"), str) else None
-    except ValueError:
-        bill_on = None
     svc = services_of(request)
-    if bill_on is None or bill_on >= reconciliation.china_today(svc.clock()):
-        raise InvalidField("date", "bad_format", "date must be a past day, yyyy-MM-DD (China time)")
+    bill_on = parse_reconciliation_day(await json_body(request), reconciliation.china_today(svc.clock()))
     try:
         found = await reconciliation.reconcile_and_report(svc, caller.mall_id, bill_on, ITEMS_MAX)
     except ChannelError as exc:

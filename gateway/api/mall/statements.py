@@ -38,7 +38,7 @@ async def get_statement(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "json")
     if fmt not in FORMATS:
         raise InvalidField("format", "unknown_format", "format is csv or json")
-    statement = await statements.rendered(services_of(request).pool, caller.mall_id, sub_mchid, from_on, to_on,
+    statement = await statements.rendered(services_of(request), caller.mall_id, sub_mchid, from_on, to_on,
                                           visible=caller.sees_store(sub_mchid), csv=fmt == "csv", json=fmt == "json")
     if fmt == "json":
         return web.Response(body=rendered_json_bytes(statement), content_type="application/json",

@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.api import caller_of, json_or_missing, json_response, services_of
 from gateway.api.mall.common import paging, require_role
 from gateway.api.middleware import json_body
+from gateway.api.requests.mall import parse_approval, parse_contract_change, parse_points_rule, parse_tenant
 from gateway.domain_errors import NotFound
 from gateway.services import onboarding, receivers
 
@@ -17,8 +18,8 @@ routes = web.RouteTableDef()
 async def create_tenant(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "admin")
-    tenant = onboarding.tenant_from_fields(caller.mall_id, await json_body(request))
-    created = await onboarding.create_tenant(services_of(request).pool, tenant)
+    tenant = parse_tenant(caller.mall_id, await json_body(request))
+    created = await onboarding.create_tenant(services_of(request), tenant)
     return json_response(created.as_json())
 
 
@@ -41,8 +42,9 @@ async def get_tenant(request: web.Request) -> web.Response:
 async def change_contract(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "admin")
-    tenant = await onboarding.change_contract(services_of(request).pool, caller.mall_id,
-                                              request.match_info["sub_mchid"], await json_body(request))
+    change = parse_contract_change(await json_body(request))
+    tenant = await onboarding.change_contract(services_of(request), caller.mall_id, request.match_info["sub_mchid"],
+                                              change)
     return json_response(tenant.as_json())
 
 
@@ -50,8 +52,9 @@ async def change_contract(request: web.Request) -> web.Response:
 async def set_points_rule(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "admin")
+    points_per_yuan = parse_points_rule(await json_body(request))
     return json_response(await onboarding.set_points_rule(services_of(request), caller.mall_id,
-                                                          request.match_info["sub_mchid"], await json_body(request)))
+                                                          request.match_info["sub_mchid"], points_per_yuan))
 
 
 @routes.get("/v3/mall/tenants/{sub_mchid}/points-rule")
@@ -68,9 +71,9 @@ async def get_points_rule(request: web.Request) -> web.Response:
 async def approve_high_ratio(request: web.Request) -> web.Response:
     caller = caller_of(request)
     require_role(caller, "admin")
-    svc = services_of(request)
-    return json_response(await receivers.approve_high_ratio(
-        svc, caller.mall_id, request.match_info["sub_mchid"], await json_body(request)))
+    approval = parse_approval(await json_body(request))
+    return json_response(await receivers.approve_high_ratio(services_of(request), caller.mall_id,
+                                                            request.match_info["sub_mchid"], approval))
 
 
 @routes.get("/v3/mall/tenants/{sub_mchid}/approvals")
