@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import caller_of, services_of
-from gateway.api.mall.common import paging, require_role
+from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
 from gateway.api.requests.mall import parse_campaign_change, parse_new_campaign
@@ -16,8 +16,7 @@ routes = web.RouteTableDef()
 
 @routes.post("/v3/mall/coupon-campaigns")
 async def create_campaign(request: web.Request) -> web.Response:
-    svc, caller = services_of(request), caller_of(request)
-    require_role(caller, *coupon_campaigns.MANAGERS)
+    svc, caller = services_of(request), caller_in_role(request, *coupon_campaigns.MANAGERS)
     spec = parse_new_campaign(await json_body(request))
     return json_response(await coupon_campaigns.create_campaign(svc, caller, spec))
 
@@ -39,8 +38,7 @@ async def get_campaign(request: web.Request) -> web.Response:
 
 @routes.patch("/v3/mall/coupon-campaigns/{campaign_id}")
 async def change_campaign(request: web.Request) -> web.Response:
-    svc, caller = services_of(request), caller_of(request)
-    require_role(caller, *coupon_campaigns.MANAGERS)
+    svc, caller = services_of(request), caller_in_role(request, *coupon_campaigns.MANAGERS)
     change = parse_campaign_change(await json_body(request))
     return json_response(await coupon_campaigns.change_campaign(svc, caller, request.match_info["campaign_id"],
                                                                 change))

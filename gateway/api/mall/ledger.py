@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_response, services_of
-from gateway.api.mall.common import require_role
+from gateway.api import json_response, services_of
+from gateway.api.mall.common import caller_in_role
 from gateway.domain_errors import InvalidField, NotFound
 from gateway.api.mall.statements import parse_day
 from gateway.services import exports, statements
@@ -43,8 +43,7 @@ def _balances_json(rows, at: datetime | None) -> dict:
 
 @routes.get("/v3/mall/ledger/trial-balance")
 async def trial_balance(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "finance", "admin")
+    caller = caller_in_role(request, "finance", "admin")
     at = parse_instant(request.query.get("at"))
     rows = await statements.trial_balance_at(services_of(request), caller.mall_id, at)
     return json_response(_balances_json(rows, at))
@@ -52,8 +51,7 @@ async def trial_balance(request: web.Request) -> web.Response:
 
 @routes.get("/v3/mall/ledger/balances")
 async def balances(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "finance", "admin")
+    caller = caller_in_role(request, "finance", "admin")
     names = request.query.getall("account", [])
     if not names:
         raise InvalidField("account", "required")
@@ -98,8 +96,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     """Streamed as PostgreSQL produces it: constant memory, one snapshot. A streamed body
     cannot be signed before it is sent, so this answer carries no Wechatpay-Signature;
     errors found before the first byte are signed WeChat bodies as usual."""
-    caller = caller_of(request)
-    require_role(caller, "finance", "admin")
+    caller = caller_in_role(request, "finance", "admin")
     fmt = request.query.get("format", "csv")
     if fmt not in formats.FORMATS:
         raise InvalidField("format", "unknown_format", "format is csv, jsonl or beancount")

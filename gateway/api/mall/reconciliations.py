@@ -11,8 +11,8 @@ from datetime import date
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_or_missing, json_response, services_of
-from gateway.api.mall.common import paging, require_role
+from gateway.api import json_or_missing, json_response, services_of
+from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.mall.payouts import day_param
 from gateway.api.middleware import json_body
 from gateway.api.requests.mall import parse_reconciliation_day
@@ -26,8 +26,7 @@ ITEMS_MAX = 1_000
 
 @routes.post("/v3/mall/reconciliations")
 async def run(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "finance", "admin")
+    caller = caller_in_role(request, "finance", "admin")
     svc = services_of(request)
     bill_on = parse_reconciliation_day(await json_body(request), reconciliation.china_today(svc.clock()))
     try:
@@ -40,8 +39,7 @@ async def run(request: web.Request) -> web.Response:
 
 @routes.get("/v3/mall/reconciliations")
 async def list_reports(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "finance", "admin")
+    caller = caller_in_role(request, "finance", "admin")
     bill_on = day_param(request, "date") if "date" in request.query else None
     limit, offset = paging(request)
     return json_response(await reconciliation.reports(services_of(request), caller.mall_id, bill_on, limit, offset))
@@ -49,8 +47,7 @@ async def list_reports(request: web.Request) -> web.Response:
 
 @routes.get("/v3/mall/reconciliations/{date}")
 async def get_report(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "finance", "admin")
+    caller = caller_in_role(request, "finance", "admin")
     try:
         bill_on = date.fromisoformat(request.match_info["date"])
     except ValueError:

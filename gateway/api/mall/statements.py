@@ -6,8 +6,8 @@ from datetime import date
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
-from gateway.api.mall.common import require_role
+from gateway.api import services_of
+from gateway.api.mall.common import caller_in_role
 from gateway.domain_errors import InvalidField
 from gateway.services import statements
 from gateway.formats import MCHID_RE
@@ -28,8 +28,7 @@ def parse_day(value: str | None, field: str) -> date:
 
 @routes.get("/v3/mall/statements")
 async def get_statement(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "tenant", "finance", "admin")
+    caller = caller_in_role(request, "tenant", "finance", "admin")
     sub_mchid = request.query.get("sub_mchid", "")
     if not MCHID_RE.fullmatch(sub_mchid):
         raise InvalidField("sub_mchid", "required" if not sub_mchid else "bad_format")
