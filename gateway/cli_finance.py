@@ -30,7 +30,7 @@ def add_commands(sub) -> None:
 
 
 def _statement(settings: Settings, args) -> int:
-    from gateway.api.mall.statements import parse_day
+    from gateway.api.requests.ledger import parse_day
     from gateway.app import database_services
     from gateway.cli import _pool, _run_refusable
     from gateway.services import statements
@@ -79,7 +79,7 @@ class _Progress:
 
 
 def _export(settings: Settings, args) -> int:
-    from gateway.api.mall.ledger import export_range
+    from gateway.api.requests.ledger import export_range
     from gateway.app import database_services
     from gateway.cli import _pool, _run_refusable
     from gateway.services import exports

@@ -15,6 +15,7 @@ from gateway.api.requests.mall import (
     parse_new_campaign, parse_new_client, parse_points_rule, parse_reconciliation_day, parse_subsidy_payout,
     parse_tenant,
 )
+from gateway.api.requests.ledger import export_range, parse_day, parse_instant
 from gateway.domain_errors import InvalidField, Refused
 from gateway.services.onboarding import CONTRACT_DEFAULTS, serial_of
 from splitting.rules import SplitRefused
@@ -310,3 +311,29 @@ def test_a_reconciliation_runs_a_past_day():
     assert parse_reconciliation_day({"date": "2026-11-30"}, today) == date(2026, 11, 30)
     for body in ({"date": "2026-12-01"}, {"date": "2026-13-01"}, {"date": 20261130}, {}, "2026-11-30"):
         assert refusal(parse_reconciliation_day, body, today) == ("date", "bad_format")
+
+
+# -- finance queries (gateway/api/requests/ledger) -------------------------------------------
+
+def test_a_day_an_instant_and_a_range_are_read():
+    assert parse_day("2026-11-30", "date") == date(2026, 11, 30)
+    assert parse_instant("2026-11-30T16:00:00+08:00") == datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+    assert parse_instant(None) is None
+    # China-time days: `to` inclusive, so the range ends at the next day's China midnight
+    assert export_range("2026-11-30", "2026-11-30") == (datetime(2026, 11, 29, 16, tzinfo=timezone.utc),
+                                                       datetime(2026, 11, 30, 16, tzinfo=timezone.utc))
+
+
+@pytest.mark.parametrize("parse, args, expected", [
+    (parse_day, (None, "date"), ("date", "required")),
+    (parse_day, ("2026-1-30", "date"), ("date", "bad_format")),
+    (parse_day, ("2026-02-30", "to"), ("to", "bad_format")),
+    (parse_instant, ("yesterday",), ("at", "bad_format")),
+    (parse_instant, ("2026-11-30T16:00:00", "from"), ("from", "offset_required")),
+    (export_range, (None, "2026-11-30"), ("from", "required")),
+    (export_range, ("2026-11-30", None), ("to", "required")),
+    (export_range, ("2026-11-30", "2026-11-29"), ("to", "to_before_from")),
+    (export_range, ("2026-11-30T00:00:00Z", "2026-11-29T00:00:00Z"), ("to", "to_before_from")),
+])
+def test_a_finance_query_is_refused_naming_the_field(parse, args, expected):
+    assert refusal(parse, *args) == expected

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from aiohttp import web
 
 from gateway.api import json_response, services_of
 from gateway.api.mall.common import caller_in_role
 from gateway.domain_errors import InvalidField, NotFound
-from gateway.api.mall.statements import parse_day
+from gateway.api.requests.ledger import export_range, parse_instant
 from gateway.services import exports, statements
 from ledger import export as formats
-from ledger.statements import PeriodError, period_bounds
 
 routes = web.RouteTableDef()
 ACCOUNTS_PER_REQUEST_MAX = 100
 ACCOUNT_CHARS_MAX = 128
-
-
-def parse_instant(value: str | None, field: str = "at") -> datetime | None:
-    """An ISO 8601 instant with its offset (`2026-11-30T16:00:00Z`, `...+08:00`)."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidField(field, "bad_format", f"{field} is an ISO 8601 instant with offset") from None
-    if parsed.tzinfo is None:
-        raise InvalidField(field, "offset_required", f"{field} needs an offset (Z or +08:00)")
-    return parsed.astimezone(timezone.utc)
 
 
 def _balances_json(rows, at: datetime | None) -> dict:
@@ -68,27 +54,6 @@ async def balances(request: web.Request) -> web.Response:
 
 
 EXPORT_CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "beancount": "text/plain"}
-
-
-def export_range(from_value: str | None, to_value: str | None) -> tuple[datetime, datetime]:
-    """`from`/`to` as China-time days (YYYY-MM-DD, `to` inclusive) or as instants (ISO 8601
-    with offset, `to` exclusive)."""
-    if from_value is None or to_value is None:
-        raise InvalidField("from" if from_value is None else "to", "required")
-    if len(from_value) == 10 and len(to_value) == 10:
-        from_on, to_on = parse_day(from_value, "from"), parse_day(to_value, "to")
-        if to_on < from_on:
-            raise InvalidField("to", "to_before_from")
-        try:
-            from_at, _ = period_bounds(from_on, from_on)
-            _, to_at = period_bounds(to_on, to_on)
-        except PeriodError as error:
-            raise InvalidField("to", str(error)) from None
-    else:
-        from_at, to_at = parse_instant(from_value, "from"), parse_instant(to_value, "to")
-    if to_at < from_at:
-        raise InvalidField("to", "to_before_from")
-    return from_at, to_at
 
 
 @routes.get("/v3/mall/ledger/export")

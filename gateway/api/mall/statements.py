@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from aiohttp import web
 
 from gateway.api import services_of
 from gateway.api.mall.common import caller_in_role
+from gateway.api.requests.ledger import parse_day
 from gateway.domain_errors import InvalidField
 from gateway.services import statements
 from gateway.formats import MCHID_RE
@@ -15,15 +14,6 @@ from ledger.statement_formats import rendered_csv, rendered_json_bytes
 
 routes = web.RouteTableDef()
 FORMATS = ("json", "csv")
-
-
-def parse_day(value: str | None, field: str) -> date:
-    try:
-        if value is None or len(value) != 10:
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidField(field, "required" if value is None else "bad_format", f"{field} is YYYY-MM-DD") from None
 
 
 @routes.get("/v3/mall/statements")
