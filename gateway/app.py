@@ -164,6 +164,12 @@ async def one_shot_services(settings: Settings, database_url: str, *, clock=utc_
         await pool.close()
 
 
+def database_services(settings: Settings, pool, *, clock=utc_now) -> Services:
+    """Services for work that needs only the database (command-line actions, seeding a
+    mall): no payment channel and no gateway identity."""
+    return Services(settings=settings, pool=pool, channel=None, clock=clock, identity=None)
+
+
 async def _database_answers(app: web.Application) -> CheckResult:
     await ping(app[SERVICES].pool)
     return CheckResult(True)

@@ -176,6 +176,8 @@ def _migrate(settings: Settings, args) -> int:
 
 
 def _client_create(settings: Settings, args) -> int:
+    from gateway.api.requests.mall import parse_new_client
+    from gateway.app import database_services
     from gateway.identity import load_or_create_identity
     from gateway.services import onboarding
 
@@ -183,11 +185,11 @@ def _client_create(settings: Settings, args) -> int:
     identity = load_or_create_identity(settings.gateway_private_key_file, settings.data_dir)
 
     async def register():
+        client = parse_new_client({"role": args.role, "sub_mchid": args.sub_mchid, "name": args.name,
+                                   "public_key": signing.public_key_pem(key.public_key()).decode()})
         async with _pool(settings) as pool:
             await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
-            return await onboarding.create_client(
-                pool, mall_id=settings.sp_mchid, role=args.role, sub_mchid=args.sub_mchid,
-                name=args.name or args.role, public_key_pem=signing.public_key_pem(key.public_key()).decode())
+            return await onboarding.create_client(database_services(settings, pool), settings.sp_mchid, client)
 
     created = _run_refusable(register())
     if created is None:
@@ -216,7 +218,10 @@ def write_client_config(out: Path, settings: Settings, created, key, identity) -
 
 
 def _tenant_create(settings: Settings, args) -> int:
-    from gateway.services import onboarding
+    from gateway.api.requests.mall import parse_approval, parse_tenant
+    from gateway.app import database_services
+    from gateway.repo import tenants as tenants_repo
+    from gateway.services import onboarding, receivers
 
     contract = {name: getattr(args, name) for name in
                 ("commission_bps", "max_ratio_bps", "fee_rate_bps", "freeze_days", "guide_reward_bps")
@@ -235,68 +240,68 @@ def _tenant_create(settings: Settings, args) -> int:
         fields["sub_appid"] = args.sub_appid
 
     async def create():
+        tenant = parse_tenant(settings.sp_mchid, fields)
+        approval = parse_approval({"approved_by": args.approved_by, "reason": args.approval_reason,
+                                   "max_ratio_bps": approved_ratio}) if high_ratio else None
         async with _pool(settings) as pool:
+            svc = database_services(settings, pool)
             await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
-            tenant = await onboarding.create_tenant(pool, onboarding.tenant_from_fields(settings.sp_mchid, fields))
-            if high_ratio:
-                await receivers.approve_high_ratio(_PoolClock(pool), settings.sp_mchid, args.sub_mchid, {
-                    "approved_by": args.approved_by, "reason": args.approval_reason,
-                    "max_ratio_bps": approved_ratio})
+            tenant = await onboarding.create_tenant(svc, tenant)
+            if approval:
+                await receivers.approve_high_ratio(svc, settings.sp_mchid, args.sub_mchid, approval)
                 async with pool.acquire() as conn:
                     tenant = await tenants_repo.tenant(conn, settings.sp_mchid, args.sub_mchid)
             return tenant.as_json()
 
-    from gateway.repo import tenants as tenants_repo
-    from gateway.services import receivers
     return _print_json_of(create())
 
 
-class _PoolClock:
-    """What approving a ratio or setting a points rule needs of the services: the pool,
-    the time and (for the mall's default rate) the settings."""
-
-    def __init__(self, pool, settings: Settings | None = None):
-        from gateway.app import utc_now
-        self.pool, self.clock, self.settings = pool, utc_now, settings
-
-
 def _tenant_approve(settings: Settings, args) -> int:
+    from gateway.api.requests.mall import parse_approval
+    from gateway.app import database_services
     from gateway.services import receivers
 
     async def approve():
+        approval = parse_approval({"approved_by": args.approved_by, "reason": args.reason,
+                                   "max_ratio_bps": args.max_ratio_bps})
         async with _pool(settings) as pool:
-            return await receivers.approve_high_ratio(_PoolClock(pool), settings.sp_mchid, args.sub_mchid, {
-                "approved_by": args.approved_by, "reason": args.reason, "max_ratio_bps": args.max_ratio_bps})
+            return await receivers.approve_high_ratio(database_services(settings, pool), settings.sp_mchid,
+                                                      args.sub_mchid, approval)
 
     return _print_json_of(approve())
 
 
 def _points_rule(settings: Settings, args) -> int:
+    from gateway.api.requests.mall import parse_points_rule
+    from gateway.app import database_services
     from gateway.services import onboarding
 
     async def rule():
+        points_per_yuan = None
+        if args.points_per_yuan is not None:
+            points_per_yuan = parse_points_rule({"points_per_yuan": args.points_per_yuan})
         async with _pool(settings) as pool:
-            svc = _PoolClock(pool, settings)
-            if args.points_per_yuan is None:
+            svc = database_services(settings, pool)
+            if points_per_yuan is None:
                 return await onboarding.points_rule(svc, settings.sp_mchid, args.sub_mchid)
-            return await onboarding.set_points_rule(svc, settings.sp_mchid, args.sub_mchid,
-                                                    {"points_per_yuan": args.points_per_yuan})
+            return await onboarding.set_points_rule(svc, settings.sp_mchid, args.sub_mchid, points_per_yuan)
 
     return _print_json_of(rule())
 
 
 def _guide_create(settings: Settings, args) -> int:
+    from gateway.api.requests.mall import parse_guide
     from gateway.app import one_shot_services
     from gateway.services import receivers
 
     async def create():
+        guide = parse_guide({"guide_id": args.guide_id, "sub_mchid": args.sub_mchid, "openid": args.openid,
+                             "name": args.name})
         url, _ = _with_database(settings)
         from gateway.db.migrate import migrate
         await migrate(url)
         async with one_shot_services(settings, url) as svc:
-            return await receivers.register_guide(svc, settings.sp_mchid, {
-                "guide_id": args.guide_id, "sub_mchid": args.sub_mchid, "openid": args.openid,
-                "name": args.name})
+            return await receivers.register_guide(svc, settings.sp_mchid, guide)
 
     guide = _run_refusable(create())
     if guide is None:
@@ -404,9 +409,8 @@ def _use_uvloop() -> None:
 
 
 def _coupons_report(settings: Settings, args) -> int:
-    from gateway.app import utc_now
+    from gateway.app import database_services
     from gateway.services import coupon_reports
-    from gateway.services.context import Services
 
     if args.window_days is not None and not 1 <= args.window_days <= coupon_reports.WINDOW_DAYS_MAX:
         print(f"mallpay: --window-days must be 1 to {coupon_reports.WINDOW_DAYS_MAX}", file=sys.stderr)
@@ -415,8 +419,8 @@ def _coupons_report(settings: Settings, args) -> int:
 
     async def report():
         async with _pool(settings) as pool:
-            svc = Services(settings=settings, pool=pool, channel=None, clock=utc_now, identity=None)
-            return await coupon_reports.mall_report(svc, settings.sp_mchid, window_days)
+            return await coupon_reports.mall_report(database_services(settings, pool), settings.sp_mchid,
+                                                    window_days)
 
     result = asyncio.run(report())
     if args.json:

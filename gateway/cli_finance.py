@@ -30,7 +30,8 @@ def add_commands(sub) -> None:
 
 
 def _statement(settings: Settings, args) -> int:
-    from gateway.api.mall.statements import parse_day
+    from gateway.api.requests.ledger import parse_day
+    from gateway.app import database_services
     from gateway.cli import _pool, _run_refusable
     from gateway.services import statements
     from ledger.statement_formats import statement_csv, statement_json
@@ -39,7 +40,8 @@ def _statement(settings: Settings, args) -> int:
         from_on = parse_day(args.date, "date")
         to_on = parse_day(args.to, "to") if args.to else from_on
         async with _pool(settings) as pool:
-            return await statements.statement(pool, settings.sp_mchid, args.sub_mchid, from_on, to_on)
+            return await statements.statement(database_services(settings, pool), settings.sp_mchid, args.sub_mchid,
+                                              from_on, to_on)
 
     found = _run_refusable(run())
     if found is None:
@@ -77,7 +79,8 @@ class _Progress:
 
 
 def _export(settings: Settings, args) -> int:
-    from gateway.api.mall.ledger import export_range
+    from gateway.api.requests.ledger import export_range
+    from gateway.app import database_services
     from gateway.cli import _pool, _run_refusable
     from gateway.services import exports
 
@@ -98,8 +101,9 @@ def _export(settings: Settings, args) -> int:
                     else:
                         progress.start(info.transfers, "transfers")
 
-                return await exports.export(pool, settings.sp_mchid, from_at, to_at, args.format, write,
-                                            started=started, count_entries=args.format == "csv" and not args.quiet)
+                return await exports.export(database_services(settings, pool), settings.sp_mchid, from_at, to_at,
+                                            args.format, write, started=started,
+                                            count_entries=args.format == "csv" and not args.quiet)
 
     count = _run_refusable(run())
     if progress.bar is not None:

@@ -40,9 +40,10 @@ def _show(settings, args) -> int:
 
 
 def _act(settings, args) -> int:
+    from gateway.api.requests.mall import parse_job_reason
     from gateway.services import stuck_jobs
     job = _run(settings, lambda svc: stuck_jobs.act(svc, settings.sp_mchid, args.job_id, args.action,
-                                                    args.by, args.reason))
+                                                    args.by, parse_job_reason({"reason": args.reason})))
     if job is None:
         return 1
     print(json.dumps(job, ensure_ascii=False, indent=2))
@@ -51,12 +52,13 @@ def _act(settings, args) -> int:
 
 def _run(settings, use):
     """Run `use(svc)` against the database (migrated first); refusals print their code."""
-    from gateway.cli import _PoolClock, _pool
     from gateway.api.middleware import REFUSALS, wechat_answer
+    from gateway.app import database_services
+    from gateway.cli import _pool
 
     async def run():
         async with _pool(settings) as pool:
-            return await use(_PoolClock(pool))
+            return await use(database_services(settings, pool))
 
     try:
         return asyncio.run(run())

@@ -30,8 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stack import OUT_DIR, fresh_database, start_postgres  # noqa: E402
 
+from gateway.app import database_services  # noqa: E402
 from gateway.db.migrate import migrate  # noqa: E402
 from gateway.services import exports  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
 
 MALL = "1900000100"
 STORES = 200
@@ -123,7 +125,7 @@ async def gateway_export(dsn: str, fmt: str, out: Path) -> tuple[float, Sampler]
                 sampler.seen(chunk)
 
             started = time.perf_counter()
-            await exports.export(pool, MALL, START, FAR, fmt, write)
+            await exports.export(database_services(Settings.from_env({}), pool), MALL, START, FAR, fmt, write)
             return time.perf_counter() - started, sampler
     finally:
         await pool.close()

@@ -15,6 +15,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from gateway import signing
+from gateway.api.requests.mall import parse_new_client
+from gateway.app import database_services
 from gateway.channel import ChannelTrade, ChannelTradeState
 from gateway.db import create_pool
 from gateway.repo.tenants import Tenant
@@ -190,14 +192,15 @@ async def set_up(database_url: str, settings: Settings, stores: int, profit_shar
     the orders and `_apply`'s arguments are built from."""
     pool = await create_pool(database_url, min_size=1, max_size=2, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
     try:
+        svc = database_services(settings, pool)
         await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         for index in range(stores):
-            await onboarding.create_tenant(pool, Tenant(
+            await onboarding.create_tenant(svc, Tenant(
                 mall_id=settings.sp_mchid, sub_mchid=str(SUB_MCHID_BASE + index), name=f"Bench store {index}",
                 floor="1F", category="bench", sub_appid=None, **onboarding.CONTRACT_DEFAULTS))
-        created = await onboarding.create_client(
-            pool, mall_id=settings.sp_mchid, role="mall_app", sub_mchid=None, name="bench",
-            public_key_pem=signing.public_key_pem(signing.generate_private_key().public_key()).decode())
+        client = parse_new_client({"role": "mall_app", "name": "bench", "public_key": signing.public_key_pem(
+            signing.generate_private_key().public_key()).decode()})
+        created = await onboarding.create_client(svc, settings.sp_mchid, client)
         await pool.execute(CREATE_SEQUENCE)
     finally:
         await pool.close()

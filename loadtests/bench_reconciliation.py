@@ -31,6 +31,7 @@ from datetime import date, datetime, timedelta
 
 from stack import fresh_database, start_postgres
 
+from gateway.app import database_services
 from gateway.invariants import check_invariants
 from gateway.channel import bills as tf_bills
 from gateway.db import create_pool
@@ -208,9 +209,9 @@ async def build_day(database_url: str, settings: Settings, stores: list[str], or
     try:
         await onboarding.ensure_mall(pool, mall, settings.sp_appid, settings.mall_name)
         for sub_mchid in stores:
-            await onboarding.create_tenant(pool, Tenant(mall_id=mall, sub_mchid=sub_mchid, name=f"Store {sub_mchid}",
-                                                        floor="1F", category="bench", sub_appid=None,
-                                                        **CONTRACT_DEFAULTS))
+            await onboarding.create_tenant(database_services(settings, pool), Tenant(
+                mall_id=mall, sub_mchid=sub_mchid, name=f"Store {sub_mchid}", floor="1F", category="bench",
+                sub_appid=None, **CONTRACT_DEFAULTS))
         start = datetime.combine(DAY, datetime.min.time(), tzinfo=CHINA_TZ)
         async with pool.acquire() as conn:
             await conn.execute(INSERT_ORDERS, mall, stores, len(stores), settings.sp_appid, FEE_BPS, start,

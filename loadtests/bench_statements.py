@@ -35,8 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stack import fresh_database, start_postgres  # noqa: E402
 
+from gateway.app import database_services  # noqa: E402
 from gateway.db.migrate import migrate  # noqa: E402
 from gateway.services import onboarding, statements  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
 from ledger import repo as ledger_repo  # noqa: E402
 from ledger.statement_formats import (rendered_csv, rendered_json_bytes, statement_csv,  # noqa: E402
                                       statement_json_bytes)
@@ -140,12 +142,13 @@ async def main() -> None:
               f"in {time.perf_counter() - started:.1f} s", flush=True)
         size = max(args.concurrency, args.connections)
         pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
+        svc = database_services(Settings.from_env({}), pool)
         try:
             timings: dict[str, list[float]] = {"shaped": [], "reference": []}
             for n in range(args.rounds):
                 for path in ("shaped", "reference") if args.reference else ("shaped",):
                     started = time.perf_counter()
-                    outputs, results = await run(pool, stores, path, args)
+                    outputs, results = await run(svc, stores, path, args)
                     elapsed = time.perf_counter() - started
                     timings[path].append(elapsed)
                     print(f"round {n + 1} {path}: {report(results, elapsed, args, path)}; load average "
@@ -156,9 +159,9 @@ async def main() -> None:
                         raise SystemExit("the shaped and the reference statements differ")
                     del outputs
             if args.all_stores:  # the one pass gives each store exactly its own statement
-                together = await statements.rendered_of_all_stores(pool, MALL, DAY, DAY, csv=True, json=True)
+                together = await statements.rendered_of_all_stores(svc, MALL, DAY, DAY, csv=True, json=True)
                 for found in together[:3]:
-                    alone = await statements.rendered(pool, MALL, found.sub_mchid, DAY, DAY, csv=True, json=True)
+                    alone = await statements.rendered(svc, MALL, found.sub_mchid, DAY, DAY, csv=True, json=True)
                     assert (rendered_csv(found), rendered_json_bytes(found)) == (
                         rendered_csv(alone), rendered_json_bytes(alone))
         finally:
@@ -172,7 +175,7 @@ async def main() -> None:
         print(line)
 
 
-async def run(pool, stores: list[str], path: str, args) -> tuple[dict, list]:
+async def run(svc, stores: list[str], path: str, args) -> tuple[dict, list]:
     """Every store's statement by `path`: {store: (CSV, JSON)} and (seconds, lines, ties, bytes) each."""
     limit = asyncio.Semaphore(args.concurrency)
     outputs: dict[str, tuple[bytes, bytes]] = {}
@@ -191,19 +194,19 @@ async def run(pool, stores: list[str], path: str, args) -> tuple[dict, list]:
         async with limit:
             began = time.perf_counter()
             if path == "shaped":
-                found = await statements.rendered(pool, MALL, store, DAY, DAY, csv=True, json=True)
+                found = await statements.rendered(svc, MALL, store, DAY, DAY, csv=True, json=True)
                 done(found, began, found.count)
             else:
-                found = await statements.statement(pool, MALL, store, DAY, DAY)
+                found = await statements.statement(svc, MALL, store, DAY, DAY)
                 done(found, began, len(found.lines))
 
     if args.all_stores:
         if path == "shaped":
-            for found in await statements.rendered_of_all_stores(pool, MALL, DAY, DAY, csv=True, json=True,
+            for found in await statements.rendered_of_all_stores(svc, MALL, DAY, DAY, csv=True, json=True,
                                                                  connections=args.connections):
                 done(found, started, found.count)
         else:
-            for found in await statements.statements_of_all_stores(pool, MALL, DAY, DAY):
+            for found in await statements.statements_of_all_stores(svc, MALL, DAY, DAY):
                 done(found, started, len(found.lines))
     else:
         await asyncio.gather(*(one(store) for store in stores))

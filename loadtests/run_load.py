@@ -36,6 +36,8 @@ from stack import (DATA_ROOT, LOADTESTS_DIR, OUT_DIR, PY_SPY_RATE_HZ, Child, cpu
 
 from gateway.invariants import check_invariants
 from gateway import signing
+from gateway.api.requests.mall import parse_new_campaign, parse_new_client
+from gateway.app import database_services
 from gateway.channel.credentials import ensure_local_credentials
 from gateway.cli import write_client_config
 from gateway.db import create_pool
@@ -233,15 +235,16 @@ async def seed(database_url: str, settings: Settings, identity, sub_mchids: list
     """Stores and one mall_app client, through the gateway's own onboarding service."""
     pool = await create_pool(database_url, min_size=1, max_size=2, statement_timeout_ms=30_000)
     try:
+        svc = database_services(settings, pool)
         await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         for number, sub_mchid in enumerate(sub_mchids, start=1):
-            await onboarding.create_tenant(pool, Tenant(
+            await onboarding.create_tenant(svc, Tenant(
                 mall_id=settings.sp_mchid, sub_mchid=sub_mchid, name=f"Load store {number}", floor="1F",
                 category="load", sub_appid=None, **onboarding.CONTRACT_DEFAULTS))
         key = signing.generate_private_key()
-        created = await onboarding.create_client(
-            pool, mall_id=settings.sp_mchid, role="mall_app", sub_mchid=None, name="load test backend",
-            public_key_pem=signing.public_key_pem(key.public_key()).decode())
+        client = parse_new_client({"role": "mall_app", "name": "load test backend",
+                                   "public_key": signing.public_key_pem(key.public_key()).decode()})
+        created = await onboarding.create_client(svc, settings.sp_mchid, client)
     finally:
         await pool.close()
     write_client_config(client_dir, settings, created, key, identity)
@@ -258,7 +261,7 @@ async def seed_campaigns(database_url: str, settings: Settings, identity, sub_mc
                    sub_mchid=None, apiv3_key=signing.Secret(b"unused"))
     try:
         for number, sub_mchid in enumerate(sub_mchids):
-            await coupon_campaigns.create_campaign(svc, admin, {
+            await coupon_campaigns.create_campaign(svc, admin, parse_new_campaign({
                 "name": f"20 off 100 at {sub_mchid}", "sub_mchid": sub_mchid,
                 "funded_by": "mall" if number % 2 == 0 else "store",
                 "discount": {"type": "threshold", "amount": CAMPAIGN_DISCOUNT_FEN,
@@ -267,7 +270,7 @@ async def seed_campaigns(database_url: str, settings: Settings, identity, sub_mc
                 "per_shopper_max": CAMPAIGN_PER_SHOPPER_MAX,
                 "starts_at": (now - timedelta(hours=1)).isoformat(),
                 "ends_at": (now + timedelta(days=CAMPAIGN_DAYS)).isoformat(),
-                "coupon_valid_seconds": COUPON_VALID_S})
+                "coupon_valid_seconds": COUPON_VALID_S}))
     finally:
         await pool.close()
     return len(sub_mchids)

@@ -13,9 +13,13 @@ import aiohttp
 from aiohttp import web
 
 from gateway import signing
+from gateway.api.requests.mall import parse_new_client
+from gateway.app import database_services
 from gateway.repo.tenants import Tenant
 from gateway.services import onboarding
+from gateway.services.context import Services
 from gateway.services.onboarding import CONTRACT_DEFAULTS
+from gateway.settings import Settings
 
 
 @dataclass
@@ -82,10 +86,9 @@ class SignedClient:
 async def register_client(pool, *, mall_id: str, role: str, sub_mchid: str | None = None,
                           name: str = "test client", private_key=None) -> ClientCredentials:
     key = private_key or test_key()
-    created = await onboarding.create_client(
-        pool, mall_id=mall_id, role=role, sub_mchid=sub_mchid, name=name,
-        public_key_pem=signing.public_key_pem(key.public_key()).decode(),
-    )
+    client = parse_new_client({"role": role, "sub_mchid": sub_mchid, "name": name,
+                               "public_key": signing.public_key_pem(key.public_key()).decode()})
+    created = await onboarding.create_client(on_pool(pool), mall_id, client)
     return ClientCredentials(created.client_id, created.serial_no, key, created.apiv3_key.reveal())
 
 
@@ -103,7 +106,12 @@ async def add_tenant(pool, mall_id: str, sub_mchid: str, **contract) -> Tenant:
     terms = {**CONTRACT_DEFAULTS, **contract}
     tenant = Tenant(mall_id=mall_id, sub_mchid=sub_mchid, name=f"Store {sub_mchid}", floor="1F",
                     category="fashion", sub_appid=None, **terms)
-    return await onboarding.create_tenant(pool, tenant)
+    return await onboarding.create_tenant(on_pool(pool), tenant)
+
+
+def on_pool(pool) -> Services:
+    """The services a test's database pool serves, with the default settings."""
+    return database_services(Settings.from_env({}), pool)
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import signing
-from gateway.api import caller_of, json_or_missing, json_response, mall_app_of, services_of
+from gateway.api import caller_of, json_response, mall_app_of, services_of
+from gateway.api.handlers import found_or_missing, mall_app_command
 from gateway.api.middleware import json_body
 from gateway.api.requests import store_query
 from gateway.api.requests.profitsharing import (
@@ -19,38 +20,31 @@ routes = web.RouteTableDef()
 
 @routes.post("/v3/profitsharing/orders")
 async def create_split(request: web.Request) -> web.Response:
-    svc, caller = services_of(request), mall_app_of(request)
-    split_request = parse_split(await json_body(request), caller)
-    return json_response(await profitsharing.request_split(svc, caller, split_request))
+    return await mall_app_command(request, lambda body: parse_split(body, caller_of(request)),
+                                  profitsharing.request_split)
 
 
 @routes.get("/v3/profitsharing/orders/{out_order_no}")
 async def query_split(request: web.Request) -> web.Response:
-    sub_mchid = store_query(request)
-    found = await profitsharing.find_split(services_of(request), caller_of(request), sub_mchid,
-                                           request.match_info["out_order_no"], request.query.get("transaction_id"))
-    return json_or_missing(found, NotFound("split"))
+    return await found_or_missing(request, profitsharing.find_split, NotFound("split"), store_query(request),
+                                  request.match_info["out_order_no"], request.query.get("transaction_id"))
 
 
 @routes.post("/v3/profitsharing/orders/unfreeze")
 async def unfreeze(request: web.Request) -> web.Response:
-    svc, caller = services_of(request), mall_app_of(request)
-    unfreeze_request = parse_unfreeze(await json_body(request))
-    return json_response(await profitsharing.request_unfreeze(svc, caller, unfreeze_request))
+    return await mall_app_command(request, parse_unfreeze, profitsharing.request_unfreeze)
 
 
 @routes.get("/v3/profitsharing/transactions/{transaction_id}/amounts")
 async def unsplit_amount(request: web.Request) -> web.Response:
-    found = await profitsharing.unsplit_amount(services_of(request), caller_of(request),
-                                               request.match_info["transaction_id"])
-    return json_or_missing(found, NotFound("order", "order_not_paid"))
+    return await found_or_missing(request, profitsharing.unsplit_amount, NotFound("order", "order_not_paid"),
+                                  request.match_info["transaction_id"])
 
 
 @routes.get("/v3/profitsharing/merchant-configs/{sub_mchid}")
 async def merchant_config(request: web.Request) -> web.Response:
-    found = await profitsharing.merchant_config(services_of(request), caller_of(request),
-                                                request.match_info["sub_mchid"])
-    return json_or_missing(found, NotFound("tenant"))
+    return await found_or_missing(request, profitsharing.merchant_config, NotFound("tenant"),
+                                  request.match_info["sub_mchid"])
 
 
 @routes.post("/v3/profitsharing/receivers/add")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_or_missing, json_response, mall_app_of, services_of
-from gateway.api.middleware import json_body
+from gateway.api import services_of
+from gateway.api.handlers import found_or_missing, mall_app_command
 from gateway.api.requests import store_query
 from gateway.api.requests.refunds import parse_refund, parse_return
 from gateway.domain_errors import NotFound
@@ -16,29 +16,23 @@ routes = web.RouteTableDef()
 
 @routes.post("/v3/refund/domestic/refunds")
 async def create_refund(request: web.Request) -> web.Response:
-    svc, caller = services_of(request), mall_app_of(request)
-    fields = parse_refund(await json_body(request), svc.settings.channel_is_emulator)
-    return json_response(await refunds.request_refund(svc, caller, fields))
+    allow_loopback_http = services_of(request).settings.channel_is_emulator
+    return await mall_app_command(request, lambda body: parse_refund(body, allow_loopback_http),
+                                  refunds.request_refund)
 
 
 @routes.get("/v3/refund/domestic/refunds/{out_refund_no}")
 async def query_refund(request: web.Request) -> web.Response:
-    sub_mchid = store_query(request)
-    found = await refunds.find_refund(services_of(request), caller_of(request), sub_mchid,
-                                      request.match_info["out_refund_no"])
-    return json_or_missing(found, NotFound("refund"))
+    return await found_or_missing(request, refunds.find_refund, NotFound("refund"), store_query(request),
+                                  request.match_info["out_refund_no"])
 
 
 @routes.post("/v3/profitsharing/return-orders")
 async def create_return(request: web.Request) -> web.Response:
-    svc, caller = services_of(request), mall_app_of(request)
-    fields = parse_return(await json_body(request))
-    return json_response(await returns.request_return(svc, caller, fields))
+    return await mall_app_command(request, parse_return, returns.request_return)
 
 
 @routes.get("/v3/profitsharing/return-orders/{out_return_no}")
 async def query_return(request: web.Request) -> web.Response:
-    sub_mchid = store_query(request)
-    found = await returns.find_return(services_of(request), caller_of(request), sub_mchid,
-                                      request.query.get("out_order_no"), request.match_info["out_return_no"])
-    return json_or_missing(found, NotFound("return"))
+    return await found_or_missing(request, returns.find_return, NotFound("return"), store_query(request),
+                                  request.query.get("out_order_no"), request.match_info["out_return_no"])

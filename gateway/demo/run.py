@@ -76,7 +76,7 @@ async def run_demo(settings: Settings, *, shoppers: int, seconds: float, stores:
         svc = app[SERVICES]
         await seed_mall(svc, catalog)
         await _franchise_cap_at_channel(session, emulator_url, catalog)
-        creds = await backend_credentials(svc.pool, settings, identity, "mall_app", "demo mini-program")
+        creds = await backend_credentials(svc, identity, "mall_app", "demo mini-program")
         inbox = NotificationInbox(creds)
         notify_url = await _start(stack, inbox.app()) + "/notify"
         out.write(f"Mall '{settings.mall_name}' ({settings.sp_mchid}): {len(catalog)} stores on "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway import signing
+from gateway.api.requests.mall import parse_approval, parse_guide, parse_new_client
 from gateway.demo.backend import BackendCredentials
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.tenants import Tenant
@@ -74,27 +75,26 @@ async def seed_mall(svc, stores: list[DemoStore]) -> None:
                 continue  # an earlier run on the same database onboarded it
         commission, reward = CONTRACTS[store.category]
         terms = {**onboarding.CONTRACT_DEFAULTS, "commission_bps": commission, "guide_reward_bps": reward}
-        await onboarding.create_tenant(pool, Tenant(
+        await onboarding.create_tenant(svc, Tenant(
             mall_id=settings.sp_mchid, sub_mchid=store.sub_mchid, name=store.name, floor=store.floor,
             category=store.category, sub_appid=None, **terms,
         ))
         if store.guide_id:
-            await receivers.register_guide(svc, settings.sp_mchid, {
+            await receivers.register_guide(svc, settings.sp_mchid, parse_guide({
                 "guide_id": store.guide_id, "sub_mchid": store.sub_mchid, "openid": store.guide_openid,
-                "name": f"Guide of {store.name}"})
+                "name": f"Guide of {store.name}"}))
         if store.franchise:
-            await receivers.approve_high_ratio(svc, settings.sp_mchid, store.sub_mchid, {
+            await receivers.approve_high_ratio(svc, settings.sp_mchid, store.sub_mchid, parse_approval({
                 "approved_by": "mall finance director", "max_ratio_bps": FRANCHISE_RATIO_BPS,
-                "reason": "franchise contract: brand headquarters takes 45% of each sale"})
+                "reason": "franchise contract: brand headquarters takes 45% of each sale"}))
             await receivers.add_receiver(svc, settings.sp_mchid, store.sub_mchid, "MERCHANT_ID", BRAND_HQ_MCHID,
                                          "Pixel Point Brand HQ Co., Ltd.", "HEADQUARTER")
 
 
-async def backend_credentials(pool, settings, identity, role: str, name: str) -> BackendCredentials:
+async def backend_credentials(svc, identity, role: str, name: str) -> BackendCredentials:
     key = signing.generate_private_key()
-    created = await onboarding.create_client(
-        pool, mall_id=settings.sp_mchid, role=role, sub_mchid=None, name=name,
-        public_key_pem=signing.public_key_pem(key.public_key()).decode(),
-    )
+    client = parse_new_client({"role": role, "name": name,
+                               "public_key": signing.public_key_pem(key.public_key()).decode()})
+    created = await onboarding.create_client(svc, svc.settings.sp_mchid, client)
     return BackendCredentials(created.client_id, created.serial_no, key, created.apiv3_key.reveal(),
                               identity.private_key.public_key())

@@ -11,7 +11,7 @@ import structlog
 from coupons import repo as coupons_repo
 from coupons.postings import receivable_accounts
 from ledger import repo as ledger_repo
-from coupons.campaigns import CampaignInvalid, CampaignState, Funder, check_change, parse_campaign, parse_change
+from coupons.campaigns import CampaignChange, CampaignInvalid, CampaignSpec, CampaignState, Funder, check_change
 from gateway.domain_errors import InvalidField, NotFound, NotPermitted, Refused
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
@@ -21,6 +21,7 @@ from gateway.services.context import Services
 log = structlog.get_logger(__name__)
 
 STATE_ISSUES = frozenset({"below_committed", "campaign_ended"})
+MANAGERS = ("admin", "tenant")
 
 
 def refused(exc: CampaignInvalid) -> Exception:
@@ -30,18 +31,14 @@ def refused(exc: CampaignInvalid) -> Exception:
 
 
 def _check_manager(caller: Caller) -> None:
-    if caller.role not in ("admin", "tenant"):
-        raise NotPermitted("role_not_allowed", "this needs role admin or tenant")
+    if caller.role not in MANAGERS:
+        raise NotPermitted("role_not_allowed", f"this needs role {' or '.join(MANAGERS)}")
 
 
-async def create_campaign(svc: Services, caller: Caller, body) -> dict:
+async def create_campaign(svc: Services, caller: Caller, spec: CampaignSpec) -> dict:
+    """A campaign (its fields checked at the edge) for a store of this mall, funded by the
+    store itself or, on the admin's word alone, by the mall."""
     _check_manager(caller)
-    if not isinstance(body, dict):
-        raise InvalidField("body", "not_an_object")
-    try:
-        spec = parse_campaign(body)
-    except CampaignInvalid as exc:
-        raise refused(exc) from None
     if caller.role == "tenant":
         if spec.sub_mchid != caller.sub_mchid:
             raise NotPermitted("other_store", "a store creates campaigns for itself only")
@@ -88,13 +85,12 @@ async def list_campaigns(svc: Services, caller: Caller, sub_mchid: str | None, l
     return {"total_count": total, "offset": offset, "limit": limit, "data": [campaign_json(r) for r in rows]}
 
 
-async def change_campaign(svc: Services, caller: Caller, campaign_id: str, body) -> dict:
+async def change_campaign(svc: Services, caller: Caller, campaign_id: str, change: CampaignChange) -> dict:
+    """Apply a change (its fields checked at the edge) if the campaign's state and what it
+    has committed allow it."""
     row = await campaign_row(svc, caller, campaign_id)
-    if not isinstance(body, dict):
-        raise InvalidField("body", "not_an_object")
     campaign = coupons_repo.campaign_of(row)
     try:
-        change = parse_change(body)
         spec = check_change(campaign.state, campaign.spec, change, row["committed_fen"], row["committed_count"])
     except CampaignInvalid as exc:
         raise refused(exc) from None

@@ -9,6 +9,8 @@ rows); closing it releases it (with the close).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from coupons import repo as coupons_repo
 from coupons.campaigns import Funder, discounted_total_fen
 from coupons.postings import (
@@ -17,7 +19,6 @@ from coupons.postings import (
 from coupons.issuing import AfterRefund, coupon_after_refund
 from gateway.domain_errors import InvalidField, NotFound, NotPermitted, Refused
 from gateway.repo import tenants as tenants_repo
-from gateway.formats import OUT_TRADE_NO_RE
 from ledger import repo as ledger_repo
 from ledger.accounts import SUB_MCHID_RE
 from points import repo as points_repo
@@ -97,11 +98,18 @@ async def _reverse_subsidy(conn, refund, refunded_fen: int, now) -> None:
 PAYOUT_FIELDS = ("sub_mchid", "amount", "out_payout_no")
 
 
-async def pay_out_subsidy(svc, mall_id: str, fields) -> dict:
+@dataclass(frozen=True, slots=True)
+class SubsidyPayout:  # checked at the edge (`gateway.api.requests.mall.parse_subsidy_payout`)
+    sub_mchid: str
+    amount_fen: int
+    out_payout_no: str
+
+
+async def pay_out_subsidy(svc, mall_id: str, payout: SubsidyPayout) -> dict:
     """The mall pays a store what its coupons' subsidies owe (receivable → available).
     Idempotent by out_payout_no: the same request again answers the first payout; the
     number with another store or amount is refused. Never more than the receivable."""
-    sub_mchid, amount_fen, out_payout_no = _payout_fields(fields)
+    sub_mchid, amount_fen, out_payout_no = payout.sub_mchid, payout.amount_fen, payout.out_payout_no
     async with svc.pool.acquire() as conn, conn.transaction():
         done = await coupons_repo.subsidy_payout(conn, mall_id, out_payout_no)
         if done is not None:
@@ -135,27 +143,6 @@ async def subsidy_payouts(svc, caller, sub_mchid: str | None, limit: int, offset
     async with svc.pool.acquire() as conn:
         rows, total = await coupons_repo.subsidy_payouts(conn, caller.mall_id, sub_mchid, limit, offset)
     return {"total_count": total, "offset": offset, "limit": limit, "data": [_payout_json(r) for r in rows]}
-
-
-def _payout_fields(fields) -> tuple[str, int, str]:
-    if not isinstance(fields, dict):
-        raise InvalidField("body", "not_an_object")
-    for name in fields:
-        if name not in PAYOUT_FIELDS:
-            raise InvalidField(name, "unknown_field")
-    for name in PAYOUT_FIELDS:
-        if name not in fields:
-            raise InvalidField(name, "required")
-    sub_mchid, amount, out_payout_no = (fields[name] for name in PAYOUT_FIELDS)
-    if not isinstance(sub_mchid, str) or not SUB_MCHID_RE.fullmatch(sub_mchid):
-        raise InvalidField("sub_mchid", "bad_format")
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        raise InvalidField("amount", "not_integer_fen")
-    if amount <= 0:
-        raise InvalidField("amount", "out_of_range", "amount: at least 1 fen")
-    if not isinstance(out_payout_no, str) or not OUT_TRADE_NO_RE.fullmatch(out_payout_no):
-        raise InvalidField("out_payout_no", "bad_format", "out_payout_no: 6 to 32 of [0-9A-Za-z_-|*]")
-    return sub_mchid, amount, out_payout_no
 
 
 def _same_payout(row, sub_mchid: str, amount_fen: int) -> dict:

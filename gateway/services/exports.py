@@ -29,12 +29,12 @@ class ExportStarted:
     entries: int | None  # counted only when asked: it costs a second pass over the range
 
 
-async def export(pool, mall_id: str, from_at: datetime, to_at: datetime, fmt: str, write: Write, *,
+async def export(svc, mall_id: str, from_at: datetime, to_at: datetime, fmt: str, write: Write, *,
                  started: Callable[[ExportStarted], Awaitable[None]] | None = None,
                  count_entries: bool = False) -> int:
     """Write the ledger's transfers of [from_at, to_at) in `fmt` to `write`; their count."""
     assert fmt in formats.FORMATS, fmt
-    async with pool.acquire() as conn:
+    async with svc.pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             count = await ledger_repo.export_count(conn, mall_id, from_at, to_at)
             entries = await ledger_repo.export_entry_count(conn, mall_id, from_at, to_at) if count_entries else None

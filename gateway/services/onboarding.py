@@ -7,15 +7,13 @@ from dataclasses import dataclass
 
 from gateway import signing
 from gateway.caller import Caller
-from gateway.domain_errors import InvalidField, NotFound, Refused
-from gateway.formats import APPID_RE, MCHID_RE
+from gateway.domain_errors import NotFound, Refused
 from gateway.repo import clients as clients_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.repo.tenants import Tenant
 from ledger import accounts
 from ledger import repo as ledger_repo
 from points import repo as points_repo
-from points.rules import POINTS_PER_YUAN_MAX
 from splitting import rules
 from splitting.rules import DEFAULT_MAX_RATIO_BPS
 
@@ -39,58 +37,10 @@ async def ensure_mall(pool, mall_id: str, sp_appid: str, name: str) -> None:
         await ledger_repo.ensure_accounts(conn, mall_id, accounts.mall_accounts())
 
 
-def tenant_from_fields(mall_id: str, fields: dict) -> Tenant:
-    """Validate a store's onboarding fields (API body or CLI flags) into a Tenant."""
-    if not isinstance(fields, dict):
-        raise InvalidField("body", "not_an_object")
-    known = {"sub_mchid", "name", "floor", "category", "sub_appid", "contract"}
-    for name in fields:
-        if name not in known:
-            raise InvalidField(name, "unknown_field")
-    sub_mchid = fields.get("sub_mchid")
-    if not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid):
-        raise InvalidField("sub_mchid", "bad_format")
-    texts = {}
-    for name, required in (("name", True), ("floor", False), ("category", False)):
-        value = fields.get(name, "" if not required else None)
-        if not isinstance(value, str) or len(value) > NAME_CHARS_MAX or (required and not value.strip()):
-            raise InvalidField(name, "bad_length_or_characters")
-        texts[name] = value
-    sub_appid = fields.get("sub_appid")
-    if sub_appid is not None and (not isinstance(sub_appid, str) or not APPID_RE.fullmatch(sub_appid)):
-        raise InvalidField("sub_appid", "bad_format")
-    contract = _contract(fields.get("contract") or {})
-    rules.check_automatic_within_cap(contract["commission_bps"], contract["guide_reward_bps"],
-                                     contract["max_ratio_bps"])
-    return Tenant(mall_id=mall_id, sub_mchid=sub_mchid, sub_appid=sub_appid, **texts, **contract)
-
-
-def _contract(given) -> dict:
-    if not isinstance(given, dict):
-        raise InvalidField("contract", "not_an_object")
-    contract = dict(CONTRACT_DEFAULTS)
-    for name, value in given.items():
-        if name not in CONTRACT_DEFAULTS:
-            raise InvalidField(f"contract.{name}", "unknown_field")
-        if name == "auto_split":
-            if not isinstance(value, bool):
-                raise InvalidField("contract.auto_split", "not_a_boolean")
-        elif not isinstance(value, int) or isinstance(value, bool):
-            raise InvalidField(f"contract.{name}", "not_an_integer")
-        elif name == "max_ratio_bps" and value > DEFAULT_MAX_RATIO_BPS:
-            raise Refused("approval_required", "a cap above 30% needs a high-ratio approval record",
-                          asked=value, allowed=DEFAULT_MAX_RATIO_BPS)
-        else:
-            low, high = CONTRACT_LIMITS[name]
-            if not low <= value <= high:
-                raise InvalidField(f"contract.{name}", "out_of_range", f"contract.{name}: {low} to {high}")
-        contract[name] = value
-    return contract
-
-
-async def create_tenant(pool, tenant: Tenant) -> Tenant:
-    """Onboard a store and open its ledger accounts, in one transaction."""
-    async with pool.acquire() as conn, conn.transaction():
+async def create_tenant(svc, tenant: Tenant) -> Tenant:
+    """Onboard a store (checked at the edge: `gateway.api.requests.mall.parse_tenant`) and
+    open its ledger accounts, in one transaction."""
+    async with svc.pool.acquire() as conn, conn.transaction():
         created = await tenants_repo.insert_tenant(conn, tenant)
         if created is None:
             raise Refused("tenant_exists", "this sub_mchid is already onboarded")
@@ -119,22 +69,26 @@ async def visible_tenant(svc, caller: Caller, sub_mchid: str) -> dict | None:
     return tenant.as_json()
 
 
-async def change_contract(pool, mall_id: str, sub_mchid: str, changes) -> Tenant:
+@dataclass(frozen=True, slots=True)
+class ContractChange:
+    terms: dict  # the contract terms to change, each known and in range (checked at the edge)
+    asks_cap: bool  # the request named max_ratio_bps, which changes only with an approval record
+    asked_max_ratio_bps: object = None  # as the request gave it
+
+
+async def change_contract(svc, mall_id: str, sub_mchid: str, change: ContractChange) -> Tenant:
     """New terms for a store. Orders already paid keep the cap and fee they were paid
     under; commission and guide rewards not split yet follow the new terms. The cap
     itself changes only through an approval record (POST .../approvals)."""
-    if not isinstance(changes, dict) or not changes:
-        raise InvalidField("body", "not_an_object")
-    async with pool.acquire() as conn, conn.transaction():
+    async with svc.pool.acquire() as conn, conn.transaction():
         tenant = await tenants_repo.tenant_for_update(conn, mall_id, sub_mchid)
         if tenant is None:
             raise NotFound("tenant")
-        if "max_ratio_bps" in changes:
+        if change.asks_cap:
             raise Refused("approval_required", "the cap changes only with an approval record",
-                          asked=changes["max_ratio_bps"], allowed=tenant.max_ratio_bps)
-        validated = _contract(changes)
+                          asked=change.asked_max_ratio_bps, allowed=tenant.max_ratio_bps)
         terms = {name: getattr(tenant, name) for name in CONTRACT_DEFAULTS}
-        terms.update({name: validated[name] for name in changes})
+        terms.update(change.terms)
         rules.check_automatic_within_cap(terms["commission_bps"], terms["guide_reward_bps"], tenant.max_ratio_bps)
         return await tenants_repo.update_contract(conn, mall_id, sub_mchid, terms)
 
@@ -148,25 +102,13 @@ async def points_rule(svc, mall_id: str, sub_mchid: str) -> dict:
     return _points_rule_json(svc, sub_mchid, row)
 
 
-async def set_points_rule(svc, mall_id: str, sub_mchid: str, fields) -> dict:
-    """Set a store's points per paid yuan. Orders already paid keep the rate they earned
-    by (refunds reverse at that rate); the next payment earns by the new one."""
-    if not isinstance(fields, dict):
-        raise InvalidField("body", "not_an_object")
-    for name in fields:
-        if name != "points_per_yuan":
-            raise InvalidField(name, "unknown_field")
-    if "points_per_yuan" not in fields:
-        raise InvalidField("points_per_yuan", "required")
-    rate = fields["points_per_yuan"]
-    if isinstance(rate, bool) or not isinstance(rate, int):
-        raise InvalidField("points_per_yuan", "not_an_integer")
-    if not 0 <= rate <= POINTS_PER_YUAN_MAX:
-        raise InvalidField("points_per_yuan", "out_of_range", f"points_per_yuan: 0 to {POINTS_PER_YUAN_MAX}")
+async def set_points_rule(svc, mall_id: str, sub_mchid: str, points_per_yuan: int) -> dict:
+    """Set a store's points per paid yuan (checked at the edge). Orders already paid keep
+    the rate they earned by (refunds reverse at that rate); the next payment earns by the new one."""
     async with svc.pool.acquire() as conn, conn.transaction():
         if await tenants_repo.tenant_for_update(conn, mall_id, sub_mchid) is None:
             raise NotFound("tenant")
-        await points_repo.set_rule(conn, mall_id, sub_mchid, rate, svc.clock())
+        await points_repo.set_rule(conn, mall_id, sub_mchid, points_per_yuan, svc.clock())
         row = await points_repo.rule_row(conn, mall_id, sub_mchid)
     return _points_rule_json(svc, sub_mchid, row)
 
@@ -191,60 +133,52 @@ def serial_of(public_key) -> str:
     return signing.key_fingerprint(public_key)[:40]
 
 
-async def create_client(pool, *, mall_id: str, role: str, sub_mchid: str | None, name: str,
-                        public_key_pem: str) -> NewClient:
+@dataclass(frozen=True, slots=True)
+class ClientKey:
+    public_key_pem: str  # an RSA public key of at least 2048 bits (checked at the edge)
+    serial_no: str  # `serial_of` the key
+
+
+@dataclass(frozen=True, slots=True)
+class NewClientRequest:
+    role: str  # one of ROLES
+    sub_mchid: str | None  # a `tenant`'s store; None for every other role
+    name: str
+    key: ClientKey
+
+
+async def create_client(svc, mall_id: str, request: NewClientRequest) -> NewClient:
     """Register a client with its first key. A mall's first `mall_app` client signs as
     the mall's own sp_mchid, so a WeChat Pay SDK configured for the mall works as is."""
-    if not isinstance(role, str) or role not in ROLES:
-        raise InvalidField("role", "unknown_role", f"role is one of {', '.join(ROLES)}")
-    if (role == "tenant") != (sub_mchid is not None):
-        raise InvalidField("sub_mchid", "required_for_tenant_only")
-    if sub_mchid is not None and (not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid)):
-        raise InvalidField("sub_mchid", "bad_format")
-    public_key = _public_key(public_key_pem)
+    assert request.role in ROLES, "the role is checked at the edge"
     apiv3_key = secrets.token_hex(16).encode()  # 32 ASCII characters, like WeChat's APIv3 keys
-    async with pool.acquire() as conn, conn.transaction():
-        if sub_mchid is not None and await tenants_repo.tenant(conn, mall_id, sub_mchid) is None:
+    async with svc.pool.acquire() as conn, conn.transaction():
+        if request.sub_mchid is not None and await tenants_repo.tenant(conn, mall_id, request.sub_mchid) is None:
             raise NotFound("tenant", message="no such store in this mall")
         client_id = mall_id
-        if role != "mall_app" or await clients_repo.client_exists(conn, client_id):
+        if request.role != "mall_app" or await clients_repo.client_exists(conn, client_id):
             client_id = await _fresh_client_id(conn)
-        await clients_repo.insert_client(conn, client_id=client_id, mall_id=mall_id, role=role,
-                                         sub_mchid=sub_mchid, name=name, apiv3_key=apiv3_key)
-        serial_no = serial_of(public_key)
-        await clients_repo.insert_client_key(conn, client_id, serial_no, public_key_pem)
-    return NewClient(client_id=client_id, serial_no=serial_no, apiv3_key=signing.Secret(apiv3_key))
+        await clients_repo.insert_client(conn, client_id=client_id, mall_id=mall_id, role=request.role,
+                                         sub_mchid=request.sub_mchid, name=request.name, apiv3_key=apiv3_key)
+        await clients_repo.insert_client_key(conn, client_id, request.key.serial_no, request.key.public_key_pem)
+    return NewClient(client_id=client_id, serial_no=request.key.serial_no, apiv3_key=signing.Secret(apiv3_key))
 
 
-async def add_client_key(pool, mall_id: str, client_id: str, public_key_pem: str) -> str:
+async def add_client_key(svc, mall_id: str, client_id: str, key: ClientKey) -> str:
     """Another key for a client of this mall (rotation); a mall never touches another's."""
-    public_key = _public_key(public_key_pem)
-    serial_no = serial_of(public_key)
-    async with pool.acquire() as conn, conn.transaction():
+    async with svc.pool.acquire() as conn, conn.transaction():
         if not await clients_repo.client_of_mall(conn, client_id, mall_id):
             raise NotFound("client")
-        if await clients_repo.client_key_exists(conn, client_id, serial_no):
+        if await clients_repo.client_key_exists(conn, client_id, key.serial_no):
             raise Refused("key_exists", "this key was already added to the client (a revoked key stays revoked)")
-        await clients_repo.insert_client_key(conn, client_id, serial_no, public_key_pem)
-    return serial_no
+        await clients_repo.insert_client_key(conn, client_id, key.serial_no, key.public_key_pem)
+    return key.serial_no
 
 
 async def revoke_client_key(svc, mall_id: str, client_id: str, serial_no: str) -> bool:
     """False when this mall's client has no such key in use."""
     async with svc.pool.acquire() as conn:
         return await clients_repo.revoke_client_key(conn, mall_id, client_id, serial_no, svc.clock())
-
-
-def _public_key(pem) -> object:
-    if not isinstance(pem, str):
-        raise InvalidField("public_key", "required")
-    try:
-        key = signing.load_public_key(pem)
-    except (ValueError, AssertionError, TypeError):
-        raise InvalidField("public_key", "not_an_rsa_public_key") from None
-    if key.key_size < 2048:
-        raise InvalidField("public_key", "key_too_small")
-    return key
 
 
 async def _fresh_client_id(conn) -> str:

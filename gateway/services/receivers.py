@@ -3,9 +3,10 @@ the approvals that let a franchise store split more than 30% away."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gateway.channel import ChannelError, ChannelReceiver, ChannelReceiverType
-from gateway.domain_errors import ChannelRefused, ChannelUnavailable, InvalidField, NotFound, NotPermitted, Refused
-from gateway.formats import GUIDE_ID_RE, MCHID_RE, OPENID_RE
+from gateway.domain_errors import ChannelRefused, ChannelUnavailable, NotFound, NotPermitted, Refused
 from gateway.repo import guides as guides_repo
 from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
@@ -90,19 +91,16 @@ async def delete_receiver(svc: Services, mall_id: str, sub_mchid: str, type_: st
     return None if row is None else {"sub_mchid": sub_mchid, "type": row["type"], "account": row["account"]}
 
 
-async def register_guide(svc: Services, mall_id: str, fields: dict) -> dict:
-    if not isinstance(fields, dict):
-        raise InvalidField("body", "not_an_object")
-    guide_id, sub_mchid = fields.get("guide_id"), fields.get("sub_mchid")
-    openid, name = fields.get("openid"), fields.get("name")
-    if not isinstance(guide_id, str) or not GUIDE_ID_RE.fullmatch(guide_id):
-        raise InvalidField("guide_id", "bad_format")
-    if not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid):
-        raise InvalidField("sub_mchid", "bad_format")
-    if not isinstance(openid, str) or not OPENID_RE.fullmatch(openid):
-        raise InvalidField("openid", "bad_format")
-    if not isinstance(name, str) or not 1 <= len(name) <= NAME_CHARS_MAX:
-        raise InvalidField("name", "bad_length_or_characters")
+@dataclass(frozen=True, slots=True)
+class NewGuide:  # checked at the edge (`gateway.api.requests.mall.parse_guide`)
+    guide_id: str
+    sub_mchid: str
+    openid: str
+    name: str
+
+
+async def register_guide(svc: Services, mall_id: str, guide: NewGuide) -> dict:
+    guide_id, sub_mchid, openid, name = guide.guide_id, guide.sub_mchid, guide.openid, guide.name
     await _require_tenant(svc, mall_id, sub_mchid)
     await _add_at_channel(svc, sub_mchid, "PERSONAL_OPENID", openid, None, "STAFF")
     async with svc.pool.acquire() as conn, conn.transaction():
@@ -128,17 +126,16 @@ def guide_json(row) -> dict:
             "openid": row["openid"]}
 
 
-async def approve_high_ratio(svc, mall_id: str, sub_mchid: str, fields: dict) -> dict:
+@dataclass(frozen=True, slots=True)
+class HighRatioApproval:  # checked at the edge (`gateway.api.requests.mall.parse_approval`)
+    approved_by: str
+    reason: str
+    max_ratio_bps: int
+
+
+async def approve_high_ratio(svc, mall_id: str, sub_mchid: str, approval: HighRatioApproval) -> dict:
     """Record who allowed how much and why, then raise the store's cap to it."""
-    if not isinstance(fields, dict):
-        raise InvalidField("body", "not_an_object")
-    approved_by, reason, ratio = fields.get("approved_by"), fields.get("reason"), fields.get("max_ratio_bps")
-    if not isinstance(approved_by, str) or not 1 <= len(approved_by) <= NAME_CHARS_MAX:
-        raise InvalidField("approved_by", "required")
-    if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= REASON_CHARS_MAX:
-        raise InvalidField("reason", "required")
-    if not isinstance(ratio, int) or isinstance(ratio, bool) or not 3001 <= ratio <= 10000:
-        raise InvalidField("max_ratio_bps", "out_of_range", "a high ratio is 3001 to 10000 bps")
+    approved_by, reason, ratio = approval.approved_by, approval.reason, approval.max_ratio_bps
     now = svc.clock()
     async with svc.pool.acquire() as conn, conn.transaction():
         tenant = await tenants_repo.tenant(conn, mall_id, sub_mchid)

@@ -3,6 +3,8 @@ refund (planned with the refund) or because the mall backend asks for it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gateway.channel import ChannelError, ChannelSplitReturnRequest, ChannelSplitReturnResult
 from gateway.domain_errors import ChannelRefused, ChannelUnavailable, KeyReused, NotFound, Refused
 from splitting import repo
@@ -16,36 +18,47 @@ RESULT_STATE = {ChannelSplitReturnResult.SUCCESS: "SUCCESS", ChannelSplitReturnR
                 ChannelSplitReturnResult.PROCESSING: "PROCESSING"}
 
 
-async def request_return(svc: Services, caller, fields: dict) -> dict:
+@dataclass(frozen=True, slots=True)
+class ReturnRequest:  # checked at the edge (`gateway.api.requests.refunds.parse_return`)
+    sub_mchid: str
+    out_order_no: str
+    out_return_no: str
+    return_mchid: str
+    amount_fen: int
+    description: str
+    request_hash: str
+
+
+async def request_return(svc: Services, caller, asked: ReturnRequest) -> dict:
     """The mall backend's own split return (WeChat's /v3/profitsharing/return-orders)."""
-    mall_id, sub_mchid = caller.mall_id, fields["sub_mchid"]
+    mall_id, sub_mchid = caller.mall_id, asked.sub_mchid
     async with svc.pool.acquire() as conn, conn.transaction():
-        existing = await repo.split_return(conn, mall_id, sub_mchid, fields["out_return_no"])
+        existing = await repo.split_return(conn, mall_id, sub_mchid, asked.out_return_no)
         if existing is not None:
-            if existing["request_hash"] != fields["request_hash"]:
+            if existing["request_hash"] != asked.request_hash:
                 raise KeyReused("out_return_no")
             return return_json(existing)
-        split = await repo.split_order(conn, mall_id, sub_mchid, fields["out_order_no"])
+        split = await repo.split_order(conn, mall_id, sub_mchid, asked.out_order_no)
         if split is None or split["kind"] != "split" or split["state"] != "FINISHED":
             raise NotFound("split", message="no finished split with this out_order_no")
         part = next((p for p in split["parts"] if p["type"] == "MERCHANT_ID"
-                     and p["account"] == fields["return_mchid"]), None)
+                     and p["account"] == asked.return_mchid), None)
         if part is None:
             raise Refused("not_a_receiver_of_this_split", "return_mchid received nothing from this split")
         await repo.funds_for_update(conn, (mall_id, sub_mchid, split["out_trade_no"]))  # serialise returns
         returned = (await repo.returned_by_split(conn, mall_id, sub_mchid, split["out_trade_no"])).get(
             (split["out_order_no"], part["ledger_account"]), 0)
-        if fields["amount_fen"] > part["amount"] - returned:
+        if asked.amount_fen > part["amount"] - returned:
             raise Refused("amount_exceeds_returnable", "more than this receiver still holds from the split",
                           returnable=part["amount"] - returned)
         item = await repo.insert_return(
-            conn, mall_id=mall_id, sub_mchid=sub_mchid, out_return_no=fields["out_return_no"],
+            conn, mall_id=mall_id, sub_mchid=sub_mchid, out_return_no=asked.out_return_no,
             out_order_no=split["out_order_no"], out_trade_no=split["out_trade_no"],
-            return_mchid=fields["return_mchid"], ledger_account=part["ledger_account"],
-            amount_fen=fields["amount_fen"], request_hash=fields["request_hash"], out_refund_no=None,
+            return_mchid=asked.return_mchid, ledger_account=part["ledger_account"],
+            amount_fen=asked.amount_fen, request_hash=asked.request_hash, out_refund_no=None,
             client_id=caller.client_id, created_at=svc.clock())
     try:
-        item = await advance(svc, item, fields.get("description") or "分账回退")
+        item = await advance(svc, item, asked.description or "分账回退")
     except ChannelError as exc:
         if exc.retryable:
             raise ChannelUnavailable() from None

@@ -16,13 +16,13 @@ from ledger.statements import (COLUMNS, LedgerTransfer, PeriodError, RenderedSta
 ALL_TIME = datetime.max.replace(tzinfo=timezone.utc)
 
 
-async def statement(pool, mall_id: str, sub_mchid: str, from_on: date, to_on: date, *,
+async def statement(svc, mall_id: str, sub_mchid: str, from_on: date, to_on: date, *,
                     visible: bool = True) -> Statement:
     """The store's statement for China-time days from_on..to_on. A missing store, and
     one the caller may not see (`visible` False), are both RESOURCE_NOT_EXISTS after the
     same lookup, so the answer never tells them apart."""
     from_at, to_at = _bounds(from_on, to_on)
-    async with pool.acquire() as conn:
+    async with svc.pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             names = await _visible_store_accounts(conn, mall_id, sub_mchid, visible)
             rows = await ledger_repo.statement_transfers(conn, mall_id, sub_mchid, names, from_at, to_at)
@@ -32,12 +32,12 @@ async def statement(pool, mall_id: str, sub_mchid: str, from_on: date, to_on: da
                            opening_fen=opening, closing_fen=closing)
 
 
-async def statements_of_all_stores(pool, mall_id: str, from_on: date, to_on: date) -> list[Statement]:
+async def statements_of_all_stores(svc, mall_id: str, from_on: date, to_on: date) -> list[Statement]:
     """Every store's statement for China-time days from_on..to_on, ordered by sub_mchid, from
     one snapshot and one pass over the period's transfers (what a daily job wants): each is
     the statement `statement` builds for that store."""
     from_at, to_at = _bounds(from_on, to_on)
-    async with pool.acquire() as conn:
+    async with svc.pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             stores = await _all_stores(conn, mall_id)
             names = await ledger_repo.all_store_accounts(conn, mall_id)
@@ -85,14 +85,14 @@ async def _all_stores(conn, mall_id: str) -> list[str]:
     return stores
 
 
-async def rendered(pool, mall_id: str, sub_mchid: str, from_on: date, to_on: date, *, visible: bool = True,
+async def rendered(svc, mall_id: str, sub_mchid: str, from_on: date, to_on: date, *, visible: bool = True,
                    csv: bool = False, json: bool = False) -> RenderedStatement:
     """The statement `statement` builds, with its lines written out by the database in the
     asked formats (ledger.statement_formats.rendered_csv / rendered_json_bytes give the same
     bytes as for `statement`'s answer). Same refusals as `statement`."""
     assert csv or json, "a format"
     from_at, to_at = _bounds(from_on, to_on)
-    async with pool.acquire() as conn:
+    async with svc.pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             names = await _visible_store_accounts(conn, mall_id, sub_mchid, visible)
             rows = await ledger_repo.shaped_statement(conn, mall_id, sub_mchid, names, from_at, to_at,
@@ -107,7 +107,7 @@ async def rendered(pool, mall_id: str, sub_mchid: str, from_on: date, to_on: dat
     return _rendered(sub_mchid, from_on, to_on, summary, csv_lines, json_lines, opening, closing)
 
 
-async def rendered_of_all_stores(pool, mall_id: str, from_on: date, to_on: date, *, csv: bool = False,
+async def rendered_of_all_stores(svc, mall_id: str, from_on: date, to_on: date, *, csv: bool = False,
                                  json: bool = False, connections: int = 1) -> list[RenderedStatement]:
     """Every store's `rendered` statement, ordered by sub_mchid, from one snapshot and one
     pass over the period (what a daily job wants). `connections` > 1 shares the stores out
@@ -130,13 +130,13 @@ async def rendered_of_all_stores(pool, mall_id: str, from_on: date, to_on: date,
             assembled[store_rows[0]["store"]] = _assembled(store_rows, csv=csv, json=json)
 
     async with contextlib.AsyncExitStack() as stack:
-        conn = await stack.enter_async_context(pool.acquire())
+        conn = await stack.enter_async_context(svc.pool.acquire())
         await stack.enter_async_context(conn.transaction(isolation="repeatable_read", readonly=True))
         helpers = []
         if connections > 1:
             snapshot = await ledger_repo.export_snapshot(conn)
             for _ in range(connections - 1):
-                helper = await stack.enter_async_context(pool.acquire())
+                helper = await stack.enter_async_context(svc.pool.acquire())
                 await stack.enter_async_context(helper.transaction(isolation="repeatable_read", readonly=True))
                 await ledger_repo.use_snapshot(helper, snapshot)
                 helpers.append(helper)
@@ -188,16 +188,16 @@ def _transfer(r) -> LedgerTransfer:
                           r["split_purpose"])
 
 
-async def trial_balance_at(pool, mall_id: str, at: datetime | None) -> list[tuple[str, str, int]]:
-    async with pool.acquire() as conn:
+async def trial_balance_at(svc, mall_id: str, at: datetime | None) -> list[tuple[str, str, int]]:
+    async with svc.pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             if at is None:
                 return await ledger_repo.trial_balance(conn, mall_id)
             return await ledger_repo.trial_balance_at(conn, mall_id, at)
 
 
-async def balances_at(pool, mall_id: str, names: list[str], at: datetime | None) -> list[tuple[str, str, int]]:
-    async with pool.acquire() as conn:
+async def balances_at(svc, mall_id: str, names: list[str], at: datetime | None) -> list[tuple[str, str, int]]:
+    async with svc.pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # asyncpg sends datetime.max as PostgreSQL's 'infinity': every transfer so far.
             return await ledger_repo.balances_at(conn, mall_id, names, at or ALL_TIME)

@@ -28,6 +28,8 @@ import asyncpg
 from aiohttp import web
 
 from gateway import signing
+from gateway.api.requests.mall import parse_new_client
+from gateway.app import database_services
 from gateway.db import create_pool, quote_ident, with_database
 from gateway.db.embedded import EmbeddedPostgres
 from gateway.db.migrate import migrate
@@ -230,17 +232,18 @@ class Stack:
         pool = await create_pool(self.database_url, min_size=1, max_size=2, statement_timeout_ms=30_000)
         try:
             s = self.settings
+            svc = database_services(s, pool)
             await onboarding.ensure_mall(pool, s.sp_mchid, s.sp_appid, s.mall_name)
             for sub_mchid in STORES:
-                await onboarding.create_tenant(pool, Tenant(
+                await onboarding.create_tenant(svc, Tenant(
                     mall_id=s.sp_mchid, sub_mchid=sub_mchid, name=f"Fault store {sub_mchid}", floor="1F",
                     category="fault", sub_appid=None, **onboarding.CONTRACT_DEFAULTS))
             creds = []
             for role, index in (("mall_app", 0), ("finance", 1), ("admin", 2)):
                 key = test_key(index)
-                created = await onboarding.create_client(
-                    pool, mall_id=s.sp_mchid, role=role, sub_mchid=None, name=f"fault {role}",
-                    public_key_pem=signing.public_key_pem(key.public_key()).decode())
+                client = parse_new_client({"role": role, "name": f"fault {role}",
+                                           "public_key": signing.public_key_pem(key.public_key()).decode()})
+                created = await onboarding.create_client(svc, s.sp_mchid, client)
                 creds.append(ClientCredentials(created.client_id, created.serial_no, key,
                                                created.apiv3_key.reveal()))
         finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.integration.test_ledger_export import DAYS, MALL, STORES, _seeded
 from gateway.services import statements
+from tests.support import on_pool
 from ledger.statements import period_bounds
 
 
@@ -31,7 +32,7 @@ async def test_statement_and_export_commands(db_pool, database_url, tmp_path):
                                     "--format", "json")
     assert code == 0, err.decode()
     printed = json.loads(out)
-    expected = await statements.statement(db_pool, MALL, STORES[0], DAYS[1], DAYS[1])
+    expected = await statements.statement(on_pool(db_pool), MALL, STORES[0], DAYS[1], DAYS[1])
     assert printed["totals"]["net"] == expected.totals_fen["net"] and printed["ties_to_ledger"] is True
     assert b"Ties to the ledger to the fen" in err
 

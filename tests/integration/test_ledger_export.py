@@ -24,7 +24,7 @@ from ledger.export import CSV_HEADER, beancount_names
 from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.statements import period_bounds
 from ledger.transfers import Move, transfer_of
-from tests.support import seed_ledger_history
+from tests.support import on_pool, seed_ledger_history
 
 MALL = "1900000100"
 STORES = ["1900000201", "1900000202", "1900000203"]
@@ -49,7 +49,7 @@ async def _export(pool, fmt: str, from_at, to_at) -> bytes:
     async def write(chunk: bytes) -> None:
         chunks.append(chunk)
 
-    await exports.export(pool, MALL, from_at, to_at, fmt, write)
+    await exports.export(on_pool(pool), MALL, from_at, to_at, fmt, write)
     return b"".join(chunks)
 
 
@@ -94,7 +94,7 @@ async def test_beancount_passes_bean_check_and_equals_the_trial_balance(db_pool,
     entries, errors, _ = loader.load_file(str(path))
     assert errors == []
     real = realization.realize(entries)
-    trial = await statements.trial_balance_at(db_pool, MALL, to_at)
+    trial = await statements.trial_balance_at(on_pool(db_pool), MALL, to_at)
     names = beancount_names([a for a, _, _ in trial])
     for account, currency, balance in trial:
         node = realization.get(real, names[account])

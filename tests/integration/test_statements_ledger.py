@@ -15,7 +15,7 @@ from ledger import accounts, repo
 from ledger.statement_formats import rendered_csv, rendered_json_bytes, statement_csv, statement_json_bytes
 from ledger.statements import period_bounds
 from ledger.transfers import Move, transfer_of
-from tests.support import add_tenant, seed_ledger_history
+from tests.support import add_tenant, on_pool, seed_ledger_history
 
 MALL = "1900000100"
 STORES = ["1900000201", "1900000202", "1900000203"]
@@ -35,11 +35,11 @@ async def test_statements_tie_to_the_ledger_on_random_days(db_pool, seed):
         store = rng.choice(STORES)
         first = rng.choice(DAYS)
         last = min(first + timedelta(days=rng.randint(0, 3)), DAYS[-1])
-        statement = await statements.statement(db_pool, MALL, store, first, last)
+        statement = await statements.statement(on_pool(db_pool), MALL, store, first, last)
         assert statement.ties, statement.tie_text
         from_at, to_at = period_bounds(first, last)
-        before = dict((a, b) for a, _, b in await statements.trial_balance_at(db_pool, MALL, from_at))
-        after = dict((a, b) for a, _, b in await statements.trial_balance_at(db_pool, MALL, to_at))
+        before = dict((a, b) for a, _, b in await statements.trial_balance_at(on_pool(db_pool), MALL, from_at))
+        after = dict((a, b) for a, _, b in await statements.trial_balance_at(on_pool(db_pool), MALL, to_at))
         for tie in statement.accounts:
             assert (tie.opening_fen, tie.closing_fen) == (before[tie.account], after[tie.account])
         proceeds = [a for a in after if a.startswith(f"tenant:{store}:") and not a.endswith(":settled")]
@@ -53,7 +53,7 @@ async def test_statements_tie_to_the_ledger_on_random_days(db_pool, seed):
         assert statement.totals_fen["gross"] == expected_gross
         assert len(statement.lines) == sum(1 for t, at in history.items if from_at <= at < to_at
                                            and any(a.startswith(f"tenant:{store}:") for a in t.accounts))
-        days = [await statements.statement(db_pool, MALL, store, d, d) for d in _days(first, last)]
+        days = [await statements.statement(on_pool(db_pool), MALL, store, d, d) for d in _days(first, last)]
         for column, total in statement.totals_fen.items():
             assert total == sum(day.totals_fen[column] for day in days), column
     async with db_pool.acquire() as conn:
@@ -68,12 +68,12 @@ async def test_balances_at_an_instant(db_pool):
         if when < at:
             for account, amount in zip(transfer.accounts, transfer.amounts_fen):
                 expected[account] = expected.get(account, 0) + amount
-    rows = await statements.trial_balance_at(db_pool, MALL, at)
+    rows = await statements.trial_balance_at(on_pool(db_pool), MALL, at)
     assert {a: b for a, _, b in rows if b} == {a: b for a, b in expected.items() if b}
     assert sum(b for _, _, b in rows) == 0
     frozen = f"tenant:{STORES[0]}:frozen"
-    assert await statements.balances_at(db_pool, MALL, [frozen, "nope"], at) == [(frozen, "CNY", expected.get(frozen, 0))]
-    now = await statements.balances_at(db_pool, MALL, [frozen], None)
+    assert await statements.balances_at(on_pool(db_pool), MALL, [frozen, "nope"], at) == [(frozen, "CNY", expected.get(frozen, 0))]
+    now = await statements.balances_at(on_pool(db_pool), MALL, [frozen], None)
     async with db_pool.acquire() as conn:
         assert now[0][2] == await repo.balance_fen(conn, MALL, frozen)
 
@@ -90,10 +90,10 @@ async def test_all_stores_at_once_equal_each_store_alone(db_pool, seed):
     for _ in range(3):
         first = rng.choice(DAYS)
         last = first + timedelta(days=rng.randrange(0, 3))
-        together = await statements.statements_of_all_stores(db_pool, MALL, first, last)
+        together = await statements.statements_of_all_stores(on_pool(db_pool), MALL, first, last)
         assert [s.sub_mchid for s in together] == sorted([*STORES, "1900000299"])
         for batch in together:
-            alone = await statements.statement(db_pool, MALL, batch.sub_mchid, first, last)
+            alone = await statements.statement(on_pool(db_pool), MALL, batch.sub_mchid, first, last)
             assert batch == alone
         assert sum(len(s.lines) for s in together) > 0
     assert history.items
@@ -102,7 +102,7 @@ async def test_all_stores_at_once_equal_each_store_alone(db_pool, seed):
 # --- the database-shaped statements are the Python-built ones, byte for byte -------------
 
 async def _python_built(pool, store: str, first: date, last: date) -> tuple[bytes, bytes]:
-    built = await statements.statement(pool, MALL, store, first, last)
+    built = await statements.statement(on_pool(pool), MALL, store, first, last)
     return statement_csv(built), statement_json_bytes(built)
 
 
@@ -114,16 +114,16 @@ async def test_shaped_statements_are_the_python_built_ones_byte_for_byte(db_pool
     for _ in range(3):
         first = rng.choice(DAYS)
         last = first + timedelta(days=rng.randrange(0, 3))
-        together = await statements.rendered_of_all_stores(db_pool, MALL, first, last, csv=True, json=True)
+        together = await statements.rendered_of_all_stores(on_pool(db_pool), MALL, first, last, csv=True, json=True)
         assert [s.sub_mchid for s in together] == sorted([*STORES, "1900000299"])
-        shared_out = await statements.rendered_of_all_stores(db_pool, MALL, first, last, csv=True, json=True,
+        shared_out = await statements.rendered_of_all_stores(on_pool(db_pool), MALL, first, last, csv=True, json=True,
                                                              connections=2)
         assert shared_out == together
         for batch in together:
             expected = await _python_built(db_pool, batch.sub_mchid, first, last)
             assert (rendered_csv(batch), rendered_json_bytes(batch)) == expected
-            csv_only = await statements.rendered(db_pool, MALL, batch.sub_mchid, first, last, csv=True)
-            json_only = await statements.rendered(db_pool, MALL, batch.sub_mchid, first, last, json=True)
+            csv_only = await statements.rendered(on_pool(db_pool), MALL, batch.sub_mchid, first, last, csv=True)
+            json_only = await statements.rendered(on_pool(db_pool), MALL, batch.sub_mchid, first, last, json=True)
             assert (rendered_csv(csv_only), rendered_json_bytes(json_only)) == expected
             assert csv_only.json_lines is None and json_only.csv_lines is None
         assert sum(s.count for s in together) > 0
@@ -178,9 +178,9 @@ async def test_shaped_statements_write_awkward_ids_and_instants_as_python_does(d
             Move(available, accounts.tenant_available(b), 3)]), start + timedelta(hours=7, microseconds=999_999))
     for store in (a, b):
         expected = await _python_built(db_pool, store, day, day)
-        shaped = await statements.rendered(db_pool, MALL, store, day, day, csv=True, json=True)
+        shaped = await statements.rendered(on_pool(db_pool), MALL, store, day, day, csv=True, json=True)
         assert (rendered_csv(shaped), rendered_json_bytes(shaped)) == expected
-    together = await statements.rendered_of_all_stores(db_pool, MALL, day, day, csv=True, json=True)
+    together = await statements.rendered_of_all_stores(on_pool(db_pool), MALL, day, day, csv=True, json=True)
     assert [(rendered_csv(s), rendered_json_bytes(s)) for s in together] == [
         await _python_built(db_pool, store, day, day) for store in (a, b)]
     assert together[0].count == 11 and together[1].count == 1 and all(s.ties for s in together)

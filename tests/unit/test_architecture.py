@@ -161,12 +161,9 @@ def test_handlers_open_no_database_connections():
     assert opening == set(), "handlers opening connections"
 
 
-# Handlers that still hand the pool to a service: those services take a pool rather than
-# Services because the command line calls them with one. They should take Services.
-API_PASSING_THE_POOL = {
-    "gateway/api/mall/clients.py", "gateway/api/mall/ledger.py", "gateway/api/mall/statements.py",
-    "gateway/api/mall/tenants.py",
-}
+# Handlers that still hand the pool to a service rather than Services (the command line
+# builds Services on its pool too: gateway.app.database_services).
+API_PASSING_THE_POOL: set[str] = set()
 POOL_USERS_AT_THE_EDGE = {"gateway/api/middleware.py"}  # authentication reads client keys before any handler
 
 
@@ -174,3 +171,90 @@ def test_handlers_touch_no_pool():
     touching = {_rel(p) for p in _python("gateway/api") if _attributes(p, {"pool"})} - POOL_USERS_AT_THE_EDGE
     assert touching - API_PASSING_THE_POOL == set(), "new handlers touching the database pool"
     assert API_PASSING_THE_POOL - touching == set(), "no longer touching the pool: remove from the list"
+
+
+# -- the edge parses, services decide (gateway/api/requests) -------------------------------
+# A request body reaches a service only as the command its parser made of it. Handlers are
+# checked by data flow: no argument of a call into gateway.services is the JSON body (or a
+# name bound to it). Services are checked by name: the names a raw body goes by.
+
+RAW_BODY_NAMES = {"body", "fields", "changes"}
+SERVICES_NAMING_A_PARSED_BODY: set[str] = set()
+
+
+def _service_modules_imported(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "gateway.services":
+            names |= {alias.asname or alias.name for alias in node.names}
+    return names
+
+
+def _reads_the_body(node: ast.AST, raw_names: set[str]) -> bool:
+    """The expression is the request's JSON body or a value read from it unchecked:
+    `await json_body(request)`, a name bound to it, either passed through `body_object`
+    (which checks only that it is an object), or `body.get(...)` / `body[...]` of it."""
+    if isinstance(node, ast.Await):
+        node = node.value
+    if isinstance(node, ast.Name):
+        return node.id in raw_names
+    if isinstance(node, ast.Subscript):
+        return _reads_the_body(node.value, raw_names)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+        return _reads_the_body(node.func.value, raw_names)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.func.id == "json_body":
+            return True
+        if node.func.id == "body_object" and node.args:
+            return _reads_the_body(node.args[0], raw_names)
+    return False
+
+
+def _raw_bodies_handed_to_services(source: str) -> set[str]:
+    """`line module.function` of each call handing a service the raw body."""
+    tree = ast.parse(source)
+    services = _service_modules_imported(tree)
+    handed = set()
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.AsyncFunctionDef):
+            continue
+        raw_names: set[str] = set()
+        for node in ast.walk(function):
+            if isinstance(node, ast.Assign) and _reads_the_body(node.value, raw_names):
+                raw_names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(function):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in services):
+                arguments = [*node.args, *(k.value for k in node.keywords)]
+                if any(_reads_the_body(argument, raw_names) for argument in arguments):
+                    handed.add(f"{node.lineno} {node.func.value.id}.{node.func.attr}")
+    return handed
+
+
+def test_handlers_hand_services_no_raw_bodies():
+    handed = {f"{_rel(p)}:{call}" for p in _python("gateway/api") for call in _raw_bodies_handed_to_services(p.read_text())}
+    assert handed == set(), "parse the body in gateway/api/requests and hand the service its command"
+
+
+def test_the_raw_body_check_sees_a_raw_body():
+    handler = ("from gateway.services import onboarding\n"
+               "async def h(request):\n"
+               "    body = body_object(await json_body(request))\n"
+               "    await onboarding.set_points_rule(svc, 'm', 's', body)\n"
+               "    await onboarding.create_tenant(svc, await json_body(request))\n"
+               "    await onboarding.create_tenant(svc, parse_tenant('m', await json_body(request)))\n"
+               "    await onboarding.create_client(svc, role=body.get('role'))\n")
+    assert _raw_bodies_handed_to_services(handler) == {
+        "4 onboarding.set_points_rule", "5 onboarding.create_tenant", "7 onboarding.create_client"}
+
+
+def test_services_take_no_raw_bodies():
+    naming = set()
+    for path in _python("gateway/services"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                arguments = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+                if any(a.arg in RAW_BODY_NAMES for a in arguments):
+                    naming.add(_rel(path))
+    assert naming - SERVICES_NAMING_A_PARSED_BODY == set(), "services taking a raw body: parse it at the edge"
+    assert SERVICES_NAMING_A_PARSED_BODY - naming == set(), "no longer so named: remove from the list"

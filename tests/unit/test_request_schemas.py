@@ -106,8 +106,8 @@ def test_a_return_names_its_split_by_out_order_no():
     body = {"sub_mchid": "1900000201", "order_id": "3000000001", "out_return_no": "RT-1",
             "return_mchid": "1900009999", "amount": 10, "description": "回退"}
     assert refusal(parse_return, body) == ("out_order_no", "required")
-    fields = parse_return({**body, "out_order_no": "P-1"})
-    assert (fields["out_order_no"], fields["amount_fen"], fields["description"]) == ("P-1", 10, "回退")
+    asked = parse_return({**body, "out_order_no": "P-1"})
+    assert (asked.out_order_no, asked.amount_fen, asked.description) == ("P-1", 10, "回退")
     assert refusal(parse_return, {**body, "out_order_no": "P-1", "amount": -1}) == ("amount", "not_a_positive_integer")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.api import caller_of
 from gateway.domain_errors import InvalidField, NotPermitted
 from gateway.caller import Caller
 
@@ -14,6 +15,13 @@ PAGE_OFFSET_MAX = 1_000_000
 def require_role(caller: Caller, *roles: str) -> None:
     if caller.role not in roles:
         raise NotPermitted("role_not_allowed", f"this needs role {' or '.join(roles)}")
+
+
+def caller_in_role(request: web.Request, *roles: str) -> Caller:
+    """The request's caller, refused unless its role is one of `roles`."""
+    caller = caller_of(request)
+    require_role(caller, *roles)
+    return caller
 
 
 def paging(request: web.Request) -> tuple[int, int]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import caller_of, services_of
-from gateway.api.mall.common import paging
+from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
+from gateway.api.requests.mall import parse_campaign_change, parse_new_campaign
 from gateway.services import coupon_campaigns, coupon_reports
 
 routes = web.RouteTableDef()
@@ -15,8 +16,9 @@ routes = web.RouteTableDef()
 
 @routes.post("/v3/mall/coupon-campaigns")
 async def create_campaign(request: web.Request) -> web.Response:
-    svc, caller = services_of(request), caller_of(request)
-    return json_response(await coupon_campaigns.create_campaign(svc, caller, await json_body(request)))
+    svc, caller = services_of(request), caller_in_role(request, *coupon_campaigns.MANAGERS)
+    spec = parse_new_campaign(await json_body(request))
+    return json_response(await coupon_campaigns.create_campaign(svc, caller, spec))
 
 
 @routes.get("/v3/mall/coupon-campaigns")
@@ -36,9 +38,10 @@ async def get_campaign(request: web.Request) -> web.Response:
 
 @routes.patch("/v3/mall/coupon-campaigns/{campaign_id}")
 async def change_campaign(request: web.Request) -> web.Response:
-    svc, caller = services_of(request), caller_of(request)
-    return json_response(await coupon_campaigns.change_campaign(
-        svc, caller, request.match_info["campaign_id"], await json_body(request)))
+    svc, caller = services_of(request), caller_in_role(request, *coupon_campaigns.MANAGERS)
+    change = parse_campaign_change(await json_body(request))
+    return json_response(await coupon_campaigns.change_campaign(svc, caller, request.match_info["campaign_id"],
+                                                                change))
 
 
 @routes.get("/v3/mall/coupon-campaigns/{campaign_id}/report")

@@ -6,8 +6,9 @@ from aiohttp import web
 
 from gateway.api import caller_of, services_of
 from gateway.api.middleware import json_body
-from gateway.api.mall.common import paging, require_role
+from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.orders import json_response
+from gateway.api.requests.mall import parse_subsidy_payout
 from gateway.services import coupon_redemption
 
 routes = web.RouteTableDef()
@@ -15,10 +16,9 @@ routes = web.RouteTableDef()
 
 @routes.post("/v3/mall/coupon-subsidies/payouts")
 async def pay_out(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "admin", "finance")
-    return json_response(await coupon_redemption.pay_out_subsidy(services_of(request), caller.mall_id,
-                                                                 await json_body(request)))
+    caller = caller_in_role(request, "admin", "finance")
+    payout = parse_subsidy_payout(await json_body(request))
+    return json_response(await coupon_redemption.pay_out_subsidy(services_of(request), caller.mall_id, payout))
 
 
 @routes.get("/v3/mall/coupon-subsidies/payouts")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_response, services_of
-from gateway.api.mall.common import paging, require_role
+from gateway.api import json_response, services_of
+from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.middleware import json_body
-from gateway.domain_errors import InvalidField, NotFound
+from gateway.api.requests import body_object
+from gateway.api.requests.mall import parse_job_reason
+from gateway.domain_errors import NotFound
 from gateway.services import stuck_jobs
 
 routes = web.RouteTableDef()
@@ -22,8 +24,7 @@ def _job_id(request: web.Request) -> int:
 
 @routes.get("/v3/mall/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "admin")
+    caller = caller_in_role(request, "admin")
     limit, offset = paging(request)
     return json_response(await stuck_jobs.list_jobs(services_of(request), caller.mall_id,
                                                     request.query.get("state", "dead"), limit, offset))
@@ -31,20 +32,18 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/v3/mall/jobs/{job_id}")
 async def get_job(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "admin")
+    caller = caller_in_role(request, "admin")
     return json_response(await stuck_jobs.job_with_actions(services_of(request), caller.mall_id, _job_id(request)))
 
 
 @routes.post("/v3/mall/jobs/{job_id}/{action}")
 async def act_on_job(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "admin")
+    caller = caller_in_role(request, "admin")
     action = request.match_info["action"]
     if action not in stuck_jobs.ACTIONS:
         raise NotFound("action")
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidField("body", "not_an_object")
-    return json_response(await stuck_jobs.act(services_of(request), caller.mall_id, _job_id(request), action,
-                                              caller.client_id, body.get("reason")))
+    body = body_object(await json_body(request))
+    job_id = _job_id(request)
+    reason = parse_job_reason(body)
+    return json_response(await stuck_jobs.act(services_of(request), caller.mall_id, job_id, action,
+                                              caller.client_id, reason))

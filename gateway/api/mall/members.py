@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
-from gateway.api.mall.common import paging, require_role
+from gateway.api import services_of
+from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.orders import json_response
 from gateway.services import members
 
@@ -14,8 +14,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/v3/mall/members/{openid}/coupons")
 async def member_coupons(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "admin", "mall_app")
+    caller = caller_in_role(request, "admin", "mall_app")
     limit, offset = paging(request)
     return json_response(await members.coupons(services_of(request), caller.mall_id,
                                                members.openid_of(request.match_info["openid"]), limit, offset))
@@ -23,7 +22,6 @@ async def member_coupons(request: web.Request) -> web.Response:
 
 @routes.get("/v3/mall/members/{openid}/points")
 async def member_points(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "admin", "mall_app")
+    caller = caller_in_role(request, "admin", "mall_app")
     return json_response(await members.points(services_of(request), caller.mall_id,
                                               members.openid_of(request.match_info["openid"])))

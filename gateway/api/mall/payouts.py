@@ -10,8 +10,8 @@ from datetime import date
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_or_missing, services_of
-from gateway.api.mall.common import paging, require_role
+from gateway.api import json_or_missing, services_of
+from gateway.api.mall.common import caller_in_role, paging
 from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import payouts
 from gateway.services.reconciliation import day_window
@@ -33,8 +33,7 @@ def day_param(request: web.Request, name: str) -> date:
 
 @routes.get("/v3/mall/payouts")
 async def list_payouts(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "tenant", "finance", "admin")
+    caller = caller_in_role(request, "tenant", "finance", "admin")
     sub_mchid = request.query.get("sub_mchid")
     if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):
         raise InvalidField("sub_mchid", "bad_format")

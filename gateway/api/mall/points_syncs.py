@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
-from gateway.api.mall.common import paging, require_role
+from gateway.api import services_of
+from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.orders import json_response
 from gateway.domain_errors import InvalidField, NotFound, Refused
 from gateway.services import points
@@ -15,8 +15,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/v3/mall/points/syncs")
 async def list_syncs(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "admin")
+    caller = caller_in_role(request, "admin")
     limit, offset = paging(request)
     state = request.query.get("state", "dead")
     if state not in points.SYNC_STATES:
@@ -26,8 +25,7 @@ async def list_syncs(request: web.Request) -> web.Response:
 
 @routes.post("/v3/mall/points/syncs/{sync_id}/retry")
 async def retry_sync(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "admin")
+    caller = caller_in_role(request, "admin")
     raw = request.match_info["sync_id"]
     if not raw.isdigit() or len(raw) > 18:
         raise NotFound("points_sync")

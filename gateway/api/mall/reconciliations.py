@@ -11,12 +11,13 @@ from datetime import date
 
 from aiohttp import web
 
-from gateway.api import caller_of, json_or_missing, json_response, services_of
-from gateway.api.mall.common import paging, require_role
+from gateway.api import json_or_missing, json_response, services_of
+from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.mall.payouts import day_param
 from gateway.api.middleware import json_body
+from gateway.api.requests.mall import parse_reconciliation_day
 from gateway.channel import BillNotReady, ChannelError
-from gateway.domain_errors import ChannelUnavailable, InvalidField, NotFound
+from gateway.domain_errors import ChannelUnavailable, NotFound
 from gateway.services import reconciliation
 
 routes = web.RouteTableDef()
@@ -25,17 +26,9 @@ ITEMS_MAX = 1_000
 
 @routes.post("/v3/mall/reconciliations")
 async def run(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "finance", "admin")
-    body = await json_body(request)
-    body = body if isinstance(body, dict) else {}
-    try:
-        bill_on = date.fromisoformat(body.get("date")) if isinstance(body.get("date"), str) else None
-    except ValueError:
-        bill_on = None
+    caller = caller_in_role(request, "finance", "admin")
     svc = services_of(request)
-    if bill_on is None or bill_on >= reconciliation.china_today(svc.clock()):
-        raise InvalidField("date", "bad_format", "date must be a past day, yyyy-MM-DD (China time)")
+    bill_on = parse_reconciliation_day(await json_body(request), reconciliation.china_today(svc.clock()))
     try:
         found = await reconciliation.reconcile_and_report(svc, caller.mall_id, bill_on, ITEMS_MAX)
     except ChannelError as exc:
@@ -46,8 +39,7 @@ async def run(request: web.Request) -> web.Response:
 
 @routes.get("/v3/mall/reconciliations")
 async def list_reports(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "finance", "admin")
+    caller = caller_in_role(request, "finance", "admin")
     bill_on = day_param(request, "date") if "date" in request.query else None
     limit, offset = paging(request)
     return json_response(await reconciliation.reports(services_of(request), caller.mall_id, bill_on, limit, offset))
@@ -55,8 +47,7 @@ async def list_reports(request: web.Request) -> web.Response:
 
 @routes.get("/v3/mall/reconciliations/{date}")
 async def get_report(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "finance", "admin")
+    caller = caller_in_role(request, "finance", "admin")
     try:
         bill_on = date.fromisoformat(request.match_info["date"])
     except ValueError:

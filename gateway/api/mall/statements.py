@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
-from gateway.api.mall.common import require_role
+from gateway.api import services_of
+from gateway.api.mall.common import caller_in_role
+from gateway.api.requests.ledger import parse_day
 from gateway.domain_errors import InvalidField
 from gateway.services import statements
 from gateway.formats import MCHID_RE
@@ -17,19 +16,9 @@ routes = web.RouteTableDef()
 FORMATS = ("json", "csv")
 
 
-def parse_day(value: str | None, field: str) -> date:
-    try:
-        if value is None or len(value) != 10:
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidField(field, "required" if value is None else "bad_format", f"{field} is YYYY-MM-DD") from None
-
-
 @routes.get("/v3/mall/statements")
 async def get_statement(request: web.Request) -> web.Response:
-    caller = caller_of(request)
-    require_role(caller, "tenant", "finance", "admin")
+    caller = caller_in_role(request, "tenant", "finance", "admin")
     sub_mchid = request.query.get("sub_mchid", "")
     if not MCHID_RE.fullmatch(sub_mchid):
         raise InvalidField("sub_mchid", "required" if not sub_mchid else "bad_format")
@@ -38,7 +27,7 @@ async def get_statement(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "json")
     if fmt not in FORMATS:
         raise InvalidField("format", "unknown_format", "format is csv or json")
-    statement = await statements.rendered(services_of(request).pool, caller.mall_id, sub_mchid, from_on, to_on,
+    statement = await statements.rendered(services_of(request), caller.mall_id, sub_mchid, from_on, to_on,
                                           visible=caller.sees_store(sub_mchid), csv=fmt == "csv", json=fmt == "json")
     if fmt == "json":
         return web.Response(body=rendered_json_bytes(statement), content_type="application/json",

@@ -1,8 +1,8 @@
 """Request bodies and query strings parsed and validated at the edge, every refusal naming
 its field and issue exactly (`InvalidField`), before any service runs or anything is written.
 
-One module per API resource (`orders`, `refunds`, `profitsharing`); the field readers
-they share are here. Two readers of text fields stay apart on purpose, because the
+One module per API resource (`orders`, `refunds`, `profitsharing`, and `mall` for every
+/v3/mall body); the field readers they share are here. Two readers of text fields stay apart on purpose, because the
 answers differ and are part of the API: `text` (orders: a non-string is `not_a_string`)
 and `field` (profit sharing and refunds: anything but a matching string is `bad_format`,
 a missing one `required`).

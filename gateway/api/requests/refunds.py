@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.api.requests import body_object, field, is_positive_int, notify_url, request_hash
 from gateway.domain_errors import InvalidField
 from gateway.formats import MCHID_RE, OUT_NO_RE, OUT_TRADE_NO_RE, TRANSACTION_ID_RE
+from gateway.services.returns import ReturnRequest
 
 REASON_CHARS_MAX = 80
 FUNDS_ACCOUNTS = (None, "AVAILABLE", "UNSETTLED")
@@ -38,19 +39,20 @@ def parse_refund(body, allow_loopback_http: bool) -> dict:
     return fields
 
 
-def parse_return(body) -> dict:
+def parse_return(body) -> ReturnRequest:
     body = body_object(body)
     amount = body.get("amount")
     if not is_positive_int(amount):
         raise InvalidField("amount", "not_a_positive_integer")
     if body.get("order_id") is not None and body.get("out_order_no") is None:
         raise InvalidField("out_order_no", "required", "name the split by out_order_no")
-    fields = {"sub_mchid": field(body, "sub_mchid", MCHID_RE),
-              "out_order_no": field(body, "out_order_no", OUT_NO_RE),
-              "out_return_no": field(body, "out_return_no", OUT_NO_RE),
-              "return_mchid": field(body, "return_mchid", MCHID_RE),
-              "amount_fen": amount, "description": body.get("description"),
-              "request_hash": request_hash(body)}
-    if not isinstance(fields["description"], str) or not fields["description"]:
+    sub_mchid = field(body, "sub_mchid", MCHID_RE)
+    out_order_no = field(body, "out_order_no", OUT_NO_RE)
+    out_return_no = field(body, "out_return_no", OUT_NO_RE)
+    return_mchid = field(body, "return_mchid", MCHID_RE)
+    description = body.get("description")
+    if not isinstance(description, str) or not description:
         raise InvalidField("description", "required")
-    return fields
+    return ReturnRequest(sub_mchid=sub_mchid, out_order_no=out_order_no, out_return_no=out_return_no,
+                         return_mchid=return_mchid, amount_fen=amount, description=description,
+                         request_hash=request_hash(body))
