@@ -387,9 +387,14 @@ SELECT tablename FROM pg_tables
 """
 
 
+# A test's own reads wait for a connection as long as a busy box needs; only the requests
+# under test are bounded by the pool's acquire timeout (which a test may set to 300 ms).
+CHECK_ACQUIRE_TIMEOUT_S = 30.0
+
+
 async def all_table_counts(pool) -> dict[str, int]:
     """Rows of every state table: equal before and after means nothing was written."""
-    async with pool.acquire() as conn:
+    async with pool.acquire(timeout=CHECK_ACQUIRE_TIMEOUT_S) as conn:
         names = [r["tablename"] for r in await conn.fetch(STATE_TABLES_SQL)]
         # Table names come from the catalogue, not from input; quoted as identifiers.
         return {name: await conn.fetchval(f'SELECT count(*) FROM "{name}"') for name in names}

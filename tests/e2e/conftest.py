@@ -17,7 +17,7 @@ from gateway.channel.credentials import ensure_local_credentials
 from emulator import create_emulator_app
 from emulator.config import EmulatorConfig
 from gateway.settings import Settings
-from tests.support import NotificationSink, SignedClient, add_tenant, register_client
+from tests.support import CHECK_ACQUIRE_TIMEOUT_S, NotificationSink, SignedClient, add_tenant, register_client
 
 STORES = ("1900000201", "1900000202", "1900000203")
 
@@ -56,7 +56,7 @@ class MallEnv:
             return await resp.json()
 
     async def invariants(self) -> list[str]:
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire(timeout=CHECK_ACQUIRE_TIMEOUT_S) as conn:
             return await invariants.check_invariants(conn)
 
 

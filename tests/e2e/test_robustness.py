@@ -19,7 +19,8 @@ from aiohttp import web
 from gateway.api import middleware
 from gateway.app import BACKGROUND
 from gateway.health import HEALTH, CheckResult
-from tests.support import capture_log, all_table_counts, order_body, raw_http, send_unsigned, wait_until
+from tests.support import (CHECK_ACQUIRE_TIMEOUT_S, all_table_counts, capture_log, order_body, raw_http, send_unsigned,
+                           wait_until)
 
 CREATE = "/v3/pay/partner/transactions/jsapi"
 NOTIFY = "/channel/wechatpay/notify"
@@ -137,7 +138,7 @@ async def test_database_errors_answer_503_system_error(aiohttp_client, error):
 async def test_an_exhausted_pool_answers_503_within_the_acquire_timeout(make_mall):
     mall = await make_mall(db_pool_size_min=1, db_pool_size_max=1, db_acquire_timeout_ms=300)
     before = await all_table_counts(mall.pool)
-    async with mall.pool.acquire():  # the only connection, held
+    async with mall.pool.acquire(timeout=CHECK_ACQUIRE_TIMEOUT_S):  # the only connection, held
         started = time.monotonic()
         reply = await mall.app.post(CREATE, order_body(mall, mall.stores[0], "FAULT-0003"))
         waited_s = time.monotonic() - started
