@@ -197,7 +197,7 @@ async def set_up(database_url: str, settings: Settings, stores: int, profit_shar
         for index in range(stores):
             await onboarding.create_tenant(svc, Tenant(
                 mall_id=settings.sp_mchid, sub_mchid=str(SUB_MCHID_BASE + index), name=f"Bench store {index}",
-                floor="1F", category="bench", sub_appid=None, **onboarding.CONTRACT_DEFAULTS))
+                floor="1F", category="bench", sub_appid=None, contract=onboarding.contract_of()))
         client = parse_new_client({"role": "mall_app", "name": "bench", "public_key": signing.public_key_pem(
             signing.generate_private_key().public_key()).decode()})
         created = await onboarding.create_client(svc, settings.sp_mchid, client)

@@ -39,7 +39,6 @@ from gateway.db.migrate import migrate
 from gateway.repo.tenants import Tenant
 from gateway.services import onboarding, payouts, reconciliation
 from gateway.services.context import Services
-from gateway.services.onboarding import CONTRACT_DEFAULTS
 from gateway.settings import Settings
 from gateway.shapes import bills as shapes
 from gateway.wire import CHINA_TZ
@@ -211,7 +210,7 @@ async def build_day(database_url: str, settings: Settings, stores: list[str], or
         for sub_mchid in stores:
             await onboarding.create_tenant(database_services(settings, pool), Tenant(
                 mall_id=mall, sub_mchid=sub_mchid, name=f"Store {sub_mchid}", floor="1F", category="bench",
-                sub_appid=None, **CONTRACT_DEFAULTS))
+                sub_appid=None, contract=onboarding.contract_of()))
         start = datetime.combine(DAY, datetime.min.time(), tzinfo=CHINA_TZ)
         async with pool.acquire() as conn:
             await conn.execute(INSERT_ORDERS, mall, stores, len(stores), settings.sp_appid, FEE_BPS, start,

@@ -240,7 +240,7 @@ async def seed(database_url: str, settings: Settings, identity, sub_mchids: list
         for number, sub_mchid in enumerate(sub_mchids, start=1):
             await onboarding.create_tenant(svc, Tenant(
                 mall_id=settings.sp_mchid, sub_mchid=sub_mchid, name=f"Load store {number}", floor="1F",
-                category="load", sub_appid=None, **onboarding.CONTRACT_DEFAULTS))
+                category="load", sub_appid=None, contract=onboarding.contract_of()))
         key = signing.generate_private_key()
         client = parse_new_client({"role": "mall_app", "name": "load test backend",
                                    "public_key": signing.public_key_pem(key.public_key()).decode()})

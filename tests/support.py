@@ -18,7 +18,6 @@ from gateway.app import database_services
 from gateway.repo.tenants import Tenant
 from gateway.services import onboarding
 from gateway.services.context import Services
-from gateway.services.onboarding import CONTRACT_DEFAULTS
 from gateway.settings import Settings
 
 
@@ -103,9 +102,8 @@ def test_key(index: int = 0):
 
 
 async def add_tenant(pool, mall_id: str, sub_mchid: str, **contract) -> Tenant:
-    terms = {**CONTRACT_DEFAULTS, **contract}
     tenant = Tenant(mall_id=mall_id, sub_mchid=sub_mchid, name=f"Store {sub_mchid}", floor="1F",
-                    category="fashion", sub_appid=None, **terms)
+                    category="fashion", sub_appid=None, contract=onboarding.contract_of(**contract))
     return await onboarding.create_tenant(on_pool(pool), tenant)
 
 

@@ -74,10 +74,10 @@ async def seed_mall(svc, stores: list[DemoStore]) -> None:
             if await tenants_repo.tenant(conn, settings.sp_mchid, store.sub_mchid) is not None:
                 continue  # an earlier run on the same database onboarded it
         commission, reward = CONTRACTS[store.category]
-        terms = {**onboarding.CONTRACT_DEFAULTS, "commission_bps": commission, "guide_reward_bps": reward}
         await onboarding.create_tenant(svc, Tenant(
             mall_id=settings.sp_mchid, sub_mchid=store.sub_mchid, name=store.name, floor=store.floor,
-            category=store.category, sub_appid=None, **terms,
+            category=store.category, sub_appid=None,
+            contract=onboarding.contract_of(commission_bps=commission, guide_reward_bps=reward),
         ))
         if store.guide_id:
             await receivers.register_guide(svc, settings.sp_mchid, parse_guide({

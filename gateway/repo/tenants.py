@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from splitting.rules import Contract
 
 ENSURE_MALL = """
 INSERT INTO malls (mall_id, sp_appid, name) VALUES ($1, $2, $3)
@@ -33,9 +35,8 @@ TENANTS = "SELECT * FROM tenants WHERE mall_id = $1 ORDER BY sub_mchid LIMIT $2 
 
 TENANT_COUNT = "SELECT count(*) FROM tenants WHERE mall_id = $1"
 
-CONTRACT_FIELDS = (
-    "commission_bps", "max_ratio_bps", "fee_rate_bps", "freeze_days", "guide_reward_bps", "auto_split",
-)
+# The contract's terms, each a column of `tenants` (its approval is a row of its own).
+CONTRACT_FIELDS = tuple(f.name for f in fields(Contract) if f.name != "approval")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,23 +47,20 @@ class Tenant:
     floor: str
     category: str
     sub_appid: str | None
-    commission_bps: int
-    max_ratio_bps: int
-    fee_rate_bps: int
-    freeze_days: int
-    guide_reward_bps: int
-    auto_split: bool
+    contract: Contract
 
     def as_json(self) -> dict:
         return {
             "sub_mchid": self.sub_mchid, "name": self.name, "floor": self.floor,
             "category": self.category, "sub_appid": self.sub_appid,
-            "contract": {name: getattr(self, name) for name in CONTRACT_FIELDS},
+            "contract": {name: getattr(self.contract, name) for name in CONTRACT_FIELDS},
         }
 
 
 def _tenant(row) -> Tenant:
-    return Tenant(**{name: row[name] for name in Tenant.__slots__})
+    return Tenant(mall_id=row["mall_id"], sub_mchid=row["sub_mchid"], name=row["name"], floor=row["floor"],
+                  category=row["category"], sub_appid=row["sub_appid"],
+                  contract=Contract(**{name: row[name] for name in CONTRACT_FIELDS}))
 
 
 async def ensure_mall(conn, mall_id: str, sp_appid: str, name: str) -> None:
@@ -75,10 +73,11 @@ async def mall(conn, mall_id: str):
 
 async def insert_tenant(conn, tenant: Tenant) -> Tenant | None:
     """None when the store is already onboarded."""
+    terms = tenant.contract
     row = await conn.fetchrow(
         INSERT_TENANT, tenant.mall_id, tenant.sub_mchid, tenant.name, tenant.floor,
-        tenant.category, tenant.sub_appid, tenant.commission_bps, tenant.max_ratio_bps,
-        tenant.fee_rate_bps, tenant.freeze_days, tenant.guide_reward_bps, tenant.auto_split,
+        tenant.category, tenant.sub_appid, terms.commission_bps, terms.max_ratio_bps,
+        terms.fee_rate_bps, terms.freeze_days, terms.guide_reward_bps, terms.auto_split,
     )
     return None if row is None else _tenant(row)
 

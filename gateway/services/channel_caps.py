@@ -28,7 +28,7 @@ async def refresh(svc: Services, mall_id: str, sub_mchid: str) -> int | None:
     async with svc.pool.acquire() as conn:
         known = await repo.channel_cap(conn, mall_id, sub_mchid)
         tenant = await tenants_repo.tenant(conn, mall_id, sub_mchid)
-    if (known is not None and tenant is not None and known["max_ratio_bps"] >= tenant.max_ratio_bps
+    if (known is not None and tenant is not None and known["max_ratio_bps"] >= tenant.contract.max_ratio_bps
             and now - known["checked_at"] < timedelta(seconds=svc.settings.channel_cap_fresh_s)):
         return known["max_ratio_bps"]
     try:

@@ -31,6 +31,11 @@ CONTRACT_DEFAULTS = {
 }
 
 
+def contract_of(**terms) -> rules.Contract:
+    """The default contract with `terms` (names of CONTRACT_DEFAULTS) instead."""
+    return rules.Contract(**{**CONTRACT_DEFAULTS, **terms})
+
+
 async def ensure_mall(pool, mall_id: str, sp_appid: str, name: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await tenants_repo.ensure_mall(conn, mall_id, sp_appid, name)
@@ -86,10 +91,11 @@ async def change_contract(svc, mall_id: str, sub_mchid: str, change: ContractCha
             raise NotFound("tenant")
         if change.asks_cap:
             raise Refused("approval_required", "the cap changes only with an approval record",
-                          asked=change.asked_max_ratio_bps, allowed=tenant.max_ratio_bps)
-        terms = {name: getattr(tenant, name) for name in CONTRACT_DEFAULTS}
+                          asked=change.asked_max_ratio_bps, allowed=tenant.contract.max_ratio_bps)
+        terms = {name: getattr(tenant.contract, name) for name in CONTRACT_DEFAULTS}
         terms.update(change.terms)
-        rules.check_automatic_within_cap(terms["commission_bps"], terms["guide_reward_bps"], tenant.max_ratio_bps)
+        rules.check_automatic_within_cap(terms["commission_bps"], terms["guide_reward_bps"],
+                                         tenant.contract.max_ratio_bps)
         return await tenants_repo.update_contract(conn, mall_id, sub_mchid, terms)
 
 

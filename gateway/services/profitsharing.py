@@ -87,5 +87,5 @@ async def merchant_config(svc: Services, caller: Caller, sub_mchid: str) -> dict
     if tenant is None or not caller.sees_store(tenant.sub_mchid):
         return None
     channel = await channel_caps.refresh(svc, caller.mall_id, tenant.sub_mchid)
-    max_ratio = tenant.max_ratio_bps if channel is None else min(tenant.max_ratio_bps, channel)
+    max_ratio = tenant.contract.max_ratio_bps if channel is None else min(tenant.contract.max_ratio_bps, channel)
     return {"sub_mchid": tenant.sub_mchid, "max_ratio": max_ratio}

@@ -3,7 +3,7 @@ the approvals that let a franchise store split more than 30% away."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.channel import ChannelError, ChannelReceiver, ChannelReceiverType
 from gateway.domain_errors import ChannelRefused, ChannelUnavailable, NotFound, NotPermitted, Refused
@@ -12,7 +12,7 @@ from gateway.repo import tenants as tenants_repo
 from gateway.services.context import Services
 from ledger import accounts
 from ledger import repo as ledger_repo
-from splitting.rules import Approval, Contract, check_contract
+from splitting.rules import Approval, check_contract
 
 NAME_CHARS_MAX = 64
 REASON_CHARS_MAX = 500
@@ -141,11 +141,8 @@ async def approve_high_ratio(svc, mall_id: str, sub_mchid: str, approval: HighRa
         tenant = await tenants_repo.tenant(conn, mall_id, sub_mchid)
         if tenant is None:
             raise NotFound("tenant")
-        check_contract(Contract(
-            commission_bps=tenant.commission_bps, max_ratio_bps=ratio, fee_rate_bps=tenant.fee_rate_bps,
-            freeze_days=tenant.freeze_days, guide_reward_bps=tenant.guide_reward_bps,
-            auto_split=tenant.auto_split,
-            approval=Approval(approved_by=approved_by, approved_at=now, reason=reason, max_ratio_bps=ratio)))
+        check_contract(replace(tenant.contract, max_ratio_bps=ratio, approval=Approval(
+            approved_by=approved_by, approved_at=now, reason=reason, max_ratio_bps=ratio)))
         approval = await guides_repo.insert_approval(conn, mall_id, sub_mchid, approved_by, now, reason, ratio, now)
         await guides_repo.set_tenant_cap(conn, mall_id, sub_mchid, ratio, approval["approval_id"])
     return {"approval_id": approval["approval_id"], "sub_mchid": sub_mchid, "approved_by": approved_by,

@@ -170,7 +170,7 @@ async def finish_order(svc: Services, mall_id: str, sub_mchid: str, out_trade_no
         await guide_reward(svc, mall_id, sub_mchid, out_trade_no)
         return False
     split = None
-    if tenant.auto_split and f"CM{transaction_id}" not in earlier:
+    if tenant.contract.auto_split and f"CM{transaction_id}" not in earlier:
         split = await _prepare_commission(svc, key, row, tenant)
     if split is None:
         split = await _prepare_release(svc, key, row)
@@ -185,7 +185,7 @@ async def _prepare_commission(svc: Services, key, row, tenant):
     out_order_no = f"CM{row['transaction_id']}"
     async with svc.pool.acquire() as conn, conn.transaction():
         _, funds = await repo.funds_for_update(conn, key)
-        decided = own_splits.commission(funds, tenant.commission_bps, accounts.MALL_COMMISSION)
+        decided = own_splits.commission(funds, tenant.contract.commission_bps, accounts.MALL_COMMISSION)
         parts = [{"type": "MERCHANT_ID", "account": svc.settings.sp_mchid, "amount": decided.amount_fen,
                   "description": "商场佣金", "ledger_account": accounts.MALL_COMMISSION, "returnable": True}]
         if decided.due_fen <= 0:

@@ -237,7 +237,7 @@ class Stack:
             for sub_mchid in STORES:
                 await onboarding.create_tenant(svc, Tenant(
                     mall_id=s.sp_mchid, sub_mchid=sub_mchid, name=f"Fault store {sub_mchid}", floor="1F",
-                    category="fault", sub_appid=None, **onboarding.CONTRACT_DEFAULTS))
+                    category="fault", sub_appid=None, contract=onboarding.contract_of()))
             creds = []
             for role, index in (("mall_app", 0), ("finance", 1), ("admin", 2)):
                 key = test_key(index)

@@ -29,7 +29,7 @@ async def test_tenant_commands_create_approve_list_and_refuse(db_pool, database_
     assert code == 1 and b"out_of_range" in err
     async with db_pool.acquire() as conn:
         tenant = await tenants_repo.tenant(conn, MALL, STORE)
-    assert (tenant.commission_bps, tenant.max_ratio_bps) == (500, 5000)
+    assert (tenant.contract.commission_bps, tenant.contract.max_ratio_bps) == (500, 5000)
 
     code, out, err = await _mallpay(database_url, "tenant", "list")
     assert code == 0, err.decode()

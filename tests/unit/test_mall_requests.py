@@ -44,15 +44,16 @@ def test_a_store_becomes_a_tenant_with_default_terms_filled_in():
     tenant = parse_tenant(MALL, TENANT)
     assert (tenant.mall_id, tenant.sub_mchid, tenant.name, tenant.floor, tenant.category, tenant.sub_appid) == (
         MALL, "1900000201", "Noodle Bar", "B1", "food", None)
-    assert (tenant.commission_bps, tenant.guide_reward_bps, tenant.freeze_days) == (800, 200, 7)
-    assert (tenant.max_ratio_bps, tenant.fee_rate_bps, tenant.auto_split) == (
+    terms = tenant.contract
+    assert (terms.commission_bps, terms.guide_reward_bps, terms.freeze_days) == (800, 200, 7)
+    assert (terms.max_ratio_bps, terms.fee_rate_bps, terms.auto_split) == (
         CONTRACT_DEFAULTS["max_ratio_bps"], CONTRACT_DEFAULTS["fee_rate_bps"], True)
 
 
 def test_a_store_needs_only_its_id_and_name():
     tenant = parse_tenant(MALL, {"sub_mchid": "1900000202", "name": "Tea"})
     assert (tenant.floor, tenant.category) == ("", "")
-    assert {name: getattr(tenant, name) for name in CONTRACT_DEFAULTS} == CONTRACT_DEFAULTS
+    assert {name: getattr(tenant.contract, name) for name in CONTRACT_DEFAULTS} == CONTRACT_DEFAULTS
 
 
 @pytest.mark.parametrize("body, expected", [

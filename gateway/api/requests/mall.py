@@ -27,7 +27,7 @@ from gateway.services.stuck_jobs import REASON_CHARS_MAX as JOB_REASON_CHARS_MAX
 from ledger.accounts import SUB_MCHID_RE
 from points.rules import POINTS_PER_YUAN_MAX
 from splitting import rules
-from splitting.rules import DEFAULT_MAX_RATIO_BPS
+from splitting.rules import DEFAULT_MAX_RATIO_BPS, Contract
 
 TENANT_FIELDS = frozenset({"sub_mchid", "name", "floor", "category", "sub_appid", "contract"})
 HIGH_RATIO_BPS = (DEFAULT_MAX_RATIO_BPS + 1, rules.BPS_DENOMINATOR)
@@ -57,7 +57,7 @@ def parse_tenant(mall_id: str, body) -> Tenant:
     contract = {**CONTRACT_DEFAULTS, **_contract_terms(body.get("contract") or {})}
     rules.check_automatic_within_cap(contract["commission_bps"], contract["guide_reward_bps"],
                                      contract["max_ratio_bps"])
-    return Tenant(mall_id=mall_id, sub_mchid=sub_mchid, sub_appid=sub_appid, **texts, **contract)
+    return Tenant(mall_id=mall_id, sub_mchid=sub_mchid, sub_appid=sub_appid, **texts, contract=Contract(**contract))
 
 
 def parse_contract_change(body) -> ContractChange:
