@@ -192,18 +192,25 @@ def encode_json(value) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+def _one_when_paid(what: str, table: str, key: str, match: str) -> str:
+    """Orders that do not have exactly one `what` row of `table` (aliased x; `key` counted,
+    `match` joins it to order o) when paid, and none when not."""
+    return f"""
+        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state
+               || ' with ' || count(x.{key}) || ' {what}' AS problem
+          FROM orders o
+          LEFT JOIN {table} x ON x.mall_id = o.mall_id AND {match}
+                            AND x.ref = o.sub_mchid || '/' || o.out_trade_no
+         GROUP BY o.mall_id, o.sub_mchid, o.out_trade_no, o.state
+        HAVING count(x.{key}) <> (CASE WHEN o.state = 'SUCCESS' THEN 1 ELSE 0 END)
+    """
+
+
 # Payments' invariants: a paid order has exactly one payment transfer of its amount and one
 # TRANSACTION.SUCCESS notification, an unpaid one none (run by gateway.invariants).
 INVARIANT_QUERIES = {
-    "paid_order_without_one_payment": """
-        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state
-               || ' with ' || count(t.transfer_id) || ' payment transfers' AS problem
-          FROM orders o
-          LEFT JOIN transfers t ON t.mall_id = o.mall_id AND t.kind = 'payment'
-                               AND t.ref = o.sub_mchid || '/' || o.out_trade_no
-         GROUP BY o.mall_id, o.sub_mchid, o.out_trade_no, o.state
-        HAVING count(t.transfer_id) <> (CASE WHEN o.state = 'SUCCESS' THEN 1 ELSE 0 END)
-    """,
+    "paid_order_without_one_payment": _one_when_paid("payment transfers", "transfers", "transfer_id",
+                                                     "x.kind = 'payment'"),
     "payment_amount_differs": """
         SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' paid '
                || o.total_fen || ' but the ledger took ' || -e.amount_fen || ' from payer' AS problem
@@ -213,13 +220,6 @@ INVARIANT_QUERIES = {
           JOIN entries e ON e.mall_id = t.mall_id AND e.transfer_id = t.transfer_id AND e.account = 'payer'
          WHERE -e.amount_fen <> o.total_fen
     """,
-    "paid_order_without_one_notification": """
-        SELECT o.mall_id || ' order ' || o.sub_mchid || '/' || o.out_trade_no || ' is ' || o.state
-               || ' with ' || count(x.event_id) || ' TRANSACTION.SUCCESS outbox rows' AS problem
-          FROM orders o
-          LEFT JOIN outbox x ON x.mall_id = o.mall_id AND x.event_type = 'TRANSACTION.SUCCESS'
-                            AND x.ref = o.sub_mchid || '/' || o.out_trade_no
-         GROUP BY o.mall_id, o.sub_mchid, o.out_trade_no, o.state
-        HAVING count(x.event_id) <> (CASE WHEN o.state = 'SUCCESS' THEN 1 ELSE 0 END)
-    """,
+    "paid_order_without_one_notification": _one_when_paid("TRANSACTION.SUCCESS outbox rows", "outbox", "event_id",
+                                                          "x.event_type = 'TRANSACTION.SUCCESS'"),
 }
