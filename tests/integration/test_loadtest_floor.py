@@ -1,0 +1,93 @@
+"""loadtests/bench_stack_floor.py measures what it says: its driver's payments are signed
+exchanges the bare server and the stub channel check and accept, the bare server makes
+exactly the gateway's signatures and verifications per payment (the floor it is compared
+with), and the measured window counts the crypto of the payments it counts."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway import signing
+from gateway.identity import GatewayIdentity
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "loadtests"))
+
+import bench_stack_floor as floor  # noqa: E402  (loadtests/ is a folder of scripts, not a package)
+from stack import free_port  # noqa: E402
+
+PAYMENTS = 3
+# The driver signs its create and query requests and verifies both answers and the notification.
+DRIVER_SIGNS_PER_PAYMENT = 2
+DRIVER_VERIFIES_PER_PAYMENT = 3
+
+
+@pytest.fixture(scope="module")
+def keys() -> floor.Keys:
+    return floor.Keys.generate()
+
+
+async def _serve(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+@pytest.fixture
+async def bench(keys):
+    """The stub channel, the bare server (no database) and the driver with its receiver, in
+    this process on their own ports."""
+    channel_port, server_port, receiver_port = free_port(), free_port(), free_port()
+    server_url, notify_url = f"http://127.0.0.1:{server_port}", f"http://127.0.0.1:{receiver_port}/notify"
+    channel = floor.StubChannel(keys)
+    server = floor.BareServer(keys, f"http://127.0.0.1:{channel_port}", server_url, notify_url)
+    runners = [await _serve(floor.stub_channel_app(channel), channel_port),
+               await _serve(floor.bare_app(server, dsn=None), server_port)]
+    async with aiohttp.ClientSession() as session:
+        driver = floor.Driver(keys, server_url, notify_url, session)
+        runners.append(await _serve(driver.receiver_app(), receiver_port))
+        try:
+            yield SimpleNamespace(channel=channel, server=server, driver=driver, server_url=server_url,
+                                  notify_url=notify_url, session=session)
+        finally:
+            for runner in reversed(runners):
+                await runner.cleanup()
+
+
+async def test_a_payment_costs_the_bare_server_the_gateways_signatures_and_verifications(bench):
+    for _ in range(PAYMENTS):
+        await bench.driver.pay()
+    assert bench.server.tally == Counter(signs=floor.GATEWAY_SIGNS_PER_PAYMENT * PAYMENTS,
+                                   verifies=floor.GATEWAY_VERIFIES_PER_PAYMENT * PAYMENTS)
+    assert bench.driver.tally == Counter(signs=DRIVER_SIGNS_PER_PAYMENT * PAYMENTS,
+                                   verifies=DRIVER_VERIFIES_PER_PAYMENT * PAYMENTS)
+    assert bench.channel.refused == 0
+
+
+async def test_a_request_signed_with_another_key_is_refused(bench, keys):
+    # Another private key under the caller's key id: only the signature can tell.
+    forged = replace(keys, caller=GatewayIdentity(signing.generate_private_key(), keys.caller.public_key_id))
+    impostor = floor.Driver(forged, bench.server_url, bench.notify_url, bench.session)
+    with pytest.raises(AssertionError, match="answered 401"):
+        await impostor.pay()
+    assert bench.server.tally == Counter(verifies=1)
+
+
+async def test_the_measured_window_counts_the_crypto_of_the_payments_it_counts(bench):
+    users = 2
+    result = await bench.driver.drive(users=users, seconds=0.3, server_pid=None)
+    assert result.failures == 0 and result.errors == []
+    assert result.warmup_payments == users * floor.WARMUP_PAYMENTS_PER_USER
+    assert result.payments > 0
+    assert result.server_signs == floor.GATEWAY_SIGNS_PER_PAYMENT * result.payments
+    assert result.server_verifies == floor.GATEWAY_VERIFIES_PER_PAYMENT * result.payments
+    assert bench.server.tally["signs"] == floor.GATEWAY_SIGNS_PER_PAYMENT * (result.payments + result.warmup_payments)
