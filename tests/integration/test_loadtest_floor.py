@@ -66,10 +66,10 @@ async def bench(keys):
 async def test_a_payment_costs_the_bare_server_the_gateways_signatures_and_verifications(bench):
     for _ in range(PAYMENTS):
         await bench.driver.pay()
-    assert bench.server.tally == Counter(signs=floor.GATEWAY_SIGNS_PER_PAYMENT * PAYMENTS,
-                                   verifies=floor.GATEWAY_VERIFIES_PER_PAYMENT * PAYMENTS)
-    assert bench.driver.tally == Counter(signs=DRIVER_SIGNS_PER_PAYMENT * PAYMENTS,
-                                   verifies=DRIVER_VERIFIES_PER_PAYMENT * PAYMENTS)
+    assert _counts(bench.server.tally) == (floor.GATEWAY_SIGNS_PER_PAYMENT * PAYMENTS,
+                                           floor.GATEWAY_VERIFIES_PER_PAYMENT * PAYMENTS)
+    assert _counts(bench.driver.tally) == (DRIVER_SIGNS_PER_PAYMENT * PAYMENTS, DRIVER_VERIFIES_PER_PAYMENT * PAYMENTS)
+    assert bench.server.tally["crypto_ms"] > 0
     assert bench.channel.refused == 0
 
 
@@ -79,7 +79,7 @@ async def test_a_request_signed_with_another_key_is_refused(bench, keys):
     impostor = floor.Driver(forged, bench.server_url, bench.notify_url, bench.session)
     with pytest.raises(AssertionError, match="answered 401"):
         await impostor.pay()
-    assert bench.server.tally == Counter(verifies=1)
+    assert _counts(bench.server.tally) == (0, 1)
 
 
 async def test_the_measured_window_counts_the_crypto_of_the_payments_it_counts(bench):
@@ -91,3 +91,7 @@ async def test_the_measured_window_counts_the_crypto_of_the_payments_it_counts(b
     assert result.server_signs == floor.GATEWAY_SIGNS_PER_PAYMENT * result.payments
     assert result.server_verifies == floor.GATEWAY_VERIFIES_PER_PAYMENT * result.payments
     assert bench.server.tally["signs"] == floor.GATEWAY_SIGNS_PER_PAYMENT * (result.payments + result.warmup_payments)
+
+
+def _counts(tally: Counter) -> tuple[int, int]:
+    return tally["signs"], tally["verifies"]
