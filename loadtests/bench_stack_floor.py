@@ -1,8 +1,8 @@
 """What a payment's exchanges cost on the gateway's stack with none of the gateway's logic:
 how close to the RSA floor any gateway built on aiohttp + uvloop (+ asyncpg) can get.
 
-    python loadtests/bench_stack_floor.py                                  # 8 users, 20 s, bare and bare+db, 3 rounds
-    python loadtests/bench_stack_floor.py --users 8 --seconds 15 --repeat 3 --variants bare bare+db
+    python loadtests/bench_stack_floor.py                          # 8 users, 20 s, bare and bare+db, 3 rounds
+    python loadtests/bench_stack_floor.py --users 8 --seconds 15 --repeat 3 --variants bare
 
 Three processes per run, like run_load.py's stack:
 
@@ -30,9 +30,11 @@ Three processes per run, like run_load.py's stack:
   payments per user comes first, then the server's CPU (user+sys, psutil) is read at the
   start and the end of S seconds; payments still in flight at the end finish, and count.
 
-Per run it prints payments/s, the server's CPU ms per payment, the RSA floor measured in the
-same run (`stack.measure_rsa`, CPU time) and their ratio, with the load average; then
-medians per variant. Exits 1 on any failed payment.
+Per run it prints payments/s, the server's CPU ms per payment and how much of it is RSA
+(thread CPU timed around the server's own signs and verifies, under load), the RSA floor
+measured in the same run before the load (`stack.measure_rsa`, CPU time), the ratios of the
+server's CPU to each, and the load average; then medians per variant. Exits 1 on any
+failed payment. Output: loadtests/out/floor-<timestamp>/ (logs, summary.json).
 """
 
 from __future__ import annotations
