@@ -564,33 +564,48 @@ async def run_driver(keys: Keys, server_url: str, server_pid: int, port: int, us
 
 @dataclass
 class RunResult:
+    """One run: the driver's counts and the floor measured beside them; per-payment figures
+    are derived from the counts."""
+
     variant: str
-    users: int
-    payments: int = 0
-    payments_per_s: float = 0.0
-    failures: int = 0
-    errors: list[str] = field(default_factory=list)
-    server_cpu_ms_per_payment: float = 0.0
-    server_core_share: float = 0.0
-    signs_per_payment: float = 0.0
-    verifies_per_payment: float = 0.0
-    server_crypto_ms_per_payment: float = 0.0
+    driven: DriveResult
     sign_ms: float = 0.0
     verify_ms: float = 0.0
     floor_ms: float = 0.0
     load_average: tuple = ()
+    problems: list[str] = field(default_factory=list)  # the runner's own: a process died or hung
+
+    def per_payment(self, value: float) -> float:
+        return value / self.driven.payments if self.driven.payments else 0.0
+
+    @property
+    def failures(self) -> int:
+        return self.driven.failures + len(self.problems)
+
+    @property
+    def payments_per_s(self) -> float:
+        return self.driven.payments / self.driven.seconds if self.driven.seconds else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """The bare server's CPU per payment."""
+        return self.per_payment(self.driven.server_cpu_s * 1000)
+
+    @property
+    def rsa_ms(self) -> float:
+        """The server's own RSA per payment, timed around each call while it served."""
+        return self.per_payment(self.driven.server_crypto_ms)
 
     @property
     def ratio(self) -> float:
-        return self.server_cpu_ms_per_payment / self.floor_ms if self.floor_ms else 0.0
+        return self.cpu_ms / self.floor_ms if self.floor_ms else 0.0
 
     @property
     def ratio_to_own_rsa(self) -> float:
         """CPU over the RSA the server itself did under load: the stack's overhead without the
         floor measurement's noise (a busy box inflates thread CPU time too, seen 0.25-0.54 ms
         per signature within one batch)."""
-        crypto_ms = self.server_crypto_ms_per_payment
-        return self.server_cpu_ms_per_payment / crypto_ms if crypto_ms else 0.0
+        return self.cpu_ms / self.rsa_ms if self.rsa_ms else 0.0
 
 
 def main() -> int:
@@ -624,7 +639,7 @@ def main() -> int:
             print_run(result)
     print_medians(results)
     (out_dir / "summary.json").write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
-    return 0 if all(r.failures == 0 and r.payments for r in results) else 1
+    return 0 if all(r.failures == 0 and r.driven.payments for r in results) else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -683,12 +698,13 @@ async def _reset_tables(dsn: str) -> None:
 def one_run(args, variant: str, keys: Keys, keys_path: Path, channel_port: int, dsn: str | None,
             run_dir: Path) -> RunResult:
     run_dir.mkdir(parents=True, exist_ok=True)
-    result = RunResult(variant=variant, users=args.users)
+    result = RunResult(variant=variant, driven=DriveResult(users=args.users))
     server_port, receiver_port = free_port(), free_port()
     server_url = f"http://127.0.0.1:{server_port}"
     server_argv = _role_argv("server", keys_path, "--port", str(server_port),
                              "--channel-url", f"http://127.0.0.1:{channel_port}",
                              "--mall-notify-url", f"http://127.0.0.1:{receiver_port}{RECEIVER_PATH}")
+    result_path = run_dir / "driver.json"
     with ExitStack() as stack:
         server = spawn(stack, "bare server", server_argv + (["--dsn", dsn] if dsn else []), dict(os.environ),
                        run_dir / "server.log")
@@ -696,7 +712,6 @@ def one_run(args, variant: str, keys: Keys, keys_path: Path, channel_port: int, 
         rsa = measure_rsa(keys.gateway.private_key)  # same run, before the load
         result.sign_ms, result.verify_ms = rsa.sign_ms, rsa.verify_ms
         result.floor_ms = GATEWAY_SIGNS_PER_PAYMENT * rsa.sign_ms + GATEWAY_VERIFIES_PER_PAYMENT * rsa.verify_ms
-        result_path = run_dir / "driver.json"
         driver = spawn(stack, "driver", _role_argv(
             "driver", keys_path, "--server-url", server_url, "--server-pid", str(server.pid),
             "--port", str(receiver_port), "--users", str(args.users), "--seconds", str(args.seconds),
@@ -705,42 +720,33 @@ def one_run(args, variant: str, keys: Keys, keys_path: Path, channel_port: int, 
         try:
             driver.popen.wait(args.seconds + DRIVER_EXTRA_WAIT_S)
         except subprocess.TimeoutExpired:
-            result.errors.append(f"the driver ran past its deadline; see {driver.log_path}")
+            result.problems.append(f"the driver ran past its deadline; see {driver.log_path}")
         result.load_average = tuple(round(x, 1) for x in os.getloadavg())
         if not server.alive():
-            result.errors.append(f"the bare server died; see {server.log_path}")
-    if not result_path.exists():
-        result.failures += 1
-        result.errors.append(f"the driver wrote no result; see {run_dir / 'driver.log'}")
-        return result
-    driven = DriveResult(**json.loads(result_path.read_text()))
-    result.payments = driven.payments
-    result.failures = driven.failures + len(result.errors)
-    result.errors += driven.errors
-    if driven.payments:
-        result.payments_per_s = driven.payments / driven.seconds
-        result.server_cpu_ms_per_payment = driven.server_cpu_s * 1000 / driven.payments
-        result.server_core_share = driven.server_cpu_s / driven.seconds
-        result.signs_per_payment = driven.server_signs / driven.payments
-        result.verifies_per_payment = driven.server_verifies / driven.payments
-        result.server_crypto_ms_per_payment = driven.server_crypto_ms / driven.payments
+            result.problems.append(f"the bare server died; see {server.log_path}")
+    if result_path.exists():
+        result.driven = DriveResult(**json.loads(result_path.read_text()))
+    else:
+        result.problems.append(f"the driver wrote no result; see {run_dir / 'driver.log'}")
     return result
 
 
 def print_run(r: RunResult) -> None:
-    print(f"payments              {r.payments_per_s:8.1f} /s   ({r.payments} in the measured window, "
+    d = r.driven
+    print(f"payments              {r.payments_per_s:8.1f} /s   ({d.payments} in the measured window, "
           f"{r.failures} failed)")
-    print(f"bare server CPU       {r.server_cpu_ms_per_payment:8.2f} ms per payment  "
-          f"({r.server_core_share:.0%} of one core; {r.signs_per_payment:.2f} signatures + "
-          f"{r.verifies_per_payment:.2f} verifications per payment)")
-    print(f"  of which RSA        {r.server_crypto_ms_per_payment:8.2f} ms (thread CPU inside the server's own signs "
-          f"and verifies under load); the rest {r.server_cpu_ms_per_payment - r.server_crypto_ms_per_payment:.2f} ms")
+    core_share = d.server_cpu_s / d.seconds if d.seconds else 0.0
+    print(f"bare server CPU       {r.cpu_ms:8.2f} ms per payment  ({core_share:.0%} of one core; "
+          f"{r.per_payment(d.server_signs):.2f} signatures + "
+          f"{r.per_payment(d.server_verifies):.2f} verifications per payment)")
+    print(f"  of which RSA        {r.rsa_ms:8.2f} ms (thread CPU inside the server's own signs and verifies "
+          f"under load); the rest {r.cpu_ms - r.rsa_ms:.2f} ms")
     print(f"RSA-2048 this run     sign {r.sign_ms:.3f} ms, verify {r.verify_ms:.3f} ms -> floor "
           f"{r.floor_ms:.2f} ms ({GATEWAY_SIGNS_PER_PAYMENT} signs + {GATEWAY_VERIFIES_PER_PAYMENT} verifies)")
     print(f"ratio                 {r.ratio:8.2f} x the floor, {r.ratio_to_own_rsa:.2f} x its own RSA   "
           f"(load average {' '.join(map(str, r.load_average))})")
-    for error in r.errors:
-        print(f"  error: {error}")
+    for problem in r.problems + d.errors:
+        print(f"  error: {problem}")
     print(flush=True)
 
 
@@ -750,10 +756,9 @@ def print_medians(results: list[RunResult]) -> None:
     for variant in dict.fromkeys(r.variant for r in results):
         runs = [r for r in results if r.variant == variant]
         print(f"  {variant:<8} ({len(runs)} runs): {med(r.payments_per_s for r in runs):6.1f} payments/s  "
-              f"server CPU {med(r.server_cpu_ms_per_payment for r in runs):.2f} ms/payment "
-              f"(runs {', '.join(f'{r.server_cpu_ms_per_payment:.2f}' for r in runs)})  "
-              f"RSA inside {med(r.server_crypto_ms_per_payment for r in runs):.2f}, rest "
-              f"{med(r.server_cpu_ms_per_payment - r.server_crypto_ms_per_payment for r in runs):.2f}  "
+              f"server CPU {med(r.cpu_ms for r in runs):.2f} ms/payment "
+              f"(runs {', '.join(f'{r.cpu_ms:.2f}' for r in runs)})  "
+              f"RSA inside {med(r.rsa_ms for r in runs):.2f}, rest {med(r.cpu_ms - r.rsa_ms for r in runs):.2f}  "
               f"floor {med(r.floor_ms for r in runs):.2f} ms  ratio {med(r.ratio for r in runs):.2f}x "
               f"(runs {', '.join(f'{r.ratio:.2f}' for r in runs)}), "
               f"{med(r.ratio_to_own_rsa for r in runs):.2f}x its own RSA  failures {sum(r.failures for r in runs)}")
