@@ -17,8 +17,10 @@ Three processes per run, like run_load.py's stack:
         the resource, answer 204 (unsigned, as the gateway does), then in the background
         AES-GCM encrypt and sign TRANSACTION.SUCCESS and POST it to the mall's receiver;
     GET  /v3/pay/partner/transactions/out-trade-no/{no}  verify the caller, sign the answer.
-  That is GATEWAY_SIGNS_PER_PAYMENT signatures and GATEWAY_VERIFIES_PER_PAYMENT
-  verifications per payment (the server counts its own, and the run checks the counts).
+  That is run_load.py's GATEWAY_SIGNS_PER_PAYMENT signatures and
+  GATEWAY_VERIFIES_PER_PAYMENT verifications per payment (the server counts its own, and
+  the run prints the counts). The bare processes import only what they use: run_load.py,
+  which brings the gateway's services along, is imported by the runner alone.
   `bare+db` adds DB_STATEMENTS_PER_PAYMENT one-row statements per payment through
   `gateway.db.create_pool` (the gateway's pool: no reset query, its codecs) against the
   embedded PostgreSQL, durable commits, each its own implicit transaction.
@@ -57,7 +59,6 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from run_load import GATEWAY_SIGNS_PER_PAYMENT, GATEWAY_VERIFIES_PER_PAYMENT
 from stack import (OUT_DIR, cpu_seconds, free_port, fresh_database, install_signal_exit, measure_rsa, spawn,
                    start_postgres, wait_http_ok)
 
@@ -562,6 +563,14 @@ async def run_driver(keys: Keys, server_url: str, server_pid: int, port: int, us
 
 # -- the runner ------------------------------------------------------------------------------
 
+def gateway_crypto_per_payment() -> tuple[int, int]:
+    """Signatures and verifications the gateway makes per payment, as run_load.py reads them
+    off its code paths (imported here, in the runner: the bare server does not carry the
+    gateway's services and their imports)."""
+    from run_load import GATEWAY_SIGNS_PER_PAYMENT, GATEWAY_VERIFIES_PER_PAYMENT
+    return GATEWAY_SIGNS_PER_PAYMENT, GATEWAY_VERIFIES_PER_PAYMENT
+
+
 @dataclass
 class RunResult:
     """One run: the driver's counts and the floor measured beside them; per-payment figures
@@ -711,7 +720,8 @@ def one_run(args, variant: str, keys: Keys, keys_path: Path, channel_port: int, 
         wait_http_ok(server, server_url + HEALTH_PATH)
         rsa = measure_rsa(keys.gateway.private_key)  # same run, before the load
         result.sign_ms, result.verify_ms = rsa.sign_ms, rsa.verify_ms
-        result.floor_ms = GATEWAY_SIGNS_PER_PAYMENT * rsa.sign_ms + GATEWAY_VERIFIES_PER_PAYMENT * rsa.verify_ms
+        signs, verifies = gateway_crypto_per_payment()
+        result.floor_ms = signs * rsa.sign_ms + verifies * rsa.verify_ms
         driver = spawn(stack, "driver", _role_argv(
             "driver", keys_path, "--server-url", server_url, "--server-pid", str(server.pid),
             "--port", str(receiver_port), "--users", str(args.users), "--seconds", str(args.seconds),
@@ -741,8 +751,9 @@ def print_run(r: RunResult) -> None:
           f"{r.per_payment(d.server_verifies):.2f} verifications per payment)")
     print(f"  of which RSA        {r.rsa_ms:8.2f} ms (thread CPU inside the server's own signs and verifies "
           f"under load); the rest {r.cpu_ms - r.rsa_ms:.2f} ms")
+    signs, verifies = gateway_crypto_per_payment()
     print(f"RSA-2048 this run     sign {r.sign_ms:.3f} ms, verify {r.verify_ms:.3f} ms -> floor "
-          f"{r.floor_ms:.2f} ms ({GATEWAY_SIGNS_PER_PAYMENT} signs + {GATEWAY_VERIFIES_PER_PAYMENT} verifies)")
+          f"{r.floor_ms:.2f} ms ({signs} signs + {verifies} verifies)")
     print(f"ratio                 {r.ratio:8.2f} x the floor, {r.ratio_to_own_rsa:.2f} x its own RSA   "
           f"(load average {' '.join(map(str, r.load_average))})")
     for problem in r.problems + d.errors:

@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "loadtests"))
 
 import bench_stack_floor as floor  # noqa: E402  (loadtests/ is a folder of scripts, not a package)
+from run_load import GATEWAY_SIGNS_PER_PAYMENT, GATEWAY_VERIFIES_PER_PAYMENT  # noqa: E402
 from stack import free_port  # noqa: E402
 
 PAYMENTS = 3
@@ -66,8 +67,8 @@ async def bench(keys):
 async def test_a_payment_costs_the_bare_server_the_gateways_signatures_and_verifications(bench):
     for _ in range(PAYMENTS):
         await bench.driver.pay()
-    assert _counts(bench.server.tally) == (floor.GATEWAY_SIGNS_PER_PAYMENT * PAYMENTS,
-                                           floor.GATEWAY_VERIFIES_PER_PAYMENT * PAYMENTS)
+    assert _counts(bench.server.tally) == (GATEWAY_SIGNS_PER_PAYMENT * PAYMENTS,
+                                           GATEWAY_VERIFIES_PER_PAYMENT * PAYMENTS)
     assert _counts(bench.driver.tally) == (DRIVER_SIGNS_PER_PAYMENT * PAYMENTS, DRIVER_VERIFIES_PER_PAYMENT * PAYMENTS)
     assert bench.server.tally["crypto_ms"] > 0
     assert bench.channel.refused == 0
@@ -88,9 +89,9 @@ async def test_the_measured_window_counts_the_crypto_of_the_payments_it_counts(b
     assert result.failures == 0 and result.errors == []
     assert result.warmup_payments == users * floor.WARMUP_PAYMENTS_PER_USER
     assert result.payments > 0
-    assert result.server_signs == floor.GATEWAY_SIGNS_PER_PAYMENT * result.payments
-    assert result.server_verifies == floor.GATEWAY_VERIFIES_PER_PAYMENT * result.payments
-    assert bench.server.tally["signs"] == floor.GATEWAY_SIGNS_PER_PAYMENT * (result.payments + result.warmup_payments)
+    assert result.server_signs == GATEWAY_SIGNS_PER_PAYMENT * result.payments
+    assert result.server_verifies == GATEWAY_VERIFIES_PER_PAYMENT * result.payments
+    assert bench.server.tally["signs"] == GATEWAY_SIGNS_PER_PAYMENT * (result.payments + result.warmup_payments)
 
 
 def _counts(tally: Counter) -> tuple[int, int]:
