@@ -241,43 +241,47 @@ async def health(_request: web.Request) -> web.Response:
 
 class Orders:
     """Where the bare server keeps a payment between its requests: a dict, or with bare+db
-    one-row statements (each its own implicit transaction) through the gateway's pool."""
+    one-row statements (each its own implicit transaction) through the gateway's pool,
+    tallied as `statements`."""
 
-    def __init__(self, pool=None):
+    def __init__(self, tally: Counter, pool=None):
+        self._tally = tally
         self._pool = pool
         self._paid: dict[str, dict] = {}  # without a pool: until queried
 
+    async def _execute(self, sql: str, *args) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(sql, *args)
+        self._tally["statements"] += 1
+
     async def opened(self, out_trade_no: str, nonce: str, total_fen: int) -> None:
         if self._pool is not None:
-            async with self._pool.acquire() as conn:
-                await conn.execute("INSERT INTO floor_orders (out_trade_no, nonce, total_fen) VALUES ($1, $2, $3)",
-                                   out_trade_no, nonce, total_fen)
+            await self._execute("INSERT INTO floor_orders (out_trade_no, nonce, total_fen) VALUES ($1, $2, $3)",
+                                out_trade_no, nonce, total_fen)
 
     async def answered(self, out_trade_no: str, response: dict) -> None:
         if self._pool is not None:
-            async with self._pool.acquire() as conn:
-                await conn.execute("UPDATE floor_orders SET create_response = $2 WHERE out_trade_no = $1",
-                                   out_trade_no, response)
+            await self._execute("UPDATE floor_orders SET create_response = $2 WHERE out_trade_no = $1",
+                                out_trade_no, response)
 
     async def paid(self, trade: dict) -> None:
         if self._pool is None:
             self._paid[trade["out_trade_no"]] = trade
             return
-        async with self._pool.acquire() as conn:
-            await conn.execute("UPDATE floor_orders SET trade = $2 WHERE out_trade_no = $1",
-                               trade["out_trade_no"], trade)
+        await self._execute("UPDATE floor_orders SET trade = $2 WHERE out_trade_no = $1", trade["out_trade_no"], trade)
 
     async def delivered(self, out_trade_no: str) -> None:
         if self._pool is not None:
-            async with self._pool.acquire() as conn:
-                await conn.execute("UPDATE floor_orders SET delivered = true WHERE out_trade_no = $1", out_trade_no)
+            await self._execute("UPDATE floor_orders SET delivered = true WHERE out_trade_no = $1", out_trade_no)
 
     async def queried(self, out_trade_no: str, nonce: str) -> dict | None:
         if self._pool is None:
             return self._paid.pop(out_trade_no, None)
         async with self._pool.acquire() as conn:
             await conn.execute("INSERT INTO floor_nonces (nonce) VALUES ($1)", nonce)
-            return await conn.fetchval("SELECT trade FROM floor_orders WHERE out_trade_no = $1", out_trade_no)
+            trade = await conn.fetchval("SELECT trade FROM floor_orders WHERE out_trade_no = $1", out_trade_no)
+        self._tally["statements"] += 2
+        return trade
 
 
 class BareServer:
@@ -296,7 +300,7 @@ class BareServer:
         self._mall_notify_url = mall_notify_url
         self._deliveries: set[asyncio.Task] = set()
         self.session: aiohttp.ClientSession | None = None  # both set while the app runs
-        self.orders = Orders()
+        self.orders = Orders(self.tally)
 
     async def create(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -363,7 +367,7 @@ def bare_app(server: BareServer, dsn: str | None) -> web.Application:
         server.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S))
         pool = None if dsn is None else await create_pool(dsn, min_size=2, max_size=POOL_SIZE_MAX,
                                                            statement_timeout_ms=STATEMENT_TIMEOUT_MS)
-        server.orders = Orders(pool)
+        server.orders = Orders(server.tally, pool)
         yield
         await server.session.close()
         if pool is not None:
@@ -445,6 +449,7 @@ class DriveResult:
     server_signs: int = 0
     server_verifies: int = 0
     server_crypto_ms: float = 0.0  # CPU time inside the server's signs and verifies
+    server_statements: int = 0
 
 
 class Driver:
@@ -523,6 +528,7 @@ class Driver:
         result.server_signs = tally_after.get("signs", 0) - tally_before.get("signs", 0)
         result.server_verifies = tally_after.get("verifies", 0) - tally_before.get("verifies", 0)
         result.server_crypto_ms = tally_after.get("crypto_ms", 0) - tally_before.get("crypto_ms", 0)
+        result.server_statements = tally_after.get("statements", 0) - tally_before.get("statements", 0)
         return result
 
     async def _loop(self, result: DriveResult, payments: int | None, until: float | None) -> None:
@@ -641,7 +647,7 @@ def main() -> int:
         for index, variant in enumerate(plan, start=1):
             print(f"\n== run {index}/{len(plan)}: {variant}, {args.users} users, {args.seconds} s", flush=True)
             if variant == VARIANT_DB:
-                asyncio.run(_reset_tables(dsn))
+                asyncio.run(reset_tables(dsn))
             result = one_run(args, variant, keys, keys_path, channel_port, dsn if variant == VARIANT_DB else None,
                              out_dir / f"run{index:02d}-{variant.replace('+', '-')}")
             results.append(result)
@@ -694,7 +700,7 @@ def _child(args) -> int:
     return 0
 
 
-async def _reset_tables(dsn: str) -> None:
+async def reset_tables(dsn: str) -> None:
     pool = await create_pool(dsn, min_size=1, max_size=1, statement_timeout_ms=60_000)
     try:
         async with pool.acquire() as conn:
@@ -748,7 +754,8 @@ def print_run(r: RunResult) -> None:
     core_share = d.server_cpu_s / d.seconds if d.seconds else 0.0
     print(f"bare server CPU       {r.cpu_ms:8.2f} ms per payment  ({core_share:.0%} of one core; "
           f"{r.per_payment(d.server_signs):.2f} signatures + "
-          f"{r.per_payment(d.server_verifies):.2f} verifications per payment)")
+          f"{r.per_payment(d.server_verifies):.2f} verifications, {r.per_payment(d.server_statements):.2f} "
+          f"database statements per payment)")
     print(f"  of which RSA        {r.rsa_ms:8.2f} ms (thread CPU inside the server's own signs and verifies "
           f"under load); the rest {r.cpu_ms - r.rsa_ms:.2f} ms")
     signs, verifies = gateway_crypto_per_payment()

@@ -5,6 +5,8 @@ with), and the measured window counts the crypto of the payments it counts."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 from collections import Counter
 from dataclasses import replace
@@ -12,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
@@ -43,16 +46,16 @@ async def _serve(app: web.Application, port: int) -> web.AppRunner:
     return runner
 
 
-@pytest.fixture
-async def bench(keys):
-    """The stub channel, the bare server (no database) and the driver with its receiver, in
-    this process on their own ports."""
+@contextlib.asynccontextmanager
+async def _bench(keys: floor.Keys, dsn: str | None):
+    """The stub channel, the bare server and the driver with its receiver, in this process
+    on their own ports."""
     channel_port, server_port, receiver_port = free_port(), free_port(), free_port()
     server_url, notify_url = f"http://127.0.0.1:{server_port}", f"http://127.0.0.1:{receiver_port}/notify"
     channel = floor.StubChannel(keys)
     server = floor.BareServer(keys, f"http://127.0.0.1:{channel_port}", server_url, notify_url)
     runners = [await _serve(floor.stub_channel_app(channel), channel_port),
-               await _serve(floor.bare_app(server, dsn=None), server_port)]
+               await _serve(floor.bare_app(server, dsn), server_port)]
     async with aiohttp.ClientSession() as session:
         driver = floor.Driver(keys, server_url, notify_url, session)
         runners.append(await _serve(driver.receiver_app(), receiver_port))
@@ -62,6 +65,19 @@ async def bench(keys):
         finally:
             for runner in reversed(runners):
                 await runner.cleanup()
+
+
+@pytest.fixture
+async def bench(keys):
+    async with _bench(keys, None) as running:
+        yield running
+
+
+@pytest.fixture
+async def bench_db(keys, database_url):
+    await floor.reset_tables(database_url)
+    async with _bench(keys, database_url) as running:
+        yield running, database_url
 
 
 async def test_a_payment_costs_the_bare_server_the_gateways_signatures_and_verifications(bench):
@@ -96,3 +112,24 @@ async def test_the_measured_window_counts_the_crypto_of_the_payments_it_counts(b
 
 def _counts(tally: Counter) -> tuple[int, int]:
     return tally["signs"], tally["verifies"]
+
+
+async def test_with_a_database_a_payment_makes_its_statements(bench_db):
+    bench, database_url = bench_db
+    for _ in range(PAYMENTS):
+        await bench.driver.pay()
+    expected = floor.DB_STATEMENTS_PER_PAYMENT * PAYMENTS
+    for _ in range(50):  # the delivery mark follows the receiver's answer
+        if bench.server.tally["statements"] == expected:
+            break
+        await asyncio.sleep(0.02)
+    assert bench.server.tally["statements"] == expected
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT create_response IS NOT NULL AND trade IS NOT NULL AND delivered AS done "
+                                "FROM floor_orders")
+        nonces = await conn.fetchval("SELECT count(*) FROM floor_nonces")
+    finally:
+        await conn.close()
+    assert [r["done"] for r in rows] == [True] * PAYMENTS
+    assert nonces == PAYMENTS
