@@ -106,6 +106,17 @@ UPDATE split_returns SET state = $4, return_id = coalesce($5, return_id), result
 RETURNING *
 """
 
+# The fail_reason of a refund's return that its refund's close took for never sent.
+CLOSED_UNSENT = "refund_closed"
+
+# Such a return the channel accepted all the same (its request was in flight): a success.
+REVIVE_RETURN = f"""
+UPDATE split_returns SET state = 'SUCCESS', return_id = coalesce($4, return_id), result = $5, finished_at = $6
+ WHERE mall_id = $1 AND sub_mchid = $2 AND out_return_no = $3
+   AND state = 'FAILED' AND result->>'fail_reason' = '{CLOSED_UNSENT}'
+RETURNING *
+"""
+
 INSERT_REFUND = """
 INSERT INTO refunds (mall_id, sub_mchid, out_refund_no, out_trade_no, transaction_id, amount_fen,
                      total_fen, reason, notify_url, request_hash, plan, state, refund_id, client_id,
@@ -284,6 +295,15 @@ async def insert_return(conn, *, mall_id, sub_mchid, out_return_no, out_order_no
     return await conn.fetchrow(INSERT_RETURN, mall_id, sub_mchid, out_return_no, out_order_no,
                                out_trade_no, return_mchid, ledger_account, amount_fen, request_hash,
                                out_refund_no, client_id, created_at)
+
+
+async def revive_return(conn, key, *, return_id, result, finished_at):
+    """A return its refund's close took for never sent, now a success; None otherwise."""
+    return await conn.fetchrow(REVIVE_RETURN, *key, return_id, result, finished_at)
+
+
+def closed_unsent(item) -> bool:
+    return item["state"] == "FAILED" and (item["result"] or {}).get("fail_reason") == CLOSED_UNSENT
 
 
 async def split_return(conn, mall_id: str, sub_mchid: str, out_return_no: str):

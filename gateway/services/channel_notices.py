@@ -33,7 +33,7 @@ async def _split_notice(svc: Services, notice: ChannelSplitNotice) -> None:
         return
     async with svc.pool.acquire() as conn:  # for a return, WeChat sends the return's numbers
         item = await repo.split_return(conn, mall_id, notice.sub_mchid, notice.out_order_no)
-    if item is not None and item["state"] in ("PREPARED", "PROCESSING"):
+    if item is not None and (item["state"] in ("PREPARED", "PROCESSING") or repo.closed_unsent(item)):
         await returns.advance(svc, item, ask_only=True)
 
 

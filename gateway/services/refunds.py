@@ -133,8 +133,10 @@ async def drive(svc: Services, mall_id: str, sub_mchid: str, out_refund_no: str)
             if item["state"] in ("PREPARED", "PROCESSING"):
                 item = await returns.advance(svc, item)
             if item["state"] == "FAILED":
-                await _closed(svc, refund, "split_return_failed")
-                return True
+                for other in planned_returns:  # a return in flight is asked about before the close
+                    if other["state"] == "PROCESSING" and other["out_return_no"] != item["out_return_no"]:
+                        await returns.advance(svc, other, ask_only=True)
+                return await _closed(svc, refund, "split_return_failed")
             if item["state"] != "SUCCESS":
                 return False
         await _ask_channel_to_refund(svc, refund)
@@ -173,8 +175,7 @@ async def apply_channel_refund(svc: Services, refund, status, success_at, channe
         await _abnormal(svc, refund)
         return True
     if status is ChannelRefundState.CLOSED:
-        await _closed(svc, refund, status.value)
-        return True
+        return await _closed(svc, refund, status.value)
     return False
 
 
@@ -214,25 +215,30 @@ async def _money_left_store(svc: Services, refund, state: str, transfer_of, *, s
     return True
 
 
-async def _closed(svc: Services, refund, reason: str) -> None:
+async def _closed(svc: Services, refund, reason: str) -> bool:
     """The channel refused the refund (or one of its split returns failed) and no refund
     money moved: give the order's refundable amount back and tell the client. Split
     returns already made stay made (the money is with the store); those never sent end
-    FAILED with the refund, and the receivers' lines hold again what was not returned."""
+    FAILED with the refund, and the receivers' lines hold again what was not returned.
+    A return the channel is still working on (PROCESSING) could go either way: the refund
+    then closes later, once it has ended (False now). True once the refund has ended."""
     key = (refund["mall_id"], refund["sub_mchid"], refund["out_refund_no"])
     trade_key = (refund["mall_id"], refund["sub_mchid"], refund["out_trade_no"])
     plan = _plan_of(refund)
     now = svc.clock()
     async with svc.pool.acquire() as conn, conn.transaction():
         _, funds = await repo.funds_for_update(conn, trade_key)
+        planned_returns = await repo.returns_of_refund(conn, *key)
+        if any(item["state"] == "PROCESSING" for item in planned_returns):
+            return False
         row = await repo.mark_refund(conn, key, "CLOSED", result={"fail_reason": reason})
         if row is None:
-            return
+            return True
         not_returned = []
-        for item in await repo.returns_of_refund(conn, *key):
+        for item in planned_returns:
             if item["state"] == "PREPARED":
                 item = await repo.mark_return(conn, (item["mall_id"], item["sub_mchid"], item["out_return_no"]),
-                                              "FAILED", result={"fail_reason": "refund_closed"},
+                                              "FAILED", result={"fail_reason": repo.CLOSED_UNSENT},
                                               finished_at=now) \
                     or await repo.split_return(conn, item["mall_id"], item["sub_mchid"], item["out_return_no"])
             if item["state"] == "FAILED":
@@ -245,6 +251,7 @@ async def _closed(svc: Services, refund, reason: str) -> None:
         await repo.save_funds(conn, trade_key, funds)
         await _announce(conn, svc, refund, row)
     log.warning("refund_closed", out_refund_no=refund["out_refund_no"], reason=reason)
+    return True
 
 
 async def _announce(conn, svc: Services, refund, row) -> None:

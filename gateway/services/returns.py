@@ -107,13 +107,21 @@ async def advance(svc: Services, item, description: str = "退款前分账回退
         # The split's order_id as the gateway answers it (made when the split was accepted).
         order_id = split["order_id"] if split is not None and split["order_id"] else answer.order_id
         result = {"return_id": answer.return_id, "order_id": order_id, "fail_reason": answer.fail_reason}
-        if state == "SUCCESS" and item["out_refund_no"] is None:
+        if state == "SUCCESS":  # the order's lock first, as a refund's close takes it
             trade_key = (item["mall_id"], item["sub_mchid"], item["out_trade_no"])
             _, funds = await repo.funds_for_update(conn, trade_key)
         row = await repo.mark_return(conn, key, state, return_id=answer.return_id, result=result,
                                      finished_at=svc.clock() if state != "PROCESSING" else None)
+        on_its_own = item["out_refund_no"] is None
+        if row is None and state == "SUCCESS":
+            # Its refund closed while this request was in flight and took it for never
+            # sent (refunds._closed gave the receiver its share back): the channel returned
+            # the money all the same, so it is booked as a return of its own.
+            row = await repo.revive_return(conn, key, return_id=answer.return_id, result=result,
+                                           finished_at=svc.clock())
+            on_its_own = row is not None
         if row is not None and state == "SUCCESS":
-            if item["out_refund_no"] is None:
+            if on_its_own:
                 await repo.save_funds(conn, trade_key, order_funds.record_return(
                     funds, item["ledger_account"], item["amount_fen"]))
             await ledger_repo.post_transfer(conn, item["mall_id"], postings.return_transfer(
