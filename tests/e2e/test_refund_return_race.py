@@ -35,6 +35,27 @@ async def _store_with_a_split(mall, out_trade_no: str) -> tuple[str, str]:
     return store, transaction_id
 
 
+async def _whole_refund_with_its_return_held(mall, monkeypatch, store: str, transaction_id: str,
+                                             out_refund_no: str) -> tuple[asyncio.Task, asyncio.Event]:
+    """The whole order refunded, its split return's request held on its way to the channel:
+    the refund request (a task) and the event that lets the return go on."""
+    channel = mall.gateway_app[SERVICES].channel
+    in_flight, go_on = asyncio.Event(), asyncio.Event()
+    request_split_return = channel.request_split_return
+
+    async def held_request(req):
+        in_flight.set()
+        await go_on.wait()
+        return await request_split_return(req)
+
+    monkeypatch.setattr(channel, "request_split_return", held_request)
+    refund = asyncio.create_task(mall.app.post("/v3/refund/domestic/refunds", {
+        "sub_mchid": store, "transaction_id": transaction_id, "out_refund_no": out_refund_no,
+        "amount": {"refund": 10_000, "total": 10_000, "currency": "CNY"}}))
+    await asyncio.wait_for(in_flight.wait(), 10)
+    return refund, go_on
+
+
 async def _brand_at_channel(mall) -> int:
     async with mall.session.get(f"{mall.emulator_url}/sandbox/receivers/MERCHANT_ID/{BRAND}/funds") as resp:
         return (await resp.json())["received_fen"]
@@ -50,19 +71,7 @@ async def test_a_return_accepted_after_its_refund_closed_is_booked_as_a_return(m
     mall = await make_mall()
     svc = mall.gateway_app[SERVICES]
     store, transaction_id = await _store_with_a_split(mall, "RACE-0001")
-    in_flight, go_on = asyncio.Event(), asyncio.Event()
-    request_split_return = svc.channel.request_split_return
-
-    async def held_request(req):
-        in_flight.set()
-        await go_on.wait()
-        return await request_split_return(req)
-
-    monkeypatch.setattr(svc.channel, "request_split_return", held_request)
-    refund = asyncio.create_task(mall.app.post("/v3/refund/domestic/refunds", {
-        "sub_mchid": store, "transaction_id": transaction_id, "out_refund_no": "RACE-R1",
-        "amount": {"refund": 10_000, "total": 10_000, "currency": "CNY"}}))
-    await asyncio.wait_for(in_flight.wait(), 10)
+    refund, go_on = await _whole_refund_with_its_return_held(mall, monkeypatch, store, transaction_id, "RACE-R1")
     # Meanwhile another driver of the same refund closes it (a sibling return failed, say):
     # this return, still PREPARED in the books, is taken for never sent.
     async with mall.pool.acquire() as conn:
@@ -91,19 +100,7 @@ async def test_a_refund_does_not_close_while_one_of_its_returns_is_in_flight(mak
     mall = await make_mall()
     svc = mall.gateway_app[SERVICES]
     store, transaction_id = await _store_with_a_split(mall, "RACE-0002")
-    in_flight, go_on = asyncio.Event(), asyncio.Event()
-    request_split_return = svc.channel.request_split_return
-
-    async def held_request(req):
-        in_flight.set()
-        await go_on.wait()
-        return await request_split_return(req)
-
-    monkeypatch.setattr(svc.channel, "request_split_return", held_request)
-    refund = asyncio.create_task(mall.app.post("/v3/refund/domestic/refunds", {
-        "sub_mchid": store, "transaction_id": transaction_id, "out_refund_no": "RACE-R2",
-        "amount": {"refund": 10_000, "total": 10_000, "currency": "CNY"}}))
-    await asyncio.wait_for(in_flight.wait(), 10)
+    refund, go_on = await _whole_refund_with_its_return_held(mall, monkeypatch, store, transaction_id, "RACE-R2")
     async with mall.pool.acquire() as conn:  # as when the channel answered PROCESSING (WeChat may take a while)
         await conn.execute("UPDATE split_returns SET state = 'PROCESSING' WHERE out_refund_no = 'RACE-R2'")
         row = await conn.fetchrow("SELECT * FROM refunds WHERE out_refund_no = 'RACE-R2'")
