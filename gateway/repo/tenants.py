@@ -82,9 +82,10 @@ async def insert_tenant(conn, tenant: Tenant) -> Tenant | None:
     return None if row is None else _tenant(row)
 
 
-async def update_contract(conn, mall_id: str, sub_mchid: str, terms: dict) -> Tenant | None:
-    row = await conn.fetchrow(UPDATE_CONTRACT, mall_id, sub_mchid, terms["commission_bps"], terms["fee_rate_bps"],
-                              terms["freeze_days"], terms["guide_reward_bps"], terms["auto_split"])
+async def update_contract(conn, mall_id: str, sub_mchid: str, terms: Contract) -> Tenant | None:
+    """Every term but the cap (UPDATE_CONTRACT)."""
+    row = await conn.fetchrow(UPDATE_CONTRACT, mall_id, sub_mchid, terms.commission_bps, terms.fee_rate_bps,
+                              terms.freeze_days, terms.guide_reward_bps, terms.auto_split)
     return None if row is None else _tenant(row)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway import signing
 from gateway.caller import Caller
@@ -92,10 +92,8 @@ async def change_contract(svc, mall_id: str, sub_mchid: str, change: ContractCha
         if change.asks_cap:
             raise Refused("approval_required", "the cap changes only with an approval record",
                           asked=change.asked_max_ratio_bps, allowed=tenant.contract.max_ratio_bps)
-        terms = {name: getattr(tenant.contract, name) for name in CONTRACT_DEFAULTS}
-        terms.update(change.terms)
-        rules.check_automatic_within_cap(terms["commission_bps"], terms["guide_reward_bps"],
-                                         tenant.contract.max_ratio_bps)
+        terms = replace(tenant.contract, **change.terms)
+        rules.check_automatic_within_cap(terms.commission_bps, terms.guide_reward_bps, terms.max_ratio_bps)
         return await tenants_repo.update_contract(conn, mall_id, sub_mchid, terms)
 
 

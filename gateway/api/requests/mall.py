@@ -18,7 +18,7 @@ from gateway.formats import APPID_RE, GUIDE_ID_RE, MCHID_RE, OPENID_RE, OUT_TRAD
 from gateway.services.coupon_redemption import PAYOUT_FIELDS, SubsidyPayout
 from gateway.services.onboarding import (
     CONTRACT_DEFAULTS, CONTRACT_LIMITS, NAME_CHARS_MAX, ROLES, ClientKey, ContractChange, NewClientRequest, Tenant,
-    serial_of,
+    contract_of, serial_of,
 )
 from gateway.services.receivers import HighRatioApproval, NewGuide
 from gateway.services.receivers import NAME_CHARS_MAX as GUIDE_NAME_CHARS_MAX
@@ -27,7 +27,7 @@ from gateway.services.stuck_jobs import REASON_CHARS_MAX as JOB_REASON_CHARS_MAX
 from ledger.accounts import SUB_MCHID_RE
 from points.rules import POINTS_PER_YUAN_MAX
 from splitting import rules
-from splitting.rules import DEFAULT_MAX_RATIO_BPS, Contract
+from splitting.rules import DEFAULT_MAX_RATIO_BPS
 
 TENANT_FIELDS = frozenset({"sub_mchid", "name", "floor", "category", "sub_appid", "contract"})
 HIGH_RATIO_BPS = (DEFAULT_MAX_RATIO_BPS + 1, rules.BPS_DENOMINATOR)
@@ -54,10 +54,9 @@ def parse_tenant(mall_id: str, body) -> Tenant:
     sub_appid = body.get("sub_appid")
     if sub_appid is not None and (not isinstance(sub_appid, str) or not APPID_RE.fullmatch(sub_appid)):
         raise InvalidField("sub_appid", "bad_format")
-    contract = {**CONTRACT_DEFAULTS, **_contract_terms(body.get("contract") or {})}
-    rules.check_automatic_within_cap(contract["commission_bps"], contract["guide_reward_bps"],
-                                     contract["max_ratio_bps"])
-    return Tenant(mall_id=mall_id, sub_mchid=sub_mchid, sub_appid=sub_appid, **texts, contract=Contract(**contract))
+    contract = contract_of(**_contract_terms(body.get("contract") or {}))
+    rules.check_automatic_within_cap(contract.commission_bps, contract.guide_reward_bps, contract.max_ratio_bps)
+    return Tenant(mall_id=mall_id, sub_mchid=sub_mchid, sub_appid=sub_appid, **texts, contract=contract)
 
 
 def parse_contract_change(body) -> ContractChange:
@@ -182,16 +181,17 @@ def parse_guide(body) -> NewGuide:
 def parse_new_campaign(body) -> CampaignSpec:
     """A campaign as its rules define it (`coupons.campaigns`); which stores exist and who
     may fund it are the service's to decide."""
-    try:
-        return parse_campaign(body_object(body))
-    except CampaignInvalid as exc:
-        raise InvalidField(exc.field, exc.issue, exc.message) from None
+    return _by_campaign_rules(parse_campaign, body)
 
 
 def parse_campaign_change(body) -> CampaignChange:
     """What a campaign change asks for; whether the campaign can take it is the service's."""
+    return _by_campaign_rules(parse_change, body)
+
+
+def _by_campaign_rules(parse, body):
     try:
-        return parse_change(body_object(body))
+        return parse(body_object(body))
     except CampaignInvalid as exc:
         raise InvalidField(exc.field, exc.issue, exc.message) from None
 
