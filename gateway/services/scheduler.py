@@ -69,6 +69,11 @@ async def _run(svc: Services, job) -> None:
         done = await asyncio.wait_for(handler(svc, job["mall_id"], sub_mchid, key), timeout_s)
     except (ChannelError, DomainError, SplitRefused, asyncio.TimeoutError, OSError) as exc:
         done, error = False, f"{type(exc).__name__}:{getattr(exc, 'code', None) or getattr(exc, 'reason', '')}"
+    except Exception as exc:  # noqa: BLE001 — a defect or a database error in one job
+        # must not end the pass for the jobs claimed after it, and is retried with backoff
+        # like any failure, ending dead (seen by operators) instead of looping unseen.
+        log.exception("job_failed", kind=job["kind"], ref=job["ref"])
+        done, error = False, f"{type(exc).__name__}:{exc}"
     now = svc.clock()
     async with svc.pool.acquire() as conn:
         if done:

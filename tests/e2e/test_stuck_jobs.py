@@ -10,6 +10,7 @@ import aiohttp
 
 from gateway import cli
 from gateway.repo import jobs as jobs_repo
+from gateway.services import scheduler
 from tests.support import wait_until
 
 MAKE_DEAD = """
@@ -99,3 +100,37 @@ async def _cli(*argv: str) -> int:
     """The command runs its own event loop, as from a shell: run it in a thread."""
     import asyncio
     return await asyncio.to_thread(cli.main, list(argv))
+
+
+async def test_a_job_that_fails_unexpectedly_is_retried_and_ends_dead_with_its_error(make_mall, monkeypatch):
+    """A defect or a database error inside one job is recorded on the job and retried with
+    backoff; at its last attempt the job ends dead for an operator, and the jobs claimed
+    with it still run."""
+    async def broken(svc, mall_id: str, sub_mchid: str, out_trade_no: str) -> bool:
+        raise KeyError("lines")
+
+    monkeypatch.setitem(scheduler.HANDLERS, "guide_reward", broken)
+    mall = await make_mall()
+    mall_id = mall.settings.sp_mchid
+    now = datetime.now(timezone.utc)
+    async with mall.pool.acquire() as conn:
+        await jobs_repo.ensure_job(conn, mall_id, "guide_reward", "1900000201/GR-BROKEN-1", now, now)
+        await jobs_repo.ensure_job(conn, mall_id, "guide_reward", "1900000201/GR-BROKEN-2", now, now)
+        await jobs_repo.ensure_job(conn, mall_id, "sync_split", "1900000201/SP-GONE-3", now, now)
+        await conn.execute("UPDATE jobs SET attempts = $2 - 1 WHERE mall_id = $1 AND ref LIKE '%/GR-BROKEN-2'",
+                           mall_id, mall.settings.job_attempts_max)
+
+    async def jobs() -> dict:
+        async with mall.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT ref, state, attempts, last_error FROM jobs WHERE mall_id = $1", mall_id)
+        return {row["ref"].split("/")[1]: (row["state"], row["attempts"], row["last_error"]) for row in rows}
+
+    async def all_ran() -> bool:
+        seen = await jobs()
+        return seen["SP-GONE-3"][0] == "done" and all(seen[ref][2] for ref in ("GR-BROKEN-1", "GR-BROKEN-2"))
+
+    await wait_until(all_ran, what="every claimed job ran once")
+    seen = await jobs()
+    assert seen["GR-BROKEN-1"] == ("pending", 1, "KeyError:'lines'")
+    assert seen["GR-BROKEN-2"] == ("dead", mall.settings.job_attempts_max, "KeyError:'lines'")
+    assert (await _health(mall))["dead_jobs"] == 1
