@@ -410,16 +410,11 @@ def _use_uvloop() -> None:
 
 def _coupons_report(settings: Settings, args) -> int:
     from gateway.api.requests.mall import parse_window_days
-    from gateway.app import database_services
+    from gateway.cli_jobs import _run
     from gateway.services import coupon_reports
 
-    async def report():
-        window_days = parse_window_days(args.window_days, settings.coupon_report_window_days)
-        async with _pool(settings) as pool:
-            return await coupon_reports.mall_report(database_services(settings, pool), settings.sp_mchid,
-                                                    window_days)
-
-    result = _run_refusable(report())
+    result = _run(settings, lambda svc: coupon_reports.mall_report(
+        svc, settings.sp_mchid, parse_window_days(args.window_days, settings.coupon_report_window_days)))
     if result is None:
         return 1
     window_days = result["window_days"]

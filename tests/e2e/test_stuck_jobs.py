@@ -50,8 +50,9 @@ async def test_an_admin_sees_a_dead_job_and_retries_it_with_a_record(make_mall):
     assert (await mall.app.get("/v3/mall/jobs")).status == 403, "admins only"
     assert (await mall.app.get("/v3/mall/jobs?state=stuck")).status == 403, "the role before the query"
     stuck = await mall.admin.get("/v3/mall/jobs?state=stuck")
-    assert (stuck.status, stuck.json) == (400, {"code": "PARAM_ERROR", "message": "state is one of pending, done, "
-                                                "dead, resolved", "detail": {"field": "state", "issue": "out_of_range"}})
+    assert (stuck.status, stuck.json) == (400, {
+        "code": "PARAM_ERROR", "message": "state is one of pending, done, dead, resolved",
+        "detail": {"field": "state", "issue": "out_of_range"}})
 
     no_reason = await mall.admin.post(f"/v3/mall/jobs/{job_id}/retry", {})
     assert no_reason.status == 400 and no_reason.json["detail"]["field"] == "reason"
