@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     g_create.set_defaults(run=_guide_create)
     coupons = sub.add_parser("coupons", help="coupon campaigns").add_subparsers(metavar="ACTION")
     c_report = coupons.add_parser("report", help="attribution and uplift per campaign and overall")
-    c_report.add_argument("--window-days", type=int, help="visits counted this many days after a decision")
+    c_report.add_argument("--window-days", help="visits counted this many days after a decision")
     c_report.add_argument("--json", action="store_true", help="the report as JSON")
     c_report.set_defaults(run=_coupons_report)
     points = sub.add_parser("points", help="mall points").add_subparsers(metavar="ACTION")
@@ -409,20 +409,15 @@ def _use_uvloop() -> None:
 
 
 def _coupons_report(settings: Settings, args) -> int:
-    from gateway.app import database_services
+    from gateway.api.requests.mall import parse_window_days
+    from gateway.cli_jobs import _run
     from gateway.services import coupon_reports
 
-    if args.window_days is not None and not 1 <= args.window_days <= coupon_reports.WINDOW_DAYS_MAX:
-        print(f"mallpay: --window-days must be 1 to {coupon_reports.WINDOW_DAYS_MAX}", file=sys.stderr)
-        return 2
-    window_days = args.window_days or settings.coupon_report_window_days
-
-    async def report():
-        async with _pool(settings) as pool:
-            return await coupon_reports.mall_report(database_services(settings, pool), settings.sp_mchid,
-                                                    window_days)
-
-    result = asyncio.run(report())
+    result = _run(settings, lambda svc: coupon_reports.mall_report(
+        svc, settings.sp_mchid, parse_window_days(args.window_days, settings.coupon_report_window_days)))
+    if result is None:
+        return 1
+    window_days = result["window_days"]
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return 0

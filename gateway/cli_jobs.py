@@ -10,7 +10,7 @@ import sys
 def add_jobs_commands(sub) -> None:
     jobs = sub.add_parser("jobs", help="scheduler jobs that gave up").add_subparsers(metavar="ACTION")
     j_list = jobs.add_parser("list", help="list jobs in one state (default: dead) with their last error")
-    j_list.add_argument("--state", default="dead", choices=["dead", "pending", "done", "resolved"])
+    j_list.add_argument("--state", default="dead", help="dead, pending, done or resolved")
     j_list.add_argument("--limit", type=int, default=100)
     j_list.set_defaults(run=_list)
     j_show = jobs.add_parser("show", help="one job and what operators did with it")
@@ -25,8 +25,10 @@ def add_jobs_commands(sub) -> None:
 
 
 def _list(settings, args) -> int:
+    from gateway.api.requests.mall import parse_job_state
     from gateway.services import stuck_jobs
-    return print_page(settings, lambda svc: stuck_jobs.list_jobs(svc, settings.sp_mchid, args.state, args.limit, 0),
+    return print_page(settings, lambda svc: stuck_jobs.list_jobs(svc, settings.sp_mchid, parse_job_state(args.state),
+                                                                 args.limit, 0),
                       ("job_id", "kind", "ref", "state", "attempts", "last_error"), f"{args.state} jobs")
 
 

@@ -5,19 +5,9 @@ from __future__ import annotations
 
 from coupons import repo as coupons_repo
 from coupons.uplift import Arm, uplift
-from gateway.domain_errors import InvalidField
 from gateway.services.context import Services
-from gateway.settings import Settings
 
-WINDOW_DAYS_MAX = 90
-
-
-def window_days_of(raw: str | None, settings: Settings) -> int:
-    if raw is None:
-        return settings.coupon_report_window_days
-    if not raw.isdigit() or not 1 <= int(raw) <= WINDOW_DAYS_MAX:
-        raise InvalidField("window_days", "out_of_range", f"window_days must be 1 to {WINDOW_DAYS_MAX}")
-    return int(raw)
+WINDOW_DAYS_MAX = 90  # a report's window, read at the edge (`gateway.api.requests.mall.parse_window_days`)
 
 
 async def campaign_report(svc: Services, mall_id: str, campaign_row, window_days: int) -> dict:

@@ -1,22 +1,12 @@
-"""What a shopper holds at the mall: coupons (with their state) and points."""
+"""What a shopper holds at the mall: coupons (with their state) and points. The shopper's
+openid is read at the edge (`gateway.api.requests.mall.parse_openid`)."""
 
 from __future__ import annotations
 
-import re
-
 from coupons import repo as coupons_repo
-from gateway.domain_errors import InvalidField
 from gateway.services.context import Services
 from ledger import repo as ledger_repo
 from points.rules import member_account
-
-OPENID_RE = re.compile(r"[0-9A-Za-z_-]{1,128}")
-
-
-def openid_of(raw: str) -> str:
-    if not OPENID_RE.fullmatch(raw):
-        raise InvalidField("openid", "invalid_openid")
-    return raw
 
 
 async def coupons(svc: Services, mall_id: str, openid: str, limit: int, offset: int) -> dict:

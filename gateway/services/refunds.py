@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
@@ -34,33 +35,46 @@ log = structlog.get_logger(__name__)
 REFUND_STEP = "refund_step"
 
 
-async def request_refund(svc: Services, caller, req: dict) -> dict:
+@dataclass(frozen=True, slots=True)
+class RefundRequest:  # checked at the edge (`gateway.api.requests.refunds.parse_refund`)
+    sub_mchid: str
+    out_refund_no: str
+    transaction_id: str | None  # exactly one of transaction_id and out_trade_no names the order
+    out_trade_no: str | None
+    reason: str | None
+    notify_url: str | None
+    amount_fen: int
+    total_fen: int  # the order's total as the client states it; the order decides
+    request_hash: str
+
+
+async def request_refund(svc: Services, caller, req: RefundRequest) -> dict:
     order = await _order(svc, caller.mall_id, req)
-    if req["total_fen"] != order["total_fen"]:
+    if req.total_fen != order["total_fen"]:
         raise InvalidField("amount.total", "total_mismatch", "amount.total must be the order's total")
-    key = (caller.mall_id, req["sub_mchid"], req["out_refund_no"])
+    key = (caller.mall_id, req.sub_mchid, req.out_refund_no)
     trade_key = (caller.mall_id, order["sub_mchid"], order["out_trade_no"])
     async with svc.pool.acquire() as conn, conn.transaction():
         # The order's lock first: a concurrent duplicate waits here and then finds the refund.
         _, funds = await repo.funds_for_update(conn, trade_key)
         existing = await repo.refund(conn, *key)
         if existing is not None:
-            if existing["request_hash"] != req["request_hash"]:
+            if existing["request_hash"] != req.request_hash:
                 raise KeyReused("out_refund_no")
             return refund_json(existing)
-        plan, funds = order_funds.plan_refund(funds, req["amount_fen"])
+        plan, funds = order_funds.plan_refund(funds, req.amount_fen)
         await _check_store_can_pay(conn, caller.mall_id, order["sub_mchid"], plan)
         refund = await repo.insert_refund(
-            conn, mall_id=caller.mall_id, sub_mchid=order["sub_mchid"], out_refund_no=req["out_refund_no"],
+            conn, mall_id=caller.mall_id, sub_mchid=order["sub_mchid"], out_refund_no=req.out_refund_no,
             out_trade_no=order["out_trade_no"], transaction_id=order["transaction_id"],
-            amount_fen=req["amount_fen"], total_fen=order["total_fen"], reason=req.get("reason"),
-            notify_url=req.get("notify_url"), request_hash=req["request_hash"], plan=plan.to_json(),
+            amount_fen=req.amount_fen, total_fen=order["total_fen"], reason=req.reason,
+            notify_url=req.notify_url, request_hash=req.request_hash, plan=plan.to_json(),
             refund_id="50" + "".join(str(secrets.randbelow(10)) for _ in range(28)),
             client_id=caller.client_id, created_at=svc.clock(),
         )
         await _prepare_returns(svc, conn, trade_key, refund, plan)
         await repo.save_funds(conn, trade_key, funds)
-        await jobs_repo.ensure_job(conn, caller.mall_id, REFUND_STEP, f"{order['sub_mchid']}/{req['out_refund_no']}",
+        await jobs_repo.ensure_job(conn, caller.mall_id, REFUND_STEP, f"{order['sub_mchid']}/{req.out_refund_no}",
                                    svc.clock() + timedelta(seconds=svc.settings.job_retry_base_s), svc.clock())
     try:
         await drive(svc, *key)
@@ -90,12 +104,12 @@ async def _check_store_can_pay(conn, mall_id: str, sub_mchid: str, plan: RefundP
         raise StoreBalanceInsufficient(available=max(0, available - committed), needed=need)
 
 
-async def _order(svc: Services, mall_id: str, req: dict):
+async def _order(svc: Services, mall_id: str, req: RefundRequest):
     async with svc.pool.acquire() as conn:
-        if req.get("out_trade_no"):
-            order = await orders_repo.order(conn, mall_id, req["sub_mchid"], req["out_trade_no"])
+        if req.out_trade_no is not None:
+            order = await orders_repo.order(conn, mall_id, req.sub_mchid, req.out_trade_no)
         else:
-            order = await orders_repo.order_by_transaction_id(conn, mall_id, req["sub_mchid"], req["transaction_id"])
+            order = await orders_repo.order_by_transaction_id(conn, mall_id, req.sub_mchid, req.transaction_id)
     if order is None:
         raise NotFound("order", "order_not_exist")
     if order["state"] != "SUCCESS":

@@ -5,22 +5,30 @@ runs again."""
 
 from __future__ import annotations
 
+import enum
+
 from gateway.domain_errors import InvalidField, NotFound, Refused
 from gateway.repo import jobs as jobs_repo
 from gateway.services.context import Services
 from gateway.wire import to_wechat_time
 
-STATES = ("pending", "done", "dead", "resolved")
+
+class JobState(enum.Enum):
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"        # gave up: an admin retries or resolves it
+    RESOLVED = "resolved"
+
+
 ACTIONS = ("retry", "resolve")
 ACTED_BY_CHARS_MAX = 64
 REASON_CHARS_MAX = 500
 
 
-async def list_jobs(svc: Services, mall_id: str, state: str, limit: int, offset: int) -> dict:
-    if state not in STATES:
-        raise InvalidField("state", "out_of_range", f"state is one of {', '.join(STATES)}")
+async def list_jobs(svc: Services, mall_id: str, state: JobState, limit: int, offset: int) -> dict:
+    """One page of the jobs in `state` (read at the edge: `gateway.api.requests.mall.parse_job_state`)."""
     async with svc.pool.acquire() as conn:
-        rows, total = await jobs_repo.jobs_in_state(conn, mall_id, state, limit, offset)
+        rows, total = await jobs_repo.jobs_in_state(conn, mall_id, state.value, limit, offset)
     return {"total_count": total, "offset": offset, "limit": limit, "data": [job_json(r) for r in rows]}
 
 

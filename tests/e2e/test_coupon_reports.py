@@ -41,6 +41,11 @@ async def test_report_counts_visits_per_arm_and_the_cli_prints_it(make_mall, dat
                                        " AND state = 'SUCCESS'") == len(visitors)
     await wait_for(visits_paid)
     report = (await mall.admin.get(f"/v3/mall/coupon-campaigns/{cid}/report?window_days=3")).json
+    too_long = await mall.admin.get(f"/v3/mall/coupon-campaigns/{cid}/report?window_days=91")
+    assert (too_long.status, too_long.json) == (400, {"code": "PARAM_ERROR", "message": "window_days must be 1 to 90",
+                                                      "detail": {"field": "window_days", "issue": "out_of_range"}})
+    missing = await mall.admin.get("/v3/mall/coupon-campaigns/999999/report?window_days=91")
+    assert missing.status == 404, "the campaign is found before the window is read"
     treated_visitors = [o for o in visitors if not held[o]]
     assert report["issued"] == len(coupons)
     uplift = report["uplift"]
@@ -51,6 +56,8 @@ async def test_report_counts_visits_per_arm_and_the_cli_prints_it(make_mall, dat
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("MALLPAY_SP_MCHID", mall.settings.sp_mchid)
+    assert await asyncio.to_thread(cli.main, ["coupons", "report", "--window-days", "0"]) == 1
+    assert "PARAM_ERROR out_of_range: window_days must be 1 to 90" in capsys.readouterr().err
     assert await asyncio.to_thread(cli.main, ["coupons", "report", "--json", "--window-days", "3"]) == 0
     out = capsys.readouterr().out
     printed, _ = json.JSONDecoder().raw_decode(out[out.index("{\n"):])  # after the migration's log lines

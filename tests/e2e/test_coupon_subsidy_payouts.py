@@ -61,7 +61,12 @@ async def test_the_mall_pays_out_the_receivable_and_refunds_take_back_the_unpaid
     assert (own.status, own.json["data"]) == (200, [paid.json])
     other = await (await store_client(mall, a)).get(f"{PAYOUTS}?sub_mchid={b}")
     assert (other.status, other.json["total_count"], other.json["data"]) == (200, 0, [])
+    assert (await (await store_client(mall, b)).get(f"{PAYOUTS}?sub_mchid=shop-b")).json["data"] == [paid.json]
     assert (await mall.app.get(PAYOUTS)).status == 403
+    assert (await mall.app.get(f"{PAYOUTS}?sub_mchid=shop-b")).status == 403, "the role before the query"
+    malformed = await mall.admin.get(f"{PAYOUTS}?sub_mchid=shop-b")
+    assert (malformed.status, malformed.json) == (400, {"code": "PARAM_ERROR", "message": "sub_mchid: bad_format",
+                                                        "detail": {"field": "sub_mchid", "issue": "bad_format"}})
 
     # A partial refund takes back the discount's share of what left: 2000 × 3050 / 10000.
     await refund(mall, b, "SUBSIDY-B-01", "SUBSIDY-R-01", 3050, 10000)

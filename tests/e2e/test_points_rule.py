@@ -58,6 +58,10 @@ async def test_a_payment_earns_by_its_store_rule_and_elsewhere_by_the_default(ma
     assert (await notified(mall, "RULE-B-01"))["resource"]["mall_info"]["points"] == {"earned": 50 * default}
     points = (await mall.app.get(f"/v3/mall/members/{SHOPPER}/points")).json
     assert points["total_points"] == 369 + 50 * default
+    not_an_openid = await mall.app.get("/v3/mall/members/o.shopper/points")
+    assert (not_an_openid.status, not_an_openid.json) == (400, {
+        "code": "PARAM_ERROR", "message": "openid: invalid_openid",
+        "detail": {"field": "openid", "issue": "invalid_openid"}})
 
     # A changed rule applies to the next payment; the paid order keeps its own rate.
     assert (await mall.admin.request("PUT", f"/v3/mall/tenants/{a}/points-rule", {"points_per_yuan": 0})).status == 200

@@ -49,6 +49,11 @@ async def test_an_admin_sees_a_dead_job_and_retries_it_with_a_record(make_mall):
     assert (job["job_id"], job["kind"], job["ref"], job["state"], job["attempts"], job["last_error"]) == (
         job_id, "sync_split", "1900000201/SP-GONE-1", "dead", 20, "ChannelError:SYSTEM_ERROR")
     assert (await mall.app.get("/v3/mall/jobs")).status == 403, "admins only"
+    assert (await mall.app.get("/v3/mall/jobs?state=stuck")).status == 403, "the role before the query"
+    stuck = await mall.admin.get("/v3/mall/jobs?state=stuck")
+    assert (stuck.status, stuck.json) == (400, {
+        "code": "PARAM_ERROR", "message": "state is one of pending, done, dead, resolved",
+        "detail": {"field": "state", "issue": "out_of_range"}})
 
     no_reason = await mall.admin.post(f"/v3/mall/jobs/{job_id}/retry", {})
     assert no_reason.status == 400 and no_reason.json["detail"]["field"] == "reason"
@@ -83,6 +88,8 @@ async def test_mallpay_jobs_lists_and_resolves_a_dead_job(make_mall, database_ur
     assert await _cli("jobs", "list") == 0
     out = capsys.readouterr().out
     assert f"{job_id}\tsync_split\t1900000202/SP-GONE-2\tdead\t20\tChannelError:SYSTEM_ERROR" in out
+    assert await _cli("jobs", "list", "--state", "stuck") == 1
+    assert "PARAM_ERROR out_of_range: state is one of pending, done, dead, resolved" in capsys.readouterr().err
 
     assert await _cli("jobs", "resolve", str(job_id), "--by", "ops lead", "--reason", "split checked by hand") == 0
     assert '"state": "resolved"' in capsys.readouterr().out

@@ -258,3 +258,73 @@ def test_services_take_no_raw_bodies():
                     naming.add(_rel(path))
     assert naming - SERVICES_NAMING_A_PARSED_BODY == set(), "services taking a raw body: parse it at the edge"
     assert SERVICES_NAMING_A_PARSED_BODY - naming == set(), "no longer so named: remove from the list"
+
+
+# A malformed request (a body, a query string, a path value) is refused at the edge with
+# InvalidField before any service runs. A service function that still builds one is listed
+# with why: the field is checked against stored data, or it has not moved yet (the list only
+# shrinks). Functions are named `path:function` (the innermost function building it).
+SERVICES_REFUSING_FIELDS = {
+    "gateway/services/refunds.py:request_refund",    # amount.total against the order's total
+    "gateway/services/coupon_campaigns.py:refused",  # a change against the campaign's terms and commitments
+    "gateway/services/statements.py:_bounds",        # not moved: the period's length, where its bounds are made
+    "gateway/services/stuck_jobs.py:act",            # not moved: acted_by from the command line's --by
+}
+
+
+def _functions_refusing_fields(source: str) -> set[str]:
+    """The functions of `source` that build an InvalidField."""
+    refusing = set()
+
+    class Visitor(ast.NodeVisitor):
+        def __init__(self):
+            self.functions: list[str] = []
+
+        def visit_function(self, node):
+            self.functions.append(node.name)
+            self.generic_visit(node)
+            self.functions.pop()
+
+        visit_FunctionDef = visit_AsyncFunctionDef = visit_function
+
+        def visit_Call(self, node):
+            named = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+            if named == "InvalidField":
+                refusing.add(self.functions[-1] if self.functions else "<module>")
+            self.generic_visit(node)
+
+    Visitor().visit(ast.parse(source))
+    return refusing
+
+
+def test_services_refuse_no_malformed_fields():
+    refusing = {f"{_rel(p)}:{name}" for p in _python("gateway/services")
+                for name in _functions_refusing_fields(p.read_text())}
+    assert refusing - SERVICES_REFUSING_FIELDS == set(), "parse the value in gateway/api/requests"
+    assert SERVICES_REFUSING_FIELDS - refusing == set(), "no longer refusing a field: remove from the list"
+
+
+def test_the_field_check_sees_a_service_reading_a_query_string():
+    """The four checks that once sat in services (a job listing's state, a payout listing's
+    store, a report's window, a member's openid) are each caught, as is the domain_errors
+    module's spelling; a check against stored data in a listed function is not confused."""
+    service = (
+        "from gateway import domain_errors\n"
+        "from gateway.domain_errors import InvalidField\n"
+        "async def list_jobs(svc, mall_id, state, limit, offset):\n"
+        "    if state not in STATES:\n"
+        "        raise InvalidField('state', 'out_of_range', 'state is one of ...')\n"
+        "async def subsidy_payouts(svc, caller, sub_mchid, limit, offset):\n"
+        "    if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):\n"
+        "        raise domain_errors.InvalidField('sub_mchid', 'bad_format')\n"
+        "def window_days_of(raw, settings):\n"
+        "    def checked(days):\n"
+        "        if not 1 <= days <= 90:\n"
+        "            raise InvalidField('window_days', 'out_of_range')\n"
+        "        return days\n"
+        "    return checked(int(raw))\n"
+        "def openid_of(raw):\n"
+        "    return raw if OPENID_RE.fullmatch(raw) else fail(InvalidField('openid', 'invalid_openid'))\n"
+        "async def points(svc, mall_id, openid):\n"
+        "    return await balance(svc, mall_id, openid)\n")
+    assert _functions_refusing_fields(service) == {"list_jobs", "subsidy_payouts", "checked", "openid_of"}

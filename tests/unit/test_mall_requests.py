@@ -10,13 +10,15 @@ import pytest
 
 from coupons.campaigns import CampaignState, DiscountKind, Funder
 from gateway import signing
+from gateway.api.middleware import wechat_answer
 from gateway.api.requests.mall import (
     parse_approval, parse_campaign_change, parse_client_key, parse_contract_change, parse_guide, parse_job_reason,
-    parse_new_campaign, parse_new_client, parse_points_rule, parse_reconciliation_day, parse_subsidy_payout,
-    parse_tenant,
+    parse_job_state, parse_new_campaign, parse_new_client, parse_openid, parse_payout_store, parse_points_rule,
+    parse_reconciliation_day, parse_subsidy_payout, parse_tenant, parse_window_days,
 )
 from gateway.api.requests.ledger import export_range, parse_day, parse_instant
 from gateway.domain_errors import InvalidField, Refused
+from gateway.services.stuck_jobs import JobState
 from gateway.services.onboarding import CONTRACT_DEFAULTS, serial_of
 from splitting.rules import SplitRefused
 from tests import support
@@ -312,6 +314,48 @@ def test_a_reconciliation_runs_a_past_day():
     assert parse_reconciliation_day({"date": "2026-11-30"}, today) == date(2026, 11, 30)
     for body in ({"date": "2026-12-01"}, {"date": "2026-13-01"}, {"date": 20261130}, {}, "2026-11-30"):
         assert refusal(parse_reconciliation_day, body, today) == ("date", "bad_format")
+
+
+# -- query strings and path values of listings and reports -------------------------------
+# Each refusal is pinned as the client receives it: these were answered from the services
+# before they were read here, and the answers stay what they were.
+
+def answered(parse, *args) -> tuple[int, str, str, dict]:
+    with pytest.raises(InvalidField) as caught:
+        parse(*args)
+    answer = wechat_answer(caught.value)
+    return answer.status, answer.code, answer.message, answer.detail
+
+
+def test_listing_and_report_queries_become_their_values():
+    assert (parse_job_state(None), parse_job_state("resolved")) == (JobState.DEAD, JobState.RESOLVED)
+    assert (parse_payout_store(None), parse_payout_store("1900000201")) == (None, "1900000201")
+    assert (parse_window_days(None, 7), parse_window_days("1", 7), parse_window_days("90", 7)) == (7, 1, 90)
+    assert parse_openid("oShopper_01-x") == "oShopper_01-x"
+
+
+@pytest.mark.parametrize("parse, args, expected", [
+    (parse_job_state, ("stuck",), (400, "PARAM_ERROR", "state is one of pending, done, dead, resolved",
+                                   {"field": "state", "issue": "out_of_range"})),
+    (parse_payout_store, ("shop-1",), (400, "PARAM_ERROR", "sub_mchid: bad_format",
+                                       {"field": "sub_mchid", "issue": "bad_format"})),
+    (parse_window_days, ("91", 7), (400, "PARAM_ERROR", "window_days must be 1 to 90",
+                                    {"field": "window_days", "issue": "out_of_range"})),
+    (parse_openid, ("o!shopper",), (400, "PARAM_ERROR", "openid: invalid_openid",
+                                    {"field": "openid", "issue": "invalid_openid"})),
+], ids=["job_state", "payout_store", "window_days", "openid"])
+def test_a_listing_or_report_query_is_refused_as_it_always_was(parse, args, expected):
+    assert answered(parse, *args) == expected
+
+
+@pytest.mark.parametrize("value", ["", "0", "-1", "7d", " 7"])
+def test_a_report_window_is_a_whole_number_of_days(value):
+    assert answered(parse_window_days, value, 7)[3] == {"field": "window_days", "issue": "out_of_range"}
+
+
+def test_an_empty_store_or_state_is_refused_not_taken_for_none():
+    assert answered(parse_payout_store, "")[3] == {"field": "sub_mchid", "issue": "bad_format"}
+    assert answered(parse_job_state, "")[3] == {"field": "state", "issue": "out_of_range"}
 
 
 # -- finance queries (gateway/api/requests/ledger) -------------------------------------------

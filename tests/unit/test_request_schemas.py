@@ -14,6 +14,7 @@ from gateway.api.requests.profitsharing import (
 from gateway.api.requests.refunds import parse_refund, parse_return
 from gateway.caller import Caller
 from gateway.domain_errors import InvalidField
+from gateway.services.refunds import RefundRequest
 from gateway.signing import Secret
 
 APP = Caller(client_id="1900000100", mall_id="1900000100", sp_appid="wx8888888888888888", role="mall_app",
@@ -83,11 +84,15 @@ def refund_body(**changes) -> dict:
     return {name: value for name, value in body.items() if value is not None}
 
 
-def test_a_refund_becomes_its_fields():
-    fields = parse_refund(refund_body(reason="size"), False)
-    assert fields == {"sub_mchid": "1900000201", "out_refund_no": "R-1", "transaction_id": None,
-                      "out_trade_no": "ORDER-0001", "request_hash": request_hash(refund_body(reason="size")),
-                      "reason": "size", "notify_url": None, "amount_fen": 500, "total_fen": 1000}
+def test_a_refund_becomes_its_command():
+    asked = parse_refund(refund_body(reason="size"), False)
+    assert asked == RefundRequest(sub_mchid="1900000201", out_refund_no="R-1", transaction_id=None,
+                                  out_trade_no="ORDER-0001", reason="size", notify_url=None, amount_fen=500,
+                                  total_fen=1000, request_hash=request_hash(refund_body(reason="size")))
+    by_transaction = parse_refund(refund_body(out_trade_no=None, transaction_id="4200000001",
+                                              notify_url="https://mall.example.com/n"), False)
+    assert (by_transaction.transaction_id, by_transaction.out_trade_no, by_transaction.notify_url) == (
+        "4200000001", None, "https://mall.example.com/n")
 
 
 @pytest.mark.parametrize("changes, expected", [

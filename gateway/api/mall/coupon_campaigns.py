@@ -8,7 +8,7 @@ from gateway.api import caller_of, services_of
 from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
-from gateway.api.requests.mall import parse_campaign_change, parse_new_campaign
+from gateway.api.requests.mall import parse_campaign_change, parse_new_campaign, parse_window_days
 from gateway.services import coupon_campaigns, coupon_reports
 
 routes = web.RouteTableDef()
@@ -48,5 +48,5 @@ async def change_campaign(request: web.Request) -> web.Response:
 async def campaign_report(request: web.Request) -> web.Response:
     svc, caller = services_of(request), caller_of(request)
     row = await coupon_campaigns.campaign_row(svc, caller, request.match_info["campaign_id"])
-    window_days = coupon_reports.window_days_of(request.query.get("window_days"), svc.settings)
+    window_days = parse_window_days(request.query.get("window_days"), svc.settings.coupon_report_window_days)
     return json_response(await coupon_reports.campaign_report(svc, caller.mall_id, row, window_days))

@@ -8,7 +8,7 @@ from gateway.api import caller_of, services_of
 from gateway.api.middleware import json_body
 from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.orders import json_response
-from gateway.api.requests.mall import parse_subsidy_payout
+from gateway.api.requests.mall import parse_payout_store, parse_subsidy_payout
 from gateway.services import coupon_redemption
 
 routes = web.RouteTableDef()
@@ -25,5 +25,8 @@ async def pay_out(request: web.Request) -> web.Response:
 async def list_payouts(request: web.Request) -> web.Response:
     caller = caller_of(request)
     limit, offset = paging(request)
-    return json_response(await coupon_redemption.subsidy_payouts(services_of(request), caller,
-                                                                 request.query.get("sub_mchid"), limit, offset))
+    # Only a role that chooses the store has its choice read: a store's own credentials
+    # list its own payouts whatever they name, and the service refuses any other role first.
+    asked = (parse_payout_store(request.query.get("sub_mchid")) if caller.role in coupon_redemption.PAYOUT_LISTERS
+             else None)
+    return json_response(await coupon_redemption.subsidy_payouts(services_of(request), caller, asked, limit, offset))

@@ -8,7 +8,7 @@ from gateway.api import json_response, services_of
 from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.middleware import json_body
 from gateway.api.requests import body_object
-from gateway.api.requests.mall import parse_job_reason
+from gateway.api.requests.mall import parse_job_reason, parse_job_state
 from gateway.domain_errors import NotFound
 from gateway.services import stuck_jobs
 
@@ -26,8 +26,8 @@ def _job_id(request: web.Request) -> int:
 async def list_jobs(request: web.Request) -> web.Response:
     caller = caller_in_role(request, "admin")
     limit, offset = paging(request)
-    return json_response(await stuck_jobs.list_jobs(services_of(request), caller.mall_id,
-                                                    request.query.get("state", "dead"), limit, offset))
+    state = parse_job_state(request.query.get("state"))
+    return json_response(await stuck_jobs.list_jobs(services_of(request), caller.mall_id, state, limit, offset))
 
 
 @routes.get("/v3/mall/jobs/{job_id}")

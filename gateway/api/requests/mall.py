@@ -1,7 +1,8 @@
 """Mall requests under /v3/mall: stores and their contracts, points rules, API clients and
 their keys, guides, high-ratio approvals, coupon campaigns, subsidy payouts, job actions
-and reconciliation runs. The command line builds the same commands from its flags and
-parses them here too, so a value is refused one way wherever it comes from.
+and reconciliation runs, and the query strings and path values the listings and reports
+read. The command line builds the same commands from its flags and parses them here too,
+so a value is refused one way wherever it comes from.
 
 Every refusal keeps the words the API has always answered with; `body_object` comes first.
 """
@@ -16,6 +17,7 @@ from gateway.api.requests import body_object
 from gateway.domain_errors import InvalidField, Refused
 from gateway.formats import APPID_RE, GUIDE_ID_RE, MCHID_RE, OPENID_RE, OUT_TRADE_NO_RE
 from gateway.services.coupon_redemption import PAYOUT_FIELDS, SubsidyPayout
+from gateway.services.coupon_reports import WINDOW_DAYS_MAX
 from gateway.services.onboarding import (
     CONTRACT_DEFAULTS, CONTRACT_LIMITS, NAME_CHARS_MAX, ROLES, ClientKey, ContractChange, NewClientRequest, Tenant,
     contract_of, serial_of,
@@ -24,6 +26,7 @@ from gateway.services.receivers import HighRatioApproval, NewGuide
 from gateway.services.receivers import NAME_CHARS_MAX as GUIDE_NAME_CHARS_MAX
 from gateway.services.receivers import REASON_CHARS_MAX as APPROVAL_REASON_CHARS_MAX
 from gateway.services.stuck_jobs import REASON_CHARS_MAX as JOB_REASON_CHARS_MAX
+from gateway.services.stuck_jobs import JobState
 from ledger.accounts import SUB_MCHID_RE
 from points.rules import POINTS_PER_YUAN_MAX
 from splitting import rules
@@ -205,8 +208,7 @@ def parse_subsidy_payout(body) -> SubsidyPayout:
         if name not in body:
             raise InvalidField(name, "required")
     sub_mchid, amount, out_payout_no = (body[name] for name in PAYOUT_FIELDS)
-    if not isinstance(sub_mchid, str) or not SUB_MCHID_RE.fullmatch(sub_mchid):
-        raise InvalidField("sub_mchid", "bad_format")
+    _payout_store(sub_mchid)
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise InvalidField("amount", "not_integer_fen")
     if amount <= 0:
@@ -214,6 +216,37 @@ def parse_subsidy_payout(body) -> SubsidyPayout:
     if not isinstance(out_payout_no, str) or not OUT_TRADE_NO_RE.fullmatch(out_payout_no):
         raise InvalidField("out_payout_no", "bad_format", "out_payout_no: 6 to 32 of [0-9A-Za-z_-|*]")
     return SubsidyPayout(sub_mchid=sub_mchid, amount_fen=amount, out_payout_no=out_payout_no)
+
+
+def parse_payout_store(value: str | None) -> str | None:
+    """The store whose subsidy payouts the mall's admin or finance lists (`?sub_mchid`,
+    `--sub-mchid`); all stores' when none is named."""
+    return None if value is None else _payout_store(value)
+
+
+def _payout_store(value) -> str:
+    if not isinstance(value, str) or not SUB_MCHID_RE.fullmatch(value):
+        raise InvalidField("sub_mchid", "bad_format")
+    return value
+
+
+def parse_window_days(value: str | None, default_days: int) -> int:
+    """How many days after each decision a coupon report counts visits (`?window_days`,
+    `--window-days`); the mall's setting when none is given."""
+    if value is None:
+        return default_days
+    if not value.isdigit() or not 1 <= int(value) <= WINDOW_DAYS_MAX:
+        raise InvalidField("window_days", "out_of_range", f"window_days must be 1 to {WINDOW_DAYS_MAX}")
+    return int(value)
+
+
+# -- members (/v3/mall/members/{openid}/...) -------------------------------------------------
+
+def parse_openid(value: str) -> str:
+    """The shopper a member path names."""
+    if not OPENID_RE.fullmatch(value):
+        raise InvalidField("openid", "invalid_openid")
+    return value
 
 
 # -- operators' actions --------------------------------------------------------------------
@@ -224,6 +257,18 @@ def parse_job_reason(body) -> str:
     if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= JOB_REASON_CHARS_MAX:
         raise InvalidField("reason", "required", f"say why, in 1 to {JOB_REASON_CHARS_MAX} characters")
     return reason
+
+
+def parse_job_state(value: str | None) -> JobState:
+    """The state a job listing asks for (`?state`, `--state`); the jobs that gave up when
+    none is named."""
+    if value is None:
+        return JobState.DEAD
+    try:
+        return JobState(value)
+    except ValueError:
+        raise InvalidField("state", "out_of_range",
+                           f"state is one of {', '.join(state.value for state in JobState)}") from None
 
 
 def parse_reconciliation_day(body, today: date) -> date:
