@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from gateway.wire import ascii_int
+
 OFFSET_HEADER = "Mallpay-Sandbox-Clock-Offset"  # whole seconds the sandbox runs ahead
 # A sandbox may run far ahead (a year of bill days), never backwards past the real time
 # by more than that: what the books hold must stay in order. The emulator enforces it.
@@ -38,5 +40,6 @@ class FollowedClock(OffsetClock):
             self.offset_s = offset_s
 
     def follow_header(self, value: str | None) -> None:
-        if value is not None and value.isdigit():
-            self.follow(int(value))
+        offset_s = None if value is None else ascii_int(value)
+        if offset_s is not None:
+            self.follow(offset_s)

@@ -7,14 +7,26 @@ import re
 from datetime import datetime, timedelta, timezone
 
 CHINA_TZ = timezone(timedelta(hours=8))
-# Unix seconds as WeChat sends them in signatures: ASCII digits only (str.isdigit() also
-# takes "²" and other digits int() refuses), and short enough to be a real time.
-_UNIX_SECONDS_RE = re.compile(r"[0-9]{1,12}")
+# Numbers written in a path, a query or a header: ASCII digits only. str.isdigit() also
+# takes "²", which int() refuses, and "١٢", which int() reads as 12.
+_ASCII_DIGITS_RE = re.compile(r"[0-9]+")
+UNIX_SECONDS_DIGITS_MAX = 12  # short enough to be a real time
+ID_DIGITS_MAX = 18  # fits a bigint
+
+
+def ascii_digits(text: str, digits_max: int) -> bool:
+    """Whether `text` is 1 to `digits_max` ASCII digits."""
+    return len(text) <= digits_max and _ASCII_DIGITS_RE.fullmatch(text) is not None
+
+
+def ascii_int(text: str, digits_max: int = ID_DIGITS_MAX) -> int | None:
+    """The integer `text` writes in 1 to `digits_max` ASCII digits, or None."""
+    return int(text) if ascii_digits(text, digits_max) else None
 
 
 def unix_seconds(text: str) -> int | None:
     """The integer in a signature timestamp, or None when it is not one."""
-    return int(text) if _UNIX_SECONDS_RE.fullmatch(text) else None
+    return ascii_int(text, UNIX_SECONDS_DIGITS_MAX)
 
 
 def to_wechat_time(moment: datetime) -> str:

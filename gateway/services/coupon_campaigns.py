@@ -17,6 +17,7 @@ from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
 from gateway.services import next_store
 from gateway.services.context import Services
+from gateway.wire import ascii_int
 
 log = structlog.get_logger(__name__)
 
@@ -61,10 +62,11 @@ async def create_campaign(svc: Services, caller: Caller, spec: CampaignSpec) -> 
 async def campaign_row(svc: Services, caller: Caller, campaign_id: str):
     """The campaign if the caller may see it; a missing-resource answer otherwise."""
     _check_manager(caller)
-    if not campaign_id.isdigit() or len(campaign_id) > 18:
+    number = ascii_int(campaign_id)
+    if number is None:
         raise NotFound("campaign")
     async with svc.pool.acquire() as conn:
-        row = await coupons_repo.campaign(conn, caller.mall_id, int(campaign_id))
+        row = await coupons_repo.campaign(conn, caller.mall_id, number)
     if row is None or (caller.role == "tenant" and not _owns(caller, row)):
         raise NotFound("campaign")
     return row

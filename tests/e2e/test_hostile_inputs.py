@@ -100,6 +100,9 @@ def path_and_query_cases() -> list[Case]:
         Case("offset_huge_guides", "GET", "/v3/mall/guides?offset=99999999999999999999", as_admin=True,
              issue="out_of_range"),
         Case("limit_unicode_digit", "GET", "/v3/mall/guides?limit=%C2%B2", as_admin=True, issue="not_an_integer"),
+        Case("limit_arabic_indic_digit", "GET", "/v3/mall/guides?limit=%D9%A1", as_admin=True, issue="not_an_integer"),
+        Case("job_id_arabic_indic_digits", "GET", "/v3/mall/jobs/%D9%A1", as_admin=True, status=404,
+             code="RESOURCE_NOT_EXISTS"),
     ]
 
 

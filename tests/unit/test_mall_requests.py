@@ -348,7 +348,7 @@ def test_a_listing_or_report_query_is_refused_as_it_always_was(parse, args, expe
     assert answered(parse, *args) == expected
 
 
-@pytest.mark.parametrize("value", ["", "0", "-1", "7d", " 7"])
+@pytest.mark.parametrize("value", ["", "0", "-1", "7d", " 7", "²", "\u0667", "1_0"])
 def test_a_report_window_is_a_whole_number_of_days(value):
     assert answered(parse_window_days, value, 7)[3] == {"field": "window_days", "issue": "out_of_range"}
 

@@ -7,9 +7,11 @@ from aiohttp import web
 from gateway.api import caller_of
 from gateway.domain_errors import InvalidField, NotPermitted
 from gateway.caller import Caller
+from gateway.wire import ascii_int
 
 PAGE_LIMIT_MAX = 100
 PAGE_OFFSET_MAX = 1_000_000
+PAGING_DIGITS_MAX = 30  # longer numbers are out of range too, not malformed
 
 
 def require_role(caller: Caller, *roles: str) -> None:
@@ -25,11 +27,10 @@ def caller_in_role(request: web.Request, *roles: str) -> Caller:
 
 
 def paging(request: web.Request) -> tuple[int, int]:
-    try:
-        limit = int(request.query.get("limit", "20"))
-        offset = int(request.query.get("offset", "0"))
-    except ValueError:
-        raise InvalidField("limit", "not_an_integer") from None
+    limit = ascii_int(request.query.get("limit", "20"), PAGING_DIGITS_MAX)
+    offset = ascii_int(request.query.get("offset", "0"), PAGING_DIGITS_MAX)
+    if limit is None or offset is None:
+        raise InvalidField("limit", "not_an_integer")
     if not 1 <= limit <= PAGE_LIMIT_MAX:
         raise InvalidField("limit", "out_of_range", f"limit 1 to {PAGE_LIMIT_MAX}")
     if not 0 <= offset <= PAGE_OFFSET_MAX:  # PostgreSQL's OFFSET is a bigint; far below it anyway

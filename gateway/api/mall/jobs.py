@@ -11,15 +11,16 @@ from gateway.api.requests import body_object
 from gateway.api.requests.mall import parse_job_reason, parse_job_state
 from gateway.domain_errors import NotFound
 from gateway.services import stuck_jobs
+from gateway.wire import ascii_int
 
 routes = web.RouteTableDef()
 
 
 def _job_id(request: web.Request) -> int:
-    raw = request.match_info["job_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    job_id = ascii_int(request.match_info["job_id"])
+    if job_id is None:
         raise NotFound("job")
-    return int(raw)
+    return job_id
 
 
 @routes.get("/v3/mall/jobs")

@@ -9,6 +9,7 @@ from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.orders import json_response
 from gateway.domain_errors import InvalidField, NotFound, Refused
 from gateway.services import points
+from gateway.wire import ascii_int
 
 routes = web.RouteTableDef()
 
@@ -26,10 +27,10 @@ async def list_syncs(request: web.Request) -> web.Response:
 @routes.post("/v3/mall/points/syncs/{sync_id}/retry")
 async def retry_sync(request: web.Request) -> web.Response:
     caller = caller_in_role(request, "admin")
-    raw = request.match_info["sync_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    sync_id = ascii_int(request.match_info["sync_id"])
+    if sync_id is None:
         raise NotFound("points_sync")
-    sync, state = await points.retry_sync(services_of(request), caller.mall_id, int(raw))
+    sync, state = await points.retry_sync(services_of(request), caller.mall_id, sync_id)
     if sync is None and state is None:
         raise NotFound("points_sync")
     if sync is None:

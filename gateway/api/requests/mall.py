@@ -27,6 +27,7 @@ from gateway.services.receivers import NAME_CHARS_MAX as GUIDE_NAME_CHARS_MAX
 from gateway.services.receivers import REASON_CHARS_MAX as APPROVAL_REASON_CHARS_MAX
 from gateway.services.stuck_jobs import REASON_CHARS_MAX as JOB_REASON_CHARS_MAX
 from gateway.services.stuck_jobs import JobState
+from gateway.wire import ascii_int
 from ledger.accounts import SUB_MCHID_RE
 from points.rules import POINTS_PER_YUAN_MAX
 from splitting import rules
@@ -34,6 +35,7 @@ from splitting.rules import DEFAULT_MAX_RATIO_BPS
 
 TENANT_FIELDS = frozenset({"sub_mchid", "name", "floor", "category", "sub_appid", "contract"})
 HIGH_RATIO_BPS = (DEFAULT_MAX_RATIO_BPS + 1, rules.BPS_DENOMINATOR)
+WINDOW_DIGITS_MAX = 9  # leading zeros are fine ("007"); the range check does the rest
 
 
 # -- stores and their contracts (/v3/mall/tenants; mallpay tenant create) -------------------
@@ -235,9 +237,10 @@ def parse_window_days(value: str | None, default_days: int) -> int:
     `--window-days`); the mall's setting when none is given."""
     if value is None:
         return default_days
-    if not value.isdigit() or not 1 <= int(value) <= WINDOW_DAYS_MAX:
+    days = ascii_int(value, WINDOW_DIGITS_MAX)
+    if days is None or not 1 <= days <= WINDOW_DAYS_MAX:
         raise InvalidField("window_days", "out_of_range", f"window_days must be 1 to {WINDOW_DAYS_MAX}")
-    return int(value)
+    return days
 
 
 # -- members (/v3/mall/members/{openid}/...) -------------------------------------------------

@@ -12,7 +12,7 @@ from gateway.caller import Caller
 from gateway.domain_errors import InvalidField, NotPermitted
 from gateway.formats import APPID_RE, COUPON_ID_RE, GUIDE_ID_RE, MCHID_RE, OPENID_RE, OUT_TRADE_NO_RE
 from gateway.services.orders import OrderRequest
-from gateway.wire import parse_wechat_time
+from gateway.wire import ascii_digits, parse_wechat_time
 
 DESCRIPTION_CHARS_MAX = 127
 ATTACH_CHARS_MAX = 128
@@ -153,7 +153,7 @@ def out_trade_no_of(request: web.Request) -> str:
 
 def transaction_id_of(request: web.Request) -> str:
     transaction_id = request.match_info["transaction_id"]
-    if not transaction_id.isdigit() or len(transaction_id) > TRANSACTION_ID_CHARS_MAX:
+    if not ascii_digits(transaction_id, TRANSACTION_ID_CHARS_MAX):
         raise InvalidField("transaction_id", "bad_format")
     return transaction_id
 
