@@ -6,6 +6,8 @@ COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY ledger ./ledger
 COPY splitting ./splitting
+COPY coupons ./coupons
+COPY points ./points
 COPY emulator ./emulator
 COPY migrations ./migrations
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

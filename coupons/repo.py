@@ -394,7 +394,7 @@ async def shopper_payments(conn, mall_id: str, openid: str, until: datetime, lim
 
 
 
-INTENT_TABLE = "coupon_issue_intents"  # its writer: migrations/0013 coupon_issue_intents_insert_row
+INTENT_TABLE = "coupon_issue_intents"  # its writer: the SQL function coupon_issue_intents_insert_row
 
 
 def intent_row(*, mall_id: str, sub_mchid: str, out_trade_no: str, hold_until: datetime, due_at: datetime,

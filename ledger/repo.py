@@ -84,7 +84,7 @@ INVARIANT_QUERIES = {
 
 
 # Accounts as rows that join another transaction as data (payment success): written by
-# migrations/0014 `accounts_insert_row` before the transaction's transfers post to them.
+# the SQL function `accounts_insert_row` before the transaction's transfers post to them.
 ACCOUNTS_TABLE = "accounts"
 
 

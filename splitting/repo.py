@@ -195,7 +195,7 @@ INVARIANT_QUERIES = {
 }
 
 # The order_funds writer for rows that join another transaction as data (payment
-# success): migrations/0003 `order_funds_insert_row`; `opened_funds_row` is the row.
+# success): the SQL function `order_funds_insert_row`; `opened_funds_row` is the row.
 FUNDS_TABLE = "order_funds"
 
 

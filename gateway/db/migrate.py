@@ -5,6 +5,23 @@ its row in `schema_migrations`, so a failed file leaves no trace. A file's check
 recorded; editing an applied file is refused rather than silently diverging from the
 databases it already ran on. Processes starting at once serialize on an advisory lock.
 Statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY) are not supported.
+
+A baseline squashes the files before it into one (as Django's squashed migrations do).
+Its leading comment lists each file it replaces, one a line, with the checksum that file
+was applied with:
+
+    -- replaces: 0001_core.sql sha256:96d8e68a…(64 hex digits)
+
+and the replaced files are deleted. An empty database runs the baseline and records only
+it. A database that recorded every replaced file records the baseline without running it
+(in a transaction, like any file) and keeps the old rows, which count as known. One that
+recorded only some of them is refused: what would bring it forward is gone, so it must
+first be brought to the baseline's last replaced file with an earlier release. A recorded
+row must carry the name and checksum the baseline lists, else it ran another history.
+The replaced files themselves are gone, so nothing here can check any more that their SQL
+still matches what the baseline declares; that was checked once, when the baseline was
+written (both schemas dumped with pg_dump and compared). No file may be numbered below a
+baseline; files after it apply as usual.
 """
 
 from __future__ import annotations
@@ -12,10 +29,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.resources
+import itertools
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 
@@ -25,6 +44,8 @@ LOCK_WAIT_S_MAX = 120.0
 LOCK_POLL_INTERVAL_S = 0.05
 CONNECT_TIMEOUT_S = 10.0
 FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+REPLACES_PREFIX = "-- replaces:"
+REPLACES_LINE = re.compile(r"^-- replaces: (\d{4})_([a-z0-9_]+)\.sql sha256:([0-9a-f]{64})$")
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -52,15 +73,33 @@ class MigrationChecksumMismatch(MigrationError):
 
 
 @dataclass(frozen=True)
-class Migration:
+class Replaced:
+    """A migration a baseline stands for: its file is gone, its row may be recorded."""
     version: int
     name: str
-    sql: str
     checksum: str
 
     @property
     def file_name(self) -> str:
         return f"{self.version:04d}_{self.name}.sql"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+    checksum: str
+    replaces: tuple[Replaced, ...] = ()  # non-empty: a baseline
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.version:04d}_{self.name}.sql"
+
+
+class Step(NamedTuple):
+    migration: Migration
+    run: bool  # False: a baseline whose replaced files are all recorded, to record only
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:
@@ -75,15 +114,42 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
         version = int(match.group(1))
         if version in found:
             raise MigrationError(f"two migration files share version {version:04d}")
+        sql = body.decode("utf-8")
         found[version] = Migration(
-            version=version, name=match.group(2), sql=body.decode("utf-8"),
-            checksum=hashlib.sha256(body).hexdigest(),
+            version=version, name=match.group(2), sql=sql, checksum=hashlib.sha256(body).hexdigest(),
+            replaces=_replaced_by(entry.name, version, sql),
         )
-    return [found[version] for version in sorted(found)]
+    migrations = [found[version] for version in sorted(found)]
+    for baseline in (migration for migration in migrations if migration.replaces):
+        if migrations[0] is not baseline:
+            raise MigrationError(
+                f"{migrations[0].file_name} is numbered below {baseline.file_name}, which replaces "
+                "every migration before it; delete or renumber it"
+            )
+    return migrations
+
+
+def _replaced_by(file_name: str, version: int, sql: str) -> tuple[Replaced, ...]:
+    """The files a baseline replaces, read off the `-- replaces:` lines of its leading comment."""
+    replaced = []
+    for line in itertools.takewhile(lambda line: line.startswith("--"), sql.splitlines()):
+        if not line.startswith(REPLACES_PREFIX):
+            continue
+        match = REPLACES_LINE.match(line)
+        if match is None:
+            raise MigrationError(f"{file_name}: {line!r} is not `-- replaces: NNNN_name.sql sha256:<64 hex digits>`")
+        replaced.append(Replaced(version=int(match.group(1)), name=match.group(2), checksum=match.group(3)))
+    for entry in replaced:
+        if entry.version >= version:
+            raise MigrationError(f"{file_name} cannot replace {entry.file_name}: only files numbered below it")
+    if len({entry.version for entry in replaced}) < len(replaced):
+        raise MigrationError(f"{file_name} lists a replaced version twice")
+    return tuple(replaced)
 
 
 async def migrate(conn_or_dsn: asyncpg.Connection | str, *, directory: Path | None = None) -> list[str]:
-    """Apply the missing migrations in order; return the file names applied now."""
+    """Apply the missing migrations in order; return the file names applied now (a baseline
+    recorded over the files it replaces counts as applied)."""
     migrations = load_migrations(directory)
     if isinstance(conn_or_dsn, str):
         conn = await asyncpg.connect(conn_or_dsn, timeout=CONNECT_TIMEOUT_S)
@@ -99,10 +165,13 @@ async def _migrate_locked(conn: asyncpg.Connection, migrations: list[Migration])
     try:
         await conn.execute(CREATE_TABLE)
         applied = {row["version"]: row for row in await conn.fetch(SELECT_APPLIED)}
-        pending = _pending(migrations, applied)
-        for migration in pending:
-            await _apply(conn, migration)
-        return [migration.file_name for migration in pending]
+        steps = _pending(migrations, applied)
+        for migration, run in steps:
+            if run:
+                await _apply(conn, migration)
+            else:
+                await _record(conn, migration)
+        return [migration.file_name for migration, _ in steps]
     finally:
         await conn.execute(UNLOCK, MIGRATION_LOCK_KEY)
 
@@ -117,23 +186,22 @@ async def _acquire_lock(conn: asyncpg.Connection) -> None:
         await asyncio.sleep(LOCK_POLL_INTERVAL_S)
 
 
-def _pending(migrations: list[Migration], applied: dict[int, asyncpg.Record]) -> list[Migration]:
-    """Check the applied history against the files and return what is left to apply.
-    Refuses an edited file, a database ahead of the code, and a gap (a file numbered
-    below one already applied: forward only means in order, too)."""
+def _pending(migrations: list[Migration], applied: dict[int, asyncpg.Record]) -> list[Step]:
+    """Check the applied history against the files and return what is left to do.
+    Refuses an edited file, a database ahead of the code, a gap (a file numbered below one
+    already applied: forward only means in order, too), and a database that applied only
+    part of what a baseline replaces."""
     by_version = {migration.version: migration for migration in migrations}
+    replaced = {entry.version: (migration, entry) for migration in migrations for entry in migration.replaces}
     for version, row in applied.items():
-        migration = by_version.get(version)
-        if migration is None:
+        if version in by_version:
+            _check_checksum(by_version[version].file_name, by_version[version].checksum, row)
+        elif version in replaced:
+            _check_replaced(*replaced[version], row)
+        else:
             raise MigrationError(
                 f"database has migration {version:04d}_{row['name']} which this code does not know; "
                 "it is newer than the code"
-            )
-        if migration.checksum != row["checksum"]:
-            raise MigrationChecksumMismatch(
-                f"{migration.file_name} changed after it was applied "
-                f"(recorded sha256 {row['checksum'][:12]}…, file {migration.checksum[:12]}…); "
-                "add a new migration instead of editing an applied one"
             )
     newest_applied = max(applied, default=0)
     pending = [migration for migration in migrations if migration.version not in applied]
@@ -142,7 +210,43 @@ def _pending(migrations: list[Migration], applied: dict[int, asyncpg.Record]) ->
             raise MigrationError(
                 f"{migration.file_name} is numbered below the applied {newest_applied:04d}; renumber it"
             )
-    return pending
+    return [Step(migration, run=not _replaced_history(migration, applied)) for migration in pending]
+
+
+def _check_checksum(file_name: str, checksum: str, row: asyncpg.Record) -> None:
+    if checksum != row["checksum"]:
+        raise MigrationChecksumMismatch(
+            f"{file_name} changed after it was applied "
+            f"(recorded sha256 {row['checksum'][:12]}…, file {checksum[:12]}…); "
+            "add a new migration instead of editing an applied one"
+        )
+
+
+def _check_replaced(baseline: Migration, entry: Replaced, row: asyncpg.Record) -> None:
+    """A recorded row of a replaced file is the file the baseline lists, not another one
+    that once had its number."""
+    if row["name"] != entry.name:
+        raise MigrationError(
+            f"database has migration {entry.version:04d}_{row['name']} where {baseline.file_name} "
+            f"replaces {entry.file_name}; it went through another history than the baseline stands for"
+        )
+    _check_checksum(entry.file_name, entry.checksum, row)
+
+
+def _replaced_history(migration: Migration, applied: dict[int, asyncpg.Record]) -> bool:
+    """Whether the database recorded every file `migration` replaces (then it is recorded
+    only), or none (then it runs). Part of them is refused."""
+    missing = [entry for entry in migration.replaces if entry.version not in applied]
+    if not migration.replaces or len(missing) == len(migration.replaces):
+        return False
+    if missing:
+        last = max(migration.replaces, key=lambda entry: entry.version)
+        raise MigrationError(
+            f"database applied only part of what {migration.file_name} replaces (not "
+            f"{', '.join(entry.file_name for entry in missing)}); the files that would finish it are gone: "
+            f"bring it to {last.file_name} with an earlier release first"
+        )
+    return True
 
 
 async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
@@ -153,3 +257,10 @@ async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
             await conn.execute(INSERT_APPLIED, migration.version, migration.name, migration.checksum)
     except asyncpg.PostgresError as exc:
         raise MigrationError(f"{migration.file_name} failed and was rolled back: {exc}") from exc
+
+
+async def _record(conn: asyncpg.Connection, migration: Migration) -> None:
+    """A baseline over a database that ran every file it replaces: the schema is there
+    already, only the row is missing."""
+    async with conn.transaction():
+        await conn.execute(INSERT_APPLIED, migration.version, migration.name, migration.checksum)

@@ -36,7 +36,7 @@ COUNTS = "SELECT kind, state, count(*) AS n FROM jobs WHERE mall_id = $1 GROUP B
 
 
 # The jobs table's writer for rows that join another transaction as data (payment
-# success): migrations/0003 `jobs_insert_row`; `job_row` is the row it takes.
+# success): the SQL function `jobs_insert_row`; `job_row` is the row it takes.
 TABLE = "jobs"
 
 

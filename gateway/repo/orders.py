@@ -98,7 +98,7 @@ SELECT o.*, t.max_ratio_bps, t.approval_id, t.freeze_days, t.guide_reward_bps, t
  WHERE o.mall_id = $1 AND o.sub_mchid = $2 AND o.out_trade_no = $3
 """
 
-# Payment success in one round trip (migrations/0003): the order's state change, then
+# Payment success in one round trip (`mallpay_apply_payment`): the order's state change, then
 # the payment's effects as data: transfers ($10) and rows ($12) for the tables in $11.
 APPLY_PAYMENT = "SELECT mallpay_apply_payment($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 

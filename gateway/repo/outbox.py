@@ -52,7 +52,7 @@ ON CONFLICT (mall_id, event_type, ref) DO NOTHING
 """
 
 # The outbox's writer for rows that join another transaction as data (payment success):
-# migrations/0003 `outbox_insert_row`; `event_row` is the row it takes.
+# the SQL function `outbox_insert_row`; `event_row` is the row it takes.
 TABLE = "outbox"
 
 COUNTS = "SELECT state, count(*) AS n FROM outbox WHERE mall_id = $1 GROUP BY state"

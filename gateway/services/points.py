@@ -55,7 +55,7 @@ def join_payment(order, rate: int, effects, transaction_id: str, paid_at: dateti
     openid, appid = payer_of(order)
     earned = points_earned(order["total_fen"], rate)
     ref = f"{order['sub_mchid']}/{order['out_trade_no']}"
-    for spec in points_accounts(mall_id, openid):  # made on first use, before the transfers (migrations/0014)
+    for spec in points_accounts(mall_id, openid):  # made on first use, before the transfers (accounts_insert_row)
         effects = effects.with_row(ledger_repo.ACCOUNTS_TABLE, ledger_repo.account_row(mall_id, spec))
     if earned:
         effects = effects.with_transfer(earn_transfer(mall_id, openid, ref, earned))

@@ -49,6 +49,28 @@ def migration_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def baseline(sql: str, *replaced: tuple[str, str]) -> str:
+    """A baseline's text: a `-- replaces:` line per (file name, its text), then `sql`."""
+    header = "".join(f"-- replaces: {name} sha256:{hashlib.sha256(text.encode()).hexdigest()}\n"
+                     for name, text in replaced)
+    return header + "--\n-- The schema of the files above, whole.\n" + sql
+
+
+# What 0001 and 0002 give, squashed; and a baseline that proves it was never run.
+SQUASHED = baseline(ACCOUNTS + ENTRIES, ("0001_accounts.sql", ACCOUNTS), ("0002_entries.sql", ENTRIES))
+NEVER_RUN = baseline("DO $$ BEGIN RAISE EXCEPTION 'the baseline ran'; END $$;\n",
+                     ("0001_accounts.sql", ACCOUNTS), ("0002_entries.sql", ENTRIES))
+REFUNDS = "CREATE TABLE refunds (id bigint);\n"
+
+
+def squash(directory: Path, baseline_sql: str) -> None:
+    """Replace 0001 and 0002 in `directory` by a baseline 0003, and add 0004 after it."""
+    for old in directory.glob("000[12]_*.sql"):
+        old.unlink()
+    (directory / "0003_baseline.sql").write_text(baseline_sql)
+    (directory / "0004_refunds.sql").write_text(REFUNDS)
+
+
 async def fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -171,3 +193,112 @@ async def test_each_test_gets_a_fresh_migrated_database(db_pool: asyncpg.Pool):
     assert await db_pool.fetchval("SELECT $1::jsonb", {"amount_fen": 100, "memo": "停车费"}) == {
         "amount_fen": 100, "memo": "停车费",
     }
+
+
+async def versions(dsn: str) -> list[tuple[int, str]]:
+    return [(row["version"], row["name"])
+            for row in await fetch(dsn, "SELECT version, name FROM schema_migrations ORDER BY version")]
+
+
+async def test_fresh_database_runs_the_baseline_and_records_only_it(empty_database: str, tmp_path: Path):
+    squash(tmp_path, SQUASHED)
+
+    assert await migrate(empty_database, directory=tmp_path) == ["0003_baseline.sql", "0004_refunds.sql"]
+
+    assert await versions(empty_database) == [(3, "baseline"), (4, "refunds")]
+    assert await tables(empty_database) == {"schema_migrations", "accounts", "entries", "refunds"}
+    assert await migrate(empty_database, directory=tmp_path) == []
+
+
+async def test_database_with_every_replaced_file_records_the_baseline_without_running_it(
+        empty_database: str, migration_dir: Path):
+    await migrate(empty_database, directory=migration_dir)
+    squash(migration_dir, NEVER_RUN)
+
+    assert await migrate(empty_database, directory=migration_dir) == ["0003_baseline.sql", "0004_refunds.sql"]
+
+    assert await versions(empty_database) == [(1, "accounts"), (2, "entries"), (3, "baseline"), (4, "refunds")]
+    recorded = await fetch(empty_database, "SELECT checksum FROM schema_migrations WHERE version = 3")
+    assert recorded[0]["checksum"] == hashlib.sha256(NEVER_RUN.encode()).hexdigest()
+    assert await tables(empty_database) == {"schema_migrations", "accounts", "entries", "refunds"}
+    assert await migrate(empty_database, directory=migration_dir) == []  # the old rows stay known
+
+
+async def test_database_with_part_of_the_replaced_files_is_refused_untouched(empty_database: str, migration_dir: Path):
+    (migration_dir / "0002_entries.sql").unlink()
+    await migrate(empty_database, directory=migration_dir)
+    squash(migration_dir, SQUASHED)
+
+    with pytest.raises(MigrationError, match=r"only part of what 0003_baseline.sql replaces \(not 0002_entries.sql\)"
+                                             r".* bring it to 0002_entries.sql with an earlier release first"):
+        await migrate(empty_database, directory=migration_dir)
+
+    assert await versions(empty_database) == [(1, "accounts")]
+    assert await tables(empty_database) == {"schema_migrations", "accounts"}
+
+
+async def test_replaced_file_recorded_under_another_name_or_checksum_is_refused(
+        empty_database: str, migration_dir: Path):
+    await migrate(empty_database, directory=migration_dir)
+    squash(migration_dir, baseline(ACCOUNTS + ENTRIES, ("0001_accounts.sql", ACCOUNTS), ("0002_ledger.sql", ENTRIES)))
+
+    with pytest.raises(MigrationError, match="has migration 0002_entries where 0003_baseline.sql replaces 0002_ledger"):
+        await migrate(empty_database, directory=migration_dir)
+
+    squash(migration_dir, baseline(ACCOUNTS + ENTRIES, ("0001_accounts.sql", ACCOUNTS),
+                                   ("0002_entries.sql", ENTRIES + "-- as it was before an edit\n")))
+    with pytest.raises(MigrationChecksumMismatch, match="0002_entries.sql changed after it was applied"):
+        await migrate(empty_database, directory=migration_dir)
+
+    assert await versions(empty_database) == [(1, "accounts"), (2, "entries")]
+
+
+async def test_after_a_baseline_the_order_and_the_newer_database_checks_still_hold(
+        empty_database: str, migration_dir: Path):
+    await migrate(empty_database, directory=migration_dir)
+    squash(migration_dir, NEVER_RUN)
+    (migration_dir / "0004_refunds.sql").rename(migration_dir / "0005_refunds.sql")
+    await migrate(empty_database, directory=migration_dir)
+
+    (migration_dir / "0004_late.sql").write_text("CREATE TABLE late (id bigint);\n")
+    with pytest.raises(MigrationError, match="0004_late.sql is numbered below the applied 0005"):
+        await migrate(empty_database, directory=migration_dir)
+    (migration_dir / "0004_late.sql").unlink()
+    (migration_dir / "0005_refunds.sql").unlink()
+    with pytest.raises(MigrationError, match="0005_refunds which this code does not know"):
+        await migrate(empty_database, directory=migration_dir)
+
+
+def test_a_file_numbered_below_a_baseline_is_refused(tmp_path: Path):
+    squash(tmp_path, SQUASHED)
+    (tmp_path / "0002_entries.sql").write_text(ENTRIES)
+
+    with pytest.raises(MigrationError, match="0002_entries.sql is numbered below 0003_baseline.sql"):
+        load_migrations(tmp_path)
+
+
+@pytest.mark.parametrize("line", [
+    "-- replaces: 0001-0002",
+    "-- replaces: 0001_accounts.sql",
+    "-- replaces: 0001_accounts.sql sha256:abc",
+])
+def test_an_unreadable_replaces_line_is_refused(tmp_path: Path, line: str):
+    (tmp_path / "0003_baseline.sql").write_text(f"{line}\n{ACCOUNTS}")
+
+    with pytest.raises(MigrationError, match="is not `-- replaces: NNNN_name.sql"):
+        load_migrations(tmp_path)
+
+
+def test_a_baseline_lists_a_replaced_version_once(tmp_path: Path):
+    (tmp_path / "0003_baseline.sql").write_text(baseline(ACCOUNTS, ("0001_accounts.sql", ACCOUNTS),
+                                                         ("0001_ledger.sql", ACCOUNTS)))
+
+    with pytest.raises(MigrationError, match="0003_baseline.sql lists a replaced version twice"):
+        load_migrations(tmp_path)
+
+
+def test_a_baseline_replaces_only_files_numbered_below_it(tmp_path: Path):
+    (tmp_path / "0003_baseline.sql").write_text(baseline(ACCOUNTS, ("0003_accounts.sql", ACCOUNTS)))
+
+    with pytest.raises(MigrationError, match="0003_baseline.sql cannot replace 0003_accounts.sql"):
+        load_migrations(tmp_path)
