@@ -29,13 +29,20 @@ def add_points_commands(points) -> None:
 def _subsidy_payouts(settings, args) -> int:
     from gateway.api.requests.mall import parse_payout_store
     from gateway.cli_jobs import print_page
+    from gateway.domain_errors import NotFound
     from gateway.repo.clients import Caller
     from gateway.services import coupon_redemption
     operator = Caller(client_id="cli", mall_id=settings.sp_mchid, sp_appid=settings.sp_appid, role="admin",
                       sub_mchid=None, apiv3_key=None)
-    return print_page(settings, lambda svc: coupon_redemption.subsidy_payouts(
-                          svc, operator, parse_payout_store(args.sub_mchid), args.limit, 0),
-                      ("paid_at", "sub_mchid", "out_payout_no", "amount"), "payouts", as_json=args.json)
+
+    async def listing(svc):
+        found = await coupon_redemption.subsidy_payouts(svc, operator, parse_payout_store(args.sub_mchid),
+                                                        args.limit, 0)
+        if found is None:
+            raise NotFound("tenant")
+        return found
+    return print_page(settings, listing, ("paid_at", "sub_mchid", "out_payout_no", "amount"), "payouts",
+                      as_json=args.json)
 
 
 def _syncs(settings, args) -> int:

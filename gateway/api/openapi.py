@@ -97,7 +97,7 @@ PATHS = {
                     "idempotent by out_payout_no, never above the receivable (admin, finance)",
                     body="CouponSubsidyPayout", result="CouponSubsidyPayout"),
         "get": _op("Coupon-subsidy payouts, newest first (admin and finance: all, or one store's with sub_mchid; "
-                   "a store: its own)", params=[_optional("sub_mchid"), _optional("limit"), _optional("offset")]),
+                   "a store: its own; another or an unknown store is missing, as for /v3/mall/payouts)", params=[_optional("sub_mchid"), _optional("limit"), _optional("offset")]),
     },
     "/v3/mall/points/syncs": {"get": _op(
         "Points changes told to WeChat's business-circle points API, in one state (default dead: WeChat never "

@@ -23,7 +23,6 @@ from ledger import repo as ledger_repo
 from points import repo as points_repo
 
 NOT_APPLICABLE = "coupon_not_applicable"
-PAYOUT_LISTERS = ("admin", "finance")  # list every store's payouts, or the one they name
 
 
 async def reserve(conn, order, now) -> None:
@@ -131,15 +130,15 @@ async def pay_out_subsidy(svc, mall_id: str, payout: SubsidyPayout) -> dict:
     return _payout_json(row)
 
 
-async def subsidy_payouts(svc, caller, sub_mchid: str | None, limit: int, offset: int) -> dict:
-    """The mall's coupon-subsidy payouts, newest first: all of them (or one store's) for the
-    admin and finance, a store's own for its `tenant` credentials whatever it asks for. The
-    store asked for is read at the edge (`gateway.api.requests.mall.parse_payout_store`)."""
-    if caller.role == "tenant":
-        sub_mchid = caller.sub_mchid
-    elif caller.role not in PAYOUT_LISTERS:
-        raise NotPermitted("role_not_allowed", "this needs role admin, finance or tenant")
+async def subsidy_payouts(svc, caller, sub_mchid: str | None, limit: int, offset: int) -> dict | None:
+    """The mall's coupon-subsidy payouts, newest first, of one store or (sub_mchid None)
+    all, as `/v3/mall/payouts` lists the channel's: None when that store is not the
+    caller's to see, exactly as for an unknown store. A store's own credentials name no
+    store to list their own."""
     async with svc.pool.acquire() as conn:
+        if sub_mchid is not None and (await tenants_repo.tenant(conn, caller.mall_id, sub_mchid) is None
+                                      or not caller.sees_store(sub_mchid)):
+            return None
         rows, total = await coupons_repo.subsidy_payouts(conn, caller.mall_id, sub_mchid, limit, offset)
     return {"total_count": total, "offset": offset, "limit": limit, "data": [_payout_json(r) for r in rows]}
 

@@ -53,15 +53,20 @@ async def test_the_mall_pays_out_the_receivable_and_refunds_take_back_the_unpaid
     assert reused.status == 400 and reused.json["detail"]["reason"] == "out_payout_no_reused"
     assert await mall.invariants() == []
 
-    # Listed: the admin sees every store's (or one's), a store only its own, whatever it asks.
+    # Listed as /v3/mall/payouts lists: the admin sees every store's (or one's), a store its
+    # own; another store, or an unknown one, is missing for them alike.
     listed = await mall.admin.get(PAYOUTS)
     assert (listed.status, listed.json["total_count"], listed.json["data"]) == (200, 1, [paid.json])
     assert (await mall.admin.get(f"{PAYOUTS}?sub_mchid={a}")).json["total_count"] == 0
     own = await (await store_client(mall, b)).get(PAYOUTS)
     assert (own.status, own.json["data"]) == (200, [paid.json])
-    other = await (await store_client(mall, a)).get(f"{PAYOUTS}?sub_mchid={b}")
-    assert (other.status, other.json["total_count"], other.json["data"]) == (200, 0, [])
-    assert (await (await store_client(mall, b)).get(f"{PAYOUTS}?sub_mchid=shop-b")).json["data"] == [paid.json]
+    assert (await (await store_client(mall, b)).get(f"{PAYOUTS}?sub_mchid={b}")).json["data"] == [paid.json]
+    for asking, sub_mchid in ((await store_client(mall, a), b), (mall.admin, "1900099999")):
+        missing = await asking.get(f"{PAYOUTS}?sub_mchid={sub_mchid}")
+        assert (missing.status, missing.json["code"]) == (404, "RESOURCE_NOT_EXISTS"), sub_mchid
+    store_malformed = await (await store_client(mall, b)).get(f"{PAYOUTS}?sub_mchid=shop-b")
+    assert (store_malformed.status, store_malformed.json["detail"]) == (400, {"field": "sub_mchid",
+                                                                              "issue": "bad_format"})
     assert (await mall.app.get(PAYOUTS)).status == 403
     assert (await mall.app.get(f"{PAYOUTS}?sub_mchid=shop-b")).status == 403, "the role before the query"
     malformed = await mall.admin.get(f"{PAYOUTS}?sub_mchid=shop-b")

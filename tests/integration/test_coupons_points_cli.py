@@ -33,6 +33,8 @@ async def test_subsidy_payouts_are_listed_newest_first_and_by_store(db_pool, dat
     assert [p["out_payout_no"] for p in json.loads(out)["data"]] == ["SUBPAY-0002", "SUBPAY-0000"]
     code, _, err = await _mallpay(database_url, "coupons", "subsidy-payouts", "--sub-mchid", "shop-1")
     assert code == 1 and b"bad_format" in err
+    code, _, err = await _mallpay(database_url, "coupons", "subsidy-payouts", "--sub-mchid", "1900099999")
+    assert code == 1 and b"RESOURCE_NOT_EXISTS" in err
 
 
 async def test_dead_points_syncs_are_listed_and_retried(db_pool, database_url):

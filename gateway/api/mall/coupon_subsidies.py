@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import caller_of, services_of
+from gateway.api import json_or_missing, services_of
 from gateway.api.middleware import json_body
 from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.orders import json_response
 from gateway.api.requests.mall import parse_payout_store, parse_subsidy_payout
+from gateway.domain_errors import NotFound
 from gateway.services import coupon_redemption
 
 routes = web.RouteTableDef()
@@ -23,10 +24,10 @@ async def pay_out(request: web.Request) -> web.Response:
 
 @routes.get("/v3/mall/coupon-subsidies/payouts")
 async def list_payouts(request: web.Request) -> web.Response:
-    caller = caller_of(request)
+    caller = caller_in_role(request, "admin", "finance", "tenant")
     limit, offset = paging(request)
-    # Only a role that chooses the store has its choice read: a store's own credentials
-    # list its own payouts whatever they name, and the service refuses any other role first.
-    asked = (parse_payout_store(request.query.get("sub_mchid")) if caller.role in coupon_redemption.PAYOUT_LISTERS
-             else None)
-    return json_response(await coupon_redemption.subsidy_payouts(services_of(request), caller, asked, limit, offset))
+    sub_mchid = parse_payout_store(request.query.get("sub_mchid"))
+    if caller.role == "tenant" and sub_mchid is None:
+        sub_mchid = caller.sub_mchid
+    found = await coupon_redemption.subsidy_payouts(services_of(request), caller, sub_mchid, limit, offset)
+    return json_or_missing(found, NotFound("tenant"))
