@@ -17,7 +17,7 @@ def add_coupon_commands(coupons) -> None:
 
 def add_points_commands(points) -> None:
     syncs = points.add_parser("syncs", help="points changes told to WeChat in one state (default: dead)")
-    syncs.add_argument("--state", default="dead", choices=["dead", "pending", "synced"])
+    syncs.add_argument("--state", help="dead (the default), pending or synced")
     syncs.add_argument("--limit", type=int, default=100)
     syncs.add_argument("--json", action="store_true", help="the list as JSON")
     syncs.set_defaults(run=_syncs)
@@ -46,11 +46,13 @@ def _subsidy_payouts(settings, args) -> int:
 
 
 def _syncs(settings, args) -> int:
+    from gateway.api.requests.mall import parse_sync_state
     from gateway.cli_jobs import print_page
     from gateway.services import points
-    return print_page(settings, lambda svc: points.list_syncs(svc, settings.sp_mchid, args.state, args.limit, 0),
+    return print_page(settings, lambda svc: points.list_syncs(svc, settings.sp_mchid, parse_sync_state(args.state),
+                                                              args.limit, 0),
                       ("sync_id", "kind", "ref", "increased_points", "state", "attempts", "last_error"),
-                      f"{args.state} points syncs", as_json=args.json)
+                      f"{args.state or 'dead'} points syncs", as_json=args.json)
 
 
 def _retry_sync(settings, args) -> int:

@@ -42,10 +42,10 @@ def _show(settings, args) -> int:
 
 
 def _act(settings, args) -> int:
-    from gateway.api.requests.mall import parse_job_reason
+    from gateway.api.requests.mall import parse_acted_by, parse_job_reason
     from gateway.services import stuck_jobs
     job = _run(settings, lambda svc: stuck_jobs.act(svc, settings.sp_mchid, args.job_id, args.action,
-                                                    args.by, parse_job_reason({"reason": args.reason})))
+                                                    parse_acted_by(args.by), parse_job_reason({"reason": args.reason})))
     if job is None:
         return 1
     print(json.dumps(job, ensure_ascii=False, indent=2))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 
-from gateway.domain_errors import InvalidField, NotFound, Refused
+from gateway.domain_errors import NotFound, Refused
 from gateway.repo import jobs as jobs_repo
 from gateway.services.context import Services
 from gateway.wire import to_wechat_time
@@ -43,11 +43,9 @@ async def job_with_actions(svc: Services, mall_id: str, job_id: int) -> dict:
 
 async def act(svc: Services, mall_id: str, job_id: int, action: str, acted_by: str, reason: str) -> dict:
     """Retry or resolve one dead job, and record who did it, when and why, in one transaction.
-    The reason is checked at the edge (`gateway.api.requests.mall.parse_job_reason`)."""
-    if action not in ACTIONS:
-        raise InvalidField("action", "out_of_range")
-    if not 1 <= len(acted_by) <= ACTED_BY_CHARS_MAX:
-        raise InvalidField("acted_by", "out_of_range")
+    Who and why are checked at the edge (`gateway.api.requests.mall.parse_job_reason`,
+    `parse_acted_by`); the action is one of `ACTIONS` (the route names only those)."""
+    assert action in ACTIONS and 1 <= len(acted_by) <= ACTED_BY_CHARS_MAX, (action, acted_by)
     now = svc.clock()
     async with svc.pool.acquire() as conn, conn.transaction():
         row = await jobs_repo.job_for_update(conn, mall_id, job_id)

@@ -59,3 +59,5 @@ async def test_dead_points_syncs_are_listed_and_retried(db_pool, database_url):
     assert code == 1 and b"points_sync_not_dead" in err
     code, out, _ = await _mallpay(database_url, "points", "syncs", "--state", "pending", "--json")
     assert json.loads(out)["total_count"] == 1
+    code, _, err = await _mallpay(database_url, "points", "syncs", "--state", "stuck")
+    assert code == 1 and b"PARAM_ERROR out_of_range: state: one of dead, pending, synced" in err

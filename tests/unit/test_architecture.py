@@ -268,7 +268,6 @@ SERVICES_REFUSING_FIELDS = {
     "gateway/services/refunds.py:request_refund",    # amount.total against the order's total
     "gateway/services/coupon_campaigns.py:refused",  # a change against the campaign's terms and commitments
     "gateway/services/statements.py:_bounds",        # not moved: the period's length, where its bounds are made
-    "gateway/services/stuck_jobs.py:act",            # not moved: acted_by from the command line's --by
 }
 
 

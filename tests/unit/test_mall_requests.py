@@ -14,7 +14,8 @@ from gateway.api.middleware import wechat_answer
 from gateway.api.requests.mall import (
     parse_approval, parse_campaign_change, parse_client_key, parse_contract_change, parse_guide, parse_job_reason,
     parse_job_state, parse_new_campaign, parse_new_client, parse_openid, parse_payout_store, parse_points_rule,
-    parse_reconciliation_day, parse_subsidy_payout, parse_tenant, parse_window_days,
+    parse_reconciliation_day, parse_subsidy_payout, parse_sync_state, parse_tenant, parse_window_days,
+    parse_acted_by,
 )
 from gateway.api.requests.ledger import export_range, parse_day, parse_instant
 from gateway.domain_errors import InvalidField, Refused
@@ -356,6 +357,20 @@ def test_a_report_window_is_a_whole_number_of_days(value):
 def test_an_empty_store_or_state_is_refused_not_taken_for_none():
     assert answered(parse_payout_store, "")[3] == {"field": "sub_mchid", "issue": "bad_format"}
     assert answered(parse_job_state, "")[3] == {"field": "state", "issue": "out_of_range"}
+    assert answered(parse_sync_state, "")[3] == {"field": "state", "issue": "out_of_range"}
+
+
+def test_a_points_sync_listing_names_one_of_its_states():
+    assert [parse_sync_state(v) for v in (None, "dead", "pending", "synced")] == ["dead", "dead", "pending", "synced"]
+    assert answered(parse_sync_state, "stuck") == (400, "PARAM_ERROR", "state: one of dead, pending, synced",
+                                                   {"field": "state", "issue": "out_of_range"})
+
+
+def test_who_acts_on_a_job_from_the_command_line_is_named_in_a_few_words():
+    assert parse_acted_by(" ops lead ") == "ops lead"
+    for value in ("", "   ", "x" * 65):
+        assert answered(parse_acted_by, value) == (400, "PARAM_ERROR", "say who, in 1 to 64 characters",
+                                                   {"field": "acted_by", "issue": "out_of_range"}), value
 
 
 # -- finance queries (gateway/api/requests/ledger) -------------------------------------------

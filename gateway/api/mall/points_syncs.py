@@ -7,7 +7,8 @@ from aiohttp import web
 from gateway.api import services_of
 from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.orders import json_response
-from gateway.domain_errors import InvalidField, NotFound, Refused
+from gateway.api.requests.mall import parse_sync_state
+from gateway.domain_errors import NotFound, Refused
 from gateway.services import points
 from gateway.wire import ascii_int
 
@@ -18,9 +19,7 @@ routes = web.RouteTableDef()
 async def list_syncs(request: web.Request) -> web.Response:
     caller = caller_in_role(request, "admin")
     limit, offset = paging(request)
-    state = request.query.get("state", "dead")
-    if state not in points.SYNC_STATES:
-        raise InvalidField("state", "out_of_range", f"state: one of {', '.join(points.SYNC_STATES)}")
+    state = parse_sync_state(request.query.get("state"))
     return json_response(await points.list_syncs(services_of(request), caller.mall_id, state, limit, offset))
 
 

@@ -18,6 +18,7 @@ from gateway.domain_errors import InvalidField, Refused
 from gateway.formats import APPID_RE, GUIDE_ID_RE, MCHID_RE, OPENID_RE, OUT_TRADE_NO_RE
 from gateway.services.coupon_redemption import PAYOUT_FIELDS, SubsidyPayout
 from gateway.services.coupon_reports import WINDOW_DAYS_MAX
+from gateway.services.points import SYNC_STATES
 from gateway.services.onboarding import (
     CONTRACT_DEFAULTS, CONTRACT_LIMITS, NAME_CHARS_MAX, ROLES, ClientKey, ContractChange, NewClientRequest, Tenant,
     contract_of, serial_of,
@@ -25,6 +26,7 @@ from gateway.services.onboarding import (
 from gateway.services.receivers import HighRatioApproval, NewGuide
 from gateway.services.receivers import NAME_CHARS_MAX as GUIDE_NAME_CHARS_MAX
 from gateway.services.receivers import REASON_CHARS_MAX as APPROVAL_REASON_CHARS_MAX
+from gateway.services.stuck_jobs import ACTED_BY_CHARS_MAX as JOB_ACTED_BY_CHARS_MAX
 from gateway.services.stuck_jobs import REASON_CHARS_MAX as JOB_REASON_CHARS_MAX
 from gateway.services.stuck_jobs import JobState
 from gateway.wire import ascii_int
@@ -260,6 +262,24 @@ def parse_job_reason(body) -> str:
     if not isinstance(reason, str) or not 1 <= len(reason.strip()) <= JOB_REASON_CHARS_MAX:
         raise InvalidField("reason", "required", f"say why, in 1 to {JOB_REASON_CHARS_MAX} characters")
     return reason
+
+
+def parse_acted_by(value: str) -> str:
+    """Who retries or resolves a job from the command line (`--by`, kept in the record);
+    through the API it is the admin client's own id."""
+    if not 1 <= len(value.strip()) <= JOB_ACTED_BY_CHARS_MAX:
+        raise InvalidField("acted_by", "out_of_range", f"say who, in 1 to {JOB_ACTED_BY_CHARS_MAX} characters")
+    return value.strip()
+
+
+def parse_sync_state(value: str | None) -> str:
+    """The state a points-sync listing asks for (`?state`, `--state`); the changes WeChat
+    never took (`dead`) when none is named."""
+    if value is None:
+        return "dead"
+    if value not in SYNC_STATES:
+        raise InvalidField("state", "out_of_range", f"state: one of {', '.join(SYNC_STATES)}")
+    return value
 
 
 def parse_job_state(value: str | None) -> JobState:
