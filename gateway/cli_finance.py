@@ -30,7 +30,7 @@ def add_commands(sub) -> None:
 
 
 def _statement(settings: Settings, args) -> int:
-    from gateway.api.requests.ledger import parse_day
+    from gateway.api.requests.ledger import parse_day, statement_period
     from gateway.app import database_services
     from gateway.cli import _pool, _run_refusable
     from gateway.services import statements
@@ -38,7 +38,7 @@ def _statement(settings: Settings, args) -> int:
 
     async def run():
         from_on = parse_day(args.date, "date")
-        to_on = parse_day(args.to, "to") if args.to else from_on
+        from_on, to_on = statement_period(from_on, parse_day(args.to, "to") if args.to else from_on)
         async with _pool(settings) as pool:
             return await statements.statement(database_services(settings, pool), settings.sp_mchid, args.sub_mchid,
                                               from_on, to_on)

@@ -7,10 +7,10 @@ import asyncio
 import contextlib
 from datetime import date, datetime, timezone
 
-from gateway.domain_errors import InvalidField, NotFound
+from gateway.domain_errors import NotFound
 from gateway.repo import tenants as tenants_repo
 from ledger import repo as ledger_repo
-from ledger.statements import (COLUMNS, LedgerTransfer, PeriodError, RenderedStatement, Statement, build_statement,
+from ledger.statements import (COLUMNS, LedgerTransfer, RenderedStatement, Statement, build_statement,
                                period_bounds, rendered_statement)
 
 ALL_TIME = datetime.max.replace(tzinfo=timezone.utc)
@@ -21,7 +21,7 @@ async def statement(svc, mall_id: str, sub_mchid: str, from_on: date, to_on: dat
     """The store's statement for China-time days from_on..to_on. A missing store, and
     one the caller may not see (`visible` False), are both RESOURCE_NOT_EXISTS after the
     same lookup, so the answer never tells them apart."""
-    from_at, to_at = _bounds(from_on, to_on)
+    from_at, to_at = period_bounds(from_on, to_on)
     async with svc.pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             names = await _visible_store_accounts(conn, mall_id, sub_mchid, visible)
@@ -36,7 +36,7 @@ async def statements_of_all_stores(svc, mall_id: str, from_on: date, to_on: date
     """Every store's statement for China-time days from_on..to_on, ordered by sub_mchid, from
     one snapshot and one pass over the period's transfers (what a daily job wants): each is
     the statement `statement` builds for that store."""
-    from_at, to_at = _bounds(from_on, to_on)
+    from_at, to_at = period_bounds(from_on, to_on)
     async with svc.pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             stores = await _all_stores(conn, mall_id)
@@ -61,14 +61,6 @@ async def statements_of_all_stores(svc, mall_id: str, from_on: date, to_on: date
 _TENANT_PAGE = 1000
 
 
-def _bounds(from_on: date, to_on: date) -> tuple[datetime, datetime]:
-    """The period's instants; a period the statements refuse is INVALID_REQUEST on `to`."""
-    try:
-        return period_bounds(from_on, to_on)
-    except PeriodError as error:
-        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
-
-
 async def _visible_store_accounts(conn, mall_id: str, sub_mchid: str, visible: bool) -> list[str]:
     """The store's ledger account names; a missing store and one the caller may not see are
     both RESOURCE_NOT_EXISTS after the same lookup."""
@@ -91,7 +83,7 @@ async def rendered(svc, mall_id: str, sub_mchid: str, from_on: date, to_on: date
     asked formats (ledger.statement_formats.rendered_csv / rendered_json_bytes give the same
     bytes as for `statement`'s answer). Same refusals as `statement`."""
     assert csv or json, "a format"
-    from_at, to_at = _bounds(from_on, to_on)
+    from_at, to_at = period_bounds(from_on, to_on)
     async with svc.pool.acquire() as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             names = await _visible_store_accounts(conn, mall_id, sub_mchid, visible)
@@ -115,7 +107,7 @@ async def rendered_of_all_stores(svc, mall_id: str, from_on: date, to_on: date, 
     by each; the lines, most of the work, are shared out)."""
     assert csv or json, "a format"
     assert connections >= 1
-    from_at, to_at = _bounds(from_on, to_on)
+    from_at, to_at = period_bounds(from_on, to_on)
     assembled: dict[str, tuple] = {}
 
     async def shaped(conn, share: list[str] | None) -> None:

@@ -267,7 +267,6 @@ def test_services_take_no_raw_bodies():
 SERVICES_REFUSING_FIELDS = {
     "gateway/services/refunds.py:request_refund",    # amount.total against the order's total
     "gateway/services/coupon_campaigns.py:refused",  # a change against the campaign's terms and commitments
-    "gateway/services/statements.py:_bounds",        # not moved: the period's length, where its bounds are made
 }
 
 

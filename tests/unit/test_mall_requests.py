@@ -17,7 +17,7 @@ from gateway.api.requests.mall import (
     parse_reconciliation_day, parse_subsidy_payout, parse_sync_state, parse_tenant, parse_window_days,
     parse_acted_by,
 )
-from gateway.api.requests.ledger import export_range, parse_day, parse_instant
+from gateway.api.requests.ledger import export_range, parse_day, parse_instant, statement_period
 from gateway.domain_errors import InvalidField, Refused
 from gateway.services.stuck_jobs import JobState
 from gateway.services.onboarding import CONTRACT_DEFAULTS, serial_of
@@ -397,3 +397,12 @@ def test_a_day_an_instant_and_a_range_are_read():
 ])
 def test_a_finance_query_is_refused_naming_the_field(parse, args, expected):
     assert refusal(parse, *args) == expected
+
+
+def test_a_statement_covers_one_to_thirty_one_days_from_its_date():
+    first = date(2026, 11, 1)
+    assert statement_period(first, first) == (first, first)
+    assert statement_period(first, date(2026, 12, 1)) == (first, date(2026, 12, 1))
+    for to_on, issue in ((date(2026, 10, 31), "to_before_date"), (date(2026, 12, 2), "period_too_long")):
+        assert answered(statement_period, first, to_on) == (
+            400, "PARAM_ERROR", "to is on or after date, at most 31 days on", {"field": "to", "issue": issue})

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway.api import services_of
 from gateway.api.mall.common import caller_in_role
-from gateway.api.requests.ledger import parse_day
+from gateway.api.requests.ledger import parse_day, statement_period
 from gateway.domain_errors import InvalidField
 from gateway.services import statements
 from gateway.formats import MCHID_RE
@@ -27,6 +27,7 @@ async def get_statement(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "json")
     if fmt not in FORMATS:
         raise InvalidField("format", "unknown_format", "format is csv or json")
+    from_on, to_on = statement_period(from_on, to_on)
     statement = await statements.rendered(services_of(request), caller.mall_id, sub_mchid, from_on, to_on,
                                           visible=caller.sees_store(sub_mchid), csv=fmt == "csv", json=fmt == "json")
     if fmt == "json":

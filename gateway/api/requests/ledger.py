@@ -19,6 +19,16 @@ def parse_day(value: str | None, field: str) -> date:
         raise InvalidField(field, "required" if value is None else "bad_format", f"{field} is YYYY-MM-DD") from None
 
 
+def statement_period(from_on: date, to_on: date) -> tuple[date, date]:
+    """The days a statement covers, as the statements take them: `to` on or after `date`,
+    at most 31 days on."""
+    try:
+        period_bounds(from_on, to_on)
+    except PeriodError as error:
+        raise InvalidField("to", str(error), "to is on or after date, at most 31 days on") from None
+    return from_on, to_on
+
+
 def parse_instant(value: str | None, field: str = "at") -> datetime | None:
     """An ISO 8601 instant with its offset (`2026-11-30T16:00:00Z`, `...+08:00`)."""
     if value is None:
