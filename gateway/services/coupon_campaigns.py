@@ -17,7 +17,6 @@ from gateway.repo import tenants as tenants_repo
 from gateway.repo.clients import Caller
 from gateway.services import next_store
 from gateway.services.context import Services
-from gateway.wire import ascii_int
 
 log = structlog.get_logger(__name__)
 
@@ -59,14 +58,11 @@ async def create_campaign(svc: Services, caller: Caller, spec: CampaignSpec) -> 
     return campaign_json(row)
 
 
-async def campaign_row(svc: Services, caller: Caller, campaign_id: str):
+async def campaign_row(svc: Services, caller: Caller, campaign_id: int):
     """The campaign if the caller may see it; a missing-resource answer otherwise."""
     _check_manager(caller)
-    number = ascii_int(campaign_id)
-    if number is None:
-        raise NotFound("campaign")
     async with svc.pool.acquire() as conn:
-        row = await coupons_repo.campaign(conn, caller.mall_id, number)
+        row = await coupons_repo.campaign(conn, caller.mall_id, campaign_id)
     if row is None or (caller.role == "tenant" and not _owns(caller, row)):
         raise NotFound("campaign")
     return row
@@ -87,7 +83,7 @@ async def list_campaigns(svc: Services, caller: Caller, sub_mchid: str | None, l
     return {"total_count": total, "offset": offset, "limit": limit, "data": [campaign_json(r) for r in rows]}
 
 
-async def change_campaign(svc: Services, caller: Caller, campaign_id: str, change: CampaignChange) -> dict:
+async def change_campaign(svc: Services, caller: Caller, campaign_id: int, change: CampaignChange) -> dict:
     """Apply a change (its fields checked at the edge) if the campaign's state and what it
     has committed allow it."""
     row = await campaign_row(svc, caller, campaign_id)

@@ -9,7 +9,9 @@ from gateway.api.mall.common import caller_in_role, paging
 from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
 from gateway.api.requests.mall import parse_campaign_change, parse_new_campaign, parse_window_days
+from gateway.domain_errors import NotFound
 from gateway.services import coupon_campaigns, coupon_reports
+from gateway.wire import ascii_int
 
 routes = web.RouteTableDef()
 
@@ -29,10 +31,18 @@ async def list_campaigns(request: web.Request) -> web.Response:
                                                                limit, offset))
 
 
+def _campaign_id(request: web.Request) -> int:
+    """The campaign the path names; a malformed id names none."""
+    campaign_id = ascii_int(request.match_info["campaign_id"])
+    if campaign_id is None:
+        raise NotFound("campaign")
+    return campaign_id
+
+
 @routes.get("/v3/mall/coupon-campaigns/{campaign_id}")
 async def get_campaign(request: web.Request) -> web.Response:
-    row = await coupon_campaigns.campaign_row(services_of(request), caller_of(request),
-                                              request.match_info["campaign_id"])
+    caller = caller_in_role(request, *coupon_campaigns.MANAGERS)
+    row = await coupon_campaigns.campaign_row(services_of(request), caller, _campaign_id(request))
     return json_response(coupon_campaigns.campaign_json(row))
 
 
@@ -40,13 +50,12 @@ async def get_campaign(request: web.Request) -> web.Response:
 async def change_campaign(request: web.Request) -> web.Response:
     svc, caller = services_of(request), caller_in_role(request, *coupon_campaigns.MANAGERS)
     change = parse_campaign_change(await json_body(request))
-    return json_response(await coupon_campaigns.change_campaign(svc, caller, request.match_info["campaign_id"],
-                                                                change))
+    return json_response(await coupon_campaigns.change_campaign(svc, caller, _campaign_id(request), change))
 
 
 @routes.get("/v3/mall/coupon-campaigns/{campaign_id}/report")
 async def campaign_report(request: web.Request) -> web.Response:
-    svc, caller = services_of(request), caller_of(request)
-    row = await coupon_campaigns.campaign_row(svc, caller, request.match_info["campaign_id"])
+    svc, caller = services_of(request), caller_in_role(request, *coupon_campaigns.MANAGERS)
+    row = await coupon_campaigns.campaign_row(svc, caller, _campaign_id(request))
     window_days = parse_window_days(request.query.get("window_days"), svc.settings.coupon_report_window_days)
     return json_response(await coupon_reports.campaign_report(svc, caller.mall_id, row, window_days))
