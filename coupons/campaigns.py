@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from ledger.statements import DAY_MAX, DAY_MIN, within_days
+
 NAME_CHARS_MAX = 64
 TRIGGER_ITEMS_MAX = 64
 TEXT_ITEM_CHARS_MAX = 32
@@ -284,6 +286,8 @@ def _time(body: dict, name: str) -> datetime:
         raise CampaignInvalid(name, "not_a_time") from None
     if parsed.tzinfo is None:
         raise CampaignInvalid(name, "time_without_offset", "times carry their offset (+08:00)")
+    if not within_days(parsed):
+        raise CampaignInvalid(name, "out_of_range", f"times are from {DAY_MIN} to {DAY_MAX}")
     return parsed
 
 

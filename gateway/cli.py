@@ -18,6 +18,8 @@ from gateway import signing
 from gateway import targeting_files
 from gateway.cli_jobs import add_jobs_commands
 from gateway.settings import Settings, SettingsError
+from gateway.wire import iso_day
+from ledger.statements import DAY_MAX, DAY_MIN
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,12 +116,19 @@ def _parser() -> argparse.ArgumentParser:
     reconcile = sub.add_parser("reconcile", help="reconcile a China-time day against the channel's bills "
                                                  "(books its payouts); 'show' prints the day's report")
     reconcile.add_argument("action", nargs="?", choices=["show"], help="show the report instead of running")
-    reconcile.add_argument("--date", required=True, type=date.fromisoformat, help="the day, yyyy-MM-DD")
+    reconcile.add_argument("--date", required=True, type=_day, help="the day, yyyy-MM-DD")
     reconcile.set_defaults(run=_reconcile)
     from gateway import cli_finance
     cli_finance.add_commands(sub)
     add_jobs_commands(sub)
     return parser
+
+
+def _day(text: str) -> date:
+    day = iso_day(text)
+    if day is None:
+        raise argparse.ArgumentTypeError(f"a day yyyy-MM-DD from {DAY_MIN} to {DAY_MAX}")
+    return day
 
 
 def _positive_int(text: str) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+
+from ledger.statements import DAY_MAX, DAY_MIN
 
 CHINA_TZ = timezone(timedelta(hours=8))
 # Numbers written in a path, a query or a header: ASCII digits only. str.isdigit() also
@@ -22,6 +24,22 @@ def ascii_digits(text: str, digits_max: int) -> bool:
 def ascii_int(text: str, digits_max: int = ID_DIGITS_MAX) -> int | None:
     """The integer `text` writes in 1 to `digits_max` ASCII digits, or None."""
     return int(text) if ascii_digits(text, digits_max) else None
+
+
+# Days as the API writes them (yyyy-MM-DD, nothing else date.fromisoformat reads: no
+# 20261201, no 2026-W48-2), within the days the books hold (ledger.statements.DAY_MIN..MAX).
+_DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_day(text) -> date | None:
+    """The day `text` writes as yyyy-MM-DD within DAY_MIN..DAY_MAX, or None."""
+    if not isinstance(text, str) or not _DAY_RE.fullmatch(text):
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return None
+    return day if DAY_MIN <= day <= DAY_MAX else None
 
 
 def unix_seconds(text: str) -> int | None:

@@ -21,6 +21,9 @@ from typing import NamedTuple
 
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 DAYS_PER_STATEMENT_MAX = 31
+# The days the books hold: far from the calendar's ends, so that a day's China-time window
+# and its UTC instants always exist (midnight of year 1 in China is before year 1 in UTC).
+DAY_MIN, DAY_MAX = date(2000, 1, 1), date(9000, 12, 31)
 
 COLUMNS = ("gross", "fee", "commission", "guide_rewards", "other_splits", "coupon_subsidy", "payout",
            "other", "net")
@@ -43,6 +46,12 @@ SPLIT_PURPOSE_LABELS = {"guide_reward": "导购奖励 guide reward", "commission
 
 class PeriodError(ValueError):
     """A period the statement cannot cover (reversed, or longer than the limit)."""
+
+
+def within_days(moment: datetime) -> bool:
+    """Whether an aware instant falls on a day from DAY_MIN to DAY_MAX (China time)."""
+    return datetime.combine(DAY_MIN, time(0), CHINA) <= moment < datetime.combine(
+        DAY_MAX + timedelta(days=1), time(0), CHINA)
 
 
 def period_bounds(from_on: date, to_on: date) -> tuple[datetime, datetime]:

@@ -13,7 +13,6 @@ its bill is there from 10:00 on the next day (before: 400 STATEMENT_CREATING).
 from __future__ import annotations
 
 import hashlib
-from datetime import date
 
 from aiohttp import web
 
@@ -22,6 +21,7 @@ from gateway.api.mall.common import require_role
 from gateway.api.orders import json_response
 from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import own_bills
+from gateway.wire import iso_day
 from ledger.accounts import SUB_MCHID_RE
 
 routes = web.RouteTableDef()
@@ -31,11 +31,7 @@ DOWNLOAD_PATH = "/v3/billdownload/file"
 def _request(request: web.Request, bill: str) -> own_bills.BillRequest:
     caller = caller_of(request)
     require_role(caller, "mall_app", "tenant", "finance", "admin")
-    text = request.query.get("bill_date", "")
-    try:
-        bill_on = date.fromisoformat(text) if len(text) == 10 else None
-    except ValueError:
-        bill_on = None
+    bill_on = iso_day(request.query.get("bill_date"))
     if bill_on is None:
         raise InvalidField("bill_date", "bad_format", "bill_date must be yyyy-MM-DD")
     sub_mchid = request.query.get("sub_mchid")

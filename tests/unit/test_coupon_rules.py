@@ -46,6 +46,8 @@ def test_a_valid_campaign_parses():
     ({"funded_by": "brand"}, "funded_by", "unknown_value"),
     ({"ends_at": "2026-10-01T00:00:00+08:00"}, "ends_at", "not_after_starts_at"),
     ({"starts_at": "2026-11-01T00:00:00"}, "starts_at", "time_without_offset"),
+    ({"starts_at": "0001-01-01T00:00:00+08:00"}, "starts_at", "out_of_range"),  # before year 1 in UTC
+    ({"ends_at": "9999-12-31T23:59:59+00:00"}, "ends_at", "out_of_range"),
     ({"trigger": {"min_spend": 1.5}}, "trigger.min_spend", "not_integer_fen"),
     ({"trigger": {"stores": ["abc"]}}, "trigger.stores", "invalid_sub_mchid"),
     ({"colour": "red"}, "colour", "unknown_field"),

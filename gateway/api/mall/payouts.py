@@ -15,6 +15,7 @@ from gateway.api.mall.common import caller_in_role, paging
 from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import payouts
 from gateway.services.reconciliation import day_window
+from gateway.wire import iso_day
 from ledger.accounts import SUB_MCHID_RE
 
 routes = web.RouteTableDef()
@@ -22,13 +23,10 @@ RANGE_DAYS_MAX = 366
 
 
 def day_param(request: web.Request, name: str) -> date:
-    text = request.query.get(name, "")
-    try:
-        if len(text) != 10:
-            raise ValueError(text)
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidField(name, "bad_format", f"{name} must be yyyy-MM-DD (China time)") from None
+    day = iso_day(request.query.get(name))
+    if day is None:
+        raise InvalidField(name, "bad_format", f"{name} must be yyyy-MM-DD (China time)")
+    return day
 
 
 @routes.get("/v3/mall/payouts")

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from aiohttp import web
 
 from gateway.api import json_or_missing, json_response, services_of
@@ -19,6 +17,7 @@ from gateway.api.requests.mall import parse_reconciliation_day
 from gateway.channel import BillNotReady, ChannelError
 from gateway.domain_errors import ChannelUnavailable, NotFound
 from gateway.services import reconciliation
+from gateway.wire import iso_day
 
 routes = web.RouteTableDef()
 ITEMS_MAX = 1_000
@@ -48,9 +47,8 @@ async def list_reports(request: web.Request) -> web.Response:
 @routes.get("/v3/mall/reconciliations/{date}")
 async def get_report(request: web.Request) -> web.Response:
     caller = caller_in_role(request, "finance", "admin")
-    try:
-        bill_on = date.fromisoformat(request.match_info["date"])
-    except ValueError:
-        raise NotFound("reconciliation") from None
+    bill_on = iso_day(request.match_info["date"])
+    if bill_on is None:
+        raise NotFound("reconciliation")
     found = await reconciliation.report(services_of(request), caller.mall_id, bill_on, ITEMS_MAX)
     return json_or_missing(found, NotFound("reconciliation"))

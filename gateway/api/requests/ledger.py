@@ -6,17 +6,16 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from gateway.domain_errors import InvalidField
-from ledger.statements import PeriodError, period_bounds
+from gateway.wire import iso_day
+from ledger.statements import DAY_MAX, DAY_MIN, PeriodError, period_bounds, within_days
 
 
 def parse_day(value: str | None, field: str) -> date:
     """A China-time day, YYYY-MM-DD."""
-    try:
-        if value is None or len(value) != 10:
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidField(field, "required" if value is None else "bad_format", f"{field} is YYYY-MM-DD") from None
+    day = iso_day(value)
+    if day is None:
+        raise InvalidField(field, "required" if value is None else "bad_format", f"{field} is YYYY-MM-DD")
+    return day
 
 
 def statement_period(from_on: date, to_on: date) -> tuple[date, date]:
@@ -39,6 +38,8 @@ def parse_instant(value: str | None, field: str = "at") -> datetime | None:
         raise InvalidField(field, "bad_format", f"{field} is an ISO 8601 instant with offset") from None
     if parsed.tzinfo is None:
         raise InvalidField(field, "offset_required", f"{field} needs an offset (Z or +08:00)")
+    if not within_days(parsed):
+        raise InvalidField(field, "out_of_range", f"{field} is from {DAY_MIN} to {DAY_MAX}")
     return parsed.astimezone(timezone.utc)
 
 

@@ -29,7 +29,7 @@ from gateway.services.receivers import REASON_CHARS_MAX as APPROVAL_REASON_CHARS
 from gateway.services.stuck_jobs import ACTED_BY_CHARS_MAX as JOB_ACTED_BY_CHARS_MAX
 from gateway.services.stuck_jobs import REASON_CHARS_MAX as JOB_REASON_CHARS_MAX
 from gateway.services.stuck_jobs import JobState
-from gateway.wire import ascii_int
+from gateway.wire import ascii_int, iso_day
 from ledger.accounts import SUB_MCHID_RE
 from points.rules import POINTS_PER_YUAN_MAX
 from splitting import rules
@@ -296,11 +296,7 @@ def parse_job_state(value: str | None) -> JobState:
 
 def parse_reconciliation_day(body, today: date) -> date:
     """The China-time day to reconcile: a past one (its bills exist from the next day)."""
-    body = body if isinstance(body, dict) else {}
-    try:
-        bill_on = date.fromisoformat(body.get("date")) if isinstance(body.get("date"), str) else None
-    except ValueError:
-        bill_on = None
+    bill_on = iso_day(body.get("date")) if isinstance(body, dict) else None
     if bill_on is None or bill_on >= today:
         raise InvalidField("date", "bad_format", "date must be a past day, yyyy-MM-DD (China time)")
     return bill_on
