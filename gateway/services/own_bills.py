@@ -144,7 +144,7 @@ def read_token(svc: Services, token: str, client_id: str) -> BillRequest | None:
     """The request a token stands for, or None: forged, expired, or another client's."""
     body, _, mac = token.partition(".")
     want = hmac.new(_token_key(svc), body.encode(), hashlib.sha256).hexdigest()
-    if not body or not hmac.compare_digest(mac, want):
+    if not body or not hmac.compare_digest(mac.encode(), want.encode()):  # bytes: any text compares
         return None
     try:
         claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))

@@ -116,6 +116,8 @@ def path_and_query_cases() -> list[Case]:
         Case("tradebill_year_one", "GET", "/v3/bill/tradebill?bill_date=0001-01-01", issue="bad_format"),
         Case("balances_at_year_one", "GET", "/v3/mall/ledger/trial-balance?at=0001-01-01T00:00:00%2B08:00",
              as_admin=True, issue="out_of_range"),
+        Case("bill_token_non_ascii", "GET", "/v3/billdownload/file?token=abc.%E4%B8%AD", status=404,
+             code="RESOURCE_NOT_EXISTS"),
         Case("limit_arabic_indic_digit", "GET", "/v3/mall/guides?limit=%D9%A1", as_admin=True, issue="not_an_integer"),
         Case("job_id_arabic_indic_digits", "GET", "/v3/mall/jobs/%D9%A1", as_admin=True, status=404,
              code="RESOURCE_NOT_EXISTS"),
