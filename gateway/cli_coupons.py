@@ -6,21 +6,18 @@ from __future__ import annotations
 import json
 import sys
 
+from gateway.cli_jobs import listing_command
+
 
 def add_coupon_commands(coupons) -> None:
-    payouts = coupons.add_parser("subsidy-payouts", help="the mall's coupon-subsidy payouts to stores, newest first")
+    payouts = listing_command(coupons, "subsidy-payouts", "the mall's coupon-subsidy payouts to stores, newest first",
+                              _subsidy_payouts)
     payouts.add_argument("--sub-mchid", help="one store's only")
-    payouts.add_argument("--limit", type=int, default=100)
-    payouts.add_argument("--json", action="store_true", help="the list as JSON")
-    payouts.set_defaults(run=_subsidy_payouts)
 
 
 def add_points_commands(points) -> None:
-    syncs = points.add_parser("syncs", help="points changes told to WeChat in one state (default: dead)")
+    syncs = listing_command(points, "syncs", "points changes told to WeChat in one state (default: dead)", _syncs)
     syncs.add_argument("--state", help="dead (the default), pending or synced")
-    syncs.add_argument("--limit", type=int, default=100)
-    syncs.add_argument("--json", action="store_true", help="the list as JSON")
-    syncs.set_defaults(run=_syncs)
     retry = points.add_parser("retry-sync", help="send a dead points change to WeChat again")
     retry.add_argument("sync_id", type=int)
     retry.set_defaults(run=_retry_sync)

@@ -7,12 +7,19 @@ import json
 import sys
 
 
+def listing_command(commands, name: str, text: str, run):
+    """A command that prints a page of rows (`print_page`): --limit and --json."""
+    command = commands.add_parser(name, help=text)
+    command.add_argument("--limit", type=int, default=100)
+    command.add_argument("--json", action="store_true", help="the list as JSON")
+    command.set_defaults(run=run)
+    return command
+
+
 def add_jobs_commands(sub) -> None:
     jobs = sub.add_parser("jobs", help="scheduler jobs that gave up").add_subparsers(metavar="ACTION")
-    j_list = jobs.add_parser("list", help="list jobs in one state (default: dead) with their last error")
+    j_list = listing_command(jobs, "list", "list jobs in one state (default: dead) with their last error", _list)
     j_list.add_argument("--state", default="dead", help="dead, pending, done or resolved")
-    j_list.add_argument("--limit", type=int, default=100)
-    j_list.set_defaults(run=_list)
     j_show = jobs.add_parser("show", help="one job and what operators did with it")
     j_show.add_argument("job_id", type=int)
     j_show.set_defaults(run=_show)
@@ -29,7 +36,8 @@ def _list(settings, args) -> int:
     from gateway.services import stuck_jobs
     return print_page(settings, lambda svc: stuck_jobs.list_jobs(svc, settings.sp_mchid, parse_job_state(args.state),
                                                                  args.limit, 0),
-                      ("job_id", "kind", "ref", "state", "attempts", "last_error"), f"{args.state} jobs")
+                      ("job_id", "kind", "ref", "state", "attempts", "last_error"), f"{args.state} jobs",
+                      as_json=args.json)
 
 
 def _show(settings, args) -> int:

@@ -120,12 +120,14 @@ async def test_a_job_that_fails_unexpectedly_is_retried_and_ends_dead_with_its_e
     mall = await make_mall()
     mall_id = mall.settings.sp_mchid
     now = datetime.now(timezone.utc)
+    later = now + timedelta(days=1)
     async with mall.pool.acquire() as conn:
-        await jobs_repo.ensure_job(conn, mall_id, "guide_reward", "1900000201/GR-BROKEN-1", now, now)
-        await jobs_repo.ensure_job(conn, mall_id, "guide_reward", "1900000201/GR-BROKEN-2", now, now)
-        await jobs_repo.ensure_job(conn, mall_id, "sync_split", "1900000201/SP-GONE-3", now, now)
-        await conn.execute("UPDATE jobs SET attempts = $2 - 1 WHERE mall_id = $1 AND ref LIKE '%/GR-BROKEN-2'",
-                           mall_id, mall.settings.job_attempts_max)
+        await jobs_repo.ensure_job(conn, mall_id, "guide_reward", "1900000201/GR-BROKEN-1", later, now)
+        await jobs_repo.ensure_job(conn, mall_id, "guide_reward", "1900000201/GR-BROKEN-2", later, now)
+        await jobs_repo.ensure_job(conn, mall_id, "sync_split", "1900000201/SP-GONE-3", later, now)
+        # All due at once, the second at its last attempt: one statement, so no pass sees them half set.
+        await conn.execute("UPDATE jobs SET due_at = $2, attempts = CASE WHEN ref LIKE '%/GR-BROKEN-2' THEN $3 - 1"
+                           " ELSE attempts END WHERE mall_id = $1", mall_id, now, mall.settings.job_attempts_max)
 
     async def jobs() -> dict:
         async with mall.pool.acquire() as conn:

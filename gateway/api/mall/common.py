@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import caller_of
-from gateway.domain_errors import InvalidField, NotPermitted
+from gateway.domain_errors import InvalidField, NotFound, NotPermitted
 from gateway.caller import Caller
 from gateway.wire import ascii_int
 
@@ -36,3 +36,12 @@ def paging(request: web.Request) -> tuple[int, int]:
     if not 0 <= offset <= PAGE_OFFSET_MAX:  # PostgreSQL's OFFSET is a bigint; far below it anyway
         raise InvalidField("offset", "out_of_range", f"offset 0 to {PAGE_OFFSET_MAX}")
     return limit, offset
+
+
+def path_number(request: web.Request, name: str, resource: str) -> int:
+    """The number a path names (a job, a points sync, a campaign); a malformed one names
+    no resource, so it is missing like an unknown one."""
+    number = ascii_int(request.match_info[name])
+    if number is None:
+        raise NotFound(resource)
+    return number

@@ -5,13 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import caller_of, services_of
-from gateway.api.mall.common import caller_in_role, paging
+from gateway.api.mall.common import caller_in_role, paging, path_number
 from gateway.api.middleware import json_body
 from gateway.api.orders import json_response
 from gateway.api.requests.mall import parse_campaign_change, parse_new_campaign, parse_window_days
-from gateway.domain_errors import NotFound
 from gateway.services import coupon_campaigns, coupon_reports
-from gateway.wire import ascii_int
 
 routes = web.RouteTableDef()
 
@@ -32,11 +30,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
 
 
 def _campaign_id(request: web.Request) -> int:
-    """The campaign the path names; a malformed id names none."""
-    campaign_id = ascii_int(request.match_info["campaign_id"])
-    if campaign_id is None:
-        raise NotFound("campaign")
-    return campaign_id
+    return path_number(request, "campaign_id", "campaign")
 
 
 @routes.get("/v3/mall/coupon-campaigns/{campaign_id}")

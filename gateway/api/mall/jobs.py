@@ -5,30 +5,24 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import json_response, services_of
-from gateway.api.mall.common import caller_in_role, paging
+from gateway.api.handlers import admin_listing_by_state
+from gateway.api.mall.common import caller_in_role, path_number
 from gateway.api.middleware import json_body
 from gateway.api.requests import body_object
 from gateway.api.requests.mall import parse_job_reason, parse_job_state
 from gateway.domain_errors import NotFound
 from gateway.services import stuck_jobs
-from gateway.wire import ascii_int
 
 routes = web.RouteTableDef()
 
 
 def _job_id(request: web.Request) -> int:
-    job_id = ascii_int(request.match_info["job_id"])
-    if job_id is None:
-        raise NotFound("job")
-    return job_id
+    return path_number(request, "job_id", "job")
 
 
 @routes.get("/v3/mall/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    caller = caller_in_role(request, "admin")
-    limit, offset = paging(request)
-    state = parse_job_state(request.query.get("state"))
-    return json_response(await stuck_jobs.list_jobs(services_of(request), caller.mall_id, state, limit, offset))
+    return await admin_listing_by_state(request, parse_job_state, stuck_jobs.list_jobs)
 
 
 @routes.get("/v3/mall/jobs/{job_id}")
