@@ -69,7 +69,7 @@ def configure_logging(level: str = "info", stream=None, *, cache_loggers: bool =
             structlog.processors.JSONRenderer(serializer=json_line),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(stream or sys.stdout),
         cache_logger_on_first_use=cache_loggers,
     )
     # aiohttp's own access log would duplicate ours and knows nothing of redaction.
