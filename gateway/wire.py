@@ -37,11 +37,16 @@ def parse_wechat_time(text: str) -> datetime | None:
         return None
 
 
+# Made once: json.dumps with any non-default argument builds a new encoder for every call.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
 def json_bytes(value) -> bytes:
     """Compact UTF-8 JSON: the exact bytes the gateway signs and sends."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _COMPACT.encode(value).encode()
 
 
 def canonical_json(value) -> str:
     """Key-sorted compact JSON, so equal requests hash equal whatever their key order."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return _CANONICAL.encode(value)
