@@ -20,7 +20,7 @@ def unix_seconds(text: str) -> int | None:
 def to_wechat_time(moment: datetime) -> str:
     """RFC 3339 in China time, seconds precision: 2018-06-08T10:34:56+08:00."""
     assert moment.tzinfo is not None
-    return moment.astimezone(CHINA_TZ).replace(microsecond=0).isoformat()
+    return moment.astimezone(CHINA_TZ).isoformat(timespec="seconds")
 
 
 def parse_wechat_time(text: str) -> datetime | None:
