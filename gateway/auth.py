@@ -120,8 +120,10 @@ async def sign_response(response: web.StreamResponse, identity: GatewayIdentity,
     body = response.body or b""
     assert isinstance(body, bytes), type(body)
     # JSON unless the handler chose another type: bills and statements keep text/csv or
-    # application/x-gzip, which SDKs read as bytes.
-    if (body or response.status != 204) and response.content_type in ("application/octet-stream", "application/json"):
+    # application/x-gzip, which SDKs read as bytes. Most answers already say exactly
+    # JSON_CONTENT_TYPE, and setting it again would only rewrite the same header.
+    if (body or response.status != 204) and response.headers.get("Content-Type") != JSON_CONTENT_TYPE \
+            and response.content_type in ("application/octet-stream", "application/json"):
         response.content_type = "application/json"
         response.charset = "utf-8"
     response.headers.update(await signed_response_headers_async(identity, body, clock, executor))

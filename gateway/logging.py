@@ -6,6 +6,7 @@ name (keys, signatures, openids, Authorization headers) leaves as "****".
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -18,32 +19,43 @@ SENSITIVE_KEY_RE = re.compile(
     r"(secret|private|apiv3|signature|sign$|paysign|authorization|openid|password|token|ciphertext)",
     re.IGNORECASE,
 )
+# Event keys are names written in the code, a few dozen in all; the bound only guards
+# against a caller that makes keys up.
+SENSITIVE_KEYS_CACHED_MAX = 1024
+
+
+@functools.lru_cache(maxsize=SENSITIVE_KEYS_CACHED_MAX)
+def _sensitive(key: str) -> bool:
+    """Whether `key` names a secret: asked once per key name, not once per event."""
+    return SENSITIVE_KEY_RE.search(key) is not None
 
 
 def redact_secrets(_logger, _method, event_dict: dict) -> dict:
-    for key in list(event_dict):
-        if SENSITIVE_KEY_RE.search(key):
+    for key in event_dict:  # values change, keys do not: iterating the dict itself is safe
+        if _sensitive(key):
             event_dict[key] = "****"
     return event_dict
-
-
-def encodable_line(_logger, _method, line: str) -> str:
-    """After rendering: a line always encodes as UTF-8 (a lone surrogate that reached an
-    event becomes an escape), so logging can never fail a request."""
-    return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def json_line(event_dict: dict, **_kw) -> str:
     """An event as one JSON line: orjson (several times faster than the standard
     library, and logging runs for every request), the standard library for what orjson
-    refuses (a lone surrogate, a key that is not a string), so logging never fails."""
+    refuses (a lone surrogate, a key that is not a string), so logging never fails.
+
+    The line always encodes as UTF-8: orjson writes only valid UTF-8, and what the
+    standard library writes has any lone surrogate turned into an escape."""
     try:
         return orjson.dumps(event_dict, default=repr).decode()
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(event_dict, ensure_ascii=False, default=repr)
+        line = json.dumps(event_dict, ensure_ascii=False, default=repr)
+        return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def configure_logging(level: str = "info", stream=None) -> None:
+def configure_logging(level: str = "info", stream=None, *, cache_loggers: bool = False) -> None:
+    """`cache_loggers`: each logger is assembled once, on first use, instead of for every
+    event (structlog's advice for production). Only for a process that configures logging
+    once and for all, such as a served gateway: a cached logger keeps the configuration it
+    was assembled with, so tests that configure logging again leave it off."""
     level_no = logging.getLevelName(level.upper())
     if not isinstance(level_no, int):
         level_no = logging.INFO
@@ -55,11 +67,10 @@ def configure_logging(level: str = "info", stream=None) -> None:
             redact_secrets,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=json_line),
-            encodable_line,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
-        cache_logger_on_first_use=False,
+        logger_factory=structlog.WriteLoggerFactory(stream or sys.stdout),
+        cache_logger_on_first_use=cache_loggers,
     )
     # aiohttp's own access log would duplicate ours and knows nothing of redaction.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

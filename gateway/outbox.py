@@ -79,8 +79,9 @@ class OutboxDelivery:
                 await asyncio.sleep(poll_s if delivered else poll_s * IDLE_WORKER_POLL_FACTOR)
                 return
             try:
-                await asyncio.wait_for(self.wakeup.wait(), poll_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(poll_s):
+                    await self.wakeup.wait()
+            except TimeoutError:
                 pass
             self.wakeup.clear()
 

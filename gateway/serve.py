@@ -61,7 +61,7 @@ def run_worker(settings: Settings, database_url: str, reuse_port: bool) -> None:
     from gateway.cli import _use_uvloop
     from gateway.logging import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, cache_loggers=True)  # configured once for the process's life
     _use_uvloop()
     web.run_app(create_app(settings, database_url=database_url), host=settings.host, port=settings.port,
                 reuse_port=reuse_port or None, access_log=None,

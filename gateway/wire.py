@@ -50,7 +50,7 @@ def unix_seconds(text: str) -> int | None:
 def to_wechat_time(moment: datetime) -> str:
     """RFC 3339 in China time, seconds precision: 2018-06-08T10:34:56+08:00."""
     assert moment.tzinfo is not None
-    return moment.astimezone(CHINA_TZ).replace(microsecond=0).isoformat()
+    return moment.astimezone(CHINA_TZ).isoformat(timespec="seconds")
 
 
 def parse_wechat_time(text: str) -> datetime | None:
@@ -67,11 +67,16 @@ def parse_wechat_time(text: str) -> datetime | None:
         return None
 
 
+# Made once: json.dumps with any non-default argument builds a new encoder for every call.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
 def json_bytes(value) -> bytes:
     """Compact UTF-8 JSON: the exact bytes the gateway signs and sends."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _COMPACT.encode(value).encode()
 
 
 def canonical_json(value) -> str:
     """Key-sorted compact JSON, so equal requests hash equal whatever their key order."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return _CANONICAL.encode(value)

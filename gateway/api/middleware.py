@@ -192,8 +192,9 @@ async def read_body(request: web.Request, handler):
             raise request_errors.UnsupportedContentType("content_type_not_json", field="Content-Type")
         timeout_s = request.app[SERVICES].settings.body_read_timeout_s
         try:
-            await asyncio.wait_for(request.read(), timeout_s)  # aiohttp keeps it for later reads
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout_s):  # in this task: wait_for would start one per request
+                await request.read()  # aiohttp keeps it for later reads
+        except TimeoutError:
             return await _answer_and_close(request, refusal_response(
                 request_errors.BodyReadTimeout("body_read_timeout", timeout_s=timeout_s)))
     return await handler(request)

@@ -28,7 +28,7 @@ from gateway import signing
 from gateway.channel import ChannelError, ChannelNotificationRejected
 from gateway.channel import transformers as tf
 from gateway.channel.credentials import ChannelCredentials
-from gateway.wire import unix_seconds
+from gateway.wire import json_bytes, unix_seconds
 
 log = structlog.get_logger("gateway.channel.client")
 
@@ -88,7 +88,7 @@ class SignedTransport:
 
     async def call(self, method: str, target: str, payload: dict[str, Any] | None) -> tuple[int, Any]:
         """Send one signed request; return (status, JSON or None) of a verified 2xx answer."""
-        body = b"" if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        body = b"" if payload is None else json_bytes(payload)
         headers = self._request_headers(method, target, body)
         path = target.partition("?")[0]
         try:
