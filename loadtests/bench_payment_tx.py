@@ -12,7 +12,9 @@ transaction with durable commits (synchronous_commit on, fsync on):
   2. the gateway's APPLY_PAYMENT (`SELECT mallpay_apply_payment($1, ...)`).
 
 The Python side (one process, asyncio tasks over an asyncpg pool of N connections made
-by gateway.db.create_pool) calls `gateway.services.payments._apply`, which builds the
+by gateway.db.create_pool; with `+processesK` in the variant, K such processes sharing the
+N connections and measuring the same seconds, as `mallpay serve --workers K` serves and as
+pgbench runs its clients on PGBENCH_THREADS threads) calls `gateway.services.payments._apply`, which builds the
 arguments with gateway.services.payment_effects and runs
 gateway.repo.orders.apply_payment. `_apply` is private, but calling it is the point: the
 benchmark follows the gateway's argument building as it changes instead of copying it.
@@ -65,13 +67,15 @@ ORDERS_PER_MEASUREMENT_MIN = 20_000
 PGBENCH_THREADS = 2
 WORKER_EXTRA_S = 120  # pool set-up and shutdown beyond --seconds
 VARIANT_OPTIONS = ("uvloop", "legacy", *gateway_experiment.EXPERIMENTS)
+PROCESSES_OPTION = re.compile(r"processes([1-9])")
+START_AFTER_S = 10.0  # processes of one measurement start together: after their set-up
 RESULT_PREFIX = "RESULT "
 
 
 # -- the Python side (a child process per measurement) ---------------------------------------
 
 async def python_side(database_url: str, context: dict, clients: int, seconds: float, profile: bool,
-                      apply=payments._apply) -> dict:
+                      apply=payments._apply, start_at: float | None = None) -> dict:
     settings = Settings()
     shape = await derive_shape(settings, context)
     sql, params = shape.next_order_for_python()
@@ -98,6 +102,8 @@ async def python_side(database_url: str, context: dict, clients: int, seconds: f
     await asyncio.gather(*(warm_up(conn) for conn in connections))
     for conn in connections:
         await pool.release(conn)
+    if start_at is not None:  # the other processes of this measurement start then too
+        await asyncio.sleep(max(0.0, start_at - time.time()))
     deadline = time.monotonic() + seconds
 
     async def client() -> None:
@@ -141,7 +147,7 @@ def worker_main(args) -> int:
         legacy_payment.use_stdlib_json()
         apply = legacy_payment.apply
     result = asyncio.run(python_side(spec["database_url"], spec["context"], args.clients[0], args.seconds,
-                                     args.cprofile, apply))
+                                     args.cprofile, apply, args.start_at))
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
 
@@ -177,14 +183,33 @@ def run_pgbench(argv: list[str], seconds: int) -> dict:
 
 def run_python(spec_path: Path, clients: int, seconds: int, variant: str, *, cprofile: bool = False,
                wrapper: list[str] = ()) -> dict:
-    argv = [*wrapper, sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path),
-            "--clients", str(clients), "--seconds", str(seconds), "--variant", variant]
-    argv += ["--cprofile"] if cprofile else []
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + WORKER_EXTRA_S)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"python side failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
+    """One gateway-side measurement: one worker process, or with `+processesK` in the
+    variant K of them sharing the clients, started together; their counts are summed."""
+    options = variant.split("+")
+    processes = [int(m.group(1)) for m in map(PROCESSES_OPTION.fullmatch, options) if m]
+    count = processes[0] if processes else 1
+    worker_variant = "+".join(option for option in options if not PROCESSES_OPTION.fullmatch(option))
+    start_at = time.time() + START_AFTER_S if count > 1 else None
+    children = []
+    for index in range(count):
+        argv = [*wrapper, sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path),
+                "--clients", str(clients // count + (index < clients % count)), "--seconds", str(seconds),
+                "--variant", worker_variant]
+        argv += ["--cprofile"] if cprofile else []
+        argv += ["--start-at", repr(start_at)] if start_at is not None else []
+        children.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for child in children:
+        out, err = child.communicate(timeout=seconds + WORKER_EXTRA_S)
+        lines = [line for line in out.splitlines() if line.startswith(RESULT_PREFIX)]
+        if child.returncode != 0 or not lines:
+            raise RuntimeError(f"python side failed ({child.returncode}): {err.strip()[-2000:]}")
+        results.append(json.loads(lines[-1][len(RESULT_PREFIX):]))
+    if count == 1:
+        return results[0]
+    total = {name: sum(r[name] for r in results) for name in ("transactions", "failed", "warm_up", "tps",
+                                                                 "client_cpu_s")}
+    return {**total, "elapsed_s": max(r["elapsed_s"] for r in results), "processes": count}
 
 
 # -- the rounds ----------------------------------------------------------------------------
@@ -320,7 +345,8 @@ async def invariants(database_url: str) -> list[str]:
 
 def report(results: list[dict], args) -> None:
     print(f"\n== payment-success transaction, medians of {args.rounds} x {args.seconds} s "
-          f"(gateway side: one Python process, asyncio tasks over an asyncpg pool of N connections) ==")
+          f"(gateway side: asyncio tasks over asyncpg pools of N connections in all, in one Python "
+          f"process or K with +processesK; pgbench: {PGBENCH_THREADS} threads) ==")
     for clients in args.clients:
         mine = [r for r in results if r["clients"] == clients]
         by_round = {(r["side"], r["round"]): r for r in mine}
@@ -349,7 +375,8 @@ def _parser() -> argparse.ArgumentParser:
                              "and holds its notification); default: a mall with no live campaign")
     parser.add_argument("--variants", nargs="+", default=["gateway"], metavar="VARIANT",
                         help="gateway-side variants to measure against pgbench: gateway, optionally with "
-                             "+uvloop and/or +no-pool-reset (an experiment), e.g. gateway gateway+uvloop; "
+                             "+uvloop, +processesK (K processes share the clients, as serve --workers K) "
+                             "and/or +no-pool-reset (an experiment), e.g. gateway gateway+uvloop; "
                              "legacy: the 16-argument function from before payment effects (legacy_payment.py)")
     parser.add_argument("--profile", action="store_true",
                         help="one extra profiled run of the first variant at the most clients (py-spy if installed)")
@@ -357,6 +384,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one gateway-side measurement
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: the worker's variant
     parser.add_argument("--cprofile", action="store_true", help=argparse.SUPPRESS)  # internal
+    parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)  # internal: when to start measuring
     return parser
 
 
