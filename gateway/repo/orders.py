@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from gateway.repo import clients
@@ -186,10 +185,6 @@ async def apply_payment(conn, *, key, total_fen: int, paid: dict, now: datetime,
 async def claim_due_unpaid(conn, mall_id: str, now: datetime, recheck_at: datetime, limit: int):
     """Unpaid orders of `mall_id` due for a look at the channel, claimed until `recheck_at`."""
     return await conn.fetch(CLAIM_DUE_UNPAID, now, recheck_at, limit, mall_id)
-
-
-def encode_json(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def _one_when_paid(what: str, table: str, key: str, match: str) -> str:
