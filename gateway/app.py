@@ -15,7 +15,9 @@ import structlog
 from aiohttp import web
 
 from gateway import auth
-from gateway.api import SERVICES, bills, channel_notify, health, mall, middleware, openapi, orders, profitsharing, refunds
+from gateway.api import (
+    SERVICES, bills, certificates, channel_notify, health, mall, middleware, openapi, orders, profitsharing, refunds,
+)
 from gateway.background import BackgroundLoops
 from gateway.channel.client import WeChatPayChannel
 from gateway.channel.transport import SignedTransport
@@ -143,7 +145,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     app.cleanup_ctx.append(services_ctx)
     if run_workers:
         app.cleanup_ctx.append(workers_ctx)
-    for module in (orders, channel_notify, health, mall, openapi, profitsharing, refunds, bills):
+    for module in (orders, channel_notify, health, mall, openapi, profitsharing, refunds, bills, certificates):
         app.router.add_routes(module.routes)
     return app
 

@@ -22,7 +22,7 @@ from gateway.errors import SignError
 from gateway.identity import GatewayIdentity
 from gateway.nonces import RequestNonce
 from gateway.repo import clients
-from gateway.caller import Caller
+from gateway.caller import VERIFICATION_MODES, Caller
 from gateway.wire import unix_seconds
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -86,36 +86,54 @@ async def authenticate(request: web.Request, *, pool, keys: ClientKeyCache, cloc
     return caller, RequestNonce(caller.client_id, auth.nonce_str, now)
 
 
-def signed_response_headers(identity: GatewayIdentity, body: bytes, clock) -> dict[str, str]:
+def answering_serial(identity: GatewayIdentity, requested: str | None, caller: Caller | None) -> str:
+    """The name of the gateway's key a response is signed under (its Wechatpay-Serial).
+    WeChat's rule while merchants move between its modes: the answer follows the request's
+    Wechatpay-Serial when that names the key (public key id or certificate serial);
+    otherwise the client's registered mode decides, and an unknown caller gets the public
+    key id, as every answer had before certificates."""
+    named = identity.name_of(requested)
+    if named is not None:
+        return named
+    return serial_for_mode(identity, caller.verification if caller is not None else "public_key")
+
+
+def serial_for_mode(identity: GatewayIdentity, verification: str) -> str:
+    assert verification in VERIFICATION_MODES, verification
+    return identity.certificate_serial if verification == "certificate" else identity.public_key_id
+
+
+def signed_response_headers(identity: GatewayIdentity, body: bytes, clock, serial: str | None = None) -> dict[str, str]:
+    """The signature headers of `body`, naming the key `serial` (the public key id unless told)."""
     timestamp, nonce = str(int(clock().timestamp())), signing.new_nonce()
     signature = identity.sign(signing.response_message(timestamp, nonce, body))
-    return _response_headers(identity, timestamp, nonce, signature)
+    return _response_headers(serial or identity.public_key_id, timestamp, nonce, signature)
 
 
 async def signed_response_headers_async(identity: GatewayIdentity, body: bytes, clock,
-                                        executor: Executor | None) -> dict[str, str]:
+                                        executor: Executor | None, serial: str | None = None) -> dict[str, str]:
     """The same headers, the RSA signature made on `executor`'s threads when there is one
     (`cryptography` releases the GIL while it signs, so the event loop serves meanwhile)."""
     if executor is None:
-        return signed_response_headers(identity, body, clock)
+        return signed_response_headers(identity, body, clock, serial)
     timestamp, nonce = str(int(clock().timestamp())), signing.new_nonce()
     message = signing.response_message(timestamp, nonce, body)
     signature = await asyncio.get_running_loop().run_in_executor(executor, identity.sign, message)
-    return _response_headers(identity, timestamp, nonce, signature)
+    return _response_headers(serial or identity.public_key_id, timestamp, nonce, signature)
 
 
-def _response_headers(identity: GatewayIdentity, timestamp: str, nonce: str, signature: str) -> dict[str, str]:
+def _response_headers(serial: str, timestamp: str, nonce: str, signature: str) -> dict[str, str]:
     return {
         "Wechatpay-Timestamp": timestamp,
         "Wechatpay-Nonce": nonce,
-        "Wechatpay-Serial": identity.public_key_id,
+        "Wechatpay-Serial": serial,
         "Wechatpay-Signature-Type": signing.SCHEMA,
         "Wechatpay-Signature": signature,
     }
 
 
 async def sign_response(response: web.StreamResponse, identity: GatewayIdentity, clock,
-                        executor: Executor | None = None) -> None:
+                        executor: Executor | None = None, serial: str | None = None) -> None:
     assert isinstance(response, web.Response), "streamed responses sign their own bytes"
     body = response.body or b""
     assert isinstance(body, bytes), type(body)
@@ -126,7 +144,7 @@ async def sign_response(response: web.StreamResponse, identity: GatewayIdentity,
             and response.content_type in ("application/octet-stream", "application/json"):
         response.content_type = "application/json"
         response.charset = "utf-8"
-    response.headers.update(await signed_response_headers_async(identity, body, clock, executor))
+    response.headers.update(await signed_response_headers_async(identity, body, clock, executor, serial))
 
 
 def nonce_cutoff(now: datetime, window_s: int) -> datetime:

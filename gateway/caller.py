@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from gateway.signing import Secret
 
+# How a client verifies what the gateway signs, as registered (clients.verification).
+VERIFICATION_MODES = ("public_key", "certificate")
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -17,6 +20,9 @@ class Caller:
     role: str
     sub_mchid: str | None
     apiv3_key: Secret
+    # One of VERIFICATION_MODES: which name of the gateway's key its answers carry
+    # (gateway.auth.answering_serial), the public key id or the certificate's serial.
+    verification: str = "public_key"
 
     def names_its_mall(self, sp_mchid: str | None) -> bool:
         """Partner-mode SDKs send the client's own mchid as `sp_mchid`; the mall's own

@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=["mall_app", "tenant", "finance", "admin"])
     create.add_argument("--sub-mchid")
     create.add_argument("--name")
+    create.add_argument("--verification", help="how the client verifies the gateway's signatures: public_key "
+                        "(default; PUB_KEY_ID + the gateway's public key) or certificate (platform certificate "
+                        "mode: the SDK downloads /v3/certificates)")
     create.add_argument("--out", required=True, type=Path)
     create.set_defaults(run=_client_create)
 
@@ -195,7 +198,8 @@ def _client_create(settings: Settings, args) -> int:
 
     async def register():
         client = parse_new_client({"role": args.role, "sub_mchid": args.sub_mchid, "name": args.name,
-                                   "public_key": signing.public_key_pem(key.public_key()).decode()})
+                                   "public_key": signing.public_key_pem(key.public_key()).decode(),
+                                   "verification": args.verification})
         async with _pool(settings) as pool:
             await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
             return await onboarding.create_client(database_services(settings, pool), settings.sp_mchid, client)
@@ -215,11 +219,16 @@ def write_client_config(out: Path, settings: Settings, created, key, identity) -
     key_path.touch(mode=0o600)
     key_path.write_bytes(signing.private_key_pem(key))
     (out / "gateway_public_key.pem").write_bytes(identity.public_key_pem)
+    (out / "gateway_certificate.pem").write_bytes(identity.certificate_pem)
     config = {
         "base_url": settings.public_url, "mchid": created.client_id, "appid": settings.sp_appid,
         "sp_mchid": settings.sp_mchid, "merchant_serial_no": created.serial_no,
         "merchant_private_key": key_path.name, "apiv3_key": created.apiv3_key.reveal().decode(),
         "public_key_id": identity.public_key_id, "public_key": "gateway_public_key.pem",
+        # The same key under its other name, for SDKs in platform certificate mode (which
+        # can also download it from /v3/certificates).
+        "verification": created.verification, "certificate_serial": identity.certificate_serial,
+        "certificate": "gateway_certificate.pem",
     }
     config_path = out / "config.json"
     config_path.touch(mode=0o600)

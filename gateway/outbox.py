@@ -21,7 +21,7 @@ import aiohttp
 import structlog
 from cachetools import TTLCache
 
-from gateway.auth import signed_response_headers_async
+from gateway.auth import serial_for_mode, signed_response_headers_async
 from gateway.repo import clients as clients_repo
 from gateway.repo import outbox as outbox_repo
 from gateway.services.context import Services
@@ -54,8 +54,8 @@ class OutboxDelivery:
         self._signing_executor = signing_executor
         self._timeout = aiohttp.ClientTimeout(total=svc.settings.outbox_delivery_timeout_s)
         self.wakeup = asyncio.Event()
-        # Clients' APIv3 keys, so a notification costs no key query; kept as long as
-        # client keys are (a removed client stops receiving within that time).
+        # Clients' APIv3 keys and verification modes, so a notification costs no client
+        # query; kept as long as client keys are (a removed client stops receiving within that time).
         self._apiv3_keys = TTLCache(maxsize=APIV3_KEYS_CACHED_MAX, ttl=svc.settings.client_key_cache_s)
         self._mall_id = svc.settings.sp_mchid
         # (event_id, delivered_at) acknowledged and not yet recorded: the next claim records them.
@@ -157,7 +157,7 @@ class OutboxDelivery:
         key = self._apiv3_keys.get(client_id)
         if key is None:
             async with self._svc.pool.acquire() as conn:
-                key = await clients_repo.apiv3_key(conn, client_id)
+                key = await clients_repo.notification_keys(conn, client_id)
             if key is not None:
                 self._apiv3_keys[client_id] = key
         return key
@@ -167,9 +167,10 @@ class OutboxDelivery:
         key = await self._apiv3_key(row["client_id"])
         if key is None:
             return "client_removed"
-        body = notification_body(row, key.reveal())
+        body = notification_body(row, key.apiv3_key.reveal())
         headers = await signed_response_headers_async(self._svc.identity, body, self._svc.signature_clock,
-                                                      self._signing_executor)
+                                                      self._signing_executor,
+                                                      serial_for_mode(self._svc.identity, key.verification))
         headers["Content-Type"] = "application/json; charset=utf-8"
         try:
             async with self._session.post(row["notify_url"], data=body, headers=headers,

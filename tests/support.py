@@ -83,9 +83,10 @@ class SignedClient:
 
 
 async def register_client(pool, *, mall_id: str, role: str, sub_mchid: str | None = None,
-                          name: str = "test client", private_key=None) -> ClientCredentials:
+                          name: str = "test client", private_key=None,
+                          verification: str | None = None) -> ClientCredentials:
     key = private_key or test_key()
-    client = parse_new_client({"role": role, "sub_mchid": sub_mchid, "name": name,
+    client = parse_new_client({"role": role, "sub_mchid": sub_mchid, "name": name, "verification": verification,
                                "public_key": signing.public_key_pem(key.public_key()).decode()})
     created = await onboarding.create_client(on_pool(pool), mall_id, client)
     return ClientCredentials(created.client_id, created.serial_no, key, created.apiv3_key.reveal())

@@ -76,8 +76,27 @@ async def sign_responses(request: web.Request, handler):
     # The channel does not verify what the gateway answers to its notifications.
     if not request.path.startswith("/channel/") and isinstance(response, web.Response) and not response.prepared:
         svc = request.app[SERVICES]
-        await auth.sign_response(response, svc.identity, svc.signature_clock, request.app[SIGNING_EXECUTOR])
+        await auth.sign_response(response, svc.identity, svc.signature_clock, request.app[SIGNING_EXECUTOR],
+                                 answering_serial(request))
     return response
+
+
+SIGNED_WITH_CERTIFICATE = "signed_with_certificate"
+
+
+def signed_with_certificate(handler):
+    """Marks a handler whose answers always name the gateway's certificate (/v3/certificates:
+    an SDK checks the download against the certificate inside it)."""
+    setattr(handler, SIGNED_WITH_CERTIFICATE, True)
+    return handler
+
+
+def answering_serial(request: web.Request) -> str:
+    """The name of the gateway's key the answer to `request` carries in Wechatpay-Serial."""
+    identity = request.app[SERVICES].identity
+    if getattr(request.match_info.handler, SIGNED_WITH_CERTIFICATE, False):
+        return identity.certificate_serial
+    return auth.answering_serial(identity, request.headers.get("Wechatpay-Serial"), request.get(CALLER))
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +227,8 @@ async def _answer_and_close(request: web.Request, response: web.Response) -> web
     """Send `response` now (signed, with the request id) and close the connection: left to
     aiohttp, it would linger up to 10 s reading the rest of a body that is not coming."""
     svc = request.app[SERVICES]
-    await auth.sign_response(response, svc.identity, svc.signature_clock, request.app[SIGNING_EXECUTOR])
+    await auth.sign_response(response, svc.identity, svc.signature_clock, request.app[SIGNING_EXECUTOR],
+                             answering_serial(request))
     response.headers["Request-ID"] = request[REQUEST_ID]
     response.force_close()
     await response.prepare(request)

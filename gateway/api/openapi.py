@@ -118,6 +118,10 @@ PATHS = {
     },
     "/v3/mall/tenants/{sub_mchid}": {"get": _op("One store", result="Tenant",
                                                 params=[_param("sub_mchid", "path")])},
+    "/v3/certificates": {"get": _op(
+        "Download the gateway's platform certificate (下载平台证书) for SDKs in platform certificate mode: "
+        "the gateway's signing key under its certificate serial, encrypted with the caller's APIv3 key; "
+        "any client; always signed under the certificate serial", result="Certificates")},
     "/v3/mall/clients": {"post": _op("Register an API client with its public key (admin)",
                                      body="NewClient", result="ClientConfig")},
     "/v3/mall/clients/{mchid}/keys": {"post": _op("Add a key to a client (rotation)", body="NewKey",
@@ -297,12 +301,28 @@ SCHEMAS = {
     "NewClient": {"type": "object", "required": ["role", "public_key"], "properties": {
         "role": {"type": "string", "enum": ["mall_app", "tenant", "finance", "admin"]},
         "sub_mchid": {"type": "string"}, "name": {"type": "string"},
-        "public_key": {"type": "string", "description": "PEM"}}},
+        "public_key": {"type": "string", "description": "PEM"},
+        "verification": {"type": "string", "enum": ["public_key", "certificate"], "default": "public_key",
+                         "description": "the name of the gateway's key its answers and notifications carry in "
+                                        "Wechatpay-Serial when the request names none: PUB_KEY_ID_… or the "
+                                        "serial of the certificate from /v3/certificates"}}},
     "NewKey": {"type": "object", "required": ["public_key"], "properties": {"public_key": {"type": "string"}}},
     "ClientConfig": {"type": "object", "properties": {
         "mchid": {"type": "string"}, "sp_mchid": {"type": "string"}, "appid": {"type": "string"},
         "merchant_serial_no": {"type": "string"}, "apiv3_key": {"type": "string"},
-        "public_key_id": {"type": "string"}, "public_key": {"type": "string"}}},
+        "public_key_id": {"type": "string"}, "public_key": {"type": "string"},
+        "verification": {"type": "string", "enum": ["public_key", "certificate"]}}},
+    "Certificates": {"type": "object", "properties": {"data": {"type": "array", "items": {
+        "type": "object", "properties": {
+            "serial_no": {"type": "string", "description": "40 upper-case hex digits"},
+            "effective_time": {"type": "string", "format": "date-time"},
+            "expire_time": {"type": "string", "format": "date-time"},
+            "encrypt_certificate": {"type": "object", "properties": {
+                "algorithm": {"type": "string", "enum": ["AEAD_AES_256_GCM"]},
+                "nonce": {"type": "string"},
+                "associated_data": {"type": "string", "enum": ["certificate"]},
+                "ciphertext": {"type": "string", "description": "the PEM certificate, AES-256-GCM under "
+                                                                "the caller's APIv3 key, base64"}}}}}}}},
     "CouponCampaign": {"type": "object", "required": [
         "name", "sub_mchid", "funded_by", "discount", "budget", "per_shopper_max", "starts_at", "ends_at",
         "coupon_valid_seconds"], "properties": {

@@ -9,18 +9,18 @@ from gateway.caller import Caller  # re-exported: storage builds it from a key r
 from gateway.signing import Secret
 
 CLIENT_KEY = """
-SELECT c.client_id, c.mall_id, c.role, c.sub_mchid, c.apiv3_key, k.public_key_pem, m.sp_appid
+SELECT c.client_id, c.mall_id, c.role, c.sub_mchid, c.apiv3_key, c.verification, k.public_key_pem, m.sp_appid
   FROM client_keys k
   JOIN clients c USING (client_id)
   JOIN malls m ON m.mall_id = c.mall_id
  WHERE k.client_id = $1 AND k.serial_no = $2 AND k.revoked_at IS NULL
 """
 
-CLIENT_APIV3_KEY = "SELECT apiv3_key FROM clients WHERE client_id = $1"
+CLIENT_NOTIFICATION_KEYS = "SELECT apiv3_key, verification FROM clients WHERE client_id = $1"
 
 INSERT_CLIENT = """
-INSERT INTO clients (client_id, mall_id, role, sub_mchid, name, apiv3_key)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO clients (client_id, mall_id, role, sub_mchid, name, apiv3_key, verification)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 
 INSERT_CLIENT_KEY = """
@@ -76,13 +76,22 @@ async def client_key(conn, client_id: str, serial_no: str) -> ClientKey | None:
     caller = Caller(
         client_id=row["client_id"], mall_id=row["mall_id"], sp_appid=row["sp_appid"],
         role=row["role"], sub_mchid=row["sub_mchid"], apiv3_key=Secret(bytes(row["apiv3_key"])),
+        verification=row["verification"],
     )
     return ClientKey(caller=caller, public_key_pem=row["public_key_pem"])
 
 
-async def apiv3_key(conn, client_id: str) -> Secret | None:
-    raw = await conn.fetchval(CLIENT_APIV3_KEY, client_id)
-    return None if raw is None else Secret(bytes(raw))
+@dataclass(frozen=True, slots=True)
+class NotificationKeys:
+    apiv3_key: Secret  # encrypts the resource
+    verification: str  # which name of the gateway's key signs it
+
+
+async def notification_keys(conn, client_id: str) -> NotificationKeys | None:
+    row = await conn.fetchrow(CLIENT_NOTIFICATION_KEYS, client_id)
+    if row is None:
+        return None
+    return NotificationKeys(Secret(bytes(row["apiv3_key"])), row["verification"])
 
 
 async def remember_nonces(conn, seen: list[tuple[str, str, datetime]]) -> set[tuple[str, str]]:
@@ -111,8 +120,9 @@ async def client_exists(conn, client_id: str) -> bool:
     return await conn.fetchval(CLIENT_EXISTS, client_id) is not None
 
 
-async def insert_client(conn, *, client_id, mall_id, role, sub_mchid, name, apiv3_key: bytes) -> None:
-    await conn.execute(INSERT_CLIENT, client_id, mall_id, role, sub_mchid, name, apiv3_key)
+async def insert_client(conn, *, client_id, mall_id, role, sub_mchid, name, apiv3_key: bytes,
+                        verification: str) -> None:
+    await conn.execute(INSERT_CLIENT, client_id, mall_id, role, sub_mchid, name, apiv3_key, verification)
 
 
 async def insert_client_key(conn, client_id: str, serial_no: str, public_key_pem: str) -> None:

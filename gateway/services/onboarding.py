@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass, replace
 
 from gateway import signing
-from gateway.caller import Caller
+from gateway.caller import VERIFICATION_MODES, Caller
 from gateway.domain_errors import NotFound, Refused
 from gateway.repo import clients as clients_repo
 from gateway.repo import tenants as tenants_repo
@@ -130,6 +130,7 @@ class NewClient:
     client_id: str
     serial_no: str
     apiv3_key: signing.Secret
+    verification: str
 
 
 def serial_of(public_key) -> str:
@@ -149,12 +150,14 @@ class NewClientRequest:
     sub_mchid: str | None  # a `tenant`'s store; None for every other role
     name: str
     key: ClientKey
+    verification: str = "public_key"  # one of VERIFICATION_MODES
 
 
 async def create_client(svc, mall_id: str, request: NewClientRequest) -> NewClient:
     """Register a client with its first key. A mall's first `mall_app` client signs as
     the mall's own sp_mchid, so a WeChat Pay SDK configured for the mall works as is."""
     assert request.role in ROLES, "the role is checked at the edge"
+    assert request.verification in VERIFICATION_MODES, "the mode is checked at the edge"
     apiv3_key = secrets.token_hex(16).encode()  # 32 ASCII characters, like WeChat's APIv3 keys
     async with svc.pool.acquire() as conn, conn.transaction():
         if request.sub_mchid is not None and await tenants_repo.tenant(conn, mall_id, request.sub_mchid) is None:
@@ -163,9 +166,11 @@ async def create_client(svc, mall_id: str, request: NewClientRequest) -> NewClie
         if request.role != "mall_app" or await clients_repo.client_exists(conn, client_id):
             client_id = await _fresh_client_id(conn)
         await clients_repo.insert_client(conn, client_id=client_id, mall_id=mall_id, role=request.role,
-                                         sub_mchid=request.sub_mchid, name=request.name, apiv3_key=apiv3_key)
+                                         sub_mchid=request.sub_mchid, name=request.name, apiv3_key=apiv3_key,
+                                         verification=request.verification)
         await clients_repo.insert_client_key(conn, client_id, request.key.serial_no, request.key.public_key_pem)
-    return NewClient(client_id=client_id, serial_no=request.key.serial_no, apiv3_key=signing.Secret(apiv3_key))
+    return NewClient(client_id=client_id, serial_no=request.key.serial_no, apiv3_key=signing.Secret(apiv3_key),
+                     verification=request.verification)
 
 
 async def add_client_key(svc, mall_id: str, client_id: str, key: ClientKey) -> str:

@@ -27,16 +27,22 @@ class Notice:
                 "resource": self.resource}
 
 
-def notification_body(row, apiv3_key: bytes) -> bytes:
+def sealed_for_client(apiv3_key: bytes, plaintext: bytes, associated_data: str) -> dict:
+    """`plaintext` encrypted with a client's APIv3 key as WeChat hands out what only the
+    merchant may read (a notification's resource, a platform certificate): AES-256-GCM
+    under a fresh nonce, with `associated_data` bound in."""
     nonce = secrets.token_hex(RESOURCE_NONCE_CHARS // 2)
-    plaintext = json_bytes(row["resource"])
-    resource = {
+    return {
         "algorithm": "AEAD_AES_256_GCM",
-        "ciphertext": signing.aes_gcm_encrypt(apiv3_key, plaintext, nonce, row["original_type"]),
+        "ciphertext": signing.aes_gcm_encrypt(apiv3_key, plaintext, nonce, associated_data),
         "nonce": nonce,
-        "associated_data": row["original_type"],
-        "original_type": row["original_type"],
+        "associated_data": associated_data,
     }
+
+
+def notification_body(row, apiv3_key: bytes) -> bytes:
+    resource = {**sealed_for_client(apiv3_key, json_bytes(row["resource"]), row["original_type"]),
+                "original_type": row["original_type"]}
     return json_bytes({
         "id": str(row["notification_id"]),
         "create_time": to_wechat_time(row["created_at"]),

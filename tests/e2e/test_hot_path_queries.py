@@ -9,13 +9,13 @@ from tests.support import open_notification, order_body, wait_until
 
 async def test_notifications_to_one_client_read_its_apiv3_key_once(mall, monkeypatch):
     lookups = []
-    real = clients_repo.apiv3_key
+    real = clients_repo.notification_keys
 
     async def counting(conn, client_id):
         lookups.append(client_id)
         return await real(conn, client_id)
 
-    monkeypatch.setattr(clients_repo, "apiv3_key", counting)
+    monkeypatch.setattr(clients_repo, "notification_keys", counting)
     store = mall.stores[0]
     for n in range(3):
         reply = await mall.app.post("/v3/pay/partner/transactions/jsapi", order_body(mall, store, f"KEYS-000{n}", 100 + n))

@@ -178,6 +178,13 @@ def test_a_client_without_a_name_is_named_after_its_role():
     assert parse_new_client({"role": "finance", "public_key": pem()}).name == "finance"
 
 
+def test_a_client_verifies_by_public_key_unless_it_asks_for_the_certificate():
+    assert parse_new_client({"role": "finance", "public_key": pem()}).verification == "public_key"
+    assert parse_new_client({"role": "finance", "public_key": pem(), "verification": None}).verification == "public_key"
+    for mode in ("public_key", "certificate"):
+        assert parse_new_client({"role": "finance", "public_key": pem(), "verification": mode}).verification == mode
+
+
 @pytest.mark.parametrize("body, expected", [
     ([], ("body", "not_an_object")),
     ({"public_key": "k"}, ("name", "bad_length_or_characters")),
@@ -188,6 +195,11 @@ def test_a_client_without_a_name_is_named_after_its_role():
     ({"role": "tenant", "sub_mchid": "19x"}, ("sub_mchid", "bad_format")),
     ({"role": "admin"}, ("public_key", "required")),
     ({"role": "admin", "public_key": "not a key"}, ("public_key", "not_an_rsa_public_key")),
+    ({"role": "admin", "public_key": pem(), "verification": "platform"}, ("verification", "unknown_verification")),
+    ({"role": "admin", "public_key": pem(), "verification": "CERTIFICATE"}, ("verification", "unknown_verification")),
+    ({"role": "admin", "public_key": pem(), "verification": ""}, ("verification", "unknown_verification")),
+    ({"role": "admin", "public_key": pem(), "verification": ["certificate"]}, ("verification", "unknown_verification")),
+    ({"role": "admin", "public_key": pem(), "verification": 1}, ("verification", "unknown_verification")),
 ])
 def test_a_client_is_refused_naming_the_field(body, expected):
     assert refusal(parse_new_client, body) == expected

@@ -25,6 +25,7 @@ async def create_client(request: web.Request) -> web.Response:
         "merchant_serial_no": created.serial_no, "apiv3_key": created.apiv3_key.reveal().decode(),
         "public_key_id": svc.identity.public_key_id,
         "public_key": svc.identity.public_key_pem.decode(),
+        "verification": created.verification,
     })
 
 

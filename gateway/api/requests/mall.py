@@ -14,6 +14,7 @@ from datetime import date
 from coupons.campaigns import CampaignChange, CampaignInvalid, CampaignSpec, parse_campaign, parse_change
 from gateway import signing
 from gateway.api.requests import body_object
+from gateway.caller import VERIFICATION_MODES
 from gateway.domain_errors import InvalidField, Refused
 from gateway.formats import APPID_RE, GUIDE_ID_RE, MCHID_RE, OPENID_RE, OUT_TRADE_NO_RE
 from gateway.services.coupon_redemption import PAYOUT_FIELDS, SubsidyPayout
@@ -134,7 +135,8 @@ def parse_approval(body) -> HighRatioApproval:
 
 def parse_new_client(body) -> NewClientRequest:
     """A client to register: its role, its store (a `tenant` only), a name (the role when
-    none is given) and its first key."""
+    none is given), its first key and how it verifies the gateway's signatures
+    (`verification`: public_key when none is given)."""
     body = body_object(body)
     name = body.get("name") or body.get("role")
     if not isinstance(name, str) or len(name) > NAME_CHARS_MAX:
@@ -146,7 +148,14 @@ def parse_new_client(body) -> NewClientRequest:
         raise InvalidField("sub_mchid", "required_for_tenant_only")
     if sub_mchid is not None and (not isinstance(sub_mchid, str) or not MCHID_RE.fullmatch(sub_mchid)):
         raise InvalidField("sub_mchid", "bad_format")
-    return NewClientRequest(role=role, sub_mchid=sub_mchid, name=name, key=_client_key(body.get("public_key")))
+    verification = body.get("verification")
+    if verification is None:
+        verification = "public_key"
+    if not isinstance(verification, str) or verification not in VERIFICATION_MODES:
+        raise InvalidField("verification", "unknown_verification",
+                           f"verification is one of {', '.join(VERIFICATION_MODES)}")
+    return NewClientRequest(role=role, sub_mchid=sub_mchid, name=name, key=_client_key(body.get("public_key")),
+                            verification=verification)
 
 
 def parse_client_key(body) -> ClientKey:
