@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import asyncpg
@@ -12,7 +13,7 @@ from ledger import accounts, repo
 from ledger.payments import channel_fee_fen, payment_transfer
 from ledger.transfers import Move, transfer_of
 from gateway.services import onboarding
-from tests.support import add_tenant
+from tests.support import add_tenant, wait_until
 
 MALL = "1900000100"
 STORE = "1900000201"
@@ -90,3 +91,43 @@ async def test_invariant_check_reports_a_tampered_balance(ledger_pool):
         assert any(p.startswith("stored_balance_differs") for p in problems), problems
         await conn.execute("UPDATE accounts SET balance_fen = balance_fen - 1 WHERE account = $1",
                            accounts.tenant_available(STORE))
+
+
+async def test_a_transfer_locks_the_balances_it_changes_in_account_order(db_pool, database_url):
+    """Two transfers sharing two balances must take them in the same order, or each can
+    hold one and wait for the other (a deadlock PostgreSQL ends by aborting one). Here the
+    later account is stored first and the join is forced to read the table in stored
+    order: the transfer must still wait for the earlier account before touching the later."""
+    first, later = "1900000201", "1900000202"
+    await onboarding.ensure_mall(db_pool, MALL, "wxmall", "Test mall")
+    await add_tenant(db_pool, MALL, later)  # stored first
+    await add_tenant(db_pool, MALL, first)
+    first_account, later_account = accounts.tenant_available(first), accounts.tenant_available(later)
+    holder, poster, prober = [await asyncpg.connect(database_url) for _ in range(3)]
+    try:
+        holder_tx = holder.transaction()
+        await holder_tx.start()
+        await holder.execute("SELECT 1 FROM accounts WHERE mall_id = $1 AND account = $2 FOR UPDATE",
+                             MALL, first_account)
+        for setting in ("enable_nestloop", "enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
+            await poster.execute(f"SET {setting} = off")
+        posting = asyncio.create_task(poster.fetchval(
+            repo.POST_TRANSFER, MALL, "payment", f"{first}/LOCK-ORDER", "CNY", NOW,
+            [accounts.PAYER, first_account, later_account], [-10, 5, 5]))
+        poster_pid = poster.get_server_pid()
+
+        async def poster_waits() -> bool:
+            return await prober.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                                         poster_pid)
+        await wait_until(poster_waits, what="the transfer waiting for the held balance")
+        async with prober.transaction():  # the later balance is still free: nothing took it out of order
+            assert await prober.fetchval("SELECT 1 FROM accounts WHERE mall_id = $1 AND account = $2 "
+                                         "FOR UPDATE NOWAIT", MALL, later_account) == 1
+        await holder_tx.rollback()
+        assert await asyncio.wait_for(posting, 10) is not None
+        assert await repo.balance_fen(poster, MALL, later_account) == 5
+    finally:
+        for conn in (holder, poster, prober):
+            await conn.close()
+    async with db_pool.acquire() as conn:
+        assert await invariants.check_invariants(conn) == []
