@@ -24,7 +24,7 @@ def add_points_commands(points) -> None:
 
 
 def _subsidy_payouts(settings, args) -> int:
-    from gateway.api.requests.mall import parse_payout_store
+    from gateway.api.requests.mall import parse_store_filter
     from gateway.cli_jobs import print_page
     from gateway.domain_errors import NotFound
     from gateway.repo.clients import Caller
@@ -33,7 +33,7 @@ def _subsidy_payouts(settings, args) -> int:
                       sub_mchid=None, apiv3_key=None)
 
     async def listing(svc):
-        found = await coupon_redemption.subsidy_payouts(svc, operator, parse_payout_store(args.sub_mchid),
+        found = await coupon_redemption.subsidy_payouts(svc, operator, parse_store_filter(args.sub_mchid),
                                                         args.limit, 0)
         if found is None:
             raise NotFound("tenant")

@@ -19,10 +19,10 @@ from aiohttp import web
 from gateway.api import caller_of, services_of
 from gateway.api.mall.common import require_role
 from gateway.api.orders import json_response
+from gateway.api.requests.mall import parse_store_filter
 from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import own_bills
 from gateway.wire import iso_day
-from ledger.accounts import SUB_MCHID_RE
 
 routes = web.RouteTableDef()
 DOWNLOAD_PATH = "/v3/billdownload/file"
@@ -34,9 +34,7 @@ def _request(request: web.Request, bill: str) -> own_bills.BillRequest:
     bill_on = iso_day(request.query.get("bill_date"))
     if bill_on is None:
         raise InvalidField("bill_date", "bad_format", "bill_date must be yyyy-MM-DD")
-    sub_mchid = request.query.get("sub_mchid")
-    if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):
-        raise InvalidField("sub_mchid", "bad_format")
+    sub_mchid = parse_store_filter(request.query.get("sub_mchid"))
     if request.query.get("tar_type") not in (None, "GZIP"):
         raise InvalidField("tar_type", "bad_value", "tar_type must be GZIP or absent")
     if bill == "trade" and request.query.get("bill_type", "ALL") != "ALL":

@@ -13,7 +13,7 @@ from gateway import signing
 from gateway.api.middleware import wechat_answer
 from gateway.api.requests.mall import (
     parse_approval, parse_campaign_change, parse_client_key, parse_contract_change, parse_guide, parse_job_reason,
-    parse_job_state, parse_new_campaign, parse_new_client, parse_openid, parse_payout_store, parse_points_rule,
+    parse_job_state, parse_new_campaign, parse_new_client, parse_openid, parse_store_filter, parse_points_rule,
     parse_reconciliation_day, parse_subsidy_payout, parse_sync_state, parse_tenant, parse_window_days,
     parse_acted_by,
 )
@@ -342,7 +342,7 @@ def answered(parse, *args) -> tuple[int, str, str, dict]:
 
 def test_listing_and_report_queries_become_their_values():
     assert (parse_job_state(None), parse_job_state("resolved")) == (JobState.DEAD, JobState.RESOLVED)
-    assert (parse_payout_store(None), parse_payout_store("1900000201")) == (None, "1900000201")
+    assert (parse_store_filter(None), parse_store_filter("1900000201")) == (None, "1900000201")
     assert (parse_window_days(None, 7), parse_window_days("1", 7), parse_window_days("90", 7)) == (7, 1, 90)
     assert parse_openid("oShopper_01-x") == "oShopper_01-x"
 
@@ -350,7 +350,7 @@ def test_listing_and_report_queries_become_their_values():
 @pytest.mark.parametrize("parse, args, expected", [
     (parse_job_state, ("stuck",), (400, "PARAM_ERROR", "state is one of pending, done, dead, resolved",
                                    {"field": "state", "issue": "out_of_range"})),
-    (parse_payout_store, ("shop-1",), (400, "PARAM_ERROR", "sub_mchid: bad_format",
+    (parse_store_filter, ("shop-1",), (400, "PARAM_ERROR", "sub_mchid: bad_format",
                                        {"field": "sub_mchid", "issue": "bad_format"})),
     (parse_window_days, ("91", 7), (400, "PARAM_ERROR", "window_days must be 1 to 90",
                                     {"field": "window_days", "issue": "out_of_range"})),
@@ -367,7 +367,7 @@ def test_a_report_window_is_a_whole_number_of_days(value):
 
 
 def test_an_empty_store_or_state_is_refused_not_taken_for_none():
-    assert answered(parse_payout_store, "")[3] == {"field": "sub_mchid", "issue": "bad_format"}
+    assert answered(parse_store_filter, "")[3] == {"field": "sub_mchid", "issue": "bad_format"}
     assert answered(parse_job_state, "")[3] == {"field": "state", "issue": "out_of_range"}
     assert answered(parse_sync_state, "")[3] == {"field": "state", "issue": "out_of_range"}
 

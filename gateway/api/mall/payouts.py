@@ -12,11 +12,11 @@ from aiohttp import web
 
 from gateway.api import json_or_missing, services_of
 from gateway.api.mall.common import caller_in_role, paging
+from gateway.api.requests.mall import parse_store_filter
 from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import payouts
 from gateway.services.reconciliation import day_window
 from gateway.wire import iso_day
-from ledger.accounts import SUB_MCHID_RE
 
 routes = web.RouteTableDef()
 RANGE_DAYS_MAX = 366
@@ -32,9 +32,7 @@ def day_param(request: web.Request, name: str) -> date:
 @routes.get("/v3/mall/payouts")
 async def list_payouts(request: web.Request) -> web.Response:
     caller = caller_in_role(request, "tenant", "finance", "admin")
-    sub_mchid = request.query.get("sub_mchid")
-    if sub_mchid is not None and not SUB_MCHID_RE.fullmatch(sub_mchid):
-        raise InvalidField("sub_mchid", "bad_format")
+    sub_mchid = parse_store_filter(request.query.get("sub_mchid"))
     if caller.role == "tenant" and sub_mchid is None:
         sub_mchid = caller.sub_mchid
     first, last = day_param(request, "from"), day_param(request, "to")

@@ -231,9 +231,9 @@ def parse_subsidy_payout(body) -> SubsidyPayout:
     return SubsidyPayout(sub_mchid=sub_mchid, amount_fen=amount, out_payout_no=out_payout_no)
 
 
-def parse_payout_store(value: str | None) -> str | None:
-    """The store whose subsidy payouts the mall's admin or finance lists (`?sub_mchid`,
-    `--sub-mchid`); all stores' when none is named."""
+def parse_store_filter(value: str | None) -> str | None:
+    """The one store a listing or a bill is limited to (`?sub_mchid`, `--sub-mchid`):
+    payouts, coupon-subsidy payouts, the bills; every store's when none is named."""
     return None if value is None else _payout_store(value)
 
 
