@@ -21,7 +21,7 @@ import aiohttp
 import structlog
 from cachetools import TTLCache
 
-from gateway.auth import serial_for_mode, signed_response_headers_async
+from gateway.auth import JSON_CONTENT_TYPE, serial_for_mode, signed_response_headers_async
 from gateway.repo import clients as clients_repo
 from gateway.repo import outbox as outbox_repo
 from gateway.services.context import Services
@@ -30,7 +30,7 @@ from gateway.shapes.notifications import notification_body
 log = structlog.get_logger(__name__)
 LEASE_MARGIN_S = 5
 ERROR_CHARS_MAX = 200
-APIV3_KEYS_CACHED_MAX = 10_000
+CLIENT_KEYS_CACHED_MAX = 10_000
 IDLE_WORKER_POLL_FACTOR = 5
 
 
@@ -56,7 +56,7 @@ class OutboxDelivery:
         self.wakeup = asyncio.Event()
         # Clients' APIv3 keys and verification modes, so a notification costs no client
         # query; kept as long as client keys are (a removed client stops receiving within that time).
-        self._apiv3_keys = TTLCache(maxsize=APIV3_KEYS_CACHED_MAX, ttl=svc.settings.client_key_cache_s)
+        self._client_keys = TTLCache(maxsize=CLIENT_KEYS_CACHED_MAX, ttl=svc.settings.client_key_cache_s)
         self._mall_id = svc.settings.sp_mchid
         # (event_id, delivered_at) acknowledged and not yet recorded: the next claim records them.
         self._acknowledged: list[tuple[int, object]] = []
@@ -153,25 +153,25 @@ class OutboxDelivery:
         log.info("notification_failed", event_id=row["event_id"], attempts=attempts_done,
                  dead=dead, error=error[:ERROR_CHARS_MAX])
 
-    async def _apiv3_key(self, client_id: str):
-        key = self._apiv3_keys.get(client_id)
-        if key is None:
+    async def _keys_of(self, client_id: str) -> clients_repo.NotificationKeys | None:
+        keys = self._client_keys.get(client_id)
+        if keys is None:
             async with self._svc.pool.acquire() as conn:
-                key = await clients_repo.notification_keys(conn, client_id)
-            if key is not None:
-                self._apiv3_keys[client_id] = key
-        return key
+                keys = await clients_repo.notification_keys(conn, client_id)
+            if keys is not None:
+                self._client_keys[client_id] = keys
+        return keys
 
     async def _attempt(self, row) -> str | None:
         """None when the client acknowledged; else a short reason for operators."""
-        key = await self._apiv3_key(row["client_id"])
-        if key is None:
+        keys = await self._keys_of(row["client_id"])
+        if keys is None:
             return "client_removed"
-        body = notification_body(row, key.apiv3_key.reveal())
+        body = notification_body(row, keys.apiv3_key.reveal())
         headers = await signed_response_headers_async(self._svc.identity, body, self._svc.signature_clock,
                                                       self._signing_executor,
-                                                      serial_for_mode(self._svc.identity, key.verification))
-        headers["Content-Type"] = "application/json; charset=utf-8"
+                                                      serial_for_mode(self._svc.identity, keys.verification))
+        headers["Content-Type"] = JSON_CONTENT_TYPE
         try:
             async with self._session.post(row["notify_url"], data=body, headers=headers,
                                           timeout=self._timeout, allow_redirects=False) as response:
