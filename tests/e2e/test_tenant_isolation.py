@@ -55,6 +55,7 @@ ENDPOINTS = [
     Probe("account balances", "/v3/mall/ledger/balances?account=tenant:{sub_mchid}:available", False),
     Probe("ledger export", "/v3/mall/ledger/export?from={today}&to={today}&format=csv", False),
     Probe("payouts", "/v3/mall/payouts?sub_mchid={sub_mchid}&from={today}&to={today}", True),
+    Probe("coupon-subsidy payouts", "/v3/mall/coupon-subsidies/payouts?sub_mchid={sub_mchid}", True),
     Probe("points syncs", "/v3/mall/points/syncs", False),
     Probe("reconciliations", "/v3/mall/reconciliations", False),
     Probe("reconciliation of a day", "/v3/mall/reconciliations/{today}", False),
