@@ -6,14 +6,17 @@ share nothing but PostgreSQL: the background workers in each process claim due r
 FOR UPDATE SKIP LOCKED and a lease (outbox, jobs, unpaid orders) and nonce clean-up is an
 idempotent delete, so N processes are as safe as one. The parent makes the keys the
 children would otherwise race to create, starts them, and stops them all when any of
-them ends or when it is told to stop.
+them ends or when it is told to stop. A worker whose parent is gone however it went (a
+SIGKILL, the OOM killer) stops itself, so no orphan keeps serving the port.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import sys
+import threading
 from multiprocessing.connection import wait
 
 from gateway.settings import Settings
@@ -63,9 +66,25 @@ def run_worker(settings: Settings, database_url: str, reuse_port: bool) -> None:
 
     configure_logging(settings.log_level, cache_loggers=True)  # configured once for the process's life
     _use_uvloop()
+    if reuse_port:
+        _stop_when_parent_ends()
     web.run_app(create_app(settings, database_url=database_url), host=settings.host, port=settings.port,
                 reuse_port=reuse_port or None, access_log=None,
                 print=lambda text: print(text, file=sys.stderr))
+
+
+def _stop_when_parent_ends() -> None:
+    """In a spawned worker: SIGTERM ourselves (aiohttp's graceful shutdown) once the
+    parent process has ended, whether or not it could stop us itself."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="mallpay-parent-watch", daemon=True).start()
 
 
 def _make_keys_once(settings: Settings) -> None:

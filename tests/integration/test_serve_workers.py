@@ -54,11 +54,13 @@ async def served(tmp_path, database_url, db_pool):
         await wait_until(all_listening, timeout_s=START_WAIT_S, what="every worker to listen")
         yield process, port, base_url, tmp_path, settings
     finally:
+        children = _children(process)  # read before the parent goes: then it names none
         if process.poll() is None:
             process.kill()
             process.wait()
-        for child in _children(process):
-            child.kill()
+        for child in children:
+            if child.is_running():
+                child.kill()
 
 
 def _listening(process, port: int) -> list[psutil.Process]:
@@ -103,6 +105,17 @@ async def test_stopping_the_parent_stops_every_worker(served):
     assert await asyncio.to_thread(process.wait, STOP_WAIT_S) == 0
     gone, alive = psutil.wait_procs(children, timeout=STOP_WAIT_S)
     assert alive == []
+
+
+async def test_workers_stop_when_the_parent_is_killed(served):
+    # SIGKILL gives the parent no chance to stop its workers; they notice it is gone.
+    process, *_ = served
+    children = _children(process)
+    process.kill()
+    await asyncio.to_thread(process.wait, STOP_WAIT_S)
+    gone, alive = await asyncio.to_thread(psutil.wait_procs, children, STOP_WAIT_S)
+    assert alive == []
+    assert len(gone) == WORKERS
 
 
 def test_signing_key_is_made_before_workers_start(tmp_path):
