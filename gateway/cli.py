@@ -33,7 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"mallpay: {exc}", file=sys.stderr)
         return 2
-    return args.run(settings, args) or 0
+    try:
+        return args.run(settings, args) or 0
+    except KeyboardInterrupt:  # Ctrl-C: the command's own clean-up has run; no traceback
+        print("mallpay: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
 
 
 def _parser() -> argparse.ArgumentParser:
