@@ -81,16 +81,29 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
     followed = FollowedClock(clock) if settings.channel_is_emulator else None
 
     async def services_ctx(app: web.Application):
-        own_pool = pool is None
-        the_pool = pool or await create_pool(
-            database_url, min_size=settings.db_pool_size_min, max_size=settings.db_pool_size_max,
-            statement_timeout_ms=settings.db_statement_timeout_ms,
-            acquire_timeout_s=settings.db_acquire_timeout_ms / 1000,
-        )
+        # Everything made here is closed in reverse order on shutdown, and also when a
+        # later step of the start fails (a database without the schema, say).
+        async with contextlib.AsyncExitStack() as made:
+            await _start_services(app, made)
+            yield
+
+    async def _start_services(app: web.Application, made: contextlib.AsyncExitStack) -> None:
+        if signing_executor is not None:
+            made.callback(signing_executor.shutdown)
+        the_pool = pool
+        if the_pool is None:
+            the_pool = await create_pool(
+                database_url, min_size=settings.db_pool_size_min, max_size=settings.db_pool_size_max,
+                statement_timeout_ms=settings.db_statement_timeout_ms,
+                acquire_timeout_s=settings.db_acquire_timeout_ms / 1000,
+            )
+            made.push_async_callback(the_pool.close)
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS_MAX))
+        made.push_async_callback(session.close)
         # Notifications go to addresses clients chose: public ones only (loopback for local runs).
         notify_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
             limit=HTTP_CONNECTIONS_MAX, resolver=PublicOnlyResolver(allow_loopback=settings.channel_is_emulator)))
+        made.push_async_callback(notify_session.close)
         the_channel = channel or WeChatPayChannel(SignedTransport(
             channel_credentials(settings), settings.channel_url, session,
             settings.channel_timeout_s, clock,
@@ -99,20 +112,13 @@ def create_app(settings: Settings, *, database_url: str | None = None, pool=None
         ))
         svc = Services(settings=settings, pool=the_pool, channel=the_channel, clock=followed or clock,
                        identity=identity, signature_clock=clock, coupons=next_store.CouponRuntime())
+        # First out at shutdown: issuing in flight (its payments are committed).
+        made.callback(lambda: [task.cancel() for task in list(svc.coupons.tasks)])
         await onboarding.ensure_mall(the_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
         app[SERVICES] = svc
         app[OUTBOX] = OutboxDelivery(svc, notify_session, signing_executor)
         svc.coupons.wakeup = app[OUTBOX].wakeup  # a payment not held for coupons wakes it (payments.apply_trade)
         svc.coupons.hand_over = app[OUTBOX].hand_over  # a released notification goes out without a claim
-        yield
-        for task in list(svc.coupons.tasks):  # issuing in flight: its payments are committed
-            task.cancel()
-        await session.close()
-        await notify_session.close()
-        if own_pool:
-            await the_pool.close()
-        if signing_executor is not None:
-            signing_executor.shutdown()
 
     async def workers_ctx(app: web.Application):
         svc, loops, outbox = app[SERVICES], app[BACKGROUND], app[OUTBOX]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import sys
 from datetime import date
@@ -38,9 +39,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the command's own clean-up has run; no traceback
         print("mallpay: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except Exception as exc:
+        if not operator_error(exc):
+            raise
+        print(f"mallpay: {exc}", file=sys.stderr)
+        return 1
 
 
 INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
+
+LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
+
+
+def operator_error(exc: BaseException) -> bool:
+    """Whether `exc` is the operator's to fix and its message says all of it: a database
+    that cannot be reached or is not migrated, an address the server cannot listen on.
+    (Imported here: commands without a database never load asyncpg.)"""
+    from gateway.db import DatabaseUnreachable
+    from gateway.db.migrate import MigrationError
+
+    return (isinstance(exc, (DatabaseUnreachable, MigrationError))
+            or isinstance(exc, OSError) and exc.errno in LISTEN_ERRNOS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -156,7 +175,7 @@ def _with_database(settings: Settings):
 
 
 def _serve(settings: Settings, args) -> int:
-    from gateway.db.migrate import migrate
+    from gateway.db.migrate import MigrationError, migrate, pending
     from gateway.logging import configure_logging
     from gateway.serve import serve
 
@@ -166,6 +185,8 @@ def _serve(settings: Settings, args) -> int:
     url, _server = _with_database(settings)
     if settings.migrate_on_start and not args.no_migrate:
         asyncio.run(migrate(url))
+    elif missing := asyncio.run(pending(url)):
+        raise MigrationError(f"the database lacks {', '.join(missing)}: run `mallpay migrate` first")
     return serve(settings, url, settings.serve_workers)
 
 

@@ -31,7 +31,7 @@ def serve(settings: Settings, database_url: str, workers: int) -> int:
         run_worker(settings, database_url, reuse_port=False)
         return 0
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop or pool
-    children = [context.Process(target=run_worker, args=(settings, database_url, True),
+    children = [context.Process(target=_worker_process, args=(settings, database_url),
                                 name=f"mallpay-serve-{index}") for index in range(workers)]
     for child in children:
         child.start()
@@ -71,6 +71,20 @@ def run_worker(settings: Settings, database_url: str, reuse_port: bool) -> None:
     web.run_app(create_app(settings, database_url=database_url), host=settings.host, port=settings.port,
                 reuse_port=reuse_port or None, access_log=None,
                 print=lambda text: print(text, file=sys.stderr))
+
+
+def _worker_process(settings: Settings, database_url: str) -> None:
+    """A spawned worker: what `mallpay` itself says in one line (gateway.cli.main), it says
+    the same way."""
+    from gateway.cli import operator_error
+
+    try:
+        run_worker(settings, database_url, reuse_port=True)
+    except Exception as exc:
+        if not operator_error(exc):
+            raise
+        print(f"mallpay: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _stop_when_parent_ends() -> None:

@@ -71,6 +71,23 @@ async def database_url(pg_server: str, template_database: str) -> str:
 
 
 @pytest.fixture
+async def empty_database(pg_server: str) -> str:
+    """A new database with nothing in it (not migrated), dropped afterwards."""
+    name = f"m_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(pg_server)
+    try:
+        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+    finally:
+        await conn.close()
+    yield with_database(pg_server, name)
+    conn = await asyncpg.connect(pg_server)
+    try:
+        await conn.execute(f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
 async def db_pool(database_url: str) -> asyncpg.Pool:
     pool = await create_pool(
         database_url, min_size=1, max_size=TEST_POOL_SIZE_MAX, statement_timeout_ms=TEST_STATEMENT_TIMEOUT_MS,

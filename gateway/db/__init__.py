@@ -27,6 +27,8 @@ __all__ = [
     "BoundedPool",
     "CONNECTION_BROKEN",
     "DATABASE_UNAVAILABLE",
+    "DatabaseUnreachable",
+    "connect",
     "create_pool",
     "ensure_database",
     "resolve_database_url",
@@ -62,6 +64,44 @@ DATABASE_UNAVAILABLE = (
     asyncpg.exceptions.InternalClientError,
 )
 CONNECTION_BROKEN = (asyncpg.exceptions.InterfaceError, asyncpg.exceptions.InternalClientError)
+
+# Why a first connection fails when the DSN itself is the problem or nothing answers it:
+# refused, unknown host, timed out, no such database, credentials refused, server starting.
+CONNECT_FAILURES = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.InvalidCatalogNameError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # and InvalidPasswordError
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+class DatabaseUnreachable(ConnectionError):
+    """The database a DSN names cannot be used at all (see CONNECT_FAILURES); the message
+    names it, password left out, and says why. A ConnectionError, so what handled the
+    underlying OSError before handles this too."""
+
+    def __init__(self, dsn: str, cause: BaseException):
+        super().__init__(f"cannot connect to the database {redacted(dsn)}: {cause or type(cause).__name__}")
+
+
+def redacted(dsn: str) -> str:
+    """The DSN with its password (if any) replaced by ***."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One plain connection (set-up work: migrations, creating a database)."""
+    try:
+        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
+    except CONNECT_FAILURES as exc:
+        raise DatabaseUnreachable(dsn, exc) from exc
 
 
 PING = "SELECT 1"
@@ -118,7 +158,10 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int, statement_timeo
         reset=_keep_session,
     )
     pool.acquire_timeout_s = acquire_timeout_s
-    return await pool
+    try:
+        return await pool
+    except CONNECT_FAILURES as exc:
+        raise DatabaseUnreachable(dsn, exc) from exc
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -172,7 +215,7 @@ def resolve_database_url(settings: "Settings") -> tuple[str, EmbeddedPostgres | 
 
 async def ensure_database(server_dsn: str, name: str) -> bool:
     """Create database `name` unless it exists; True when this call created it."""
-    conn = await asyncpg.connect(server_dsn, timeout=CONNECT_TIMEOUT_S)
+    conn = await connect(server_dsn)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if exists:

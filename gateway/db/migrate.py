@@ -38,11 +38,12 @@ from typing import NamedTuple
 
 import asyncpg
 
+from gateway.db import connect
+
 # Arbitrary but fixed: every mallpay process agrees on it. ASCII "mallpay" as an int.
 MIGRATION_LOCK_KEY = 0x6D616C6C706179
 LOCK_WAIT_S_MAX = 120.0
 LOCK_POLL_INTERVAL_S = 0.05
-CONNECT_TIMEOUT_S = 10.0
 FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 REPLACES_PREFIX = "-- replaces:"
 REPLACES_LINE = re.compile(r"^-- replaces: (\d{4})_([a-z0-9_]+)\.sql sha256:([0-9a-f]{64})$")
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 SELECT_APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+HAS_TABLE = "SELECT to_regclass('schema_migrations') IS NOT NULL"
 INSERT_APPLIED = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
 TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
 UNLOCK = "SELECT pg_advisory_unlock($1)"
@@ -152,12 +154,26 @@ async def migrate(conn_or_dsn: asyncpg.Connection | str, *, directory: Path | No
     recorded over the files it replaces counts as applied)."""
     migrations = load_migrations(directory)
     if isinstance(conn_or_dsn, str):
-        conn = await asyncpg.connect(conn_or_dsn, timeout=CONNECT_TIMEOUT_S)
+        conn = await connect(conn_or_dsn)
         try:
             return await _migrate_locked(conn, migrations)
         finally:
             await conn.close()
     return await _migrate_locked(conn_or_dsn, migrations)
+
+
+async def pending(dsn: str, *, directory: Path | None = None) -> list[str]:
+    """The migration files the database has not applied (nothing is changed or locked):
+    for starting without migrating, which must find none. Refuses a history the files
+    do not stand for, as `migrate` does."""
+    migrations = load_migrations(directory)
+    conn = await connect(dsn)
+    try:
+        applied = ({row["version"]: row for row in await conn.fetch(SELECT_APPLIED)}
+                   if await conn.fetchval(HAS_TABLE) else {})
+    finally:
+        await conn.close()
+    return [migration.file_name for migration, _ in _pending(migrations, applied)]
 
 
 async def _migrate_locked(conn: asyncpg.Connection, migrations: list[Migration]) -> list[str]:

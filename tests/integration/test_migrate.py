@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import secrets
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from gateway.db import quote_ident, with_database
 from gateway.db.migrate import (
     MIGRATION_LOCK_KEY,
     MigrationChecksumMismatch,
@@ -23,22 +21,6 @@ from gateway.db.migrate import (
 # lock long enough for a concurrent runner to really wait on it.
 ACCOUNTS = "CREATE TABLE accounts (id bigint PRIMARY KEY, balance_fen bigint NOT NULL);\nSELECT pg_sleep(0.2);\n"
 ENTRIES = "CREATE TABLE entries (account_id bigint REFERENCES accounts (id), amount_fen bigint NOT NULL);\n"
-
-
-@pytest.fixture
-async def empty_database(pg_server: str) -> str:
-    name = f"m_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
-    finally:
-        await conn.close()
-    yield with_database(pg_server, name)
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

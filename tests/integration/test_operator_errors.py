@@ -1,0 +1,101 @@
+"""What an operator gets wrong is said in one line, with the exit status 1, and leaves
+nothing behind: a DATABASE_URL nothing answers, a database that does not exist or is not
+migrated, an address already taken; and a gateway whose start fails half-way closes
+what it opened (no connection left to the database)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway import cli
+from gateway.app import create_app
+from gateway.db import DatabaseUnreachable, create_pool, redacted, with_database
+from gateway.db.migrate import pending
+from gateway.settings import Settings
+
+
+def _run(monkeypatch, tmp_path, database_url: str, *argv: str) -> int:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MALLPAY_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MALLPAY_CHANNEL_URL", "http://127.0.0.1:9")
+    return cli.main(list(argv))
+
+
+@pytest.mark.parametrize("argv", [["migrate"], ["tenant", "list"], ["serve", "--port", "9"]])
+def test_a_database_nothing_answers(monkeypatch, tmp_path, capsys, argv):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    assert _run(monkeypatch, tmp_path, f"postgresql://mall:s3cret@127.0.0.1:{port}/mallpay", *argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"mallpay: cannot connect to the database postgresql://mall:***@127.0.0.1:{port}/mallpay: ")
+    assert "s3cret" not in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_a_database_that_does_not_exist(monkeypatch, tmp_path, capsys, pg_server):
+    assert _run(monkeypatch, tmp_path, with_database(pg_server, "no_such_mall_db"), "migrate") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mallpay: cannot connect to the database ")
+    assert 'database "no_such_mall_db" does not exist' in err
+
+
+def test_serving_an_unmigrated_database_without_migrating(monkeypatch, tmp_path, capsys, empty_database):
+    assert _run(monkeypatch, tmp_path, empty_database, "serve", "--port", "9", "--no-migrate") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mallpay: the database lacks 0015_baseline.sql, ")
+    assert err.rstrip().endswith("run `mallpay migrate` first")
+
+
+async def test_pending_lists_what_migrate_would_apply(empty_database, database_url):
+    assert (await pending(empty_database))[0] == "0015_baseline.sql"
+    assert await pending(database_url) == []  # the tests' databases are migrated
+
+
+def test_an_address_already_taken(monkeypatch, tmp_path, capsys, database_url):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        assert _run(monkeypatch, tmp_path, database_url, "serve", "--port", str(port), "--no-migrate") == 1
+    finally:
+        taken.close()
+    err = capsys.readouterr().err
+    assert err.startswith("mallpay: [Errno 98] error while attempting to bind on address ")
+    assert "Traceback" not in err
+
+
+def test_redacted_leaves_a_dsn_without_password_as_it_is():
+    assert redacted("postgresql://postgres@/mallpay?host=/run/pg") == "postgresql://postgres@/mallpay?host=/run/pg"
+    assert redacted("postgresql://u:p%40ss@db:5432/x") == "postgresql://u:***@db:5432/x"
+
+
+async def test_a_start_that_fails_half_way_closes_what_it_opened(empty_database, pg_server, tmp_path):
+    # The pool opens, then the first read fails (no schema): the pool and the HTTP
+    # sessions made before it must not stay open.
+    settings = Settings().with_(data_dir=tmp_path, channel_url="http://127.0.0.1:9")
+    server = TestServer(create_app(settings, database_url=empty_database, run_workers=False))
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await server.start_server()
+    await server.close()
+    name = empty_database.rsplit("/", 1)[1].split("?")[0]
+    conn = await asyncpg.connect(pg_server)
+    try:
+        left = await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name)
+    finally:
+        await conn.close()
+    assert left == 0
+
+
+async def test_create_pool_says_which_database(pg_server):
+    with pytest.raises(DatabaseUnreachable, match="no_such_mall_db"):
+        await create_pool(with_database(pg_server, "no_such_mall_db"), min_size=1, max_size=1,
+                          statement_timeout_ms=1000)
+    await asyncio.sleep(0)
