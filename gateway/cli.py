@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the command's own clean-up has run; no traceback
         print("mallpay: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:  # `mallpay statement ... | head`: the reader stopped reading
+        # Python flushes standard output once more at exit; let that go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         if not operator_error(exc):
             raise
@@ -53,13 +58,14 @@ LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
 
 def operator_error(exc: BaseException) -> bool:
     """Whether `exc` is the operator's to fix and its message says all of it: a database
-    that cannot be reached or is not migrated, an address the server cannot listen on.
+    that cannot be reached or is not migrated, an address the server cannot listen on, a
+    file it names that cannot be read or written (`--out` in a missing folder, say).
     (Imported here: commands without a database never load asyncpg.)"""
     from gateway.db import DatabaseUnreachable
     from gateway.db.migrate import MigrationError
 
     return (isinstance(exc, (DatabaseUnreachable, MigrationError))
-            or isinstance(exc, OSError) and exc.errno in LISTEN_ERRNOS)
+            or isinstance(exc, OSError) and (exc.errno in LISTEN_ERRNOS or exc.filename is not None))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -232,12 +238,21 @@ def _client_create(settings: Settings, args) -> int:
             await onboarding.ensure_mall(pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
             return await onboarding.create_client(database_services(settings, pool), settings.sp_mchid, client)
 
+    _writable_folder(args.out)  # before registering: a client whose key is lost helps no one
     created = _run_refusable(register())
     if created is None:
         return 1
     write_client_config(args.out, settings, created, key, identity)
     print(f"client {created.client_id} ({args.role}) written to {args.out / 'config.json'}")
     return 0
+
+
+def _writable_folder(out: Path) -> None:
+    """Make `out` (and its parents) and check files can be made in it; an OSError naming
+    it otherwise."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot write files in this folder", str(out))
 
 
 def write_client_config(out: Path, settings: Settings, created, key, identity) -> None:

@@ -18,7 +18,9 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_app
 from gateway.db import DatabaseUnreachable, create_pool, redacted, with_database
 from gateway.db.migrate import pending
+from gateway.services import onboarding
 from gateway.settings import Settings
+from tests.support import add_tenant
 
 
 from tests.conftest import REPO_ROOT
@@ -110,3 +112,31 @@ async def test_create_pool_says_which_database(pg_server):
         await create_pool(with_database(pg_server, "no_such_mall_db"), min_size=1, max_size=1,
                           statement_timeout_ms=1000)
     await asyncio.sleep(0)
+
+
+async def test_client_create_into_a_folder_it_cannot_make_registers_nothing(tmp_path, database_url, db_pool):
+    (tmp_path / "a_file").write_text("not a folder")
+    before = await db_pool.fetchval("SELECT count(*) FROM clients")
+    status, err = await asyncio.to_thread(_run, tmp_path, database_url, "client", "create", "--role", "mall_app",
+                                          "--out", str(tmp_path / "a_file" / "client"))
+    assert status == 1, err
+    assert err.startswith("mallpay: [Errno ") and "a_file" in err and "Traceback" not in err
+    assert await db_pool.fetchval("SELECT count(*) FROM clients") == before
+
+
+async def test_a_statement_into_a_closed_pipe_ends_quietly(tmp_path, database_url, db_pool):
+    settings = Settings()
+    await onboarding.ensure_mall(db_pool, settings.sp_mchid, settings.sp_appid, settings.mall_name)
+    await add_tenant(db_pool, settings.sp_mchid, "1900000201")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `| head` does once it has its lines
+    env = {**os.environ, "DATABASE_URL": database_url, "MALLPAY_DATA_DIR": str(tmp_path)}
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "gateway.cli", "statement", "--sub-mchid", "1900000201",
+                             "--date", "2026-11-03"],
+            cwd=REPO_ROOT, env=env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=RUN_WAIT_S)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
