@@ -19,7 +19,7 @@ from pathlib import Path
 from gateway import signing
 from gateway import targeting_files
 from gateway.cli_jobs import add_jobs_commands
-from gateway.settings import Settings, SettingsError
+from gateway.settings import PORT_MAX, Settings, SettingsError
 from gateway.wire import iso_day
 from ledger.statements import DAY_MAX, DAY_MIN
 
@@ -74,20 +74,20 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gateway (migrates first)")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=_port)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
     serve.add_argument("--workers", type=_positive_int, help="gateway processes sharing the port (default MALLPAY_SERVE_WORKERS)")
     serve.set_defaults(run=_serve)
 
     emulator = sub.add_parser("emulator", help="run the WeChat Pay emulator")
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int)
+    emulator.add_argument("--port", type=_port)
     emulator.set_defaults(run=_emulator)
 
     demo = sub.add_parser("demo", help="a demo mall: database, gateway, emulator, shoppers, summary")
-    demo.add_argument("--shoppers", type=int, default=16, help="concurrent simulated shoppers")
-    demo.add_argument("--seconds", type=float, default=20.0, help="how long the shoppers shop")
-    demo.add_argument("--stores", type=int, default=24)
+    demo.add_argument("--shoppers", type=_positive_int, default=16, help="concurrent simulated shoppers")
+    demo.add_argument("--seconds", type=_positive_seconds, default=20.0, help="how long the shoppers shop")
+    demo.add_argument("--stores", type=_positive_int, default=24)
     demo.set_defaults(run=_demo)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
@@ -171,6 +171,21 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= PORT_MAX:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {PORT_MAX}")
+    return value
+
 
 
 def _with_database(settings: Settings):

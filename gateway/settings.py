@@ -6,8 +6,9 @@ misconfigured process refuses to start instead of failing on its first payment.
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -182,36 +183,45 @@ class Settings:
             raise SettingsError("MALLPAY_CHANNEL_URL must be an http(s) URL")
         if self.channel == CHANNEL_WECHATPAY and urlsplit(self.channel_url).scheme != "https":
             raise SettingsError("the real WeChat Pay channel is reached over https only")
-        positive = (
-            "port", "serve_workers", "signature_window_s", "nonce_batch_max", "body_bytes_max",
-            "db_pool_size_min", "db_pool_size_max", "outbox_workers", "outbox_batch_max",
-            "outbox_poll_interval_ms", "unpaid_check_batch_max", "order_expire_after_s",
-            "db_acquire_timeout_ms", "loop_backoff_initial_ms", "loop_backoff_max_ms", "health_check_timeout_ms",
-            "body_read_timeout_s",
-            "coupon_issue_budget_ms", "coupon_issue_inflight_max", "coupon_model_refit_interval_s",
-            "coupon_model_payments_max", "coupon_report_window_days", "points_sync_batch_max",
-            "points_sync_attempts_max", "points_sync_poll_interval_ms", "coupon_issue_retry_after_ms",
-            "coupon_issue_poll_interval_ms", "coupon_issue_batch_max", "coupon_issue_lease_s",
-            "coupon_issue_attempts_max", "coupon_issue_retry_base_s", "coupon_expiry_interval_s",
-            "coupon_campaigns_refresh_s", "coupon_expiry_batch_max",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"MALLPAY_{name.upper()} must be positive")
-        if not 0 <= self.coupon_holdout_bps <= 10000:
-            raise SettingsError("MALLPAY_COUPON_HOLDOUT_BPS must be 0 to 10000")
-        if self.coupons_per_payment_max < 0 or self.points_per_yuan_default < 0:
-            raise SettingsError("coupon and points counts cannot be negative")
-        if self.signing_threads < 0:
-            raise SettingsError("MALLPAY_SIGNING_THREADS must be 0 (sign on the event loop) or more")
-        if not 0 <= self.reconcile_at_minute < 24 * 60 or self.reconcile_stores_concurrency <= 0:
-            raise SettingsError("MALLPAY_RECONCILE_AT_MINUTE must be within a day, concurrency positive")
+        for f in fields(self):
+            if f.type in ("int", "float"):
+                _check_number(f.name, getattr(self, f.name))
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise SettingsError(f"MALLPAY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         if self.db_pool_size_min > self.db_pool_size_max:
             raise SettingsError("MALLPAY_DB_POOL_SIZE_MIN exceeds MALLPAY_DB_POOL_SIZE_MAX")
         if self.loop_backoff_initial_ms > self.loop_backoff_max_ms:
             raise SettingsError("MALLPAY_LOOP_BACKOFF_INITIAL_MS exceeds MALLPAY_LOOP_BACKOFF_MAX_MS")
-        if not self.notify_retry_schedule_s:
-            raise SettingsError("MALLPAY_NOTIFY_RETRY_SCHEDULE_S needs at least one delay")
+        if not self.notify_retry_schedule_s or min(self.notify_retry_schedule_s) < 0:
+            raise SettingsError("MALLPAY_NOTIFY_RETRY_SCHEDULE_S needs at least one delay, none negative")
+
+
+# Numeric settings must be finite and above 0, except these, where 0 means "at once" or
+# "none" (signing_threads 0: sign on the event loop), and those with a range of their own.
+ZERO_ALLOWED = frozenset({
+    "signing_threads", "coupons_per_payment_max", "points_per_yuan_default", "coupon_shopper_history_max",
+    "split_first_try_after_s", "query_sync_after_s", "unpaid_order_query_after_s", "finish_before_unfreeze_s",
+    "channel_cap_fresh_s", "client_key_cache_s", "coupon_issue_retry_after_ms",
+})
+PORT_MAX = 65535
+RANGES = {"port": (1, PORT_MAX), "emulator_port": (1, PORT_MAX), "coupon_holdout_bps": (0, 10_000),
+          "reconcile_at_minute": (0, 24 * 60 - 1)}
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _check_number(name: str, value: float) -> None:
+    key = "MALLPAY_" + name.upper()
+    if not math.isfinite(value):
+        raise SettingsError(f"{key} must be a finite number")
+    if name in RANGES:
+        low, high = RANGES[name]
+        if not low <= value <= high:
+            raise SettingsError(f"{key} must be from {low} to {high}")
+    elif name in ZERO_ALLOWED:
+        if value < 0:
+            raise SettingsError(f"{key} must be 0 or more")
+    elif value <= 0:
+        raise SettingsError(f"{key} must be positive")
 
 
 def listen_url(host: str, port: int) -> str:
