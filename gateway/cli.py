@@ -225,7 +225,12 @@ def _emulator(settings: Settings, args) -> int:
 
 def _demo(settings: Settings, args) -> int:
     from gateway.demo import run_demo
-    return asyncio.run(run_demo(settings, shoppers=args.shoppers, seconds=args.seconds, stores=args.stores))
+    from gateway.demo.run import DemoAlreadyRunning
+    try:
+        return asyncio.run(run_demo(settings, shoppers=args.shoppers, seconds=args.seconds, stores=args.stores))
+    except DemoAlreadyRunning as exc:
+        print(f"mallpay: {exc}", file=sys.stderr)
+        return 1
 
 
 def _migrate(settings: Settings, args) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import random
 import socket
 import sys
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -55,10 +57,37 @@ class DemoClock:
         return datetime.now(timezone.utc) + self.offset
 
 
+class DemoAlreadyRunning(RuntimeError):
+    """Another demo resets and uses the same database now: a second would drop it under it."""
+
+
+@contextmanager
+def only_demo_here(data_dir: Path):
+    """Held while a demo runs on the embedded server of `data_dir` (its database is reset
+    at start). The lock is the kernel's, so a demo that died leaves none behind."""
+    lock_file = open(data_dir / "demo.lock", "a+")
+    try:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DemoAlreadyRunning(f"another demo is running on {data_dir}: wait for it to end, or give "
+                                     "this one its own MALLPAY_DATA_DIR") from None
+        yield
+    finally:
+        lock_file.close()
+
+
 async def run_demo(settings: Settings, *, shoppers: int, seconds: float, stores: int) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.database_url:  # used as it is, never reset: nothing to guard
+        return await _run_demo(settings, shoppers=shoppers, seconds=seconds, stores=stores)
+    with only_demo_here(settings.data_dir):
+        return await _run_demo(settings, shoppers=shoppers, seconds=seconds, stores=stores)
+
+
+async def _run_demo(settings: Settings, *, shoppers: int, seconds: float, stores: int) -> int:
     out = sys.stdout
     log_path = settings.data_dir / "demo.log"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "a", encoding="utf-8")
     configure_logging(settings.log_level, stream=log_file)
     database_url = await _demo_database(settings, out)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+from gateway.demo.run import only_demo_here
 from tests.conftest import REPO_ROOT
 
 RUN_WAIT_S = 240.0
@@ -51,3 +52,17 @@ async def test_ctrl_c_ends_the_demo_without_a_traceback(database_url, tmp_path):
     assert process.returncode == 130, err[-3000:]
     assert "mallpay: interrupted" in err
     assert "Traceback" not in err, err[-3000:]
+
+
+async def test_a_second_demo_on_the_same_data_dir_refuses_to_start(tmp_path):
+    # The first one resets the embedded server's demo database; a second would drop it.
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env["MALLPAY_DATA_DIR"] = str(tmp_path)
+    with only_demo_here(tmp_path):  # as a running demo holds it
+        done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "gateway.cli", "demo"],
+                                       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=RUN_WAIT_S)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"mallpay: another demo is running on {tmp_path}"), done.stderr
+    assert not (tmp_path / "pg").exists()  # refused before starting any server
+    with only_demo_here(tmp_path):  # released: the next demo may start
+        pass
