@@ -66,6 +66,7 @@ class SignedTransport:
         self._response_bytes_max = response_bytes_max
         # The emulator's sandbox clock offset rides on its answers (gateway.sandbox_clock).
         self._on_answer_headers = on_answer_headers
+        self._sandbox_clock_lost = False  # said once when lost and once when back, not every poll
 
     def now(self) -> datetime:
         return self._clock()
@@ -78,7 +79,13 @@ class SignedTransport:
             async with self._session.get(self._base_url + "/sandbox/clock", timeout=self._timeout) as resp:
                 self._on_answer_headers(resp.headers)
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            log.warning("channel.sandbox_clock_unreachable", error=type(exc).__name__)
+            if not self._sandbox_clock_lost:
+                log.warning("channel.sandbox_clock_unreachable", error=type(exc).__name__, url=self._base_url)
+            self._sandbox_clock_lost = True
+            return
+        if self._sandbox_clock_lost:
+            log.info("channel.sandbox_clock_reachable", url=self._base_url)
+            self._sandbox_clock_lost = False
 
     def encrypt(self, text: str) -> str:
         """RSA-OAEP under the platform key; every request names that key in Wechatpay-Serial."""
