@@ -6,6 +6,7 @@ misconfigured process refuses to start instead of failing on its first payment.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field, fields, replace
@@ -186,7 +187,7 @@ class Settings:
         for f in fields(self):
             if f.type in ("int", "float"):
                 _check_number(f.name, getattr(self, f.name))
-        if self.log_level.lower() not in LOG_LEVELS:
+        if not isinstance(logging.getLevelName(self.log_level.upper()), int):
             raise SettingsError(f"MALLPAY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         if self.db_pool_size_min > self.db_pool_size_max:
             raise SettingsError("MALLPAY_DB_POOL_SIZE_MIN exceeds MALLPAY_DB_POOL_SIZE_MAX")
@@ -202,6 +203,7 @@ ZERO_ALLOWED = frozenset({
     "signing_threads", "coupons_per_payment_max", "points_per_yuan_default", "coupon_shopper_history_max",
     "split_first_try_after_s", "query_sync_after_s", "unpaid_order_query_after_s", "finish_before_unfreeze_s",
     "channel_cap_fresh_s", "client_key_cache_s", "coupon_issue_retry_after_ms",
+    "job_retry_base_s", "points_sync_retry_base_s", "split_retry_s",  # retried at the next poll
 })
 PORT_MAX = 65535
 RANGES = {"port": (1, PORT_MAX), "emulator_port": (1, PORT_MAX), "coupon_holdout_bps": (0, 10_000),

@@ -163,17 +163,20 @@ async def migrate(conn_or_dsn: asyncpg.Connection | str, *, directory: Path | No
 
 
 async def pending(dsn: str, *, directory: Path | None = None) -> list[str]:
-    """The migration files the database has not applied (nothing is changed or locked):
-    for starting without migrating, which must find none. Refuses a history the files
-    do not stand for, as `migrate` does."""
+    """The migration files the database has not applied (nothing is changed, locked or
+    checked): for starting without migrating, which needs none missing. A database ahead
+    of the code (a newer release migrated it; this one is still running during a deploy)
+    misses nothing; `migrate` is the one that refuses a history it does not know."""
     migrations = load_migrations(directory)
     conn = await connect(dsn)
     try:
-        applied = ({row["version"]: row for row in await conn.fetch(SELECT_APPLIED)}
-                   if await conn.fetchval(HAS_TABLE) else {})
+        applied = {row["version"] for row in await conn.fetch(SELECT_APPLIED)} if await conn.fetchval(HAS_TABLE) \
+            else set()
     finally:
         await conn.close()
-    return [migration.file_name for migration, _ in _pending(migrations, applied)]
+    return [migration.file_name for migration in migrations
+            if migration.version not in applied
+            and not (migration.replaces and all(entry.version in applied for entry in migration.replaces))]
 
 
 async def _migrate_locked(conn: asyncpg.Connection, migrations: list[Migration]) -> list[str]:

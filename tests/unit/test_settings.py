@@ -72,3 +72,8 @@ def test_pairs_stay_ordered():
         Settings.from_env(_env(db_pool_size_min=8, db_pool_size_max=4))
     with pytest.raises(SettingsError, match="MALLPAY_LOOP_BACKOFF_INITIAL_MS exceeds"):
         Settings.from_env(_env(loop_backoff_initial_ms=9000, loop_backoff_max_ms=100))
+
+
+def test_log_level_takes_what_logging_takes():
+    for level in ("debug", "INFO", "warn", "Warning", "error", "critical"):
+        Settings.from_env({"MALLPAY_LOG_LEVEL": level})
