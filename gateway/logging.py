@@ -14,6 +14,7 @@ import sys
 
 import orjson
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 SENSITIVE_KEY_RE = re.compile(
     r"(secret|private|apiv3|signature|sign$|paysign|authorization|openid|password|token|ciphertext)",
@@ -74,3 +75,57 @@ def configure_logging(level: str = "info", stream=None, *, cache_loggers: bool =
     )
     # aiohttp's own access log would duplicate ours and knows nothing of redaction.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    _route_stdlib_logging(stream or sys.stdout)
+
+
+# What the libraries log through the standard library (aiohttp's server, asyncio) goes out
+# as JSON lines on the same stream too, a traceback inside its line, so the log stays one
+# event per line for whatever reads it. Only the root logger's level (WARNING) lets through.
+_stdlib_handler: logging.Handler | None = None
+
+
+def _route_stdlib_logging(stream) -> None:
+    global _stdlib_handler
+    stop_routing_stdlib_logging()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(allow=CLIENT_ERROR_FIELDS),
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=json_line),
+        ],
+    ))
+    handler.addFilter(client_http_errors)
+    logging.getLogger().addHandler(handler)
+    _stdlib_handler = handler
+
+
+def stop_routing_stdlib_logging() -> None:
+    """Take the handler `configure_logging` installed off the root logger (tests)."""
+    global _stdlib_handler
+    if _stdlib_handler is not None:
+        logging.getLogger().removeHandler(_stdlib_handler)
+        _stdlib_handler = None
+
+
+CLIENT_ERROR_FIELDS = ("remote", "error")
+
+
+def client_http_errors(record: logging.LogRecord) -> bool:
+    """aiohttp logs a request it could not even parse (a request line or header too long,
+    bad framing) as an error with its traceback. That is the client's mistake and a
+    client can send any number of them: one warning line, no traceback."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError) and record.name == "aiohttp.server":
+        record.remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.error = f"{exc.code} {exc.message}".strip()
+        record.msg, record.args, record.exc_info, record.exc_text = "http.client_request_malformed", (), None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True

@@ -206,7 +206,7 @@ def capture_log(level: str):
     logging set-up of the run is put back afterwards."""
     import structlog
 
-    from gateway.logging import configure_logging
+    from gateway.logging import configure_logging, stop_routing_stdlib_logging
 
     saved = structlog.get_config()
     access_level = logging.getLogger("aiohttp.access").level
@@ -217,6 +217,7 @@ def capture_log(level: str):
     finally:
         structlog.configure(**saved)
         logging.getLogger("aiohttp.access").setLevel(access_level)
+        stop_routing_stdlib_logging()
 
 
 async def seed_ledger_history(pool, mall_id: str, stores: list[str], days: list, *, seed: int,
