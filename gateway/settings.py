@@ -203,7 +203,8 @@ ZERO_ALLOWED = frozenset({
     "signing_threads", "coupons_per_payment_max", "points_per_yuan_default", "coupon_shopper_history_max",
     "split_first_try_after_s", "query_sync_after_s", "unpaid_order_query_after_s", "finish_before_unfreeze_s",
     "channel_cap_fresh_s", "client_key_cache_s", "coupon_issue_retry_after_ms",
-    "job_retry_base_s", "points_sync_retry_base_s", "split_retry_s",  # retried at the next poll
+    # retried at the next poll:
+    "job_retry_base_s", "points_sync_retry_base_s", "coupon_issue_retry_base_s", "split_retry_s",
 })
 PORT_MAX = 65535
 RANGES = {"port": (1, PORT_MAX), "emulator_port": (1, PORT_MAX), "coupon_holdout_bps": (0, 10_000),
