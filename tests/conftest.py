@@ -74,17 +74,9 @@ async def database_url(pg_server: str, template_database: str) -> str:
 async def empty_database(pg_server: str) -> str:
     """A new database with nothing in it (not migrated), dropped afterwards."""
     name = f"m_{secrets.token_hex(6)}"
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
-    finally:
-        await conn.close()
+    await _execute(pg_server, f"CREATE DATABASE {quote_ident(name)}")
     yield with_database(pg_server, name)
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
-    finally:
-        await conn.close()
+    await _drop_database(pg_server, name)
 
 
 @pytest.fixture
