@@ -45,9 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception as exc:
-        if not operator_error(exc):
+        if not told_operator(exc):
             raise
-        print(f"mallpay: {exc}", file=sys.stderr)
         return 1
 
 
@@ -56,16 +55,21 @@ INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
 LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
 
 
-def operator_error(exc: BaseException) -> bool:
-    """Whether `exc` is the operator's to fix and its message says all of it: a database
-    that cannot be reached or is not migrated, an address the server cannot listen on, a
-    file it names that cannot be read or written (`--out` in a missing folder, say).
-    (Imported here: commands without a database never load asyncpg.)"""
+def told_operator(exc: BaseException) -> bool:
+    """Say `exc` in one line when it is the operator's to fix and its message says all of
+    it: a database that cannot be reached or is not migrated, a demo already running on
+    the data directory, an address the server cannot listen on, a file it names that
+    cannot be read or written (`--out` in a missing folder, say). False (nothing said) for
+    anything else. (Imported here: commands without a database never load asyncpg.)"""
     from gateway.db import DatabaseUnreachable
     from gateway.db.migrate import MigrationError
+    from gateway.demo.run import DemoAlreadyRunning
 
-    return (isinstance(exc, (DatabaseUnreachable, MigrationError))
-            or isinstance(exc, OSError) and (exc.errno in LISTEN_ERRNOS or exc.filename is not None))
+    if not (isinstance(exc, (DatabaseUnreachable, MigrationError, DemoAlreadyRunning))
+            or isinstance(exc, OSError) and (exc.errno in LISTEN_ERRNOS or exc.filename is not None)):
+        return False
+    print(f"mallpay: {exc}", file=sys.stderr)
+    return True
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -187,7 +191,6 @@ def _port(text: str) -> int:
     return value
 
 
-
 def _with_database(settings: Settings):
     """The database URL (starting the embedded server when DATABASE_URL is unset)."""
     from gateway.db import resolve_database_url
@@ -225,12 +228,7 @@ def _emulator(settings: Settings, args) -> int:
 
 def _demo(settings: Settings, args) -> int:
     from gateway.demo import run_demo
-    from gateway.demo.run import DemoAlreadyRunning
-    try:
-        return asyncio.run(run_demo(settings, shoppers=args.shoppers, seconds=args.seconds, stores=args.stores))
-    except DemoAlreadyRunning as exc:
-        print(f"mallpay: {exc}", file=sys.stderr)
-        return 1
+    return asyncio.run(run_demo(settings, shoppers=args.shoppers, seconds=args.seconds, stores=args.stores))
 
 
 def _migrate(settings: Settings, args) -> int:

@@ -76,14 +76,13 @@ def run_worker(settings: Settings, database_url: str, reuse_port: bool) -> None:
 def _worker_process(settings: Settings, database_url: str) -> None:
     """A spawned worker: what `mallpay` itself says in one line (gateway.cli.main), it says
     the same way."""
-    from gateway.cli import operator_error
+    from gateway.cli import told_operator
 
     try:
         run_worker(settings, database_url, reuse_port=True)
     except Exception as exc:
-        if not operator_error(exc):
+        if not told_operator(exc):
             raise
-        print(f"mallpay: {exc}", file=sys.stderr)
         sys.exit(1)
 
 

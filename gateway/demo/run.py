@@ -8,7 +8,7 @@ import random
 import socket
 import sys
 import time
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -79,9 +79,8 @@ def only_demo_here(data_dir: Path):
 
 async def run_demo(settings: Settings, *, shoppers: int, seconds: float, stores: int) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.database_url:  # used as it is, never reset: nothing to guard
-        return await _run_demo(settings, shoppers=shoppers, seconds=seconds, stores=stores)
-    with only_demo_here(settings.data_dir):
+    # DATABASE_URL is used as it is, never reset: nothing to guard then.
+    with nullcontext() if settings.database_url else only_demo_here(settings.data_dir):
         return await _run_demo(settings, shoppers=shoppers, seconds=seconds, stores=stores)
 
 
