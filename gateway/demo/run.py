@@ -21,7 +21,7 @@ from gateway.app import create_app
 from gateway.channel.credentials import ensure_local_credentials
 from emulator import create_emulator_app
 from emulator.config import EmulatorConfig
-from gateway.db import quote_ident, with_database
+from gateway.db import connect, quote_ident, with_database
 from gateway.db.embedded import EmbeddedPostgres
 from gateway.db.migrate import migrate
 from gateway.demo.backend import MallBackend, NotificationInbox
@@ -183,8 +183,7 @@ async def _demo_database(settings: Settings, out) -> str:
     server = EmbeddedPostgres(settings.data_dir)
     out.write(f"Embedded PostgreSQL in {server.root} ...\n")
     server_dsn = await asyncio.to_thread(server.start)
-    import asyncpg
-    conn = await asyncpg.connect(server_dsn)
+    conn = await connect(server_dsn)
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(DEMO_DATABASE)} WITH (FORCE)")
         await conn.execute(f"CREATE DATABASE {quote_ident(DEMO_DATABASE)}")
