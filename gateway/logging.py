@@ -52,6 +52,15 @@ def json_line(event_dict: dict, **_kw) -> str:
         return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+TIMESTAMP = structlog.processors.TimeStamper(fmt="iso", utc=True)
+# The last steps of every event, the gateway's own and the libraries' alike.
+AS_JSON_LINE = (
+    redact_secrets,
+    structlog.processors.format_exc_info,
+    structlog.processors.JSONRenderer(serializer=json_line),
+)
+
+
 def configure_logging(level: str = "info", stream=None, *, cache_loggers: bool = False) -> None:
     """`cache_loggers`: each logger is assembled once, on first use, instead of for every
     event (structlog's advice for production). Only for a process that configures logging
@@ -64,10 +73,8 @@ def configure_logging(level: str = "info", stream=None, *, cache_loggers: bool =
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=json_line),
+            TIMESTAMP,
+            *AS_JSON_LINE,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
         logger_factory=structlog.WriteLoggerFactory(stream or sys.stdout),
@@ -93,14 +100,9 @@ def _route_stdlib_logging(stream) -> None:
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ExtraAdder(allow=CLIENT_ERROR_FIELDS),
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            TIMESTAMP,
         ],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            redact_secrets,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=json_line),
-        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *AS_JSON_LINE],
     ))
     handler.addFilter(client_http_errors)
     logging.getLogger().addHandler(handler)
