@@ -170,8 +170,9 @@ async def pending(dsn: str, *, directory: Path | None = None) -> list[str]:
     migrations = load_migrations(directory)
     conn = await connect(dsn)
     try:
-        applied = {row["version"] for row in await conn.fetch(SELECT_APPLIED)} if await conn.fetchval(HAS_TABLE) \
-            else set()
+        applied = set()
+        if await conn.fetchval(HAS_TABLE):
+            applied = {row["version"] for row in await conn.fetch(SELECT_APPLIED)}
     finally:
         await conn.close()
     return [migration.file_name for migration in migrations
