@@ -74,6 +74,11 @@ class MigrationChecksumMismatch(MigrationError):
     """An applied migration file was edited afterwards."""
 
 
+def file_name_of(version: int, name: str) -> str:
+    """What FILE_NAME reads back as (version, name)."""
+    return f"{version:04d}_{name}.sql"
+
+
 @dataclass(frozen=True)
 class Replaced:
     """A migration a baseline stands for: its file is gone, its row may be recorded."""
@@ -83,7 +88,7 @@ class Replaced:
 
     @property
     def file_name(self) -> str:
-        return f"{self.version:04d}_{self.name}.sql"
+        return file_name_of(self.version, self.name)
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class Migration:
 
     @property
     def file_name(self) -> str:
-        return f"{self.version:04d}_{self.name}.sql"
+        return file_name_of(self.version, self.name)
 
 
 class Step(NamedTuple):
