@@ -17,7 +17,7 @@ def add_coupon_commands(coupons) -> None:
 
 def add_points_commands(points) -> None:
     syncs = listing_command(points, "syncs", "points changes told to WeChat in one state (default: dead)", _syncs)
-    syncs.add_argument("--state", help="dead (the default), pending or synced")
+    syncs.add_argument("--state", default="dead", help="dead (the default), pending or synced")
     retry = points.add_parser("retry-sync", help="send a dead points change to WeChat again")
     retry.add_argument("sync_id", type=int)
     retry.set_defaults(run=_retry_sync)
@@ -49,7 +49,7 @@ def _syncs(settings, args) -> int:
     return print_page(settings, lambda svc: points.list_syncs(svc, settings.sp_mchid, parse_sync_state(args.state),
                                                               args.limit, 0),
                       ("sync_id", "kind", "ref", "increased_points", "state", "attempts", "last_error"),
-                      f"{args.state or 'dead'} points syncs", as_json=args.json)
+                      f"{args.state} points syncs", as_json=args.json)
 
 
 def _retry_sync(settings, args) -> int:
