@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api import caller_of
+from gateway.api.requests.mall import parse_store_filter
 from gateway.domain_errors import InvalidField, NotFound, NotPermitted
 from gateway.caller import Caller
 from gateway.wire import ascii_int
@@ -45,3 +46,13 @@ def path_number(request: web.Request, name: str, resource: str) -> int:
     if number is None:
         raise NotFound(resource)
     return number
+
+
+def listed_store(request: web.Request, caller: Caller) -> str | None:
+    """The one store a listing is limited to: the `?sub_mchid` named (the service answers
+    a store the caller may not see as missing), else a store's own for its credentials,
+    else every store's (None)."""
+    sub_mchid = parse_store_filter(request.query.get("sub_mchid"))
+    if caller.role == "tenant" and sub_mchid is None:
+        return caller.sub_mchid
+    return sub_mchid

@@ -6,9 +6,9 @@ from aiohttp import web
 
 from gateway.api import json_or_missing, services_of
 from gateway.api.middleware import json_body
-from gateway.api.mall.common import caller_in_role, paging
+from gateway.api.mall.common import caller_in_role, listed_store, paging
 from gateway.api.orders import json_response
-from gateway.api.requests.mall import parse_store_filter, parse_subsidy_payout
+from gateway.api.requests.mall import parse_subsidy_payout
 from gateway.domain_errors import NotFound
 from gateway.services import coupon_redemption
 
@@ -26,8 +26,6 @@ async def pay_out(request: web.Request) -> web.Response:
 async def list_payouts(request: web.Request) -> web.Response:
     caller = caller_in_role(request, "admin", "finance", "tenant")
     limit, offset = paging(request)
-    sub_mchid = parse_store_filter(request.query.get("sub_mchid"))
-    if caller.role == "tenant" and sub_mchid is None:
-        sub_mchid = caller.sub_mchid
+    sub_mchid = listed_store(request, caller)
     found = await coupon_redemption.subsidy_payouts(services_of(request), caller, sub_mchid, limit, offset)
     return json_or_missing(found, NotFound("tenant"))

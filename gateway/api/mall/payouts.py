@@ -11,8 +11,7 @@ from datetime import date
 from aiohttp import web
 
 from gateway.api import json_or_missing, services_of
-from gateway.api.mall.common import caller_in_role, paging
-from gateway.api.requests.mall import parse_store_filter
+from gateway.api.mall.common import caller_in_role, listed_store, paging
 from gateway.domain_errors import InvalidField, NotFound
 from gateway.services import payouts
 from gateway.services.reconciliation import day_window
@@ -32,9 +31,7 @@ def day_param(request: web.Request, name: str) -> date:
 @routes.get("/v3/mall/payouts")
 async def list_payouts(request: web.Request) -> web.Response:
     caller = caller_in_role(request, "tenant", "finance", "admin")
-    sub_mchid = parse_store_filter(request.query.get("sub_mchid"))
-    if caller.role == "tenant" and sub_mchid is None:
-        sub_mchid = caller.sub_mchid
+    sub_mchid = listed_store(request, caller)
     first, last = day_param(request, "from"), day_param(request, "to")
     if last < first or (last - first).days >= RANGE_DAYS_MAX:
         raise InvalidField("to", "out_of_range", f"from ≤ to, at most {RANGE_DAYS_MAX} days")
