@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mallpay: {exc}", file=sys.stderr)
         return 2
     try:
-        return args.run(settings, args) or 0
+        status = args.run(settings, args) or 0
+        sys.stdout.flush()  # a reader that stopped early shows here, not in the flush at exit
+        return status
     except KeyboardInterrupt:  # Ctrl-C: the command's own clean-up has run; no traceback
         print("mallpay: interrupted", file=sys.stderr)
         return INTERRUPTED

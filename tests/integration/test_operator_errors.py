@@ -130,7 +130,10 @@ async def test_a_statement_into_a_closed_pipe_ends_quietly(tmp_path, database_ur
     await add_tenant(db_pool, settings.sp_mchid, "1900000201")
     read_end, write_end = os.pipe()
     os.close(read_end)  # as `| head` does once it has its lines
-    env = {**os.environ, "DATABASE_URL": database_url, "MALLPAY_DATA_DIR": str(tmp_path)}
+    # Buffered, as a shell runs it: the write fits the buffer and the pipe breaks only when
+    # standard output is flushed (with PYTHONUNBUFFERED the write itself fails).
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    env.update(DATABASE_URL=database_url, MALLPAY_DATA_DIR=str(tmp_path))
     try:
         done = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "gateway.cli", "statement", "--sub-mchid", "1900000201",
